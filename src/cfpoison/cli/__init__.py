@@ -1,0 +1,82 @@
+"""The ``cfpoison`` command line.
+
+Each sub-command lives in its own module of this package and exposes
+``register(subparsers) -> None``, which adds its parser and sets ``func`` (a callable taking
+the parsed ``argparse.Namespace`` and returning an exit code). Modules are discovered
+automatically, so adding a command means adding a module.
+
+Exit codes: 0 success, 2 usage error (argparse), 1 any other error, reported as one line on
+stderr (a traceback only with ``--debug``), 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from cfpoison import __version__
+from cfpoison.errors import CfpoisonError
+
+log = logging.getLogger("cfpoison")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cfpoison",
+        description=(
+            "Data poisoning attacks on factorization-based collaborative filtering "
+            "(Li, Wang, Singh, Vorobeychik, NIPS 2016), and the detectors that try to catch them."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"cfpoison {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, no logs")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if module.name.startswith("_"):
+            continue
+        importlib.import_module(f"{__name__}.{module.name}").register(subparsers)
+    return parser
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    if not quiet and verbose == 0:
+        level = logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("cfpoison: interrupted", file=sys.stderr)
+        return 130
+    except CfpoisonError as err:
+        if args.debug:
+            raise
+        print(f"cfpoison: error: {_one_line(str(err))}", file=sys.stderr)
+        return 1
+    except Exception as err:  # a bug, or an error of a library we call: still one line
+        if args.debug:
+            raise
+        message = _one_line(f"{type(err).__name__}: {err}")
+        print(f"cfpoison: error: {message} (run with --debug for details)", file=sys.stderr)
+        return 1
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "unknown error"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""The ``Ratings`` type: a users x items rating matrix on the paper's shifted scale.
+
+Conventions used everywhere in cfpoison:
+
+* rows are users, columns are items (``m x n``);
+* internally ratings live on the shifted scale ``[-2, 2]``: the data set's scale
+  ``[low, high]`` is mapped linearly, ``s = 4 (r - low) / (high - low) - 2``;
+* the stored entries of the CSR matrix are exactly the observed set Omega. A rating that maps
+  to ``0.0`` (3 stars on a 1-5 scale) is an *explicit* stored zero: never call
+  ``eliminate_zeros`` on these matrices, and count observations with ``nnz``/``indptr``;
+* inputs and outputs (fake profiles, reports) use the data set's own ids and rating scale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from cfpoison.errors import ConfigError, DataError
+
+SHIFTED_LOW = -2.0
+SHIFTED_HIGH = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RatingScale:
+    """A data set's own rating scale: values ``low, low + step, ..., high``.
+
+    ``step = 0`` means a continuous scale (no rounding).
+    """
+
+    low: float
+    high: float
+    step: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.high > self.low):
+            raise ConfigError(f"rating scale needs low < high, got [{self.low}, {self.high}]")
+        if not (math.isfinite(self.step) and self.step >= 0):
+            raise ConfigError(f"rating scale step must be >= 0, got {self.step}")
+        if self.step > 0:
+            n_steps = (self.high - self.low) / self.step
+            if abs(n_steps - round(n_steps)) > 1e-9:
+                raise ConfigError(
+                    f"rating scale step {self.step} does not divide [{self.low}, {self.high}]"
+                )
+
+    @property
+    def shifted_step(self) -> float:
+        """The step on the shifted scale (0 for a continuous scale)."""
+        return self.step * (SHIFTED_HIGH - SHIFTED_LOW) / (self.high - self.low)
+
+    def to_shifted(self, values: Any) -> np.ndarray:
+        """Map ratings on this scale linearly onto [-2, 2]."""
+        values = np.asarray(values, dtype=np.float64)
+        span = SHIFTED_HIGH - SHIFTED_LOW
+        return (values - self.low) * (span / (self.high - self.low)) + SHIFTED_LOW
+
+    def to_original(self, values: Any) -> np.ndarray:
+        """Map shifted values back onto this scale (no rounding, no clipping)."""
+        values = np.asarray(values, dtype=np.float64)
+        span = SHIFTED_HIGH - SHIFTED_LOW
+        return (values - SHIFTED_LOW) * ((self.high - self.low) / span) + self.low
+
+    def snap(self, values: Any) -> np.ndarray:
+        """Clip values on this scale to [low, high] and round them to the nearest step."""
+        values = np.clip(np.asarray(values, dtype=np.float64), self.low, self.high)
+        if self.step > 0:
+            values = self.low + np.round((values - self.low) / self.step) * self.step
+            values = np.clip(np.round(values, 10), self.low, self.high)
+        return values
+
+    def contains(self, values: Any, tol: float = 1e-9) -> np.ndarray:
+        """Boolean mask: which values lie on this scale (inside it and on its grid)."""
+        values = np.asarray(values, dtype=np.float64)
+        inside = (values >= self.low - tol) & (values <= self.high + tol)
+        if self.step > 0:
+            k = (values - self.low) / self.step
+            inside &= np.abs(k - np.round(k)) <= tol * max(1.0, 1.0 / self.step)
+        return inside
+
+    def to_dict(self) -> dict[str, float]:
+        return {"low": self.low, "high": self.high, "step": self.step}
+
+
+@dataclasses.dataclass(frozen=True)
+class Ratings:
+    """Observed ratings: CSR ``users x items`` on the shifted scale, with id maps both ways.
+
+    Attributes:
+        matrix: ``scipy.sparse.csr_array`` (float64), sorted indices, no duplicates; stored
+            entries are the observed set Omega (explicit zeros included).
+        user_ids: original user id of each row (``int64``, strictly increasing not required).
+        item_ids: original item id of each column.
+        scale: the data set's own rating scale.
+        name: data set name (``ml-latest-small``, ``synthetic``, ``csv:PATH``, ...).
+        steps: preprocessing steps applied so far, each a JSON-able dict, in order.
+    """
+
+    matrix: sp.csr_array
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    scale: RatingScale
+    name: str = ""
+    steps: tuple[dict[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        m, n = self.matrix.shape
+        if len(self.user_ids) != m or len(self.item_ids) != n:
+            raise DataError(
+                f"{self.name}: id maps ({len(self.user_ids)} users, {len(self.item_ids)} items)"
+                f" do not match the matrix shape {m} x {n}"
+            )
+        if not np.all(np.isfinite(self.matrix.data)):
+            raise DataError(f"{self.name}: ratings contain NaN or infinity")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_triples(
+        cls,
+        users: np.ndarray,
+        items: np.ndarray,
+        ratings: np.ndarray,
+        scale: RatingScale,
+        name: str = "",
+        steps: tuple[dict[str, Any], ...] = (),
+    ) -> Ratings:
+        """Build from parallel arrays of original ids and ratings on ``scale``.
+
+        Rows and columns are ordered by increasing original id. Duplicate (user, item) pairs
+        must have been resolved by the caller (the parsers do it, naming the line).
+        """
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        values = np.asarray(ratings, dtype=np.float64)
+        if not (len(users) == len(items) == len(values)):
+            raise DataError(f"{name}: users, items and ratings differ in length")
+        user_ids, rows = np.unique(users, return_inverse=True)
+        item_ids, cols = np.unique(items, return_inverse=True)
+        shifted = scale.to_shifted(values)
+        matrix = sp.csr_array(
+            (shifted, (rows, cols)), shape=(len(user_ids), len(item_ids)), dtype=np.float64
+        )
+        if matrix.nnz != len(values):
+            raise DataError(f"{name}: duplicate (user, item) pairs")
+        matrix.sort_indices()
+        return cls(matrix, user_ids, item_ids, scale, name, steps)
+
+    def with_matrix(
+        self,
+        matrix: sp.csr_array,
+        user_ids: np.ndarray | None = None,
+        item_ids: np.ndarray | None = None,
+        step: dict[str, Any] | None = None,
+    ) -> Ratings:
+        """A new ``Ratings`` with another matrix (and id maps), recording ``step``."""
+        steps = self.steps + ((step,) if step is not None else ())
+        return dataclasses.replace(
+            self,
+            matrix=matrix,
+            user_ids=self.user_ids if user_ids is None else user_ids,
+            item_ids=self.item_ids if item_ids is None else item_ids,
+            steps=steps,
+        )
+
+    # ------------------------------------------------------------------ shape and views
+    @property
+    def n_users(self) -> int:
+        return int(self.matrix.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.matrix.shape[1])
+
+    @property
+    def nnz(self) -> int:
+        return int(self.matrix.nnz)
+
+    @property
+    def user_counts(self) -> np.ndarray:
+        """Number of ratings of each user (row)."""
+        return np.diff(self.matrix.indptr)
+
+    @property
+    def item_counts(self) -> np.ndarray:
+        """Number of ratings of each item (column)."""
+        return np.bincount(self.matrix.indices, minlength=self.n_items)
+
+    def csc(self) -> sp.csc_array:
+        """The same matrix in CSC form (items' ratings contiguous)."""
+        return self.matrix.tocsc()
+
+    def triples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row indices, column indices and shifted values of every observed entry."""
+        rows = np.repeat(np.arange(self.n_users), self.user_counts)
+        return rows, self.matrix.indices.astype(np.int64), self.matrix.data
+
+    # ------------------------------------------------------------------ id maps
+    def user_index(self, ids: Any) -> np.ndarray:
+        """Row indices of original user ids; unknown ids raise :class:`DataError`."""
+        return _lookup(self.user_ids, ids, f"{self.name}: unknown user id")
+
+    def item_index(self, ids: Any) -> np.ndarray:
+        """Column indices of original item ids; unknown ids raise :class:`DataError`."""
+        return _lookup(self.item_ids, ids, f"{self.name}: unknown item id")
+
+    # ------------------------------------------------------------------ report
+    def summary(self) -> dict[str, Any]:
+        """Counts, density, activity quantiles and the scale, as JSON-able values."""
+        uc, ic = self.user_counts, self.item_counts
+        original = self.scale.to_original(self.matrix.data) if self.nnz else np.zeros(1)
+        return {
+            "name": self.name,
+            "users": self.n_users,
+            "items": self.n_items,
+            "ratings": self.nnz,
+            "density": self.nnz / max(1, self.n_users * self.n_items),
+            "scale": self.scale.to_dict(),
+            "mean_rating": float(original.mean()),
+            "ratings_per_user": _quantiles(uc),
+            "ratings_per_item": _quantiles(ic),
+            "steps": list(self.steps),
+        }
+
+
+def _quantiles(counts: np.ndarray) -> dict[str, float]:
+    if len(counts) == 0:
+        return {"min": 0, "median": 0, "mean": 0.0, "max": 0}
+    return {
+        "min": int(counts.min()),
+        "median": float(np.median(counts)),
+        "mean": float(counts.mean()),
+        "max": int(counts.max()),
+    }
+
+
+def _lookup(known: np.ndarray, ids: Any, message: str) -> np.ndarray:
+    ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
+    order = np.argsort(known, kind="stable")
+    pos = np.searchsorted(known, ids, sorter=order)
+    pos = np.clip(pos, 0, len(known) - 1)
+    index = order[pos] if len(known) else pos
+    bad = (len(known) == 0) | (known[index] != ids) if len(known) else np.ones(len(ids), bool)
+    if np.any(bad):
+        missing = ids[np.asarray(bad)]
+        shown = ", ".join(str(int(x)) for x in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise DataError(f"{message} {shown}{more}")
+    return index.astype(np.int64)

@@ -1,0 +1,70 @@
+"""The learner interface shared by alternating minimization and nuclear-norm minimization.
+
+One regularizer convention everywhere (``../shared/notes/math.md`` section 1)::
+
+    L(U, U~, V) = sum_Omega (M_ij - u_i.v_j)^2 + sum_Omega~ (M~_ij - u~_i.v_j)^2
+                  + lam_U (||U||_F^2 + ||U~||_F^2) + lam_V ||V||_F^2
+
+so that the stationarity conditions read ``lam_U u_i = sum_j (M_ij - u_i.v_j) v_j``.
+(The paper's Eq. 2 writes ``2 lam`` in front of the norms; our ``lam_U`` is the paper's
+``2 lam_U``.) Nuclear norm: ``||R_Omega(M - X)||^2 + 2 lam ||X||_*``, whose balanced factors
+``U = A S^(1/2)``, ``V = B S^(1/2)`` are a stationary point of ``L`` with
+``lam_U = lam_V = lam``.
+
+Fake users (the attacker's rows ``M~``, ``m' x n`` CSR on the shifted scale) are passed to
+``fit`` separately from the data set, so that an attack loop never rebuilds the data set's
+matrices; their factors are ``fake_user_factors``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol, Self, runtime_checkable
+
+import numpy as np
+import scipy.sparse as sp
+
+from cfpoison.data.ratings import Ratings
+
+
+@dataclasses.dataclass
+class Factors:
+    """Low-rank factors ``(U, U~, V)``: predictions are ``U V^T`` and ``U~ V^T``."""
+
+    user: np.ndarray  # m x k
+    item: np.ndarray  # n x k
+    fake_user: np.ndarray  # m' x k (m' may be 0)
+
+    def copy(self) -> Factors:
+        return Factors(self.user.copy(), self.item.copy(), self.fake_user.copy())
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """What every learner provides (see module docstring for the objective)."""
+
+    lambda_u: float
+    lambda_v: float
+
+    def fit(
+        self, ratings: Ratings, init: Factors | None = None, fake: sp.csr_array | None = None
+    ) -> Self:
+        """Fit on ``ratings`` (plus optional fake rows), warm-started from ``init``."""
+        ...
+
+    @property
+    def factors(self) -> Factors: ...
+
+    @property
+    def user_factors(self) -> np.ndarray: ...
+
+    @property
+    def item_factors(self) -> np.ndarray: ...
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predictions (shifted scale) for parallel arrays of row and column indices."""
+        ...
+
+    def objective(self) -> float: ...
+
+    def kkt_residual(self) -> float: ...
