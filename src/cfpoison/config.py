@@ -39,14 +39,13 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
     if origin is typing.Union or origin is types.UnionType:
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _convert(value, arg, where)
-            except ConfigError as err:
-                errors.append(str(err))
+            except ConfigError:
+                continue
         raise ConfigError(f"{where}: {value!r} matches none of {hint}")
     if origin is typing.Literal:
         if value not in args:
@@ -60,7 +59,8 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
             return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
             raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
-        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        pairs = enumerate(zip(value, args, strict=True))
+        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in pairs)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected an object, got {value!r}")
@@ -138,7 +138,8 @@ class JsonConfig:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ConfigError(f"{cls.__name__}: invalid JSON ({err.msg} at line {err.lineno})")
+            message = f"{cls.__name__}: invalid JSON ({err.msg} at line {err.lineno})"
+            raise ConfigError(message) from None
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> Self:

@@ -239,15 +239,19 @@ def _quantiles(counts: np.ndarray) -> dict[str, float]:
 
 
 def _lookup(known: np.ndarray, ids: Any, message: str) -> np.ndarray:
+    """Positions of ``ids`` in the array ``known`` (unique values, any order)."""
     ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
-    order = np.argsort(known, kind="stable")
-    pos = np.searchsorted(known, ids, sorter=order)
-    pos = np.clip(pos, 0, len(known) - 1)
-    index = order[pos] if len(known) else pos
-    bad = (len(known) == 0) | (known[index] != ids) if len(known) else np.ones(len(ids), bool)
-    if np.any(bad):
-        missing = ids[np.asarray(bad)]
+    if len(known) == 0:
+        found = np.zeros(len(ids), dtype=bool)
+        index = np.zeros(len(ids), dtype=np.int64)
+    else:
+        order = np.argsort(known, kind="stable")
+        pos = np.minimum(np.searchsorted(known, ids, sorter=order), len(known) - 1)
+        index = order[pos].astype(np.int64)
+        found = known[index] == ids
+    if not np.all(found):
+        missing = ids[~found]
         shown = ", ".join(str(int(x)) for x in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise DataError(f"{message} {shown}{more}")
-    return index.astype(np.int64)
+    return index
