@@ -102,3 +102,8 @@ def test_invalid_json_text() -> None:
 def test_validation_runs_on_replace() -> None:
     with pytest.raises(ConfigError):
         Inner().replace(rate=0.0)
+
+
+def test_union_variant_errors_name_the_real_problem() -> None:
+    with pytest.raises(ConfigError, match="rate must be > 0"):
+        Outer.from_dict({"either": {"name": "inner", "rate": -1.0}})

@@ -39,6 +39,9 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
     if origin is typing.Union or origin is types.UnionType:
         if value is None and type(None) in args:
             return None
+        named = _variant_named(value, args)
+        if named is not None:
+            return _convert(value, named, where)
         for arg in args:
             if arg is type(None):
                 continue
@@ -94,6 +97,18 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
     raise ConfigError(f"{where}: unsupported config type {hint!r}")  # pragma: no cover
+
+
+def _variant_named(value: Any, variants: tuple[Any, ...]) -> Any:
+    """The config class among ``variants`` whose ``name`` literal equals ``value["name"]``."""
+    if not isinstance(value, dict) or "name" not in value:
+        return None
+    for variant in variants:
+        if isinstance(variant, type) and issubclass(variant, JsonConfig):
+            name_hint = get_type_hints(variant).get("name")
+            if get_origin(name_hint) is typing.Literal and value["name"] in get_args(name_hint):
+                return variant
+    return None
 
 
 def _plain(value: Any) -> Any:
