@@ -163,5 +163,10 @@ class JsonConfig:
 
     def digest(self) -> str:
         """A stable SHA-256 of the canonical JSON form: the identity of this config."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return digest_of(self.to_dict())
+
+
+def digest_of(data: Any) -> str:
+    """SHA-256 of the canonical JSON of plain JSON data (sorted keys, no spaces)."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
