@@ -1,4 +1,4 @@
-"""Shilling detectors: hand-computed values, brute-force cross-checks, planted fakes ranked first."""
+"""Shilling detectors: hand-computed values, brute-force checks, planted fakes ranked first."""
 
 from __future__ import annotations
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from scipy import stats
-from test_detect_detectors import N_ITEMS, normal_users, profiles
 
 from cfpoison.data.ratings import Ratings
 from cfpoison.detect import rating_frequency_ttest
 from cfpoison.errors import DataError
+from test_detect_detectors import N_ITEMS, normal_users, profiles
 
 
 def hold_out(ratings: Ratings, users: np.ndarray) -> tuple[Ratings, sp.csr_array]:
