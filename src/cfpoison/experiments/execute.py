@@ -1,0 +1,222 @@
+"""Running the missing cells of a sweep: local worker processes or a Dask cluster.
+
+Only the cells whose key is not in the store are submitted. Workers compute and return; this
+process writes each result to the store as it completes (one transaction per cell), so a kill
+at any moment loses at most the cells in flight. A cell that fails is reported and left
+missing (the next run retries it); the others go on.
+
+Local execution uses :class:`concurrent.futures.ProcessPoolExecutor` (spawned processes, numba
+limited to ``cpu_count // workers`` threads each); ``scheduler`` sends the cells to a Dask
+``distributed`` scheduler instead (its workers need cfpoison installed and the data reachable).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import multiprocessing
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from importlib import metadata
+from typing import Any
+
+from tqdm import tqdm
+
+from cfpoison.errors import CfpoisonError
+from cfpoison.experiments.grid import Cell
+from cfpoison.experiments.runners import RunContext, resolve_runner
+from cfpoison.experiments.store import ResultStore
+
+VERSIONED_PACKAGES = ("cfpoison", "numpy", "scipy", "numba")
+
+
+class SweepError(CfpoisonError):
+    """Some cells of a sweep failed (the others are stored)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CellResult:
+    """A computed cell as a worker returns it."""
+
+    key: str
+    metrics: dict[str, Any]
+    history: Any
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepOutcome:
+    """What a call to :func:`run_cells` did."""
+
+    total: int
+    already_done: int
+    computed: int
+    failed: tuple[tuple[str, str], ...]  # (key, one-line error)
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def package_versions() -> dict[str, str]:
+    """Python and the versions of the packages that decide the numbers."""
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def execute_cell(key: str, config: dict[str, Any], context: RunContext) -> CellResult:
+    """Run one cell (in whatever process this is called) and time it."""
+    runner = resolve_runner(str(config["runner"]))
+    start = time.perf_counter()
+    outcome = runner.run(config, context)
+    return CellResult(key, outcome.metrics, outcome.history, time.perf_counter() - start)
+
+
+def run_cells(
+    cells: Sequence[Cell],
+    store: ResultStore,
+    context: RunContext | None = None,
+    *,
+    workers: int = 2,
+    scheduler: str | None = None,
+    progress: bool = False,
+) -> SweepOutcome:
+    """Compute the cells missing from ``store`` and store each as it finishes.
+
+    ``workers = 0`` runs the cells in this process, one after another; ``scheduler`` (a Dask
+    scheduler address, or a ``distributed.Client``) overrides ``workers``. Raises
+    :class:`SweepError` after the other cells are stored if any cell failed.
+    """
+    if workers < 0:
+        raise CfpoisonError(f"workers must be >= 0, got {workers}")
+    context = context or RunContext()
+    start = time.perf_counter()
+    done = store.keys()
+    missing = [cell for cell in cells if cell.key not in done]
+    versions = package_versions()
+    configs = {cell.key: dict(cell.config) for cell in missing}
+    failed: list[tuple[str, str]] = []
+    computed = 0
+    if scheduler is not None:
+        results = _dask_results(missing, context, scheduler)
+    elif workers == 0:
+        results = _serial_results(missing, context)
+    else:
+        results = _pool_results(missing, context, workers)
+    with tqdm(total=len(missing), desc="cells", unit="cell", disable=not progress) as bar:
+        for key, result in results:
+            if isinstance(result, CellResult):
+                store.put(
+                    key, configs[key], result.metrics, result.history, result.seconds, versions
+                )
+                computed += 1
+            else:
+                failed.append((key, _one_line(result)))
+            bar.update()
+    outcome = SweepOutcome(
+        len(cells), len(cells) - len(missing), computed, tuple(failed), time.perf_counter() - start
+    )
+    if failed:
+        key, message = failed[0]
+        raise SweepError(
+            f"{len(failed)} of {len(missing)} cells failed (stored {computed}; rerun to retry);"
+            f" first, cell {key[:12]}: {message}"
+        )
+    return outcome
+
+
+Results = Iterator[tuple[str, "CellResult | BaseException"]]
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text if isinstance(err, CfpoisonError) else f"{type(err).__name__}: {text}"
+
+
+def _serial_results(cells: Sequence[Cell], context: RunContext) -> Results:
+    for cell in cells:
+        try:
+            yield cell.key, execute_cell(cell.key, dict(cell.config), context)
+        except Exception as err:
+            yield cell.key, err
+
+
+def _pool_results(cells: Sequence[Cell], context: RunContext, workers: int) -> Results:
+    if not cells:
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with cf.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(threads, os.getpid()),
+    ) as pool:
+        futures = {
+            pool.submit(execute_cell, cell.key, dict(cell.config), context): cell.key
+            for cell in cells
+        }
+        try:
+            yield from _completed(futures, cf.as_completed)
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def _completed(futures: dict[Any, str], as_completed: Callable[[Any], Any]) -> Results:
+    for future in as_completed(list(futures)):
+        try:
+            yield futures[future], future.result()
+        except BrokenProcessPool as err:
+            raise CfpoisonError(f"a worker process died ({err}); rerun to resume") from None
+        except Exception as err:
+            yield futures[future], err
+
+
+def _init_worker(threads: int, parent: int) -> None:
+    """Limit numba's threads, and exit if the parent dies (no orphans after a SIGKILL)."""
+    import numba
+
+    numba.set_num_threads(min(threads, numba.get_num_threads()))
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def _dask_results(cells: Sequence[Cell], context: RunContext, scheduler: Any) -> Results:
+    try:
+        import distributed
+    except ImportError:
+        raise CfpoisonError(
+            "--scheduler needs dask distributed: pip install 'cfpoison[distributed]'"
+        ) from None
+    if not cells:
+        return
+    own = not isinstance(scheduler, distributed.Client)
+    try:
+        client = distributed.Client(scheduler, timeout=30) if own else scheduler
+    except OSError as err:
+        raise CfpoisonError(f"cannot reach the Dask scheduler {scheduler}: {err}") from None
+    try:
+        futures = {
+            client.submit(
+                execute_cell, cell.key, dict(cell.config), context, key=f"cell-{cell.key}"
+            ): cell.key
+            for cell in cells
+        }
+        yield from _completed(futures, distributed.as_completed)
+    finally:
+        if own:
+            client.close()

@@ -1,0 +1,326 @@
+"""The report of a sweep: one document rendered as Markdown and as a self-contained HTML page.
+
+It holds the figures (the HTML embeds them as base64 PNG), a table per metric of mean, sample
+standard deviation, min and max over seeds, the seed-noise floor, the data checksums, the
+exact sweep and cell configs, package versions and run times. Every number comes from the
+stored cells passed in; ``report.json`` beside the pages holds the same aggregates unrounded.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import html
+import json
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cfpoison import __version__
+from cfpoison.experiments.grid import Cell, PlotSpec, SweepSpec, lookup
+from cfpoison.experiments.store import StoredCell
+from cfpoison.experiments.table import aggregate, summary_of
+from cfpoison.io import atomic_write, write_json
+
+
+@dataclasses.dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Para:
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Image:
+    png: Path
+    svg: Path
+    alt: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Code:
+    text: str
+    summary: str = ""  # non-empty: folded under this summary
+
+
+Block = Heading | Para | Table | Image | Code
+
+
+def fmt(value: float) -> str:
+    """Numbers in tables: four significant digits."""
+    return f"{value:.4g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportInput:
+    """Everything a report is made of (see :func:`build`)."""
+
+    title: str
+    spec: SweepSpec
+    plot: PlotSpec
+    cells: Sequence[Cell]
+    rows: Sequence[StoredCell]
+    figures: Sequence[tuple[Path, Path]]
+    provenance: Sequence[dict[str, Any]] = ()
+    wall_seconds: float | None = None
+    notes: Sequence[str] = ()
+
+
+def build(inp: ReportInput) -> tuple[list[Block], dict[str, Any]]:
+    """The report's blocks and its machine-readable aggregates."""
+    stored = {row.key for row in inp.rows}
+    missing = [cell for cell in inp.cells if cell.key not in stored]
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    blocks: list[Block] = [
+        Heading(inp.title, 1),
+        Para(
+            f"cfpoison {__version__}, generated {now}. {len(inp.rows)} of {len(inp.cells)} cells "
+            f"stored" + (f"; {len(missing)} missing (failed or not yet run)." if missing else ".")
+        ),
+        *(Para(note) for note in inp.notes),
+    ]
+    summary: dict[str, Any] = {"cells": len(inp.cells), "stored": len(inp.rows), "metrics": {}}
+    for png, svg in inp.figures:
+        blocks.append(Image(png, svg, inp.title))
+    for metric in inp.plot.metrics:
+        table, points = _metric_table(inp.rows, inp.plot, metric)
+        blocks += [Heading(f"{metric}: mean over seeds"), table]
+        summary["metrics"][metric] = points
+    blocks += _floor_blocks(inp.rows, inp.plot, summary)
+    if missing:
+        blocks += [Heading("Missing cells"), _cells_table(missing)]
+    blocks += _provenance_blocks(inp.provenance)
+    blocks += _time_blocks(inp.rows, inp.plot, inp.wall_seconds, summary)
+    blocks += _version_blocks(inp.rows)
+    blocks += [
+        Heading("Configs"),
+        Para(
+            "The sweep as run (file and flags merged); a cell's key is the SHA-256 of its config."
+        ),
+        Code(inp.spec.to_json(), "sweep"),
+        Code(
+            json.dumps({c.key: c.config for c in inp.cells}, indent=2, sort_keys=True),
+            f"all {len(inp.cells)} cell configs",
+        ),
+    ]
+    return blocks, summary
+
+
+def _metric_table(
+    rows: Sequence[StoredCell], plot: PlotSpec, metric: str
+) -> tuple[Table, list[dict[str, Any]]]:
+    headers = (
+        *(name.split(".")[-1] for name in plot.panel),
+        plot.curve.split(".")[-1],
+        plot.x_label,
+        "n",
+        "mean",
+        "std",
+        "min",
+        "max",
+    )
+    lines: list[tuple[str, ...]] = []
+    points: list[dict[str, Any]] = []
+    for panel, curves in aggregate(rows, plot, metric).items():
+        for curve, series in curves.items():
+            for p in series:
+                lines.append(
+                    (
+                        *(str(v) for v in panel),
+                        str(curve),
+                        f"{p.x:g}",
+                        str(p.n),
+                        *(fmt(v) for v in (p.mean, p.std, p.low, p.high)),
+                    )
+                )
+                points.append({"panel": list(panel), "curve": curve, **dataclasses.asdict(p)})
+    return Table(headers, tuple(lines)), points
+
+
+def _floor_blocks(
+    rows: Sequence[StoredCell], plot: PlotSpec, summary: dict[str, Any]
+) -> list[Block]:
+    if not plot.floors:
+        return []
+    blocks: list[Block] = [
+        Heading("Seed-noise floor"),
+        Para(
+            "The same metric between two clean models fitted from different seeds. A shift "
+            "below this floor is no evidence of an attack."
+        ),
+    ]
+    lines = []
+    summary["floors"] = {}
+    for metric, floor in plot.floors.items():
+        point = summary_of(rows, floor)
+        if point is None:
+            continue
+        lines.append(
+            (
+                metric,
+                floor,
+                str(point.n),
+                *(fmt(v) for v in (point.mean, point.std, point.low, point.high)),
+            )
+        )
+        summary["floors"][floor] = dataclasses.asdict(point)
+    blocks.append(Table(("metric", "floor", "cells", "mean", "std", "min", "max"), tuple(lines)))
+    return blocks
+
+
+def _cells_table(cells: Sequence[Cell]) -> Table:
+    return Table(
+        ("key", "config"),
+        tuple((c.key[:12], json.dumps(c.config, sort_keys=True)) for c in cells),
+    )
+
+
+def _provenance_blocks(provenance: Sequence[dict[str, Any]]) -> list[Block]:
+    if not provenance:
+        return []
+    headers = tuple(dict.fromkeys(k for item in provenance for k in item))
+    rows = tuple(tuple(str(item.get(h, "")) for h in headers) for item in provenance)
+    return [Heading("Data"), Table(headers, rows)]
+
+
+def _time_blocks(
+    rows: Sequence[StoredCell], plot: PlotSpec, wall: float | None, summary: dict[str, Any]
+) -> list[Block]:
+    by_curve: dict[str, list[float]] = {}
+    for row in rows:
+        by_curve.setdefault(str(lookup(row.flat(), plot.curve)), []).append(row.seconds)
+    total = sum(row.seconds for row in rows)
+    summary["seconds"] = {"cells_total": total, "wall": wall}
+    text = f"Compute time of the stored cells: {total:.1f} s in all"
+    if wall is not None:
+        text += f"; wall time of the last run: {wall:.1f} s"
+    lines = tuple(
+        (curve, str(len(s)), f"{sum(s) / len(s):.2f}", f"{max(s):.2f}", f"{sum(s):.1f}")
+        for curve, s in sorted(by_curve.items())
+    )
+    return [
+        Heading("Run times"),
+        Para(text + "."),
+        Table((plot.curve.split(".")[-1], "cells", "mean s", "max s", "total s"), lines),
+    ]
+
+
+def _version_blocks(rows: Sequence[StoredCell]) -> list[Block]:
+    distinct = {json.dumps(row.versions, sort_keys=True) for row in rows}
+    machine = (
+        f"Report written on {platform.system()} {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}."
+    )
+    blocks: list[Block] = [Heading("Versions"), Para(machine)]
+    for text in sorted(distinct):
+        versions = json.loads(text)
+        blocks.append(Table(("package", "version"), tuple(sorted(versions.items()))))
+    if len(distinct) > 1:
+        blocks.append(Para("Warning: the cells were computed with different package versions."))
+    return blocks
+
+
+# ---------------------------------------------------------------------- rendering
+def to_markdown(blocks: Sequence[Block], base: Path) -> str:
+    """Markdown; figures link to their files relative to ``base`` (the report's folder)."""
+    out: list[str] = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            out.append(f"{'#' * block.level} {block.text}")
+        elif isinstance(block, Para):
+            out.append(block.text)
+        elif isinstance(block, Table):
+            out.append(_md_table(block))
+        elif isinstance(block, Image):
+            png, svg = (os.path.relpath(p, base) for p in (block.png, block.svg))
+            out.append(f"![{block.alt}]({png})\n\n([SVG]({svg}))")
+        else:
+            fence = f"```json\n{block.text}\n```"
+            out.append(
+                f"<details><summary>{block.summary}</summary>\n\n{fence}\n\n</details>"
+                if block.summary
+                else fence
+            )
+    return "\n\n".join(out) + "\n"
+
+
+def _md_table(table: Table) -> str:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    rule = "|" + "|".join("---" for _ in table.headers) + "|"
+    return "\n".join([line(table.headers), rule, *(line(r) for r in table.rows)])
+
+
+_CSS = (
+    "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 8px;"
+    "text-align:right}th{background:#eee}img{max-width:100%}pre{background:#f6f6f6;"
+    "padding:1em;overflow:auto;max-height:40em}"
+)
+
+
+def to_html(blocks: Sequence[Block]) -> str:
+    """A self-contained page: figures embedded as base64 PNG, no external resources."""
+    esc = html.escape
+    title = next((b.text for b in blocks if isinstance(b, Heading)), "cfpoison report")
+    out = [
+        "<!DOCTYPE html>",
+        f'<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>',
+        f"<style>{_CSS}</style></head><body>",
+    ]
+    for block in blocks:
+        if isinstance(block, Heading):
+            out.append(f"<h{block.level}>{esc(block.text)}</h{block.level}>")
+        elif isinstance(block, Para):
+            out.append(f"<p>{esc(block.text)}</p>")
+        elif isinstance(block, Table):
+            head = "".join(f"<th>{esc(h)}</th>" for h in block.headers)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in block.rows
+            )
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif isinstance(block, Image):
+            data = base64.b64encode(block.png.read_bytes()).decode("ascii")
+            out.append(
+                f'<figure><img alt="{esc(block.alt)}" src="data:image/png;base64,{data}"></figure>'
+            )
+        else:
+            pre = f"<pre>{esc(block.text)}</pre>"
+            out.append(
+                f"<details><summary>{esc(block.summary)}</summary>{pre}</details>"
+                if block.summary
+                else pre
+            )
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def write(inp: ReportInput, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write ``report.md``, ``report.html`` and ``report.json`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    blocks, summary = build(inp)
+    paths = {
+        "markdown": out_dir / "report.md",
+        "html": out_dir / "report.html",
+        "json": out_dir / "report.json",
+    }
+    with atomic_write(paths["markdown"]) as handle:
+        handle.write(to_markdown(blocks, out_dir))
+    with atomic_write(paths["html"]) as handle:
+        handle.write(to_html(blocks))
+    write_json(paths["json"], {"title": inp.title, **summary, "provenance": list(inp.provenance)})
+    return paths

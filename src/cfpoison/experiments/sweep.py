@@ -1,0 +1,108 @@
+"""A sweep end to end: run the missing cells, export the table, draw the figure, write the report.
+
+Everything goes into one output folder::
+
+    OUT/results.sqlite   the store (resumable: rerun the same command to finish a killed run)
+    OUT/sweep.json       the sweep as run
+    OUT/results.csv      one line per cell (and results.parquet when pyarrow is installed)
+    OUT/figures/NAME.png, NAME.svg
+    OUT/report.md, report.html, report.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cfpoison.experiments import figures, report
+from cfpoison.experiments.execute import SweepError, SweepOutcome, run_cells
+from cfpoison.experiments.grid import Cell, PlotSpec, SweepSpec
+from cfpoison.experiments.runners import RunContext, cells_of, resolve_runner
+from cfpoison.experiments.store import ResultStore, export_csv, export_parquet
+from cfpoison.io import write_json
+
+log = logging.getLogger(__name__)
+
+STORE_NAME = "results.sqlite"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepRun:
+    """What :func:`run_sweep` produced."""
+
+    cells: tuple[Cell, ...]
+    outcome: SweepOutcome | None  # None when some cells failed (see ``error``)
+    error: str | None
+    files: dict[str, Path]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cells": len(self.cells),
+            "outcome": self.outcome.to_dict() if self.outcome else None,
+            "error": self.error,
+            "files": {k: str(v) for k, v in self.files.items()},
+        }
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out_dir: str | os.PathLike[str],
+    context: RunContext | None = None,
+    *,
+    workers: int = 2,
+    scheduler: Any = None,
+    progress: bool = False,
+    title: str = "Sweep",
+    notes: Sequence[str] = (),
+    name: str = "sweep",
+) -> SweepRun:
+    """Run ``spec`` into ``out_dir`` (see the module docstring) and report on it.
+
+    When cells fail, the others are stored, the report lists the missing ones, and
+    ``SweepRun.error`` says why; the caller decides whether that is fatal.
+    """
+    out = Path(out_dir)
+    context = context or RunContext()
+    cells = tuple(cells_of(spec))
+    write_json(out / "sweep.json", spec)
+    start = time.perf_counter()
+    outcome: SweepOutcome | None = None
+    error: str | None = None
+    with ResultStore(out / STORE_NAME) as store:
+        try:
+            outcome = run_cells(
+                cells, store, context, workers=workers, scheduler=scheduler, progress=progress
+            )
+        except SweepError as err:
+            error = str(err)
+        rows = store.rows(cell.key for cell in cells)
+    wall = time.perf_counter() - start
+    files = {"store": out / STORE_NAME, "spec": out / "sweep.json", "csv": out / "results.csv"}
+    export_csv(rows, files["csv"])
+    if importlib.util.find_spec("pyarrow") is not None:
+        files["parquet"] = out / "results.parquet"
+        export_parquet(rows, files["parquet"])
+    else:
+        log.warning("pyarrow is not installed: no results.parquet")
+    plot = spec.plot or PlotSpec()
+    figure_paths = []
+    if rows:
+        png, svg = figures.save(figures.draw(rows, plot, title), out / "figures" / name)
+        files.update({"png": png, "svg": svg})
+        figure_paths.append((png, svg))
+    runner = resolve_runner(spec.runner)
+    provenance = runner.provenance(cells, context) if hasattr(runner, "provenance") else []
+    paths = report.write(
+        report.ReportInput(
+            title, spec, plot, cells, rows, figure_paths, provenance, wall, tuple(notes)
+        ),
+        out,
+    )
+    files.update(paths)
+    return SweepRun(cells, outcome, error, files)
