@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from cfpoison.cli._common import add_data_dir_option, add_json_option, data_dir_from, emit, show_progress
+from cfpoison.cli._common import (
+    add_data_dir_option,
+    add_json_option,
+    data_dir_from,
+    emit,
+    show_progress,
+)
 from cfpoison.errors import DataError
 from cfpoison.experiments.execute import SweepError
 from cfpoison.experiments.grid import SweepSpec, load_spec, parse_assignments
@@ -109,7 +115,10 @@ def _run(args: argparse.Namespace) -> int:
             with ResultStore(store_path) as store:
                 done = store.keys()
         stored = sum(cell.key in done for cell in cells)
-        lines = [f"{cell.key[:12]} {'done' if cell.key in done else 'todo'} {cell.config}" for cell in cells]
+        lines = [
+            f"{cell.key[:12]} {'done' if cell.key in done else 'todo'} {cell.config}"
+            for cell in cells
+        ]
         payload = {"cells": len(cells), "stored": stored, "keys": [c.key for c in cells]}
         emit(args, payload, "\n".join([*lines, f"{len(cells)} cells, {stored} stored"]))
         return 0

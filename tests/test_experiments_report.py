@@ -1,0 +1,119 @@
+"""Figures and reports: every number shown is the stored one; the page is self-contained."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from cfpoison.cli import main
+from cfpoison.experiments import figures
+from cfpoison.experiments.grid import PlotSpec, SweepSpec
+from cfpoison.experiments.report import fmt
+from cfpoison.experiments.store import ResultStore
+from cfpoison.experiments.sweep import run_sweep
+from experiments_fakes import expected_metrics
+
+FAKE = "experiments_fakes:RUNNER"
+GRID = {
+    "method": ("pga", "sgld", "uniform"),
+    "alpha": (0.01, 0.03),
+    "seed": (0, 1, 3),
+    "mu1": (1.0, 0.0),
+    "mu2": (0.0, 1.0),
+}
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    spec = SweepSpec(runner=FAKE, grid=(GRID,))
+    return run_sweep(spec, out, workers=0, title="Fake sweep", notes=("a note",)), out
+
+
+def test_report_numbers_are_the_stored_ones(sweep) -> None:
+    run, out = sweep
+    assert run.error is None and run.outcome is not None and run.outcome.computed == 72
+    with ResultStore(out / "results.sqlite") as store:
+        rows = store.rows()
+    summary = json.loads((out / "report.json").read_text())
+    markdown = (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    plot = PlotSpec()
+    for metric in plot.metrics:
+        points = summary["metrics"][metric]
+        assert len(points) == 4 * 3 * 2  # panels x methods x alphas
+        for point in points:
+            (mu1, mu2), method = point["panel"], point["curve"]
+            values = [
+                r.metrics[metric]
+                for r in rows
+                if r.config["attack"]["method"] == method
+                and (r.config["attack"]["mu1"], r.config["attack"]["mu2"]) == (mu1, mu2)
+                and r.config["attack"]["alpha"] * 100 == pytest.approx(point["x"])
+            ]
+            assert point["n"] == len(values) == 3
+            assert point["mean"] == pytest.approx(np.mean(values), rel=1e-12)
+            assert point["std"] == pytest.approx(np.std(values, ddof=1), rel=1e-12)
+            line = f"| {mu1} | {mu2} | {method} | {point['x']:g} | 3 | {fmt(point['mean'])} |"
+            assert line in markdown
+            assert f"<td>{fmt(point['mean'])}</td>" in page
+    floors = [expected_metrics(r.config)["rmse_shift_noise_floor"] for r in rows]
+    assert summary["floors"]["rmse_shift_noise_floor"]["mean"] == pytest.approx(np.mean(floors))
+    assert summary["seconds"]["cells_total"] == pytest.approx(sum(r.seconds for r in rows))
+    assert "a note" in markdown and "Seed-noise floor" in markdown
+
+
+def test_figures_show_every_method_and_the_floor(sweep) -> None:
+    run, out = sweep
+    assert run.files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert run.files["svg"].read_text().lstrip().startswith("<?xml")
+    with ResultStore(out / "results.sqlite") as store:
+        fig = figures.draw(store.rows(), PlotSpec(), "t")
+    labels = {text.get_text() for legend in fig.legends for text in legend.get_texts()}
+    assert labels == {"pga", "sgld", "uniform", "noise floor", "clean model"}
+    assert len(fig.axes) == 2 * 4
+
+
+def test_html_page_is_self_contained(sweep) -> None:
+    _, out = sweep
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 1
+    assert not re.search(r"(src|href)=\"https?:", page)
+    for key in json.loads((out / "sweep.json").read_text())["grid"][0]:
+        assert key in page
+    with ResultStore(out / "results.sqlite") as store:
+        assert all(row.key in page for row in store.rows())  # every cell's config is listed
+
+
+def test_failed_cells_are_listed_as_missing(tmp_path) -> None:
+    spec = SweepSpec(runner=FAKE, grid=({"seed": (0, 1), "fail": (False, True)},))
+    run = run_sweep(spec, tmp_path, workers=0)
+    assert run.error is not None and "2 of 4 cells failed" in run.error
+    markdown = (tmp_path / "report.md").read_text()
+    assert "2 of 4 cells stored; 2 missing" in markdown and "## Missing cells" in markdown
+
+
+def test_cli_sweep_run_dry_run_and_export(tmp_path, capsys) -> None:
+    out = tmp_path / "cli"
+    flags = ["--runner", FAKE, "--grid", "method=pga,uniform", "--grid", "seed=0,1"]
+    dry = tmp_path / "dry.json"
+    assert main(["sweep", "run", "--out", str(out), *flags, "--dry-run", "--json", str(dry)]) == 0
+    assert json.loads(dry.read_text())["stored"] == 0
+    assert main(["--quiet", "sweep", "run", "--out", str(out), *flags, "--workers", "0"]) == 0
+    assert main(["sweep", "run", "--out", str(out), *flags, "--dry-run", "--json", str(dry)]) == 0
+    assert json.loads(dry.read_text()) | {"keys": None} == {"cells": 4, "stored": 4, "keys": None}
+    csv_path, parquet_path = tmp_path / "x.csv", tmp_path / "x.parquet"
+    assert (
+        main(["sweep", "export", str(out), "--csv", str(csv_path), "--parquet", str(parquet_path)])
+        == 0
+    )
+    assert len(csv_path.read_text().splitlines()) == 5 and parquet_path.stat().st_size > 0
+    capsys.readouterr()
+    assert main(["sweep", "export", str(tmp_path / "none")]) == 1
+    assert "no such result store" in capsys.readouterr().err
+    bad = ["sweep", "run", "--out", str(out), "--runner", FAKE, "--grid", "method=nope"]
+    assert main(bad) == 1
+    assert "unknown method" in capsys.readouterr().err
