@@ -1,0 +1,155 @@
+"""Baseline attacks: the paper's uniform attack and the classic shilling attacks.
+
+All produce ``m' x n`` CSR fake matrices on the shifted scale with exactly B rated items per
+fake user, ratings clipped to ``+-Lambda`` and snapped to the data set's grid:
+
+* ``uniform`` (the paper's baseline): B items uniformly at random, ratings uniform on
+  ``[-Lambda, Lambda]`` (uniform over the grid values there when the scale is discrete);
+  it ignores targets.
+* ``random`` (Lam and Riedl, 2004): the targets at the push (``+Lambda``) or nuke (``-Lambda``)
+  rating, filler items at random rated ``N(mean, std)`` of all observed ratings.
+* ``average``: as ``random``, but each filler item rated ``N(mean_j, std_j)`` of that item's
+  observed ratings (the global ones for items nobody rated).
+* ``bandwagon``: as ``random``, plus the most popular items (a tenth of the profile, at least
+  one) rated ``+Lambda``.
+
+Targets are given with their ratings (``+-Lambda``, by the sign of ``mu2 w_j``); with no
+targets the shilling attacks are untargeted profiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from cfpoison.attacks.threat import ThreatModel, pattern_matrix, snap
+
+#: Fraction of a bandwagon profile given to the most popular items.
+BANDWAGON_SHARE = 0.1
+
+
+def uniform_attack(
+    train: sp.csr_array,
+    threat: ThreatModel,
+    n_fake: int,
+    grid: np.ndarray | None,
+    rng: np.random.Generator,
+) -> sp.csr_array:
+    """The paper's uniform attack: random items, ratings uniform on ``[-Lambda, Lambda]``."""
+    n_items = train.shape[1]
+    columns = _choose_items(n_items, n_fake, threat.items_per_user, np.array([], np.int64), rng)
+    lam = threat.max_rating
+    if grid is None:
+        values = rng.uniform(-lam, lam, size=columns.shape)
+    else:
+        values = rng.choice(grid, size=columns.shape)
+    return pattern_matrix(columns, values, n_items)
+
+
+def _choose_items(
+    n_items: int, n_fake: int, budget: int, fixed: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """``n_fake x budget`` columns: ``fixed`` first, then distinct random others per row."""
+    free = budget - len(fixed)
+    others = np.setdiff1d(np.arange(n_items), fixed)
+    keys = rng.random((n_fake, len(others)))
+    picked = others[np.argpartition(keys, free - 1, axis=1)[:, :free]] if free > 0 else None
+    head = np.tile(fixed, (n_fake, 1))
+    return head if picked is None else np.hstack([head, picked])
+
+
+def _shilling(
+    train: sp.csr_array,
+    threat: ThreatModel,
+    n_fake: int,
+    grid: np.ndarray | None,
+    rng: np.random.Generator,
+    targets: np.ndarray,
+    target_ratings: np.ndarray,
+    filler: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    n_popular: int = 0,
+) -> sp.csr_array:
+    """Targets, then ``n_popular`` most popular items at ``+Lambda``, then random fillers.
+
+    ``filler(columns) -> (means, stds)`` gives the normal distribution of each filler column.
+    """
+    n_items = train.shape[1]
+    b = threat.items_per_user
+    targets = np.asarray(targets, dtype=np.int64)[:b]
+    target_ratings = np.asarray(target_ratings, dtype=np.float64)[: len(targets)]
+    counts = np.bincount(train.indices, minlength=n_items)
+    order = np.argsort(-counts, kind="stable")
+    popular = order[~np.isin(order, targets)][: max(0, min(n_popular, b - len(targets)))]
+    fixed = np.concatenate([targets, popular])
+    columns = _choose_items(n_items, n_fake, b, fixed, rng)
+    means, stds = filler(columns[:, len(fixed) :])
+    fill = rng.normal(means, stds)
+    head = np.concatenate([target_ratings, np.full(len(popular), threat.max_rating)])
+    values = np.hstack([np.tile(head, (n_fake, 1)), fill])
+    return pattern_matrix(columns, snap(values, threat.max_rating, grid), n_items)
+
+
+def _global_filler(train: sp.csr_array) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    mean = float(train.data.mean()) if train.nnz else 0.0
+    std = float(train.data.std()) if train.nnz else 1.0
+    return lambda columns: (np.full(columns.shape, mean), np.full(columns.shape, std))
+
+
+def _item_filler(train: sp.csr_array) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    n_items = train.shape[1]
+    counts = np.bincount(train.indices, minlength=n_items)
+    sums = np.bincount(train.indices, weights=train.data, minlength=n_items)
+    squares = np.bincount(train.indices, weights=train.data**2, minlength=n_items)
+    global_mean, global_std = (
+        (float(train.data.mean()), float(train.data.std())) if train.nnz else (0.0, 1.0)
+    )
+    seen = counts > 0
+    mean = np.where(seen, sums / np.maximum(counts, 1), global_mean)
+    var = np.where(seen, squares / np.maximum(counts, 1) - mean**2, global_std**2)
+    std = np.sqrt(np.maximum(var, 0.0))
+    return lambda columns: (mean[columns], std[columns])
+
+
+def random_attack(
+    train: sp.csr_array,
+    threat: ThreatModel,
+    n_fake: int,
+    grid: np.ndarray | None,
+    rng: np.random.Generator,
+    targets: np.ndarray,
+    target_ratings: np.ndarray,
+) -> sp.csr_array:
+    """Random shilling attack: fillers ``N(global mean, global std)``."""
+    filler = _global_filler(train)
+    return _shilling(train, threat, n_fake, grid, rng, targets, target_ratings, filler)
+
+
+def average_attack(
+    train: sp.csr_array,
+    threat: ThreatModel,
+    n_fake: int,
+    grid: np.ndarray | None,
+    rng: np.random.Generator,
+    targets: np.ndarray,
+    target_ratings: np.ndarray,
+) -> sp.csr_array:
+    """Average shilling attack: each filler item rated ``N(item mean, item std)``."""
+    filler = _item_filler(train)
+    return _shilling(train, threat, n_fake, grid, rng, targets, target_ratings, filler)
+
+
+def bandwagon_attack(
+    train: sp.csr_array,
+    threat: ThreatModel,
+    n_fake: int,
+    grid: np.ndarray | None,
+    rng: np.random.Generator,
+    targets: np.ndarray,
+    target_ratings: np.ndarray,
+) -> sp.csr_array:
+    """Bandwagon attack: the most popular items at ``+Lambda``, fillers as ``random``."""
+    popular = max(1, round(BANDWAGON_SHARE * threat.items_per_user))
+    filler = _global_filler(train)
+    return _shilling(train, threat, n_fake, grid, rng, targets, target_ratings, filler, popular)
