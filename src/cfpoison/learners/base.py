@@ -19,6 +19,7 @@ matrices; their factors are ``fake_user_factors``.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from typing import Protocol, Self, runtime_checkable
 
 import numpy as np
@@ -43,8 +44,11 @@ class Factors:
 class Learner(Protocol):
     """What every learner provides (see module docstring for the objective)."""
 
-    lambda_u: float
-    lambda_v: float
+    @property
+    def lambda_u(self) -> float: ...
+
+    @property
+    def lambda_v(self) -> float: ...
 
     def fit(
         self, ratings: Ratings, init: Factors | None = None, fake: sp.csr_array | None = None
@@ -68,3 +72,27 @@ class Learner(Protocol):
     def objective(self) -> float: ...
 
     def kkt_residual(self) -> float: ...
+
+
+_CSC_CACHE: dict[int, tuple[weakref.ref[sp.csr_array], sp.csc_array]] = {}
+
+
+def cached_csc(matrix: sp.csr_array) -> sp.csc_array:
+    """``matrix`` in CSC form (sorted indices), computed once per matrix object.
+
+    The data set's matrix does not change during an attack, while the learner is refitted
+    hundreds of times: the item-major copy is cached, keyed by the object's identity, and
+    dropped when the matrix is garbage-collected.
+    """
+    key = id(matrix)
+    hit = _CSC_CACHE.get(key)
+    if hit is not None and hit[0]() is matrix:
+        return hit[1]
+    csc = sp.csc_array(matrix)
+    csc.sort_indices()
+
+    def forget(_: weakref.ref[sp.csr_array]) -> None:
+        _CSC_CACHE.pop(key, None)
+
+    _CSC_CACHE[key] = (weakref.ref(matrix, forget), csc)
+    return csc

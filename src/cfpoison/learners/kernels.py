@@ -1,0 +1,235 @@
+"""Numba kernels for the learners' hot loops, parallel over rows (all cores by default).
+
+A *source* is a compressed sparse structure ``(indptr, indices, data)`` whose rows are the
+rows being solved for, together with the factor matrix ``Y`` that its column indices point
+into. The user side of ALS has one source (the CSR of the ratings with ``Y = V``); the item
+side has two (the CSC of the real ratings with ``Y = U`` and the CSC of the fake ratings with
+``Y = U~``), so the fake rows never have to be stacked onto the data set's matrix. A missing
+second source is an empty structure (see :func:`empty_source`).
+
+Functions (same names and signatures in :mod:`cfpoison.learners.reference`, the plain NumPy
+path that the tests cross-check against):
+
+* :func:`solve_rows`: ridge least squares per row, ``x_r = (sum y y^T + lam I)^(-1) sum d y``
+  (Gram accumulation and a k x k Cholesky solve in one pass);
+* :func:`residual_rows`: per row, the squared residual ``sum (d - x_r.y)^2`` and the
+  residual-weighted sum ``sum (d - x_r.y) y`` (objective and gradient in one pass);
+* :func:`csr_dot`: ``x_r . y_c`` at every stored entry (predictions on Omega);
+* :func:`dot_rows`: ``A[rows[t]] . B[cols[t]]`` for parallel index arrays;
+* :func:`csr_matmul`: ``S @ Y`` for a sparse ``S``.
+
+All kernels use ``fastmath=False``: results agree with the NumPy path to rounding.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+Source = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def set_threads(threads: int) -> None:
+    """Use ``threads`` numba threads (0 = all available)."""
+    limit = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+    numba.set_num_threads(limit if threads <= 0 else min(threads, limit))
+
+
+def empty_source(n_rows: int, k: int) -> Source:
+    """A source with ``n_rows`` empty rows (no entries)."""
+    return (
+        np.zeros(n_rows + 1, dtype=np.int64),
+        np.zeros(0, dtype=np.int32),
+        np.zeros(0, dtype=np.float64),
+        np.zeros((0, k), dtype=np.float64),
+    )
+
+
+@njit(cache=True, inline="always")
+def _accumulate(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    Y: np.ndarray,
+    r: int,
+    A: np.ndarray,
+    b: np.ndarray,
+) -> None:
+    """A += sum y y^T and b += sum d y over row ``r`` of one source.
+
+    Only the lower triangle of ``A`` is needed; each of its rows is updated up to the next
+    multiple of 4 (a few exact entries above the diagonal too), and the entries are taken
+    four at a time, so that the inner loop is a fixed-stride SIMD loop over contiguous
+    memory and each load/store of ``A`` serves four rank-one updates.
+    """
+    k = Y.shape[1]
+    p, end = indptr[r], indptr[r + 1]
+    while p + 4 <= end:
+        y0 = Y[indices[p]]
+        y1 = Y[indices[p + 1]]
+        y2 = Y[indices[p + 2]]
+        y3 = Y[indices[p + 3]]
+        d0, d1, d2, d3 = data[p], data[p + 1], data[p + 2], data[p + 3]
+        for a in range(k):
+            a0, a1, a2, a3 = y0[a], y1[a], y2[a], y3[a]
+            b[a] += d0 * a0 + d1 * a1 + d2 * a2 + d3 * a3
+            row = A[a]
+            for c in range(min(k, (a // 4 + 1) * 4)):
+                row[c] += a0 * y0[c] + a1 * y1[c] + a2 * y2[c] + a3 * y3[c]
+        p += 4
+    while p < end:
+        y = Y[indices[p]]
+        d = data[p]
+        for a in range(k):
+            ya = y[a]
+            b[a] += d * ya
+            row = A[a]
+            for c in range(a + 1):
+                row[c] += ya * y[c]
+        p += 1
+
+
+@njit(cache=True, inline="always")
+def _cholesky_solve(A: np.ndarray, b: np.ndarray) -> None:
+    """Solve A x = b in place (b becomes x) from the lower triangle of SPD ``A``."""
+    k = A.shape[0]
+    for j in range(k):
+        s = A[j, j]
+        for c in range(j):
+            s -= A[j, c] * A[j, c]
+        djj = np.sqrt(s)
+        A[j, j] = djj
+        for i in range(j + 1, k):
+            s = A[i, j]
+            for c in range(j):
+                s -= A[i, c] * A[j, c]
+            A[i, j] = s / djj
+    for i in range(k):
+        s = b[i]
+        for c in range(i):
+            s -= A[i, c] * b[c]
+        b[i] = s / A[i, i]
+    for i in range(k - 1, -1, -1):
+        s = b[i]
+        for c in range(i + 1, k):
+            s -= A[c, i] * b[c]
+        b[i] = s / A[i, i]
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def solve_rows(
+    p1: np.ndarray,
+    i1: np.ndarray,
+    d1: np.ndarray,
+    Y1: np.ndarray,
+    p2: np.ndarray,
+    i2: np.ndarray,
+    d2: np.ndarray,
+    Y2: np.ndarray,
+    lam: float,
+    out: np.ndarray,
+) -> None:
+    """out[r] = argmin_x sum_sources sum_p (d_p - x.y_p)^2 + lam |x|^2, for every row r."""
+    n_rows, k = out.shape
+    for r in prange(n_rows):
+        A = np.zeros((k, k))
+        b = np.zeros(k)
+        for a in range(k):
+            A[a, a] = lam
+        _accumulate(p1, i1, d1, Y1, r, A, b)
+        _accumulate(p2, i2, d2, Y2, r, A, b)
+        _cholesky_solve(A, b)
+        out[r] = b
+
+
+@njit(cache=True, inline="always")
+def _residual(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    Y: np.ndarray,
+    x: np.ndarray,
+    r: int,
+    g: np.ndarray,
+) -> float:
+    """g += sum (d - x.y) y over row ``r`` of one source; returns sum (d - x.y)^2."""
+    k = Y.shape[1]
+    sq = 0.0
+    for p in range(indptr[r], indptr[r + 1]):
+        y = Y[indices[p]]
+        e = data[p]
+        for a in range(k):
+            e -= x[a] * y[a]
+        sq += e * e
+        for a in range(k):
+            g[a] += e * y[a]
+    return sq
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def residual_rows(
+    p1: np.ndarray,
+    i1: np.ndarray,
+    d1: np.ndarray,
+    Y1: np.ndarray,
+    p2: np.ndarray,
+    i2: np.ndarray,
+    d2: np.ndarray,
+    Y2: np.ndarray,
+    X: np.ndarray,
+    grad: np.ndarray,
+) -> np.ndarray:
+    """Per row r: grad[r] = sum (d - x_r.y) y and the return value[r] = sum (d - x_r.y)^2."""
+    n_rows, k = X.shape
+    sq = np.zeros(n_rows)
+    for r in prange(n_rows):
+        g = np.zeros(k)
+        sq[r] = _residual(p1, i1, d1, Y1, X[r], r, g) + _residual(p2, i2, d2, Y2, X[r], r, g)
+        grad[r] = g
+    return sq
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def csr_dot(indptr: np.ndarray, indices: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """out[p] = X[r] . Y[indices[p]] for every stored entry p of row r."""
+    n_rows, k = X.shape
+    out = np.empty(indices.shape[0])
+    for r in prange(n_rows):
+        for p in range(indptr[r], indptr[r + 1]):
+            y = Y[indices[p]]
+            s = 0.0
+            for a in range(k):
+                s += X[r, a] * y[a]
+            out[p] = s
+    return out
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def dot_rows(A: np.ndarray, B: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """out[t] = A[rows[t]] . B[cols[t]]."""
+    k = A.shape[1]
+    out = np.empty(rows.shape[0])
+    for t in prange(rows.shape[0]):
+        s = 0.0
+        for a in range(k):
+            s += A[rows[t], a] * B[cols[t], a]
+        out[t] = s
+    return out
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def csr_matmul(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, Y: np.ndarray
+) -> np.ndarray:
+    """out = S @ Y for the sparse S = (indptr, indices, data)."""
+    n_rows = indptr.shape[0] - 1
+    k = Y.shape[1]
+    out = np.zeros((n_rows, k))
+    for r in prange(n_rows):
+        for p in range(indptr[r], indptr[r + 1]):
+            y = Y[indices[p]]
+            d = data[p]
+            for a in range(k):
+                out[r, a] += d * y[a]
+    return out

@@ -1,0 +1,380 @@
+"""Nuclear-norm minimization (the paper's Eq. 3 and Eq. 5), solved in factored form.
+
+Objective, over the stacked matrix ``[X; X~]`` of real and fake rows::
+
+    N(X) = ||R_Omega(M - X)||_F^2 + ||R_Omega~(M~ - X~)||_F^2 + 2 lam ||[X; X~]||_*
+
+Since ``||X||_* = min_{U V^T = X} (||U||^2 + ||V||^2) / 2``, ``N`` equals the ALS objective
+``L`` with ``lam_U = lam_V = lam`` minimised over factors of any rank ``r >= rank(X*)``
+(``../shared/notes/math.md`` section 4). The solver runs the ALS sweeps of
+:mod:`cfpoison.learners.als` at a working rank ``r`` (no dense ``m x n`` iterate anywhere),
+balances the result with a thin SVD (``X = A S B^T``, ``U = A S^1/2``, ``V = B S^1/2``) and
+checks optimality with a certificate on the sparse residual ``Rr = R_Omega(M - X)``:
+
+* ``spectral_ratio = ||Rr||_2 / lam`` (at the optimum ``Rr = lam (A B^T + W)`` with
+  ``||W||_2 <= 1``, so the ratio is at most 1); computed with a sparse SVD;
+* the duality gap ``N(X) - 2 D(Y)`` with the dual point ``Y = Rr min(1, lam / ||Rr||_2)``
+  and ``D(Y) = <Y, M> - ||Y||^2 / 2`` (every ``Y`` supported on Omega with ``||Y||_2 <= lam``
+  gives the lower bound ``N >= 2 D(Y)``); ``relative_gap = gap / N(X)``.
+
+If the ratio exceeds 1 the factored problem sits at a saddle or the rank is too small: the
+top singular pairs of ``Rr`` with singular values above ``lam`` are appended as new columns
+(the rank grows, up to ``max_rank``) and the sweeps continue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar, Literal, Self
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from cfpoison.config import JsonConfig, require
+from cfpoison.data.ratings import Ratings
+from cfpoison.errors import ConvergenceError
+from cfpoison.learners.als import (
+    Backend,
+    Engine,
+    Problem,
+    Trace,
+    backend_module,
+    check_indices,
+    checked_init,
+    random_factors,
+)
+from cfpoison.learners.base import Factors
+
+#: Singular values below this fraction of the largest are numerically zero and dropped.
+ZERO_SINGULAR = 1e-12
+
+
+@dataclasses.dataclass(frozen=True)
+class NuclearConfig(JsonConfig):
+    """Nuclear-norm minimization of ``N`` (module docstring).
+
+    Attributes:
+        lam: the weight ``lam`` of ``2 lam ||X||_*`` (also ``lambda_u = lambda_v``).
+        rank: initial working rank of the factors.
+        max_rank: the working rank never exceeds this; a solution that needs more is an error.
+        tol: inner sweeps stop when the relative objective change is at most this.
+        kkt_tol: inner sweeps stop when the relative KKT residual is at most this.
+        max_iters: cap on the total number of sweeps.
+        certificate_tol: ``ok`` needs ``spectral_ratio <= 1 + certificate_tol`` and
+            ``relative_gap <= certificate_tol``.
+        init_scale: standard deviation of the random initial item factors.
+        seed: seed of the random initialisation and of the sparse SVD's start vector.
+        threads: numba threads (0 = all cores).
+        backend: ``numba`` kernels, or the plain ``numpy`` reference path (tests only).
+    """
+
+    kind: ClassVar[str] = "learner"
+    name: Literal["nuclear"] = "nuclear"
+    lam: float = 8.0
+    rank: int = 16
+    max_rank: int = 512
+    tol: float = 1e-9
+    kkt_tol: float = 1e-6
+    max_iters: int = 2000
+    certificate_tol: float = 1e-4
+    init_scale: float = 0.1
+    seed: int = 0
+    threads: int = 0
+    backend: Backend = "numba"
+
+    def __post_init__(self) -> None:
+        require(self.lam > 0, f"nuclear: lam must be > 0, got {self.lam}")
+        require(self.rank >= 1, f"nuclear: rank must be >= 1, got {self.rank}")
+        require(
+            self.max_rank >= self.rank,
+            f"nuclear: max_rank ({self.max_rank}) must be >= rank ({self.rank})",
+        )
+        require(self.tol >= 0, f"nuclear: tol must be >= 0, got {self.tol}")
+        require(self.kkt_tol >= 0, f"nuclear: kkt_tol must be >= 0, got {self.kkt_tol}")
+        require(self.max_iters >= 1, f"nuclear: max_iters must be >= 1, got {self.max_iters}")
+        require(
+            self.certificate_tol > 0,
+            f"nuclear: certificate_tol must be > 0, got {self.certificate_tol}",
+        )
+        require(self.init_scale > 0, f"nuclear: init_scale must be > 0, got {self.init_scale}")
+        require(self.threads >= 0, f"nuclear: threads must be >= 0, got {self.threads}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LowRank:
+    """``[X; X~] = A diag(s) B^T`` with orthonormal columns in ``A`` and ``B``, ``s`` > 0."""
+
+    left: np.ndarray  # (m + m') x r
+    s: np.ndarray  # r, decreasing
+    right: np.ndarray  # n x r
+
+
+def balance(f: Factors) -> LowRank:
+    """Thin SVD of ``[U; U~] V^T`` through two QRs; numerically zero directions dropped."""
+    stacked = np.vstack([f.user, f.fake_user])
+    qu, ru = np.linalg.qr(stacked)
+    qv, rv = np.linalg.qr(f.item)
+    w, s, zt = np.linalg.svd(ru @ rv.T)
+    keep = s > ZERO_SINGULAR * s[0] if s.size and s[0] > 0 else np.zeros(s.size, dtype=bool)
+    return LowRank(qu @ w[:, keep], s[keep], qv @ zt[keep].T)
+
+
+def balanced_factors(low: LowRank, n_users: int) -> Factors:
+    """``U = A S^1/2`` split into real and fake rows, ``V = B S^1/2``; one zero column if X = 0."""
+    root = np.sqrt(low.s)
+    stacked, item = low.left * root, low.right * root
+    if low.s.size == 0:
+        stacked = np.zeros((low.left.shape[0], 1))
+        item = np.zeros((low.right.shape[0], 1))
+    return Factors(
+        np.ascontiguousarray(stacked[:n_users]),
+        np.ascontiguousarray(item),
+        np.ascontiguousarray(stacked[n_users:]),
+    )
+
+
+class NuclearNormLearner:
+    """Nuclear-norm minimization with an optimality certificate (module docstring)."""
+
+    def __init__(self, config: NuclearConfig | None = None):
+        self.config = config or NuclearConfig()
+        self._ops = backend_module(self.config.backend)
+        self._engine: Engine | None = None
+        self._factors: Factors | None = None
+        self._low: LowRank | None = None
+        self._certificate: dict[str, Any] = {}
+        self._history: list[float] = []
+        self._rounds = 0
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self, ratings: Ratings, init: Factors | None = None, fake: sp.csr_array | None = None
+    ) -> Self:
+        """Fit on ``ratings`` plus the fake rows ``fake``, warm-started from ``init``.
+
+        ``init`` may have any rank (the balanced factors of an earlier fit, typically).
+        Raises :class:`ConvergenceError` if the solution needs a rank above ``max_rank``.
+        """
+        c = self.config
+        self._ops.set_threads(c.threads)
+        problem = Problem.build(ratings, fake)
+        engine = Engine(problem, c.lam, c.lam, self._ops)
+        rng = np.random.default_rng(c.seed)
+        start = math.inf
+        if init is None:
+            f = random_factors(
+                rng, problem.n_users, problem.n_fake, problem.n_items, c.rank, c.init_scale
+            )
+        else:
+            f, matched = checked_init(init, problem)
+            if matched:
+                start = engine.objective(f)
+        history: list[float] = []
+        rounds = 0
+        while True:
+            rounds += 1
+            left = c.max_iters - len(history)
+            trace: Trace = engine.run(f, left, c.tol, c.kkt_tol, start)
+            history += trace.history
+            low = balance(f)
+            f = balanced_factors(low, problem.n_users)
+            certificate = _certificate(engine, f, low, c, rng)
+            if certificate["ok"] or len(history) >= c.max_iters:
+                break
+            if certificate["spectral_ratio"] <= 1 + c.certificate_tol:
+                break  # no ascent direction left: only tighter tol/kkt_tol would help
+            grown = self._grow(engine, f, low, rng)
+            if grown is None:
+                break
+            f, start = grown, math.inf
+        self._engine, self._factors, self._low = engine, f, low
+        self._certificate = certificate | {"sweeps": len(history), "rounds": rounds}
+        self._history = history
+        return self
+
+    def _grow(
+        self, engine: Engine, f: Factors, low: LowRank, rng: np.random.Generator
+    ) -> Factors | None:
+        """Append the residual's singular pairs above ``lam`` as new factor columns.
+
+        A pair ``(a, sigma, b)`` enters as ``a sqrt(sigma - lam)``, ``b sqrt(sigma - lam)``:
+        the singular-value-thresholding step along it. At most ``rank`` pairs (the working
+        rank at most doubles per round); None when the sparse SVD finds none above ``lam``.
+        """
+        c = self.config
+        rank = low.s.size
+        room = c.max_rank - rank
+        if room <= 0:
+            raise ConvergenceError(
+                f"nuclear norm: the solution needs rank > max_rank={c.max_rank} at "
+                f"lam={c.lam}; raise max_rank or lam"
+            )
+        u, sigma, v = _top_singular(engine, f, min(room, max(1, rank)), rng)
+        above = sigma > c.lam
+        if not np.any(above):
+            return None
+        scale = np.sqrt(sigma[above] - c.lam)
+        grow_u, grow_v = u[:, above] * scale, v[:, above] * scale
+        m = engine.problem.n_users
+        return Factors(
+            np.ascontiguousarray(np.hstack([f.user, grow_u[:m]])),
+            np.ascontiguousarray(np.hstack([f.item, grow_v])),
+            np.ascontiguousarray(np.hstack([f.fake_user, grow_u[m:]])),
+        )
+
+    # ------------------------------------------------------------------ fitted state
+    def _fitted(self) -> tuple[Engine, Factors, LowRank]:
+        if self._engine is None or self._factors is None or self._low is None:
+            raise RuntimeError(f"{type(self).__name__}: call fit() first")
+        return self._engine, self._factors, self._low
+
+    @property
+    def factors(self) -> Factors:
+        """Balanced factors ``U = A S^1/2`` (real and fake rows), ``V = B S^1/2``."""
+        return self._fitted()[1]
+
+    @property
+    def user_factors(self) -> np.ndarray:
+        return self.factors.user
+
+    @property
+    def item_factors(self) -> np.ndarray:
+        return self.factors.item
+
+    @property
+    def fake_user_factors(self) -> np.ndarray:
+        return self.factors.fake_user
+
+    @property
+    def lambda_u(self) -> float:
+        return self.config.lam
+
+    @property
+    def lambda_v(self) -> float:
+        return self.config.lam
+
+    @property
+    def history(self) -> list[float]:
+        """The factored objective after each sweep of the last fit (all rounds)."""
+        return list(self._history)
+
+    @property
+    def n_sweeps(self) -> int:
+        return len(self._history)
+
+    @property
+    def rank(self) -> int:
+        """Rank of the fitted ``[X; X~]``."""
+        return int(self._fitted()[2].s.size)
+
+    @property
+    def converged(self) -> bool:
+        """Whether the certificate of the last fit holds."""
+        return bool(self._certificate.get("ok", False))
+
+    def low_rank(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(A, s, B)``: the thin SVD of ``[X; X~]`` (fake rows last in ``A``)."""
+        low = self._fitted()[2]
+        return low.left, low.s, low.right
+
+    def certificate(self) -> dict[str, Any]:
+        """Optimality certificate of the last fit (module docstring): ``spectral_norm``,
+        ``spectral_ratio``, ``gap``, ``relative_gap``, ``objective``, ``rank``, ``ok``,
+        ``sweeps``, ``rounds``."""
+        self._fitted()
+        return dict(self._certificate)
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``X_ij`` (shifted scale) for parallel arrays of real-user and item indices."""
+        _, f, _ = self._fitted()
+        users, items = check_indices(users, items, f.user.shape[0], f.item.shape[0])
+        return np.asarray(self._ops.dot_rows(f.user, f.item, users, items))
+
+    def objective(self) -> float:
+        """``N(X) = ||R_Omega(M - X)||^2 + 2 lam ||X||_*`` (fake rows included)."""
+        engine, f, low = self._fitted()
+        return engine.user_pass(f)[0] + 2.0 * self.config.lam * float(np.sum(low.s))
+
+    def kkt_residual(self) -> float:
+        """Relative KKT residual of the factored problem at the balanced factors."""
+        engine, f, _ = self._fitted()
+        return engine.evaluate(f)[1]
+
+
+def _residuals(engine: Engine, f: Factors) -> tuple[sp.csr_array, sp.csr_array]:
+    """The sparse residuals ``R_Omega(M - X)`` and ``R_Omega~(M~ - X~)`` as CSR arrays."""
+    p, ops = engine.problem, engine.ops
+    out = []
+    for (indptr, indices, data), users, n_rows in (
+        (p.rows, f.user, p.n_users),
+        (p.fake_rows, f.fake_user, p.n_fake),
+    ):
+        values = data - ops.csr_dot(indptr, indices, users, f.item)
+        out.append(sp.csr_array((values, indices, indptr), shape=(n_rows, p.n_items)))
+    return out[0], out[1]
+
+
+def _operator(engine: Engine, f: Factors) -> spla.LinearOperator:
+    """``[Rr; Rr~]`` as a linear operator (the fake rows are not stacked onto the data)."""
+    real, fake = _residuals(engine, f)
+    m = real.shape[0]
+
+    def matvec(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([real @ x, fake @ x])
+
+    def rmatvec(y: np.ndarray) -> np.ndarray:
+        return real.T @ y[:m] + fake.T @ y[m:]
+
+    shape = (m + fake.shape[0], real.shape[1])
+    return spla.LinearOperator(shape, matvec=matvec, rmatvec=rmatvec, dtype=np.float64)
+
+
+def _top_singular(
+    engine: Engine, f: Factors, q: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top ``q`` singular triplets of the residual, decreasing; a sparse SVD (ARPACK).
+
+    Matrices too small for ARPACK (``q >= min(shape) - 1``) use a dense SVD instead.
+    """
+    op = _operator(engine, f)
+    small = min(op.shape)
+    q = max(1, min(q, small))
+    if q >= small - 1:
+        dense = op.matmat(np.eye(op.shape[1]))
+        u, s, vt = np.linalg.svd(dense, full_matrices=False)
+        return u[:, :q], s[:q], vt[:q].T
+    v0 = rng.standard_normal(small)
+    u, s, vt = spla.svds(op, k=q, v0=v0, solver="arpack")
+    order = np.argsort(s)[::-1]
+    return u[:, order], s[order], vt[order].T
+
+
+def _certificate(
+    engine: Engine, f: Factors, low: LowRank, config: NuclearConfig, rng: np.random.Generator
+) -> dict[str, Any]:
+    """Spectral ratio and duality gap of the balanced solution (module docstring)."""
+    lam = config.lam
+    real, fake = _residuals(engine, f)
+    p = engine.problem
+    residual_sq = float(real.data @ real.data + fake.data @ fake.data)
+    inner = float(real.data @ p.rows[2] + fake.data @ p.fake_rows[2])  # <Rr, M>
+    _, sigma, _ = _top_singular(engine, f, 1, rng)
+    spectral = float(sigma[0]) if residual_sq > 0 else 0.0
+    nuclear = float(np.sum(low.s))
+    objective = residual_sq + 2.0 * lam * nuclear
+    shrink = min(1.0, lam / spectral) if spectral > 0 else 1.0
+    dual = shrink * inner - 0.5 * shrink**2 * residual_sq
+    gap = max(objective - 2.0 * dual, 0.0)
+    relative_gap = gap / objective if objective > 0 else 0.0
+    ratio = spectral / lam
+    return {
+        "spectral_norm": spectral,
+        "spectral_ratio": ratio,
+        "gap": gap,
+        "relative_gap": relative_gap,
+        "objective": objective,
+        "rank": int(low.s.size),
+        "ok": bool(ratio <= 1 + config.certificate_tol and relative_gap <= config.certificate_tol),
+    }

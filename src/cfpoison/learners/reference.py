@@ -1,0 +1,114 @@
+"""Plain NumPy versions of :mod:`cfpoison.learners.kernels`, for cross-checking.
+
+Same names, signatures and conventions as the numba kernels, written the obvious way (a
+Python loop over rows, ``np.linalg.solve`` instead of a hand-written Cholesky), so that the
+tests can check the kernels against an independent implementation to 1e-10. Select it for
+a whole fit with ``ALSConfig(backend="numpy")``; it is slow on anything but tiny problems.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cfpoison.learners.kernels import Source, empty_source
+
+__all__ = [
+    "Source",
+    "csr_dot",
+    "csr_matmul",
+    "dot_rows",
+    "empty_source",
+    "residual_rows",
+    "set_threads",
+    "solve_rows",
+]
+
+
+def set_threads(threads: int) -> None:
+    """The NumPy path has no threads of its own (BLAS decides)."""
+
+
+def _gather(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, Y: np.ndarray, r: int
+) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = indptr[r], indptr[r + 1]
+    return Y[indices[lo:hi]], data[lo:hi]
+
+
+def _stacked(
+    p1: np.ndarray,
+    i1: np.ndarray,
+    d1: np.ndarray,
+    Y1: np.ndarray,
+    p2: np.ndarray,
+    i2: np.ndarray,
+    d2: np.ndarray,
+    Y2: np.ndarray,
+    r: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    G1, v1 = _gather(p1, i1, d1, Y1, r)
+    G2, v2 = _gather(p2, i2, d2, Y2, r)
+    return np.vstack([G1, G2]), np.concatenate([v1, v2])
+
+
+def solve_rows(
+    p1: np.ndarray,
+    i1: np.ndarray,
+    d1: np.ndarray,
+    Y1: np.ndarray,
+    p2: np.ndarray,
+    i2: np.ndarray,
+    d2: np.ndarray,
+    Y2: np.ndarray,
+    lam: float,
+    out: np.ndarray,
+) -> None:
+    """out[r] = argmin_x sum_sources sum_p (d_p - x.y_p)^2 + lam |x|^2, for every row r."""
+    k = out.shape[1]
+    for r in range(out.shape[0]):
+        G, d = _stacked(p1, i1, d1, Y1, p2, i2, d2, Y2, r)
+        out[r] = np.linalg.solve(G.T @ G + lam * np.eye(k), G.T @ d)
+
+
+def residual_rows(
+    p1: np.ndarray,
+    i1: np.ndarray,
+    d1: np.ndarray,
+    Y1: np.ndarray,
+    p2: np.ndarray,
+    i2: np.ndarray,
+    d2: np.ndarray,
+    Y2: np.ndarray,
+    X: np.ndarray,
+    grad: np.ndarray,
+) -> np.ndarray:
+    """Per row r: grad[r] = sum (d - x_r.y) y and the return value[r] = sum (d - x_r.y)^2."""
+    sq = np.zeros(X.shape[0])
+    for r in range(X.shape[0]):
+        G, d = _stacked(p1, i1, d1, Y1, p2, i2, d2, Y2, r)
+        e = d - G @ X[r]
+        sq[r] = e @ e
+        grad[r] = G.T @ e
+    return sq
+
+
+def csr_dot(indptr: np.ndarray, indices: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """out[p] = X[r] . Y[indices[p]] for every stored entry p of row r."""
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(indptr))
+    return np.einsum("pk,pk->p", X[rows], Y[indices])
+
+
+def dot_rows(A: np.ndarray, B: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """out[t] = A[rows[t]] . B[cols[t]]."""
+    return np.einsum("tk,tk->t", A[rows], B[cols])
+
+
+def csr_matmul(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, Y: np.ndarray
+) -> np.ndarray:
+    """out = S @ Y for the sparse S = (indptr, indices, data)."""
+    out = np.zeros((len(indptr) - 1, Y.shape[1]))
+    for r in range(out.shape[0]):
+        G, d = _gather(indptr, indices, data, Y, r)
+        out[r] = d @ G
+    return out
