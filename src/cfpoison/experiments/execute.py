@@ -5,8 +5,8 @@ process writes each result to the store as it completes (one transaction per cel
 at any moment loses at most the cells in flight. A cell that fails is reported and left
 missing (the next run retries it); the others go on.
 
-Local execution uses :class:`concurrent.futures.ProcessPoolExecutor` (spawned processes, numba
-limited to ``cpu_count // workers`` threads each); ``scheduler`` sends the cells to a Dask
+Local execution uses :class:`concurrent.futures.ProcessPoolExecutor` (spawned processes, each
+given ``cpu_count // workers`` threads); ``scheduler`` sends the cells to a Dask
 ``distributed`` scheduler instead (its workers need cfpoison installed and the data reachable).
 """
 
@@ -154,6 +154,8 @@ def _pool_results(cells: Sequence[Cell], context: RunContext, workers: int) -> R
     if not cells:
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
+    if not context.threads:
+        context = dataclasses.replace(context, threads=threads)
     with cf.ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),

@@ -21,9 +21,14 @@ BUILTIN_RUNNERS = {"attack": "cfpoison.experiments.attack_runner:RUNNER"}
 
 @dataclasses.dataclass(frozen=True)
 class RunContext:
-    """Where a cell runs; not part of its identity (the key hashes the config only)."""
+    """Where and how a cell runs; not part of its identity (the key hashes the config only).
+
+    ``threads``: compute threads a cell may use (0: the runner's own setting); worker
+    processes set it to their share of the cores.
+    """
 
     data_dir: str | None = None
+    threads: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
