@@ -116,7 +116,7 @@ def balance(f: Factors) -> LowRank:
     stacked = np.vstack([f.user, f.fake_user])
     qu, ru = np.linalg.qr(stacked)
     qv, rv = np.linalg.qr(f.item)
-    w, s, zt = np.linalg.svd(ru @ rv.T)
+    w, s, zt = np.linalg.svd(ru @ rv.T, full_matrices=False)
     keep = s > ZERO_SINGULAR * s[0] if s.size and s[0] > 0 else np.zeros(s.size, dtype=bool)
     return LowRank(qu @ w[:, keep], s[keep], qv @ zt[keep].T)
 

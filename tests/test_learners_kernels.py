@@ -1,0 +1,125 @@
+"""The numba kernels agree with the plain NumPy reference path to 1e-10."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from cfpoison.learners import kernels, reference
+from cfpoison.learners.als import _structure
+
+TOL = {"rtol": 1e-10, "atol": 1e-10}
+
+
+def _random_csr(rng: np.random.Generator, m: int, n: int, density: float) -> sp.csr_array:
+    """Random pattern with empty rows and explicit stored zeros (observed 0.0 ratings)."""
+    mask = rng.random((m, n)) < density
+    mask[0] = False  # an empty row
+    rows, cols = np.nonzero(mask)
+    values = rng.uniform(-2, 2, len(rows))
+    values[::7] = 0.0
+    matrix = sp.csr_array((values, (rows, cols)), shape=(m, n))
+    assert matrix.nnz == len(rows)
+    return matrix
+
+
+@pytest.fixture(params=[1, 3, 8, 13])
+def problem(request: pytest.FixtureRequest) -> dict[str, np.ndarray | tuple[np.ndarray, ...]]:
+    k = request.param
+    rng = np.random.default_rng(k)
+    m, m_fake, n = 23, 4, 17
+    real = _random_csr(rng, m, n, 0.4)
+    fake = _random_csr(rng, m_fake, n, 0.9)
+    return {
+        "rows": _structure(real),
+        "fake_rows": _structure(fake),
+        "cols": _structure(real.tocsc()),
+        "fake_cols": _structure(fake.tocsc()),
+        "U": rng.normal(size=(m, k)),
+        "F": rng.normal(size=(m_fake, k)),
+        "V": rng.normal(size=(n, k)),
+    }
+
+
+def test_solve_rows_two_sources(problem: dict) -> None:
+    p = problem
+    outs = []
+    for ops in (kernels, reference):
+        out = np.empty_like(p["V"])
+        ops.solve_rows(*p["cols"], p["U"], *p["fake_cols"], p["F"], 0.7, out)
+        outs.append(out)
+    np.testing.assert_allclose(outs[0], outs[1], **TOL)
+
+
+def test_solve_rows_one_source_and_normal_equations(problem: dict) -> None:
+    p = problem
+    k = p["V"].shape[1]
+    out = np.empty_like(p["U"])
+    kernels.solve_rows(*p["rows"], p["V"], *kernels.empty_source(len(out), k), 0.3, out)
+    indptr, indices, data = p["rows"]
+    for r in range(len(out)):
+        G = p["V"][indices[indptr[r] : indptr[r + 1]]]
+        d = data[indptr[r] : indptr[r + 1]]
+        # the normal equations (G^T G + lam I) x = G^T d hold
+        np.testing.assert_allclose((G.T @ G + 0.3 * np.eye(k)) @ out[r], G.T @ d, **TOL)
+    assert np.all(out[0] == 0.0)  # an empty row solves to zero
+
+
+def test_residual_rows(problem: dict) -> None:
+    p = problem
+    results = []
+    for ops in (kernels, reference):
+        grad = np.empty_like(p["V"])
+        sq = ops.residual_rows(*p["cols"], p["U"], *p["fake_cols"], p["F"], p["V"], grad)
+        results.append((sq, grad))
+    np.testing.assert_allclose(results[0][0], results[1][0], **TOL)
+    np.testing.assert_allclose(results[0][1], results[1][1], **TOL)
+
+
+def test_residual_rows_against_dense(problem: dict) -> None:
+    p = problem
+    indptr, indices, data = p["rows"]
+    n = p["V"].shape[0]
+    dense = sp.csr_array((data, indices, indptr), shape=(len(indptr) - 1, n))
+    mask = sp.csr_array((np.ones_like(data), indices, indptr), shape=dense.shape).toarray()
+    residual = mask * (dense.toarray() - p["U"] @ p["V"].T)
+    grad = np.empty_like(p["U"])
+    k = p["V"].shape[1]
+    sq = kernels.residual_rows(
+        *p["rows"], p["V"], *kernels.empty_source(len(grad), k), p["U"], grad
+    )
+    np.testing.assert_allclose(sq, np.sum(residual**2, axis=1), **TOL)
+    np.testing.assert_allclose(grad, residual @ p["V"], **TOL)
+
+
+def test_products(problem: dict) -> None:
+    p = problem
+    indptr, indices, data = p["rows"]
+    np.testing.assert_allclose(
+        kernels.csr_dot(indptr, indices, p["U"], p["V"]),
+        reference.csr_dot(indptr, indices, p["U"], p["V"]),
+        **TOL,
+    )
+    np.testing.assert_allclose(
+        kernels.csr_matmul(indptr, indices, data, p["V"]),
+        reference.csr_matmul(indptr, indices, data, p["V"]),
+        **TOL,
+    )
+    dense = sp.csr_array((data, indices, indptr), shape=(len(indptr) - 1, p["V"].shape[0]))
+    np.testing.assert_allclose(kernels.csr_matmul(indptr, indices, data, p["V"]), dense @ p["V"])
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, p["U"].shape[0], 50)
+    cols = rng.integers(0, p["V"].shape[0], 50)
+    expected = np.sum(p["U"][rows] * p["V"][cols], axis=1)
+    np.testing.assert_allclose(kernels.dot_rows(p["U"], p["V"], rows, cols), expected, **TOL)
+    np.testing.assert_allclose(reference.dot_rows(p["U"], p["V"], rows, cols), expected, **TOL)
+
+
+def test_set_threads() -> None:
+    import numba
+
+    kernels.set_threads(1)
+    assert numba.get_num_threads() == 1
+    kernels.set_threads(0)
+    assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
