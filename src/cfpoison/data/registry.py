@@ -1,0 +1,212 @@
+"""Data sets by name: ``synthetic[:PRESET]``, the MovieLens sets, and ``csv:PATH``.
+
+Where a MovieLens set comes from, in this order:
+
+1. ``data_dir/<name>/`` (callers fill ``data_dir`` from ``--data-dir`` or
+   ``$CFPOISON_DATA_DIR``); the unpacked archive's own folder name is accepted too, as
+   ``data_dir/<name>/<folder>/`` or ``data_dir/<folder>/`` (ml-10m unpacks to ``ml-10M100K``);
+2. the user cache ``$XDG_CACHE_HOME/cfpoison/<name>/`` (default ``~/.cache/cfpoison``);
+3. a download of the official GroupLens archive into the cache (:mod:`.download`), verified
+   against the checksum recorded here (from ``shared/data/SOURCES.md``).
+
+:func:`load_dataset` returns the raw ratings on the shifted scale, without preprocessing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+from cfpoison.data.download import archive_url, download_dataset
+from cfpoison.data.parsers import Layout, OnDuplicate, parse_ratings
+from cfpoison.data.ratings import Ratings, RatingScale
+from cfpoison.data.synthetic import PRESETS, make_synthetic
+from cfpoison.errors import DataError
+
+log = logging.getLogger(__name__)
+
+FIVE_STARS = RatingScale(1.0, 5.0, 1.0)
+HALF_STARS = RatingScale(0.5, 5.0, 0.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """One MovieLens release: where it comes from, its layout, scale and expected counts."""
+
+    name: str
+    archive: str  # file name of the zip under the base URL
+    archive_dir: str  # top folder inside the zip
+    ratings_file: str
+    layout: Layout
+    scale: RatingScale
+    users: int
+    items: int
+    ratings: int
+    archive_bytes: int | None = None
+    sha256: str = ""
+    md5: str = ""
+    redistributable: bool = False
+
+    @property
+    def url(self) -> str:
+        """Download URL (``$CFPOISON_MOVIELENS_URL`` overrides the GroupLens base)."""
+        return archive_url(self)
+
+
+#: The MovieLens releases (counts and checksums as in ``shared/data/SOURCES.md``).
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo(
+            "ml-latest-small", "ml-latest-small.zip", "ml-latest-small", "ratings.csv", "csv",
+            HALF_STARS, 610, 9724, 100_836, 978_202,
+            sha256="696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",
+            redistributable=True,
+        ),
+        DatasetInfo(
+            "ml-100k", "ml-100k.zip", "ml-100k", "u.data", "tab",
+            FIVE_STARS, 943, 1682, 100_000, 4_924_029,
+            sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+            md5="0e33842e24a9c977be4e0107933c0723",
+        ),
+        DatasetInfo(
+            "ml-1m", "ml-1m.zip", "ml-1m", "ratings.dat", "dat",
+            FIVE_STARS, 6040, 3706, 1_000_209, 5_917_549,
+            sha256="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+            md5="c4d9eecfca2ab87c1945afe126590906",
+        ),
+        DatasetInfo(
+            "ml-10m", "ml-10m.zip", "ml-10M100K", "ratings.dat", "dat",
+            HALF_STARS, 69_878, 10_677, 10_000_054,
+            md5="ce571fd55effeba0271552578f2648bd",
+        ),
+        DatasetInfo(
+            "ml-20m", "ml-20m.zip", "ml-20m", "ratings.csv", "csv",
+            HALF_STARS, 138_493, 26_744, 20_000_263, 198_702_078,
+            sha256="96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3",
+            md5="cd245b17a1ae2cc31bb14903e1204af3",
+        ),
+        DatasetInfo(
+            "ml-25m", "ml-25m.zip", "ml-25m", "ratings.csv", "csv",
+            HALF_STARS, 162_541, 59_047, 25_000_095, 261_978_986,
+            sha256="8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa",
+            md5="6b51fb2759a8657d3bfcbfc42b592ada",
+        ),
+    )
+}  # fmt: skip
+
+SYNTHETIC = "synthetic"
+CSV_PREFIX = "csv:"
+
+
+def dataset_names() -> list[str]:
+    """Every name :func:`load_dataset` accepts (``csv:PATH`` shown as such)."""
+    synthetic = [SYNTHETIC] + [f"{SYNTHETIC}:{p}" for p in PRESETS if p != "default"]
+    return [*synthetic, *DATASETS, f"{CSV_PREFIX}PATH"]
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/cfpoison`` (default ``~/.cache/cfpoison``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cfpoison"
+
+
+def movielens_info(name: str) -> DatasetInfo:
+    """The registry entry of a MovieLens set; unknown names raise :class:`DataError`."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        known = ", ".join(dataset_names())
+        raise DataError(f"unknown data set {name!r} (known: {known})") from None
+
+
+def find_local(info: DatasetInfo, data_dir: Path | None = None) -> Path | None:
+    """The ratings file of ``info`` under ``data_dir`` or the user cache, or None."""
+    bases = [b for b in (data_dir, cache_dir()) if b is not None]
+    for base in bases:
+        for folder in (
+            base / info.name,
+            base / info.name / info.archive_dir,
+            base / info.archive_dir,
+        ):
+            if (folder / info.ratings_file).is_file():
+                return folder / info.ratings_file
+    return None
+
+
+def ratings_path(
+    name: str,
+    data_dir: Path | None = None,
+    *,
+    download: bool = True,
+    progress: bool = False,
+    base_url: str | None = None,
+) -> Path:
+    """The ratings file of MovieLens set ``name``: local, cached, or downloaded into the cache."""
+    info = movielens_info(name)
+    found = find_local(info, data_dir)
+    if found is not None:
+        return found
+    where = f"{data_dir / name} nor " if data_dir is not None else ""
+    if not download:
+        raise DataError(f"{name} is in neither {where}{cache_dir() / name}, and download is off")
+    log.info("%s not found locally; downloading it into %s", name, cache_dir())
+    return download_dataset(info, cache_dir(), base_url=base_url, progress=progress) / (
+        info.ratings_file
+    )
+
+
+def synthetic_preset(name: str) -> str | None:
+    """``"default"`` for ``synthetic``, the preset of ``synthetic:PRESET``, else None."""
+    if name == SYNTHETIC:
+        return "default"
+    if name.startswith(f"{SYNTHETIC}:"):
+        preset = name.split(":", 1)[1]
+        if preset not in PRESETS:
+            raise DataError(
+                f"unknown synthetic preset {preset!r} (known: {', '.join(sorted(PRESETS))})"
+            )
+        return preset
+    return None
+
+
+def load_dataset(
+    name: str,
+    data_dir: Path | None = None,
+    *,
+    download: bool = True,
+    progress: bool = False,
+    on_duplicate: OnDuplicate = "error",
+    delimiter: str | None = None,
+    scale: RatingScale | None = None,
+    base_url: str | None = None,
+) -> Ratings:
+    """The raw ratings of data set ``name`` (shifted scale, no preprocessing).
+
+    ``delimiter`` and ``scale`` apply to ``csv:PATH`` only (default: sniffed, inferred);
+    ``on_duplicate`` to files (``error``, ``first``, ``last`` or ``mean``).
+    """
+    preset = synthetic_preset(name)
+    if preset is not None:
+        return make_synthetic(PRESETS[preset], name=name)
+    if name.startswith(CSV_PREFIX):
+        path = Path(name[len(CSV_PREFIX) :]).expanduser()
+        return parse_ratings(
+            path, "generic", scale=scale, on_duplicate=on_duplicate, delimiter=delimiter, name=name
+        )
+    info = movielens_info(name)
+    if delimiter is not None or scale is not None:
+        raise DataError(f"{name}: the delimiter and the scale are fixed; they apply to csv:PATH")
+    path = ratings_path(name, data_dir, download=download, progress=progress, base_url=base_url)
+    ratings = parse_ratings(
+        path, info.layout, scale=info.scale, on_duplicate=on_duplicate, name=name
+    )
+    counts = (ratings.n_users, ratings.n_items, ratings.nnz)
+    if counts != (info.users, info.items, info.ratings):
+        log.warning(
+            "%s at %s has %d users, %d items, %d ratings; the official release has %d, %d, %d",
+            name, path, *counts, info.users, info.items, info.ratings,
+        )  # fmt: skip
+    return ratings
