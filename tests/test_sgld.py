@@ -1,0 +1,205 @@
+"""SGLD (Algorithm 2): log-posterior gradient, prior sampling at beta = 0, feasible output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cfpoison.attacks.sgld import (
+    ItemPrior,
+    Posterior,
+    SGLDConfig,
+    candidate_iterations,
+    dense_pattern,
+    sgld_attack,
+    sgld_chain,
+)
+from cfpoison.attacks.threat import ThreatModel, grid_values, is_feasible
+from cfpoison.attacks.utility import Utility
+from cfpoison.data.ratings import Ratings, RatingScale
+from cfpoison.errors import ConfigError
+from cfpoison.learners.als import ALSConfig, ALSLearner
+from cfpoison.learners.base import Factors
+
+SCALE = RatingScale(1.0, 5.0, 1.0)
+TIGHT = ALSConfig(rank=3, lambda_u=3.0, lambda_v=3.0, tol=1e-15, kkt_tol=1e-11, max_sweeps=20000)
+
+
+def tiny_ratings(m: int = 30, n: int = 15, seed: int = 0) -> Ratings:
+    """Low-rank whole-star ratings, about half observed, every item rated."""
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(size=(m, 2)) @ rng.normal(size=(2, n))
+    mask = rng.random((m, n)) < 0.5
+    mask[rng.integers(0, m, n), np.arange(n)] = True
+    users, items = np.nonzero(mask)
+    stars = np.clip(np.round(3 + truth[users, items]), 1, 5)
+    return Ratings.from_triples(users, items, stars, SCALE)
+
+
+class Setup:
+    """A clean model, a hybrid utility, and a fit(fake, init) closure around ALS."""
+
+    def __init__(self, ratings: Ratings, config: ALSConfig = TIGHT, mu2: float = 0.5):
+        self.ratings = ratings
+        self.config = config
+        self.clean = ALSLearner(config).fit(ratings)
+        self.utility = Utility(
+            1.0,
+            mu2,
+            ratings.matrix,
+            self.clean.user_factors.copy(),
+            self.clean.item_factors.copy(),
+            np.array([2]),
+            np.array([2.0]),
+        )
+
+    def fit(self, fake: sp.csr_array, init: Factors | None) -> ALSLearner:
+        start = self.clean.factors if init is None else init
+        return ALSLearner(self.config).fit(self.ratings, init=start, fake=fake)
+
+
+def test_prior_statistics_in_both_modes() -> None:
+    dense = np.array([[2.0, 0.0, 0.0], [-1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    observed = np.array([[True, False, False], [True, True, False], [False, True, False]])
+    rows, cols = np.nonzero(observed)
+    matrix = sp.csr_array((dense[rows, cols], (rows, cols)), shape=(3, 3))
+    paper = ItemPrior.from_ratings(matrix, "paper", 1e-4)
+    np.testing.assert_allclose(paper.mean, dense.mean(axis=0))
+    np.testing.assert_allclose(paper.variance, np.maximum(dense.var(axis=0), 1e-4))
+    seen = ItemPrior.from_ratings(matrix, "observed", 1e-4)
+    # item 0: {2, -1}; item 1: {1, 0} (an explicit zero rating); item 2: nobody -> global
+    np.testing.assert_allclose(seen.mean, [0.5, 0.5, 0.5])
+    np.testing.assert_allclose(seen.variance, [2.25, 0.25, np.var([2.0, -1.0, 1.0, 0.0])])
+    assert paper.variance[2] == 1e-4  # sigma_j = 0 is floored, never divided by
+
+
+def test_log_posterior_gradient_matches_finite_differences() -> None:
+    setup = Setup(tiny_ratings())
+    prior = ItemPrior.from_ratings(setup.ratings.matrix, "paper", 1e-2)
+    posterior = Posterior(prior, 0.7, setup.utility, setup.ratings.matrix, setup.fit)
+    rng = np.random.default_rng(1)
+    dense = np.clip(prior.sample(3, rng), -2, 2)
+    log_p, utility, grad, learner = posterior.evaluate(dense)
+    assert learner.kkt_residual() < 1e-6
+    assert log_p == pytest.approx(prior.log_density(dense) + 0.7 * utility)
+    h = 1e-4
+    for _ in range(2):  # directional derivatives along random directions
+        direction = rng.normal(size=dense.shape)
+        plus = posterior.evaluate(dense + h * direction, learner.factors)[0]
+        minus = posterior.evaluate(dense - h * direction, learner.factors)[0]
+        assert np.sum(grad * direction) == pytest.approx((plus - minus) / (2 * h), rel=1e-3)
+    # the utility part alone, along the utility gradient (the prior part is exact)
+    utility_grad = grad - prior.gradient(dense)
+    direction = utility_grad / np.linalg.norm(utility_grad)
+    plus = posterior.evaluate(dense + h * direction, learner.factors)[1]
+    minus = posterior.evaluate(dense - h * direction, learner.factors)[1]
+    fd = 0.7 * (plus - minus) / (2 * h)
+    assert np.sum(utility_grad * direction) == pytest.approx(fd, rel=1e-2)
+
+
+@pytest.mark.parametrize(
+    ("preconditioner", "step", "iterations", "offset"),
+    [("prior", 0.2, 100, 1.0), ("identity", 0.002, 200, 0.0)],
+)
+def test_beta_zero_samples_follow_the_prior(
+    preconditioner: str, step: float, iterations: int, offset: float
+) -> None:
+    setup = Setup(tiny_ratings(), ALSConfig(rank=3, lambda_u=1.0, lambda_v=1.0, max_sweeps=2))
+    prior = ItemPrior.from_ratings(setup.ratings.matrix, "paper", 0.05)
+    posterior = Posterior(prior, 0.0, setup.utility, setup.ratings.matrix, setup.fit)
+    config = SGLDConfig(
+        beta=0.0,
+        iterations=iterations,
+        step_size=step,
+        preconditioner=preconditioner,  # type: ignore[arg-type]
+        box=False,
+    )
+    rng = np.random.default_rng(2)
+    # P = Sigma contracts every item at rate s / 2 per step: it forgets a start off the prior;
+    # P = I contracts item j at s / (2 sigma_j^2), far too slowly here: it must stay put
+    start = prior.sample(4000, rng) + offset
+    samples, history = sgld_chain(posterior, config, start, rng)
+    assert np.isnan(history[-1].utility)  # beta = 0: no learner is fitted
+    # stationary variance of the discretised chain: sigma^2 / (1 - s / 4) for P = Sigma
+    se_mean = np.sqrt(prior.variance / len(samples))
+    assert np.all(np.abs(samples.mean(axis=0) - prior.mean) < 5 * se_mean)
+    np.testing.assert_allclose(samples.var(axis=0), prior.variance, rtol=0.12)
+
+
+def test_beta_pulls_the_samples_up_the_utility() -> None:
+    setup = Setup(tiny_ratings(), ALSConfig(rank=3, lambda_u=1.0, lambda_v=1.0))
+    prior = ItemPrior.from_ratings(setup.ratings.matrix, "paper", 1e-2)
+    rng = np.random.default_rng(3)
+    start = np.clip(prior.sample(4, rng), -2, 2)
+    final = {}
+    for beta in (0.0, 5.0):
+        posterior = Posterior(prior, beta, setup.utility, setup.ratings.matrix, setup.fit)
+        config = SGLDConfig(beta=beta, iterations=15, step_size=0.05)
+        sample, _ = sgld_chain(posterior, config, start, np.random.default_rng(4), 0, 2.0)
+        refit = setup.fit(dense_pattern(sample), None)
+        final[beta] = setup.utility.value(refit.user_factors, refit.item_factors)
+    assert final[5.0] > 2 * final[0.0]
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    items_per_user=st.integers(1, 15),
+    max_rating=st.floats(0.3, 2.0),
+    scale=st.sampled_from([SCALE, RatingScale(0.5, 5.0, 0.5), RatingScale(1.0, 5.0, 0.0)]),
+    box=st.booleans(),
+)
+def test_every_output_is_feasible(
+    items_per_user: int, max_rating: float, scale: RatingScale, box: bool
+) -> None:
+    ratings = tiny_ratings(20, 15, seed=5)
+    setup = Setup(ratings, ALSConfig(rank=2, lambda_u=1.0, lambda_v=1.0, max_sweeps=20))
+    threat = ThreatModel(alpha=0.1, items_per_user=items_per_user, max_rating=max_rating)
+    grid = grid_values(scale, max_rating)
+    config = SGLDConfig(iterations=3, chains=2, samples=2, box=box)
+    n_fake = threat.n_fake(ratings.n_users)
+    result = sgld_attack(
+        ratings, setup.fit, setup.utility, threat, n_fake, config, np.random.default_rng(6), grid
+    )
+    assert is_feasible(result.fake, threat, n_fake, grid)
+    assert np.all(np.diff(result.fake.indptr) == items_per_user)
+    assert len(result.candidates) == 4 and len(result.history) == 6
+    assert result.utility == max(c.utility for c in result.candidates)
+
+
+def test_attack_is_deterministic_and_keeps_the_best_candidate() -> None:
+    ratings = tiny_ratings()
+    setup = Setup(ratings, ALSConfig(rank=3, lambda_u=1.0, lambda_v=1.0))
+    threat = ThreatModel(alpha=0.1, items_per_user=5)
+    config = SGLDConfig(iterations=4, chains=2, samples=2)
+    runs = [
+        sgld_attack(ratings, setup.fit, setup.utility, threat, 3, config, np.random.default_rng(8))
+        for _ in range(2)
+    ]
+    assert (runs[0].fake != runs[1].fake).nnz == 0
+    assert runs[0].utility == runs[1].utility
+    best = max(runs[0].candidates, key=lambda c: c.utility)
+    refit = setup.fit(runs[0].fake, None)
+    value = setup.utility.value(refit.user_factors, refit.item_factors)
+    assert value == pytest.approx(best.utility, rel=1e-3)
+
+
+def test_dense_pattern_stores_every_entry() -> None:
+    dense = np.array([[0.0, 1.5], [-2.0, 0.0]])
+    matrix = dense_pattern(dense)
+    assert matrix.nnz == 4
+    np.testing.assert_array_equal(matrix.toarray(), dense)
+
+
+def test_candidates_and_config() -> None:
+    assert candidate_iterations(20, 3) == [11, 16, 20]
+    assert candidate_iterations(1, 3) == [1]
+    assert candidate_iterations(4, 10) == [3, 4]
+    config = SGLDConfig(beta=0.3, step_decay=0.55)
+    assert SGLDConfig.from_dict(config.to_dict()) == config
+    assert config.step(3) == pytest.approx(0.1 * 4**-0.55)
+    for bad in ({"beta": -1.0}, {"iterations": 0}, {"step_size": 0.0}, {"step_decay": 2.0}):
+        with pytest.raises(ConfigError):
+            SGLDConfig(**bad)  # type: ignore[arg-type]
