@@ -7,7 +7,12 @@ missing data set fails the run: those tests are never skipped there.
 
 from __future__ import annotations
 
+import http.server
+import io
 import os
+import threading
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,3 +44,61 @@ def ml_small(movielens_dir: Path) -> Ratings:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves ``server.files[path]``; ``server.truncate`` announces more bytes than it sends."""
+
+    server: LoopbackServer
+
+    def do_GET(self) -> None:
+        body = self.server.files.get(self.path.lstrip("/"))
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/zip")
+        self.send_header("Content-Length", str(len(body) + (1000 if self.server.truncate else 0)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class LoopbackServer(http.server.ThreadingHTTPServer):
+    """An HTTP server on 127.0.0.1 in a thread, serving in-memory files."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.files: dict[str, bytes] = {}
+        self.truncate = False
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/"
+
+
+@pytest.fixture
+def loopback_server() -> Iterator[LoopbackServer]:
+    """A running loopback HTTP server; put archives in ``.files``."""
+    server = LoopbackServer()
+    server.thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def ml_small_zip(movielens_dir: Path) -> bytes:
+    """A zip like GroupLens's, built from the shared copy: ``ml-latest-small/ratings.csv`` and
+    its README.txt (the license asks for it to travel with the data)."""
+    folder = find_local(DATASETS["ml-latest-small"], movielens_dir)
+    assert folder is not None
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in ("ratings.csv", "README.txt"):
+            archive.write(folder.parent / name, f"ml-latest-small/{name}")
+    return buffer.getvalue()

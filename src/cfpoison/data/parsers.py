@@ -331,15 +331,6 @@ def parse_ratings(
     users, items, ratings = table
     if len(ratings) == 0:
         raise DataError(f"{path}: no ratings")
-    bad = ~np.isfinite(ratings)
-    if scale is not None:
-        bad |= ~scale.contains(ratings)
-    for check in checks:
-        bad |= check.bad(users, items, ratings)
-    if bad.any():
-        raise DataError(_locate(path, fmt, scale, checks) or f"{path}: bad rating")
-    if scale is None:
-        scale = infer_scale(ratings, path)
     user_ids, rows = dense_inverse(users)
     item_ids, cols = dense_inverse(items)
     keys = rows * len(item_ids) + cols
@@ -347,10 +338,19 @@ def parse_ratings(
     keys, ratings = keys[order], ratings[order]
     starts = np.ones(len(keys), dtype=bool)
     starts[1:] = keys[1:] != keys[:-1]
+    duplicate = None
+    if on_duplicate == "error" and not starts.all():
+        row = int(order[~starts].min())
+        duplicate = (int(users[row]), int(items[row]))
+    bad = ~np.isfinite(ratings)
+    if scale is not None:
+        bad |= ~scale.contains(ratings)
+    for check in checks:
+        bad |= check.bad(users[order], items[order], ratings)
+    if bad.any() or duplicate is not None:
+        raise DataError(_locate(path, fmt, scale, checks, duplicate) or f"{path}: bad line")
+    if scale is None:
+        scale = infer_scale(ratings, path)
     if not starts.all():
-        if on_duplicate == "error":
-            row = int(order[~starts].min())
-            pair = (int(users[row]), int(items[row]))
-            raise DataError(_locate(path, fmt, scale, checks, pair) or f"{path}: duplicate pair")
         keys, ratings = _resolve_duplicates(keys, ratings, starts, on_duplicate)
     return ratings_from_keys(keys, ratings, user_ids, item_ids, scale, name or str(path))
