@@ -94,6 +94,7 @@ def test_failed_cells_are_listed_as_missing(tmp_path) -> None:
     assert run.error is not None and "2 of 4 cells failed" in run.error
     markdown = (tmp_path / "report.md").read_text()
     assert "2 of 4 cells stored; 2 missing" in markdown and "## Missing cells" in markdown
+    assert markdown.count("fake runner: asked to fail") == 2
 
 
 def test_cli_sweep_run_dry_run_and_export(tmp_path, capsys) -> None:

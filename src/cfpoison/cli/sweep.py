@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="an axis added to every grid block (repeatable)",
     )
     run.add_argument("--runner", help="cell runner: 'attack' (default) or module:attribute")
-    _add_execution_options(run)
+    add_execution_options(run)
     run.add_argument("--title", default="Sweep", help="report title")
     run.add_argument(
         "--dry-run", action="store_true", help="list the cells and what is stored; run nothing"
@@ -79,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.set_defaults(func=_export)
 
 
-def _add_execution_options(parser: argparse.ArgumentParser) -> None:
+def add_execution_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,

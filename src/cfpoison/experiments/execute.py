@@ -35,7 +35,11 @@ VERSIONED_PACKAGES = ("cfpoison", "numpy", "scipy", "numba")
 
 
 class SweepError(CfpoisonError):
-    """Some cells of a sweep failed (the others are stored)."""
+    """Some cells of a sweep failed (the others are stored); ``outcome`` says which."""
+
+    def __init__(self, message: str, outcome: SweepOutcome | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +133,8 @@ def run_cells(
         key, message = failed[0]
         raise SweepError(
             f"{len(failed)} of {len(missing)} cells failed (stored {computed}; rerun to retry);"
-            f" first, cell {key[:12]}: {message}"
+            f" first, cell {key[:12]}: {message}",
+            outcome,
         )
     return outcome
 

@@ -15,12 +15,12 @@ import html
 import json
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from cfpoison import __version__
-from cfpoison.experiments.grid import Cell, PlotSpec, SweepSpec, lookup
+from cfpoison.experiments.grid import Cell, PlotSpec, SweepSpec, flatten, lookup
 from cfpoison.experiments.store import StoredCell
 from cfpoison.experiments.table import aggregate, summary_of
 from cfpoison.io import atomic_write, write_json
@@ -77,6 +77,7 @@ class ReportInput:
     provenance: Sequence[dict[str, Any]] = ()
     wall_seconds: float | None = None
     notes: Sequence[str] = ()
+    failures: Mapping[str, str] = dataclasses.field(default_factory=dict)  # key -> error
 
 
 def build(inp: ReportInput) -> tuple[list[Block], dict[str, Any]]:
@@ -101,7 +102,11 @@ def build(inp: ReportInput) -> tuple[list[Block], dict[str, Any]]:
         summary["metrics"][metric] = points
     blocks += _floor_blocks(inp.rows, inp.plot, summary)
     if missing:
-        blocks += [Heading("Missing cells"), _cells_table(missing)]
+        blocks += [
+            Heading("Missing cells"),
+            Para("Not in the store: they failed in the last run (error below) or never ran."),
+            _missing_table(inp.cells, missing, inp.failures),
+        ]
     blocks += _provenance_blocks(inp.provenance)
     blocks += _time_blocks(inp.rows, inp.plot, inp.wall_seconds, summary)
     blocks += _version_blocks(inp.rows)
@@ -181,11 +186,21 @@ def _floor_blocks(
     return blocks
 
 
-def _cells_table(cells: Sequence[Cell]) -> Table:
-    return Table(
-        ("key", "config"),
-        tuple((c.key[:12], json.dumps(c.config, sort_keys=True)) for c in cells),
+def _missing_table(
+    cells: Sequence[Cell], missing: Sequence[Cell], failures: Mapping[str, str]
+) -> Table:
+    """The missing cells by the config fields that vary across the sweep, and their error."""
+    flats = [flatten(c.config) for c in cells]
+    varying = [k for k in flats[0] if any(f.get(k) != flats[0][k] for f in flats[1:])]
+    rows = tuple(
+        (
+            c.key[:12],
+            *(str(flatten(c.config).get(k)) for k in varying),
+            failures.get(c.key, "not run"),
+        )
+        for c in missing
     )
+    return Table(("key", *varying, "error"), rows)
 
 
 def _provenance_blocks(provenance: Sequence[dict[str, Any]]) -> list[Block]:

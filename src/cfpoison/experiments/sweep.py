@@ -74,13 +74,14 @@ def run_sweep(
     start = time.perf_counter()
     outcome: SweepOutcome | None = None
     error: str | None = None
+    failures: dict[str, str] = {}
     with ResultStore(out / STORE_NAME) as store:
         try:
             outcome = run_cells(
                 cells, store, context, workers=workers, scheduler=scheduler, progress=progress
             )
         except SweepError as err:
-            error = str(err)
+            error, failures = str(err), dict(err.outcome.failed if err.outcome else ())
         rows = store.rows(cell.key for cell in cells)
     wall = time.perf_counter() - start
     files = {"store": out / STORE_NAME, "spec": out / "sweep.json", "csv": out / "results.csv"}
@@ -100,7 +101,7 @@ def run_sweep(
     provenance = runner.provenance(cells, context) if hasattr(runner, "provenance") else []
     paths = report.write(
         report.ReportInput(
-            title, spec, plot, cells, rows, figure_paths, provenance, wall, tuple(notes)
+            title, spec, plot, cells, rows, figure_paths, provenance, wall, tuple(notes), failures
         ),
         out,
     )

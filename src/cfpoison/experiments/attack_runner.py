@@ -1,0 +1,191 @@
+"""The built-in cell runner ``attack``: one :func:`cfpoison.attacks.run_attack` per cell.
+
+A cell's config is ``{"dataset", "preprocess", "attack", "detect", "runner"}``: the data set's
+name, its :class:`PreprocessConfig`, the full :class:`AttackConfig` and whether to run the
+detectors on the fake profiles, every default filled in, so its SHA-256 names the experiment.
+
+Flat settings (TOML keys, ``--set``/``--grid`` names) map onto it as follows:
+
+* ``dataset``; ``preprocess.FIELD``; ``detect`` (bool);
+* ``learner`` (``als`` or ``nuclear``) and ``learner.FIELD``;
+* AttackConfig's own fields by name (``method``, ``iterations``, ``seed``, ...), then the
+  threat model's (``alpha``, ``items_per_user``, ``max_rating``, ``item_selection``) and the
+  utility's (``mu1``, ``mu2``, ``targets``, ``weights``); ``attack.X.Y`` for anything nested;
+* ``beta`` and ``sgld.FIELD``: SGLD's options (``method = "sgld"`` only).
+
+``seed`` seeds the attack and, unless ``learner.seed`` is set, the learner's initialisation,
+so repeated seeds vary everything random. The learner's ``threads`` is an execution setting:
+worker processes override it (``RunContext.threads``) without changing the key.
+
+Metrics are the engine's (:func:`cfpoison.attacks.metrics.evaluate_profiles`), with the
+per-target lists ``target_mean_before`` / ``target_mean_after`` renamed
+``target_means_before`` / ``target_means_after`` and the singular names holding their mean
+(the paper has one target), plus ``seconds``, ``targets`` and, with ``detect``, ``detection``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cfpoison.attacks.engine import AttackConfig, run_attack
+from cfpoison.attacks.threat import ThreatModel
+from cfpoison.attacks.utility import UtilityConfig
+from cfpoison.config import digest_of
+from cfpoison.data.preprocess import PreprocessConfig, prepare
+from cfpoison.data.ratings import Ratings
+from cfpoison.data.registry import CSV_PREFIX, load_dataset, ratings_path, synthetic_preset
+from cfpoison.data.synthetic import PRESETS
+from cfpoison.detect import run_detectors
+from cfpoison.errors import ConfigError
+from cfpoison.experiments.grid import Cell
+from cfpoison.experiments.runners import CellOutcome, RunContext
+
+_ATTACK_FIELDS = {f.name for f in dataclasses.fields(AttackConfig)} - {"options"}
+_THREAT_FIELDS = {f.name for f in dataclasses.fields(ThreatModel)}
+_UTILITY_FIELDS = {f.name for f in dataclasses.fields(UtilityConfig)}
+
+
+def _put(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for name in parents:
+        node = tree.setdefault(name, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"setting {dotted!r} conflicts with {name} = {node!r}")
+        tree = node
+    tree[leaf] = value
+
+
+class AttackRunner:
+    """See the module docstring."""
+
+    def normalize(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        dataset, detect = "ml-latest-small", False
+        attack: dict[str, Any] = {}
+        preprocess: dict[str, Any] = {}
+        for name, value in settings.items():
+            head, _, rest = name.partition(".")
+            if name == "dataset":
+                dataset = str(value)
+            elif name == "detect":
+                detect = value
+            elif head == "preprocess" and rest:
+                _put(preprocess, rest, value)
+            elif name == "learner":
+                _put(attack, "learner.name", value)
+            elif head == "learner" and rest:
+                _put(attack, name, value)
+            elif head == "attack" and rest:
+                _put(attack, rest, value)
+            elif name == "beta":
+                _put(attack, "options.beta", value)
+            elif head == "sgld" and rest:
+                _put(attack, f"options.{rest}", value)
+            elif name in _ATTACK_FIELDS:
+                _put(attack, name, value)
+            elif name in _THREAT_FIELDS:
+                _put(attack, f"threat.{name}", value)
+            elif name in _UTILITY_FIELDS:
+                _put(attack, f"utility.{name}", value)
+            else:
+                raise ConfigError(f"attack runner: unknown setting {name!r}")
+        if not isinstance(detect, bool):
+            raise ConfigError(f"detect: expected true or false, got {detect!r}")
+        learner = attack.setdefault("learner", {})
+        learner.setdefault("name", "als")
+        learner.setdefault("seed", attack.get("seed", 0))
+        config = AttackConfig.from_dict(attack)
+        config = config.replace(options=_method_options(config))
+        return {
+            "dataset": dataset,
+            "preprocess": PreprocessConfig.from_dict(preprocess).to_dict(),
+            "attack": config.to_dict(),
+            "detect": detect,
+        }
+
+    def run(self, config: Mapping[str, Any], context: RunContext) -> CellOutcome:
+        train, test = prepared(config["dataset"], config["preprocess"], context.data_dir)
+        attack = AttackConfig.from_dict(config["attack"])
+        if context.threads:
+            attack = attack.replace(learner=attack.learner.replace(threads=context.threads))
+        result = run_attack(train, attack, test=test)
+        metrics = dict(result.metrics)
+        for when in ("before", "after"):
+            means = metrics.pop(f"target_mean_{when}")
+            metrics[f"target_means_{when}"] = means
+            metrics[f"target_mean_{when}"] = float(np.mean(means)) if means else None
+        metrics.update(seconds=result.seconds, targets=result.targets)
+        if config["detect"]:
+            metrics["detection"] = run_detectors(train, result.fake).to_dict()
+        return CellOutcome(metrics, {"iterations": result.history, "info": result.info})
+
+    def provenance(self, cells: Sequence[Cell], context: RunContext) -> list[dict[str, Any]]:
+        """Per distinct data set and preprocessing: the source's checksum and the sizes."""
+        seen: dict[str, dict[str, Any]] = {}
+        for cell in cells:
+            dataset, preprocess = cell.config["dataset"], cell.config["preprocess"]
+            key = digest_of([dataset, preprocess])
+            if key not in seen:
+                train, test = prepared(dataset, preprocess, context.data_dir)
+                seen[key] = {
+                    "dataset": dataset,
+                    **data_checksum(dataset, context.data_dir),
+                    "preprocess": json.dumps(preprocess, sort_keys=True),
+                    "users": train.n_users,
+                    "items": train.n_items,
+                    "train ratings": train.nnz,
+                    "test ratings": test.nnz,
+                }
+        return list(seen.values())
+
+
+def _method_options(config: AttackConfig) -> dict[str, Any]:
+    """SGLD's options with every default filled in; other methods take none."""
+    if config.method == "sgld":
+        from cfpoison.attacks.sgld import SGLDConfig
+
+        return SGLDConfig.from_dict(dict(config.options)).to_dict()
+    if config.options:
+        names = ", ".join(sorted(config.options))
+        raise ConfigError(f"{names}: SGLD options, but the method is {config.method!r}")
+    return {}
+
+
+def prepared(
+    dataset: str, preprocess: Mapping[str, Any], data_dir: str | None
+) -> tuple[Ratings, Ratings]:
+    """The preprocessed (train, test) of a data set, cached per process (cells share it)."""
+    return _prepared(dataset, json.dumps(preprocess, sort_keys=True), data_dir)
+
+
+@functools.lru_cache(maxsize=4)
+def _prepared(dataset: str, preprocess: str, data_dir: str | None) -> tuple[Ratings, Ratings]:
+    raw = load_dataset(dataset, Path(data_dir) if data_dir else None)
+    return prepare(raw, PreprocessConfig.from_json(preprocess))
+
+
+def data_checksum(dataset: str, data_dir: str | None) -> dict[str, str]:
+    """The source of a data set and its SHA-256: of the ratings file, or of the synthetic
+    generator's config when there is no file."""
+    preset = synthetic_preset(dataset)
+    if preset is not None:
+        return {"source": f"synthetic preset {preset!r}", "sha256": PRESETS[preset].digest()}
+    if dataset.startswith(CSV_PREFIX):
+        path = Path(dataset[len(CSV_PREFIX) :]).expanduser()
+    else:
+        path = ratings_path(dataset, Path(data_dir) if data_dir else None, download=False)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"source": str(path), "sha256": digest.hexdigest()}
+
+
+RUNNER = AttackRunner()
