@@ -8,10 +8,12 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cfpoison.attacks.gradient import ImplicitGradient, utility_gradient
 from cfpoison.attacks.sgld import (
     ItemPrior,
     Posterior,
     SGLDConfig,
+    SGLDResult,
     candidate_iterations,
     dense_pattern,
     sgld_attack,
@@ -22,7 +24,7 @@ from cfpoison.attacks.utility import Utility
 from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.errors import ConfigError
 from cfpoison.learners.als import ALSConfig, ALSLearner
-from cfpoison.learners.base import Factors
+from cfpoison.learners.base import Factors, Learner
 
 SCALE = RatingScale(1.0, 5.0, 1.0)
 TIGHT = ALSConfig(rank=3, lambda_u=3.0, lambda_v=3.0, tol=1e-15, kkt_tol=1e-11, max_sweeps=20000)
@@ -60,6 +62,28 @@ class Setup:
         start = self.clean.factors if init is None else init
         return ALSLearner(self.config).fit(self.ratings, init=start, fake=fake)
 
+    def gradient(self, learner: Learner, fake: sp.csr_array) -> ImplicitGradient:
+        return utility_gradient(learner, self.ratings.matrix, fake, self.utility, cg_tol=1e-10)
+
+    def posterior(self, prior: ItemPrior, beta: float) -> Posterior:
+        return Posterior(prior, beta, self.fit, self.gradient)
+
+    def attack(
+        self, threat: ThreatModel, config: SGLDConfig, seed: int, grid: np.ndarray | None = None
+    ) -> SGLDResult:
+        n_fake = threat.n_fake(self.ratings.n_users)
+        return sgld_attack(
+            self.ratings.matrix,
+            self.fit,
+            self.gradient,
+            self.utility,
+            threat,
+            n_fake,
+            config,
+            np.random.default_rng(seed),
+            grid,
+        )
+
 
 def test_prior_statistics_in_both_modes() -> None:
     dense = np.array([[2.0, 0.0, 0.0], [-1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
@@ -79,7 +103,7 @@ def test_prior_statistics_in_both_modes() -> None:
 def test_log_posterior_gradient_matches_finite_differences() -> None:
     setup = Setup(tiny_ratings())
     prior = ItemPrior.from_ratings(setup.ratings.matrix, "paper", 1e-2)
-    posterior = Posterior(prior, 0.7, setup.utility, setup.ratings.matrix, setup.fit)
+    posterior = setup.posterior(prior, 0.7)
     rng = np.random.default_rng(1)
     dense = np.clip(prior.sample(3, rng), -2, 2)
     log_p, utility, grad, learner = posterior.evaluate(dense)
@@ -109,7 +133,7 @@ def test_beta_zero_samples_follow_the_prior(
 ) -> None:
     setup = Setup(tiny_ratings(), ALSConfig(rank=3, lambda_u=1.0, lambda_v=1.0, max_sweeps=2))
     prior = ItemPrior.from_ratings(setup.ratings.matrix, "paper", 0.05)
-    posterior = Posterior(prior, 0.0, setup.utility, setup.ratings.matrix, setup.fit)
+    posterior = setup.posterior(prior, 0.0)
     config = SGLDConfig(
         beta=0.0,
         iterations=iterations,
@@ -136,7 +160,7 @@ def test_beta_pulls_the_samples_up_the_utility() -> None:
     start = np.clip(prior.sample(4, rng), -2, 2)
     final = {}
     for beta in (0.0, 5.0):
-        posterior = Posterior(prior, beta, setup.utility, setup.ratings.matrix, setup.fit)
+        posterior = setup.posterior(prior, beta)
         config = SGLDConfig(beta=beta, iterations=15, step_size=0.05)
         sample, _ = sgld_chain(posterior, config, start, np.random.default_rng(4), 0, 2.0)
         refit = setup.fit(dense_pattern(sample), None)
@@ -159,11 +183,8 @@ def test_every_output_is_feasible(
     threat = ThreatModel(alpha=0.1, items_per_user=items_per_user, max_rating=max_rating)
     grid = grid_values(scale, max_rating)
     config = SGLDConfig(iterations=3, chains=2, samples=2, box=box)
-    n_fake = threat.n_fake(ratings.n_users)
-    result = sgld_attack(
-        ratings, setup.fit, setup.utility, threat, n_fake, config, np.random.default_rng(6), grid
-    )
-    assert is_feasible(result.fake, threat, n_fake, grid)
+    result = setup.attack(threat, config, 6, grid)
+    assert is_feasible(result.fake, threat, threat.n_fake(ratings.n_users), grid)
     assert np.all(np.diff(result.fake.indptr) == items_per_user)
     assert len(result.candidates) == 4 and len(result.history) == 6
     assert result.utility == max(c.utility for c in result.candidates)
@@ -174,10 +195,7 @@ def test_attack_is_deterministic_and_keeps_the_best_candidate() -> None:
     setup = Setup(ratings, ALSConfig(rank=3, lambda_u=1.0, lambda_v=1.0))
     threat = ThreatModel(alpha=0.1, items_per_user=5)
     config = SGLDConfig(iterations=4, chains=2, samples=2)
-    runs = [
-        sgld_attack(ratings, setup.fit, setup.utility, threat, 3, config, np.random.default_rng(8))
-        for _ in range(2)
-    ]
+    runs = [setup.attack(threat, config, 8) for _ in range(2)]
     assert (runs[0].fake != runs[1].fake).nnz == 0
     assert runs[0].utility == runs[1].utility
     best = max(runs[0].candidates, key=lambda c: c.utility)
@@ -203,3 +221,26 @@ def test_candidates_and_config() -> None:
     for bad in ({"beta": -1.0}, {"iterations": 0}, {"step_size": 0.0}, {"step_decay": 2.0}):
         with pytest.raises(ConfigError):
             SGLDConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_engine_runs_sgld_from_options() -> None:
+    from cfpoison.attacks.engine import AttackConfig, run_attack
+
+    ratings = tiny_ratings(seed=9)
+    config = AttackConfig(
+        method="sgld",
+        learner=ALSConfig(rank=3, lambda_u=1.0, lambda_v=1.0),
+        threat=ThreatModel(alpha=0.1, items_per_user=4),
+        iterations=3,
+        options={"beta": 0.6, "chains": 2, "samples": 1},
+        seed=3,
+    )
+    result = run_attack(ratings, config)
+    assert result.fake.shape == (3, ratings.n_items)
+    assert [h["iteration"] for h in result.history] == [1, 2, 3, 1, 2, 3]
+    assert result.info["sgld"]["beta"] == 0.6 and len(result.info["candidates"]) == 2
+    assert result.info["best_utility"] == pytest.approx(result.metrics["utility"], rel=1e-6)
+    with pytest.raises(ConfigError):
+        run_attack(ratings, config.replace(options={"iterations": 5}))
+    with pytest.raises(ConfigError):
+        run_attack(ratings, config.replace(options={"beta": -1.0}))

@@ -47,12 +47,14 @@ from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
+from tqdm.auto import tqdm
 
-from cfpoison.attacks.gradient import GradientMethod, utility_gradient
+from cfpoison.attacks.engine import AttackContext, MethodOutput, register_method
+from cfpoison.attacks.gradient import ImplicitGradient
 from cfpoison.attacks.threat import ThreatModel, project_dense
 from cfpoison.attacks.utility import Utility
 from cfpoison.config import JsonConfig, require
-from cfpoison.data.ratings import Ratings
+from cfpoison.errors import ConfigError
 from cfpoison.learners.base import Factors, Learner
 
 
@@ -163,21 +165,23 @@ def dense_pattern(dense: np.ndarray) -> sp.csr_array:
     )
 
 
+Fit = Callable[[sp.csr_array, Factors | None], Learner]
+Gradient = Callable[[Learner, sp.csr_array], ImplicitGradient]
+
+
 @dataclasses.dataclass(frozen=True)
 class Posterior:
     """``log p(M~ | M)`` of Eq. 16 and its gradient, each at a refitted learner.
 
     ``fit(fake, init)`` fits the learner on the normal users plus the fake rows (CSR),
-    warm-started from ``init``, and returns it. With ``beta = 0`` the posterior is the prior:
-    no learner is fitted (``R`` is reported as NaN).
+    warm-started from ``init``; ``gradient(learner, fake)`` is the implicit ``dR/dM~`` there.
+    With ``beta = 0`` the posterior is the prior: no learner is fitted (``R`` is NaN).
     """
 
     prior: ItemPrior
     beta: float
-    utility: Utility
-    train: sp.csr_array
-    fit: Callable[[sp.csr_array, Factors | None], Learner]
-    gradient_method: GradientMethod = "exact"
+    fit: Fit
+    gradient: Gradient
 
     def evaluate(
         self, dense: np.ndarray, init: Factors | None = None
@@ -188,7 +192,7 @@ class Posterior:
             return log_prior, float("nan"), grad_prior, None
         fake = dense_pattern(dense)
         learner = self.fit(fake, init)
-        grad = utility_gradient(learner, self.train, fake, self.utility, self.gradient_method)
+        grad = self.gradient(learner, fake)
         log_p = log_prior + self.beta * grad.utility
         return log_p, grad.utility, grad_prior + self.beta * grad.dense(), learner
 
@@ -271,25 +275,27 @@ def sgld_chain(
 
 
 def sgld_attack(
-    ratings: Ratings,
-    fit: Callable[[sp.csr_array, Factors | None], Learner],
+    train: sp.csr_array,
+    fit: Fit,
+    gradient: Gradient,
     utility: Utility,
     threat: ThreatModel,
     n_fake: int,
     config: SGLDConfig,
     rng: np.random.Generator,
     grid: np.ndarray | None = None,
-    gradient_method: GradientMethod = "exact",
     progress: Callable[[SGLDStep], None] | None = None,
 ) -> SGLDResult:
-    """Algorithm 2 with several chains; the best projected candidate by utility.
+    """Algorithm 2 with several chains; the best projected candidate by ``utility``.
 
-    ``fit(fake, init)`` fits the learner on ``ratings`` plus ``fake`` (CSR), warm-started from
-    ``init`` (or cold when None); ``grid`` is the shifted-scale rating grid (None: continuous).
+    ``train`` is the normal users' matrix (the prior's data). ``fit(fake, init)`` fits the
+    learner on it plus ``fake`` (CSR) from ``init``, or from the victim's own start when
+    ``init`` is None; ``gradient(learner, fake)`` is ``dR/dM~`` there; ``grid`` is the
+    shifted-scale rating grid (None: continuous, no rounding).
     """
-    threat.check(ratings.n_users, ratings.n_items)
-    prior = ItemPrior.from_ratings(ratings.matrix, config.prior, config.min_variance)
-    posterior = Posterior(prior, config.beta, utility, ratings.matrix, fit, gradient_method)
+    threat.check(train.shape[0], train.shape[1])
+    prior = ItemPrior.from_ratings(train, config.prior, config.min_variance)
+    posterior = Posterior(prior, config.beta, fit, gradient)
     keep = set(candidate_iterations(config.iterations, config.samples))
     history: list[SGLDStep] = []
     candidates: list[SGLDCandidate] = []
@@ -318,3 +324,54 @@ def sgld_attack(
     assert best is not None
     value, fake, factors = best
     return SGLDResult(fake, value, factors, history, candidates, prior)
+
+
+def sgld_config(ctx: AttackContext) -> SGLDConfig:
+    """SGLD's settings: ``AttackConfig.options`` plus ``AttackConfig.iterations`` (T)."""
+    options = dict(ctx.config.options)
+    if "iterations" in options:
+        raise ConfigError("set SGLD's iterations T with the attack's iterations, not options")
+    return SGLDConfig.from_dict({**options, "iterations": ctx.config.iterations})
+
+
+@register_method("sgld")
+def run_sgld(ctx: AttackContext) -> MethodOutput:
+    """The engine's ``sgld`` method: :func:`sgld_attack` on the attack's data and learner.
+
+    The history holds one record per SGLD step (``chain``, ``iteration``, ``utility`` of the
+    dense iterate, ``log_posterior``, ``step``, ``seconds``); ``info`` the SGLD settings and
+    every projected candidate's utility.
+    """
+    config = sgld_config(ctx)
+    bar = tqdm(
+        total=config.chains * config.iterations, desc="sgld", disable=not ctx.progress, leave=False
+    )
+
+    def advance(step: SGLDStep) -> None:
+        bar.update(1)
+        bar.set_postfix(chain=step.chain, utility=f"{step.utility:.4g}")
+
+    try:
+        result = sgld_attack(
+            ctx.train.matrix,
+            ctx.fit,
+            ctx.gradient,
+            ctx.utility,
+            ctx.config.threat,
+            ctx.n_fake,
+            config,
+            ctx.rng,
+            ctx.grid if ctx.config.snap else None,
+            advance,
+        )
+    finally:
+        bar.close()
+    return MethodOutput(
+        fake=result.fake,
+        history=[dataclasses.asdict(step) for step in result.history],
+        info={
+            "sgld": config.to_dict(),
+            "best_utility": result.utility,
+            "candidates": [dataclasses.asdict(c) for c in result.candidates],
+        },
+    )
