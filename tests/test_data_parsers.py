@@ -55,6 +55,13 @@ def test_layouts_parse_the_same_ratings(
     assert r.nnz == 3 and np.count_nonzero(r.matrix.data == 0.0) == 1
 
 
+def test_sniffing_picks_a_delimiter_giving_3_or_4_fields(tmp_path: Path) -> None:
+    # a comma inside the rating (decimal comma) must not be taken for the delimiter
+    path = write(tmp_path, "1;2;3,5\n")
+    with pytest.raises(DataError, match="line 1: rating '3,5' is not a number"):
+        parse_ratings(path)
+
+
 def test_generic_delimiter_given(tmp_path: Path) -> None:
     path = write(tmp_path, "u,i,r\n1,2,4.5\n3,2,0.5\n")
     assert parse_ratings(path, delimiter=",").nnz == 2

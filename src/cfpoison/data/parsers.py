@@ -116,8 +116,9 @@ def _detect_format(path: Path, layout: Layout, delimiter: str | None) -> _Format
     elif layout == "csv":
         delimiter, n_fields = ",", 4
     else:
-        if delimiter is None:
-            delimiter = next((d for d in SNIFFED_DELIMITERS if d in first), ",")
+        if delimiter is None:  # the first candidate that splits line 1 into 3 or 4 fields
+            fits = (d for d in SNIFFED_DELIMITERS if len(first.split(d)) in (3, 4))
+            delimiter = next(fits, ",")
         n_fields = len(first.split(delimiter))
         if n_fields not in (3, 4):
             raise DataError(

@@ -149,9 +149,12 @@ def ratings_path(
     found = find_local(info, data_dir)
     if found is not None:
         return found
-    where = f"{data_dir / name} nor " if data_dir is not None else ""
     if not download:
-        raise DataError(f"{name} is in neither {where}{cache_dir() / name}, and download is off")
+        places = [str(b / name) for b in (data_dir, cache_dir()) if b is not None]
+        raise DataError(
+            f"{name} is not in {' or '.join(places)}, and download is off "
+            f"(cfpoison data fetch {name} downloads it)"
+        )
     log.info("%s not found locally; downloading it into %s", name, cache_dir())
     return download_dataset(info, cache_dir(), base_url=base_url, progress=progress) / (
         info.ratings_file
