@@ -13,6 +13,7 @@ from cfpoison.cli._common import (
     show_progress,
 )
 from cfpoison.cli.sweep import add_execution_options
+from cfpoison.experiments.beta_sweep import beta_parts
 from cfpoison.experiments.execute import SweepError
 from cfpoison.experiments.paper import METHODS, figure_parts
 from cfpoison.experiments.runners import RunContext
@@ -29,7 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fig1: alternating minimization; fig2: nuclear norm on the 1000 x 1700 subset and on "
         "the full set. Results go to a store in --out; rerun the same command to resume.",
     )
-    parser.add_argument("figure", choices=("fig1", "fig2"), help="which figure")
+    parser.add_argument(
+        "figure",
+        choices=("fig1", "fig2", "beta"),
+        help="which figure (beta: SGLD's t-test p-values and utility against beta, and PGA, "
+        "SGLD and uniform side by side at alpha 3%%, B 100)",
+    )
     parser.add_argument(
         "--dataset", default="ml-latest-small", help="data set (default: ml-latest-small)"
     )
@@ -59,13 +65,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    parts = figure_parts(
-        args.figure,
-        dataset=args.dataset,
-        quick=args.quick,
-        seeds=args.seeds,
-        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
-    )
+    if args.figure == "beta":
+        parts = beta_parts(dataset=args.dataset, quick=args.quick, seeds=args.seeds)
+    else:
+        parts = figure_parts(
+            args.figure,
+            dataset=args.dataset,
+            quick=args.quick,
+            seeds=args.seeds,
+            methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        )
     out = args.out if args.out is not None else Path("results") / args.figure
     data_dir = data_dir_from(args)
     context = RunContext(data_dir=str(data_dir) if data_dir is not None else None)
