@@ -10,10 +10,11 @@ needs nothing but a clean reference database.
     rated ``j`` and ``y_j`` = fraction of the ``m'`` fake users who rated ``j``;
     ``scipy.stats.ttest_rel(y, x)`` over the ``n`` pairs. Its mean difference is
     ``(mean fake activity - mean normal activity) / n``: with ``n`` in the thousands it
-    rejects whenever a fake user rates a different number of items than the average normal
-    user does, whichever items they are. On ml-latest-small (mean activity 165) with
-    ``B = 100`` it gives ``p < 1e-10`` for uniform-random items, popularity-following items
-    and real users alike.
+    rejects whenever the fake users rate a different number of items than the average
+    normal user does, whichever items they are. On ml-latest-small (mean activity 165),
+    ``m' = 19`` fake users with ``B = 100`` uniform-random items give ``p ~ 1e-51`` and with
+    ``B = 100`` popularity-proportional items ``p ~ 1e-120``; 19 *real* users held out of the
+    data give ``p < 0.05`` in 39 of 40 draws (median ``p ~ 1e-71``).
 
 ``pairing="users"`` (calibrated; it measures item choice, not activity):
     each user's statistic is the mean log rating frequency of the items they rated,
@@ -22,8 +23,10 @@ needs nothing but a clean reference database.
     ``log(c_j / m)``). Every fake user is paired with the average ``s`` of the ``neighbours``
     normal users whose number of ratings is closest to theirs (activity matters: heavy users
     rate more obscure items), and ``ttest_rel`` runs over the ``m'`` pairs. On
-    ml-latest-small, ``m' = 19`` held-out real users give ``p < 0.05`` in 2.5% of 40 draws
-    (median p 0.52), uniform-random items give ``p < 1e-10``.
+    ml-latest-small, 19 held-out real users give ``p < 0.05`` in 1 of 40 draws (median
+    ``p = 0.43``); 19 fake users with 100 uniform-random items give ``p < 1e-23``
+    (``t < -80``), with 100 popularity-proportional items ``p < 1e-11`` (``t ~ -20``: too
+    obscure), and the paper-mode SGLD prior's top-B items are rejected as too popular.
 """
 
 from __future__ import annotations
