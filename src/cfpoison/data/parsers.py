@@ -11,9 +11,9 @@ Every layout is a table of ``user, item, rating[, timestamp]`` rows, one per lin
 
 Ids are integers, ratings finite numbers on the data set's scale (inferred from the observed
 ratings for a generic file unless given), a timestamp (if present) a number. Empty lines are
-skipped. The fast path reads the whole file with NumPy's C parser (about 7 s for the 20M lines
-of ml-20m); only when it finds a problem does a line-by-line pass locate the first bad line,
-so every error names the file and the line number.
+skipped. The fast path reads the whole file with NumPy's C parser (``np.loadtxt``: about 6 s
+for 20M lines on one idle core); only when it finds a problem does a line-by-line pass locate
+the first bad line, so every error names the file and the line number.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def infer_scale(ratings: np.ndarray, path: str | Path = "") -> RatingScale:
     low, high = float(ratings.min()), float(ratings.max())
     if low == high:
         raise DataError(
-            f"{path}: every rating is {low:g}, so the rating scale cannot be inferred; give it"
+            f"{path}: every rating is {low:g}, so the rating scale cannot be inferred; give one"
         )
     for step in CANDIDATE_STEPS:
         if abs((high - low) / step - round((high - low) / step)) > 1e-9:
