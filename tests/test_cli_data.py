@@ -1,4 +1,4 @@
-"""`cfpoison data list|info|fetch` and `cfpoison demo`: in-process and as the installed script."""
+"""`cfpoison data list|info|fetch`: in-process, and once as the installed script."""
 
 from __future__ import annotations
 
@@ -42,13 +42,11 @@ def test_info_ml_latest_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert payload["ratings_per_user"]["min"] == 20 and payload["ratings_per_user"]["max"] == 2698
 
 
-def test_info_synthetic_and_demo(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["data", "info", "synthetic"]) == 0
+def test_info_synthetic(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "info", "synthetic:small"]) == 0
     info = capsys.readouterr().out
-    assert "users             600" in info and "ratings           100000" in info
-    assert main(["demo"]) == 0
-    demo = capsys.readouterr().out
-    assert "synthetic" in demo and "1-5 in steps of 1" in demo
+    assert "users             200" in info and "ratings           12000" in info
+    assert "scale             1-5 in steps of 1" in info
 
 
 def test_bad_csv_is_one_line_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
