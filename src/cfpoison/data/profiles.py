@@ -77,7 +77,8 @@ def write_profiles(
 
     Row ``i`` becomes user ``first_user_id + i`` (default: one above the largest real id),
     columns become the data set's item ids, and ratings are mapped to the original scale and
-    snapped to its step. Explicit zeros are ratings (3 stars on a 1-5 scale) and are written.
+    snapped to its step. Explicit zeros are ratings (3 stars on a 1-5 scale) and are written;
+    a row without stored entries uses its id but writes no line.
     """
     if not sp.issparse(matrix):
         raise TypeError("write_profiles needs a scipy sparse matrix (stored entries = ratings)")
