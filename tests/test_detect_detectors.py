@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cfpoison.data.ratings import Ratings, RatingScale
+from cfpoison.data.ratings import Ratings
+from cfpoison.data.registry import load_dataset
 from cfpoison.detect import (
     DETECTORS,
     DetectConfig,
@@ -23,24 +27,16 @@ from cfpoison.detect import (
 )
 from cfpoison.detect import detectors as detectors_module
 
-SCALE = RatingScale(1.0, 5.0, 1.0)
-N_USERS, N_ITEMS, N_FAKE = 150, 200, 12
+N_FAKE = 12
 
 
-def normal_users(seed: int = 0) -> Ratings:
-    """Low-rank tastes, long-tailed item popularity, 15-60 whole-star ratings per user."""
-    rng = np.random.default_rng(seed)
-    popularity = 1.0 / np.arange(1, N_ITEMS + 1) ** 0.8
-    popularity /= popularity.sum()
-    taste = rng.normal(size=(N_USERS, 3)) @ rng.normal(size=(3, N_ITEMS)) / np.sqrt(3)
-    users, items, values = [], [], []
-    for u in range(N_USERS):
-        rated = rng.choice(N_ITEMS, rng.integers(15, 61), replace=False, p=popularity)
-        stars = np.clip(np.round(3.2 + taste[u, rated] + 0.5 * rng.normal(size=len(rated))), 1, 5)
-        users += [u] * len(rated)
-        items += list(rated)
-        values += list(stars)
-    return Ratings.from_triples(np.array(users), np.array(items), np.array(values), SCALE)
+@functools.cache
+def normal_users() -> Ratings:
+    """The built-in synthetic set ``synthetic:small``: 200 users, 800 items, 1-5 stars."""
+    return load_dataset("synthetic:small")
+
+
+N_USERS, N_ITEMS = normal_users().matrix.shape
 
 
 def profiles(rows: list[np.ndarray], values: list[np.ndarray]) -> sp.csr_array:
@@ -61,41 +57,47 @@ def random_at_max(rng: np.random.Generator, size: int = 40) -> sp.csr_array:
 
 def push_attack(rng: np.random.Generator, ratings: Ratings) -> sp.csr_array:
     """Average push attack: a target at the maximum, filler at the rounded item means."""
-    counts = np.bincount(ratings.matrix.indices, minlength=N_ITEMS)
-    means = np.bincount(ratings.matrix.indices, ratings.matrix.data, N_ITEMS) / counts
+    counts = ratings.item_counts
+    means = np.bincount(ratings.matrix.indices, ratings.matrix.data, N_ITEMS) / counts.clip(1)
+    target = int(np.argmin(counts))
+    rated = np.setdiff1d(np.flatnonzero(counts), [target])
     rows, values = [], []
     for _ in range(N_FAKE):
-        filler = rng.choice(np.arange(1, N_ITEMS), 40, replace=False)
-        rows.append(np.r_[0, filler])
+        filler = rng.choice(rated, 40, replace=False)
+        rows.append(np.r_[target, filler])
         values.append(np.r_[2.0, np.clip(np.round(means[filler]), -2, 1)])
     return profiles(rows, values)
 
 
-def bandwagon(rng: np.random.Generator) -> sp.csr_array:
-    """Bandwagon push: the 20 most popular items and the target at the max, 10 random low."""
+def bandwagon(rng: np.random.Generator, ratings: Ratings) -> sp.csr_array:
+    """Bandwagon push: the 40 most popular items and a target at the max, 10 random low."""
+    order = np.argsort(-ratings.item_counts, kind="stable")
+    head, target, rest = order[:40], order[-1], order[40:-1]
     rows, values = [], []
     for _ in range(N_FAKE):
-        filler = rng.choice(np.arange(21, N_ITEMS), 10, replace=False)
-        rows.append(np.r_[np.arange(21), filler])
-        values.append(np.r_[np.full(21, 2.0), rng.choice([-2.0, -1.0], 10)])
+        rows.append(np.r_[head, target, rng.choice(rest, 10, replace=False)])
+        values.append(np.r_[np.full(41, 2.0), rng.choice([-2.0, -1.0], 10)])
     return profiles(rows, values)
 
 
 def long_profiles(rng: np.random.Generator) -> sp.csr_array:
-    """Random profiles rating 150 of the 200 items (normal users rate 15-60)."""
-    rows = [rng.choice(N_ITEMS, 150, replace=False) for _ in range(N_FAKE)]
-    return profiles(rows, [rng.choice([-2.0, -1.0, 0.0, 1.0, 2.0], 150) for _ in rows])
+    """Random profiles rating 600 of the 800 items (normal users rate 20-400)."""
+    rows = [rng.choice(N_ITEMS, 600, replace=False) for _ in range(N_FAKE)]
+    return profiles(rows, [rng.choice([-2.0, -1.0, 0.0, 1.0, 2.0], 600) for _ in rows])
 
 
-PLANTED = {
-    "rdma": "random_at_max",
-    "wdma": "random_at_max",
-    "wda": "random_at_max",
-    "pca": "random_at_max",
-    "mean_var": "push_attack",
-    "fmtd": "bandwagon",
-    "degsim": "bandwagon",
-    "length_var": "long_profiles",
+Planter = Callable[[np.random.Generator, Ratings], sp.csr_array]
+
+PLANTED: dict[str, Planter] = {
+    "rdma": lambda rng, ratings: random_at_max(rng),
+    "wdma": lambda rng, ratings: random_at_max(rng),
+    # WDA sums over the profile: long random profiles (heavy normal users rate up to 400)
+    "wda": lambda rng, ratings: random_at_max(rng, 300),
+    "pca": lambda rng, ratings: random_at_max(rng),
+    "mean_var": push_attack,
+    "fmtd": bandwagon,
+    "degsim": bandwagon,
+    "length_var": lambda rng, ratings: long_profiles(rng),
 }
 
 
@@ -105,18 +107,8 @@ def test_every_detector_has_a_planted_attack() -> None:
 
 @pytest.mark.parametrize("name", sorted(PLANTED))
 def test_planted_fakes_rank_above_normal_users(name: str) -> None:
-    rng = np.random.default_rng(7)
     ratings = normal_users()
-    attack = PLANTED[name]
-    if attack == "random_at_max":
-        fake = random_at_max(rng)
-    elif attack == "push_attack":
-        fake = push_attack(rng, ratings)
-    elif attack == "bandwagon":
-        fake = bandwagon(rng)
-    else:
-        fake = long_profiles(rng)
-    report = run_detectors(ratings, fake)
+    report = run_detectors(ratings, PLANTED[name](np.random.default_rng(7), ratings))
     metrics = report.metrics[name]
     assert metrics.auc > 0.95, (name, metrics)
     assert metrics.precision >= 0.75, (name, metrics)

@@ -39,10 +39,12 @@ def test_item_pairing_is_the_fraction_of_each_group_who_rated_the_item() -> None
 
 
 def test_item_pairing_measures_activity() -> None:
-    ratings = normal_users()  # 15-60 ratings per user
+    ratings = normal_users()  # 60 ratings per user on average
     rng = np.random.default_rng(1)
-    heavy = rating_frequency_ttest(ratings, uniform_items(rng, np.full(8, 100)), "items")
+    heavy = rating_frequency_ttest(ratings, uniform_items(rng, np.full(8, 200)), "items")
     assert heavy.statistic > 0 and heavy.pvalue < 1e-6
+    light = rating_frequency_ttest(ratings, uniform_items(rng, np.full(8, 20)), "items")
+    assert light.statistic < 0 and light.pvalue < 1e-6
 
 
 def test_user_pairing_separates_uniform_items_from_real_users() -> None:
