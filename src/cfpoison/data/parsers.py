@@ -28,7 +28,7 @@ from typing import Literal, get_args
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.data.ratings import Ratings, RatingScale
+from cfpoison.data.ratings import Ratings, RatingScale, dense_inverse
 from cfpoison.errors import DataError
 
 Layout = Literal["tab", "dat", "csv", "generic"]
@@ -234,29 +234,6 @@ def _locate(
                     )
                 first_seen = lineno
     return None
-
-
-def sorted_unique(values: np.ndarray) -> np.ndarray:
-    """The distinct values in increasing order (a sort; NumPy 2's ``np.unique`` is far slower
-    on tens of millions of integers)."""
-    values = np.sort(values)
-    keep = np.ones(len(values), dtype=bool)
-    keep[1:] = values[1:] != values[:-1]
-    return values[keep]
-
-
-def dense_inverse(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(ids, return_inverse=True)`` in O(len + range) when the ids are compact."""
-    if len(ids) == 0:
-        return ids[:0], np.zeros(0, dtype=np.int64)
-    low, high = int(ids.min()), int(ids.max())
-    if high - low > 4 * len(ids) + (1 << 20):
-        unique = sorted_unique(ids)
-        return unique, np.searchsorted(unique, ids).astype(np.int64)
-    present = np.zeros(high - low + 1, dtype=bool)
-    present[ids - low] = True
-    rank = np.cumsum(present, dtype=np.int64) - 1
-    return np.flatnonzero(present) + low, rank[ids - low]
 
 
 def ratings_from_keys(

@@ -27,8 +27,8 @@ import math
 import numpy as np
 
 from cfpoison.config import JsonConfig, require
-from cfpoison.data.parsers import ratings_from_keys, sorted_unique
-from cfpoison.data.ratings import Ratings, RatingScale
+from cfpoison.data.parsers import ratings_from_keys
+from cfpoison.data.ratings import Ratings, RatingScale, sorted_unique
 
 _BIAS_SD = 0.5
 _MEAN_STARS = 3.5
