@@ -1,4 +1,5 @@
-"""A cheap, deterministic cell runner for the experiment engine's tests.
+"""A cheap, deterministic cell runner for the experiment engine's tests, and a check that a
+report's numbers are the stored ones.
 
 Its metrics are a closed-form function of the config, so tests can check that stores, exports,
 figures and reports carry exactly the numbers computed. Each computation appends the cell's
@@ -8,14 +9,22 @@ method, alpha and seed to ``$CFPOISON_FAKE_LOG`` (when set) so tests can count r
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pytest
 
 from cfpoison.config import digest_of
 from cfpoison.errors import ConfigError
+from cfpoison.experiments.grid import PlotSpec, SweepSpec, lookup
+from cfpoison.experiments.report import fmt
 from cfpoison.experiments.runners import CellOutcome, RunContext
+from cfpoison.experiments.store import ResultStore
 
 DEFAULTS: dict[str, Any] = {
     "dataset": "toy",
@@ -73,3 +82,37 @@ class FakeRunner:
 
 
 RUNNER = FakeRunner()
+
+
+def check_report_against_store(out: Path) -> int:
+    """Recompute every point of ``out``'s report from its store; return the points checked.
+
+    Each point's mean, standard deviation and count must equal those of the stored cells
+    with its panel, curve and x, and its rounded mean must appear in report.md and .html.
+    """
+    spec = SweepSpec.from_json((out / "sweep.json").read_text())
+    plot = spec.plot or PlotSpec()
+    summary = json.loads((out / "report.json").read_text())
+    markdown = (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    with ResultStore(out / "results.sqlite") as store:
+        rows = [row for row in store.rows() if row.key in page]
+    checked = 0
+    for metric in plot.metrics:
+        for point in summary["metrics"][metric]:
+            values = [
+                row.metrics[metric]
+                for row in rows
+                if [lookup(row.flat(), f) for f in plot.panel] == point["panel"]
+                and lookup(row.flat(), plot.curve) == point["curve"]
+                and lookup(row.flat(), plot.x) * plot.x_scale == pytest.approx(point["x"])
+            ]
+            assert point["n"] == len(values) > 0
+            assert point["mean"] == pytest.approx(np.mean(values), rel=1e-12, abs=1e-15)
+            if len(values) > 1:
+                assert point["std"] == pytest.approx(np.std(values, ddof=1), rel=1e-9, abs=1e-15)
+            cells = [*map(str, point["panel"]), point["curve"], f"{point['x']:g}", str(point["n"])]
+            assert "| " + " | ".join([*cells, fmt(point["mean"])]) + " |" in markdown
+            assert f"<td>{fmt(point['mean'])}</td>" in page
+            checked += 1
+    return checked

@@ -53,8 +53,11 @@ def test_sgld_options_are_filled_in_and_refused_elsewhere() -> None:
     config = RUNNER.normalize({"method": "sgld", "beta": 0.3, "sgld.chains": 1})
     options = config["attack"]["options"]
     assert options["beta"] == 0.3 and options["chains"] == 1 and "prior" in options
+    assert "iterations" not in options  # SGLD's T is the attack's iterations
     with pytest.raises(ConfigError, match="SGLD options"):
         RUNNER.normalize({"method": "pga", "beta": 0.6})
+    with pytest.raises(ConfigError, match="iterations"):
+        RUNNER.normalize({"method": "sgld", "sgld.iterations": 3})
 
 
 @pytest.mark.parametrize(

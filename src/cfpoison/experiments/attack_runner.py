@@ -11,7 +11,8 @@ Flat settings (TOML keys, ``--set``/``--grid`` names) map onto it as follows:
 * AttackConfig's own fields by name (``method``, ``iterations``, ``seed``, ...), then the
   threat model's (``alpha``, ``items_per_user``, ``max_rating``, ``item_selection``) and the
   utility's (``mu1``, ``mu2``, ``targets``, ``weights``); ``attack.X.Y`` for anything nested;
-* ``beta`` and ``sgld.FIELD``: SGLD's options (``method = "sgld"`` only).
+* ``beta`` and ``sgld.FIELD``: SGLD's options (``method = "sgld"`` only; its number of
+  steps is ``iterations``).
 
 ``seed`` seeds the attack and, unless ``learner.seed`` is set, the learner's initialisation,
 so repeated seeds vary everything random. The learner's ``threads`` is an execution setting:
@@ -147,11 +148,17 @@ class AttackRunner:
 
 
 def _method_options(config: AttackConfig) -> dict[str, Any]:
-    """SGLD's options with every default filled in; other methods take none."""
+    """SGLD's options with every default filled in (its T is the attack's ``iterations``);
+    other methods take none."""
     if config.method == "sgld":
         from cfpoison.attacks.sgld import SGLDConfig
 
-        return SGLDConfig.from_dict(dict(config.options)).to_dict()
+        if "iterations" in config.options:
+            raise ConfigError("set SGLD's iterations T with iterations, not sgld.iterations")
+        options = {**config.options, "iterations": config.iterations}
+        full = SGLDConfig.from_dict(options).to_dict()
+        del full["iterations"]
+        return full
     if config.options:
         names = ", ".join(sorted(config.options))
         raise ConfigError(f"{names}: SGLD options, but the method is {config.method!r}")

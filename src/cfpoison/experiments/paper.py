@@ -38,15 +38,17 @@ class Budget:
     iterations: int  # PGA steps
     sgld_iterations: int  # SGLD steps per chain
     learner: dict[str, Any]  # learner settings beyond the defaults
+    sgld: dict[str, Any]  # SGLD settings beyond the defaults (besides beta)
 
 
-FULL = Budget((0.01, 0.02, 0.03, 0.04, 0.05), 3, 20, 20, {})
+FULL = Budget((0.01, 0.02, 0.03, 0.04, 0.05), 3, 20, 20, {}, {})
 QUICK = Budget(
     (0.01, 0.03),
     2,
     2,
     3,
     {"learner.tol": 1e-4, "learner.kkt_tol": 1e-3, "learner.max_sweeps": 30},
+    {"sgld.chains": 1, "sgld.samples": 2},
 )
 
 
@@ -120,6 +122,7 @@ def _spec(base: dict[str, Any], budget: Budget, methods: tuple[str, ...]) -> Swe
                 "method": ("sgld",),
                 "beta": (SGLD_BETA,),
                 "iterations": (budget.sgld_iterations,),
+                **{name: (value,) for name, value in budget.sgld.items()},
             }
             blocks.append({**panel, **sgld})
     return SweepSpec(runner="attack", base=base, grid=tuple(blocks), plot=PlotSpec())
@@ -139,7 +142,8 @@ def _notes(budget: Budget, quick: bool) -> tuple[str, ...]:
     ]
     if quick:
         notes.append(
-            f"QUICK RUN: {budget.iterations} PGA steps, {budget.sgld_iterations} SGLD steps, "
-            "looser learner tolerances. A smoke test of the pipeline, not a reproduction."
+            f"QUICK RUN: {budget.iterations} PGA steps, {budget.sgld_iterations} SGLD steps on "
+            "one chain, looser learner tolerances. A smoke test of the pipeline, not a "
+            "reproduction."
         )
     return tuple(notes)

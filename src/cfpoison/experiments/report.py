@@ -59,9 +59,9 @@ class Code:
 Block = Heading | Para | Table | Image | Code
 
 
-def fmt(value: float) -> str:
-    """Numbers in tables: four significant digits."""
-    return f"{value:.4g}"
+def fmt(value: float | None) -> str:
+    """Numbers in tables: four significant digits (``n/a`` for a missing or NaN value)."""
+    return "n/a" if value is None or value != value else f"{value:.4g}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +78,7 @@ class ReportInput:
     wall_seconds: float | None = None
     notes: Sequence[str] = ()
     failures: Mapping[str, str] = dataclasses.field(default_factory=dict)  # key -> error
+    extra: Sequence[Block] = ()  # placed after the figures
 
 
 def build(inp: ReportInput) -> tuple[list[Block], dict[str, Any]]:
@@ -96,6 +97,7 @@ def build(inp: ReportInput) -> tuple[list[Block], dict[str, Any]]:
     summary: dict[str, Any] = {"cells": len(inp.cells), "stored": len(inp.rows), "metrics": {}}
     for png, svg in inp.figures:
         blocks.append(Image(png, svg, inp.title))
+    blocks += inp.extra
     for metric in inp.plot.metrics:
         table, points = _metric_table(inp.rows, inp.plot, metric)
         blocks += [Heading(f"{metric}: mean over seeds"), table]

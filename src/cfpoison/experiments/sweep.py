@@ -16,15 +16,17 @@ import importlib.util
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from matplotlib.figure import Figure
 
 from cfpoison.experiments import figures, report
 from cfpoison.experiments.execute import SweepError, SweepOutcome, run_cells
 from cfpoison.experiments.grid import Cell, PlotSpec, SweepSpec
 from cfpoison.experiments.runners import RunContext, cells_of, resolve_runner
-from cfpoison.experiments.store import ResultStore, export_csv, export_parquet
+from cfpoison.experiments.store import ResultStore, StoredCell, export_csv, export_parquet
 from cfpoison.io import write_json
 
 log = logging.getLogger(__name__)
@@ -61,11 +63,15 @@ def run_sweep(
     title: str = "Sweep",
     notes: Sequence[str] = (),
     name: str = "sweep",
+    draw: Callable[[Sequence[StoredCell], str], Figure] | None = None,
+    extra: Callable[[Sequence[StoredCell]], list[report.Block]] | None = None,
 ) -> SweepRun:
     """Run ``spec`` into ``out_dir`` (see the module docstring) and report on it.
 
     When cells fail, the others are stored, the report lists the missing ones, and
-    ``SweepRun.error`` says why; the caller decides whether that is fatal.
+    ``SweepRun.error`` says why; the caller decides whether that is fatal. ``draw(rows, title)``
+    replaces the default figure (:func:`figures.draw` of the sweep's plot); ``extra(rows)``
+    adds report blocks after the figure.
     """
     out = Path(out_dir)
     context = context or RunContext()
@@ -94,14 +100,25 @@ def run_sweep(
     plot = spec.plot or PlotSpec()
     figure_paths = []
     if rows:
-        png, svg = figures.save(figures.draw(rows, plot, title), out / "figures" / name)
+        fig = draw(rows, title) if draw is not None else figures.draw(rows, plot, title)
+        png, svg = figures.save(fig, out / "figures" / name)
         files.update({"png": png, "svg": svg})
         figure_paths.append((png, svg))
     runner = resolve_runner(spec.runner)
     provenance = runner.provenance(cells, context) if hasattr(runner, "provenance") else []
     paths = report.write(
         report.ReportInput(
-            title, spec, plot, cells, rows, figure_paths, provenance, wall, tuple(notes), failures
+            title,
+            spec,
+            plot,
+            cells,
+            rows,
+            figure_paths,
+            provenance,
+            wall,
+            tuple(notes),
+            failures,
+            extra(rows) if extra is not None and rows else [],
         ),
         out,
     )
