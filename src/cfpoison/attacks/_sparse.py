@@ -1,8 +1,9 @@
-"""Sparse kernels of the attack engine: sampled dense-dense products on a CSR pattern.
+"""Sparse kernels of the attack engine, on CSR patterns.
 
-``sddmm(indptr, indices, A, B)[e] = A[i] . B[j]`` for the e-th stored entry (i, j) of a CSR
-pattern, without forming the ``nnz x k`` temporaries that ``einsum`` over gathered rows would
-(1.6 GB per temporary on MovieLens-20M at k = 10). Numba, parallel over rows.
+* :func:`sddmm`: ``A[i] . B[j]`` at every stored entry (i, j), without the ``nnz x k``
+  temporaries that ``einsum`` over gathered rows would make (1.6 GB each on MovieLens-20M at
+  k = 10); it wraps the learners' ``csr_dot`` kernel;
+* :func:`row_grams`: ``sum_{j in row i} f_j f_j^T`` per row (the Hessian's diagonal blocks).
 """
 
 from __future__ import annotations
@@ -11,22 +12,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _sddmm(
-    indptr: np.ndarray, indices: np.ndarray, left: np.ndarray, right: np.ndarray
-) -> np.ndarray:  # pragma: no cover - compiled
-    rows = indptr.shape[0] - 1
-    k = left.shape[1]
-    out = np.empty(indices.shape[0], dtype=np.float64)
-    for i in numba.prange(rows):
-        for e in range(indptr[i], indptr[i + 1]):
-            j = indices[e]
-            acc = 0.0
-            for c in range(k):
-                acc += left[i, c] * right[j, c]
-            out[e] = acc
-    return out
+from cfpoison.learners import kernels
 
 
 def sddmm(pattern: sp.csr_array, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -35,11 +21,13 @@ def sddmm(pattern: sp.csr_array, left: np.ndarray, right: np.ndarray) -> np.ndar
     right = np.ascontiguousarray(right, dtype=np.float64)
     if left.shape[1] != right.shape[1]:
         raise ValueError(f"factor widths differ: {left.shape[1]} != {right.shape[1]}")
-    return _sddmm(
-        np.asarray(pattern.indptr, dtype=np.int64),
-        np.asarray(pattern.indices, dtype=np.int64),
-        left,
-        right,
+    return np.asarray(
+        kernels.csr_dot(
+            np.asarray(pattern.indptr, dtype=np.int64),
+            np.asarray(pattern.indices, dtype=np.int64),
+            left,
+            right,
+        )
     )
 
 

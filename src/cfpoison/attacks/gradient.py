@@ -9,7 +9,8 @@ implicit function theorem and the adjoint trick give, for every fake entry (i, j
 because the mixed partial of grad L with respect to ``M~_ij`` is ``-2 v_j`` in the block of
 ``u~_i`` and ``-2 u~_i`` in the block of ``v_j`` (math.md section 3).
 
-* ``exact``: z from block-Jacobi-preconditioned CG on Hessian-vector products.
+* ``exact``: z from block-Jacobi-preconditioned MINRES on Hessian-vector products
+  (:func:`cfpoison.attacks.hessian.solve`).
 * ``paper``: z from H's diagonal blocks alone (Eq. 12: other factors held fixed), which gives
   ``dR/dM~_ij = u~_i' (lam_V I + Sigma_V^(j))^{-1} dR/dv_j``.
 
@@ -31,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cfpoison.attacks._sparse import sddmm
-from cfpoison.attacks.hessian import FactorHessian, conjugate_gradient
+from cfpoison.attacks.hessian import FactorHessian, solve
 from cfpoison.attacks.utility import Utility
 from cfpoison.learners.base import Learner
 
@@ -46,7 +47,7 @@ class ImplicitGradient:
         fake_user, item: ``U~`` and ``V`` at the solution.
         adjoint_fake_user, adjoint_item: ``z[U~]`` and ``z[V]``.
         utility: ``R`` at the solution.
-        cg_iterations, cg_residual: of the solve (0 and 0.0 for ``paper``).
+        solver_iterations, solver_residual: of the solve (0 and 0.0 for ``paper``).
         seconds: wall time of the whole computation.
     """
 
@@ -55,8 +56,8 @@ class ImplicitGradient:
     adjoint_fake_user: np.ndarray
     adjoint_item: np.ndarray
     utility: float
-    cg_iterations: int
-    cg_residual: float
+    solver_iterations: int
+    solver_residual: float
     seconds: float
 
     def on_pattern(self, pattern: sp.csr_array) -> np.ndarray:
@@ -79,20 +80,17 @@ def utility_gradient(
     utility: Utility,
     method: GradientMethod = "exact",
     *,
-    train_t: sp.csr_array | None = None,
-    cg_tol: float = 1e-6,
-    cg_max_iter: int = 200,
+    solve_tol: float = 1e-6,
+    solve_max_iter: int = 200,
 ) -> ImplicitGradient:
     """dR/dM~ at a learner fitted on ``train`` (normal users) plus ``fake`` (m' x n CSR).
 
-    ``train_t`` (``train.T`` as CSR) may be passed to save a pass over the data when this is
-    called repeatedly on the same training matrix.
+    Pass the same ``train`` object on repeated calls: its transpose is cached per object.
     """
     start = time.perf_counter()
     factors = learner.factors
     hessian = FactorHessian(
         train,
-        train.T.tocsr() if train_t is None else train_t,
         fake,
         factors.user,
         factors.fake_user,
@@ -104,8 +102,8 @@ def utility_gradient(
     rhs = np.concatenate([grad_user.ravel(), np.zeros(hessian.fake_user.size), grad_item.ravel()])
     preconditioner = hessian.block_jacobi()
     if method == "exact":
-        solve = conjugate_gradient(hessian, rhs, preconditioner, cg_tol, cg_max_iter)
-        adjoint, iterations, residual = solve.x, solve.iterations, solve.relative_residual
+        result = solve(hessian, rhs, preconditioner, solve_tol, solve_max_iter)
+        adjoint, iterations, residual = result.x, result.iterations, result.relative_residual
     elif method == "paper":
         adjoint, iterations, residual = preconditioner(rhs), 0, 0.0
     else:

@@ -1,4 +1,4 @@
-"""Hessian-vector products of the factored objective and a preconditioned CG solver.
+"""Hessian-vector products of the factored objective and a preconditioned Krylov solver.
 
 The objective (one convention everywhere, see ``learners/base.py``)::
 
@@ -14,11 +14,11 @@ For a direction ``(dW, dV)``, with ``dE_ij = -(dw_i.v_j + w_i.dv_j)`` on the obs
 which costs ``O(|Omega| k)`` and never forms H. The exact diagonal blocks of H are
 ``2 (lam_U I + sum_{j in Omega_i} v_j v_j')`` for user i and
 ``2 (lam_V I + sum_{i in Omega'_j} w_i w_i')`` for item j; their inverses are the block-Jacobi
-preconditioner of :func:`conjugate_gradient` and, applied alone, the paper's Eq. 12.
+preconditioner of :func:`solve` and, applied alone, the paper's Eq. 12.
 
 H is singular along the ``k(k-1)/2`` rotations ``(W S, V S)`` (S skew-symmetric), which leave
 L unchanged; right-hand sides that depend on ``U V'`` only are orthogonal to them, so the
-system is consistent and CG converges on it (math.md section 3).
+system is consistent and a Krylov method converges on it (math.md section 3).
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ import dataclasses
 
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
 from cfpoison.attacks._sparse import row_grams, sddmm, with_values
+from cfpoison.learners.base import cached_csc
 
 
 @dataclasses.dataclass
@@ -38,13 +40,13 @@ class FactorHessian:
     Vectors are flat: ``[vec(U), vec(U~), vec(V)]`` (row-major), see :meth:`split`.
 
     Attributes:
-        train: normal users' ratings (m x n CSR, shifted scale); train_t: its transpose as CSR
-            (n x m), reused across calls because building it costs a pass over the data.
+        train: normal users' ratings (m x n CSR, shifted scale); its CSC copy is cached per
+            matrix object (``learners.base.cached_csc``), so repeated calls on the same
+            training matrix pay for the transpose once.
         fake: fake users' ratings (m' x n CSR).
     """
 
     train: sp.csr_array
-    train_t: sp.csr_array
     fake: sp.csr_array
     user: np.ndarray
     fake_user: np.ndarray
@@ -115,7 +117,9 @@ class FactorHessian:
     def block_inverse(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Inverses of H's diagonal ``k x k`` blocks, for U, U~ and V."""
         eye = np.eye(self.rank)
-        item_gram = row_grams(self.train_t, self.user)
+        csc = cached_csc(self.train)
+        train_t = sp.csr_array((csc.data, csc.indices, csc.indptr), shape=csc.shape[::-1])
+        item_gram = row_grams(train_t, self.user)
         item_gram += row_grams(self.fake.T.tocsr(), self.fake_user)
         blocks = (
             row_grams(self.train, self.item) + self.lambda_u * eye,
@@ -151,48 +155,46 @@ class BlockJacobi:
 
 
 @dataclasses.dataclass(frozen=True)
-class CGResult:
-    """Solution ``x``, iterations, and the final relative residual ``|b - H x| / |b|``."""
+class SolveResult:
+    """Solution ``x``, Krylov iterations, and the relative residual ``|b - H x| / |b|``."""
 
     x: np.ndarray
     iterations: int
     relative_residual: float
 
 
-def conjugate_gradient(
+def solve(
     hessian: FactorHessian,
     rhs: np.ndarray,
     preconditioner: BlockJacobi | None = None,
     tol: float = 1e-8,
     max_iter: int = 500,
-) -> CGResult:
-    """Preconditioned CG for ``H x = rhs`` from ``x = 0``, stopping at ``|r| <= tol |rhs|``.
+) -> SolveResult:
+    """``H x = rhs`` by preconditioned MINRES from ``x = 0`` (``scipy.sparse.linalg.minres``).
 
-    Stops early (returning the current iterate) if a direction of non-positive curvature
-    appears, which on a consistent singular system means the remaining residual lies in the
-    null space.
+    MINRES rather than CG: at a solution that is stationary only to a tolerance, H is
+    slightly indefinite along the rotations (differentiating ``L(theta exp(tS))`` twice gives
+    ``(theta S)' H (theta S) = -grad L . (theta S^2)``), where CG breaks down; MINRES needs only
+    symmetry, costs one product per iteration like CG, and the rotation components of x do not
+    change ``dR/dM~`` (module :mod:`cfpoison.attacks.gradient`). ``tol`` applies to the
+    preconditioned residual; the reported residual is the plain one.
     """
     norm_b = float(np.linalg.norm(rhs))
-    x = np.zeros_like(rhs)
     if norm_b == 0.0:
-        return CGResult(x, 0, 0.0)
-    apply = preconditioner if preconditioner is not None else (lambda v: v)
-    r = rhs.copy()
-    z = apply(r)
-    p = z.copy()
-    rz = float(r @ z)
+        return SolveResult(np.zeros_like(rhs), 0, 0.0)
+    size = rhs.shape[0]
+    operator = spla.LinearOperator((size, size), matvec=hessian.matvec, dtype=np.float64)
+    inverse = (
+        None
+        if preconditioner is None
+        else spla.LinearOperator((size, size), matvec=preconditioner, dtype=np.float64)
+    )
     iterations = 0
-    while iterations < max_iter and np.linalg.norm(r) > tol * norm_b:
-        hp = hessian.matvec(p)
-        curvature = float(p @ hp)
-        if curvature <= 0.0:
-            break
-        step = rz / curvature
-        x += step * p
-        r -= step * hp
-        z = apply(r)
-        rz_next = float(r @ z)
-        p = z + (rz_next / rz) * p
-        rz = rz_next
+
+    def count(_: np.ndarray) -> None:
+        nonlocal iterations
         iterations += 1
-    return CGResult(x, iterations, float(np.linalg.norm(r)) / norm_b)
+
+    x, _ = spla.minres(operator, rhs, M=inverse, rtol=tol, maxiter=max_iter, callback=count)
+    residual = float(np.linalg.norm(rhs - hessian.matvec(x))) / norm_b
+    return SolveResult(x, iterations, residual)

@@ -1,0 +1,294 @@
+"""One entry point for every attack: :func:`run_attack` with an :class:`AttackConfig`.
+
+``run_attack`` fits the clean model, builds the utility (resolving ``auto`` targets with the
+attack's seed), runs the method, checks the output against the threat model, and evaluates it
+(:func:`cfpoison.attacks.metrics.evaluate_profiles`). It is pure: no printing, no global state,
+and the same config gives the same result.
+
+Methods live in a registry (:func:`register_method`): ``pga`` and the baselines here; a method
+not registered yet is looked up as a module ``cfpoison.attacks.<name>`` that registers itself
+on import (``sgld``). A method receives an :class:`AttackContext` and returns a
+:class:`MethodOutput`; method-specific settings go in ``AttackConfig.options``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from cfpoison.attacks.baselines import (
+    average_attack,
+    bandwagon_attack,
+    random_attack,
+    uniform_attack,
+)
+from cfpoison.attacks.gradient import GradientMethod, ImplicitGradient, utility_gradient
+from cfpoison.attacks.metrics import evaluate_profiles, fit_learner, noise_floor
+from cfpoison.attacks.pga import run_pga
+from cfpoison.attacks.threat import ThreatModel, grid_values, snap, violations
+from cfpoison.attacks.utility import Utility, UtilityConfig, build_utility
+from cfpoison.config import JsonConfig, require
+from cfpoison.data.ratings import Ratings
+from cfpoison.errors import ConfigError
+from cfpoison.learners import ALSConfig, NuclearConfig
+from cfpoison.learners.base import Factors, Learner
+
+MethodName = Literal["pga", "uniform", "random", "average", "bandwagon", "sgld"]
+StepSchedule = Literal["constant", "invsqrt", "backtracking"]
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackConfig(JsonConfig):
+    """Everything that determines an attack's result.
+
+    Attributes:
+        method: ``pga`` (Algorithm 1), ``uniform`` (the paper's baseline), the shilling
+            attacks ``random`` / ``average`` / ``bandwagon``, or ``sgld`` (Algorithm 2).
+        learner: the attacked learner (its config; the attacker knows it, Kerckhoffs).
+        threat: the budget (alpha, B, Lambda, item selection).
+        utility: ``mu1``, ``mu2``, targets and weights.
+        gradient: ``exact`` (implicit, one MINRES solve) or ``paper`` (Eq. 12).
+        iterations: gradient steps (PGA; SGLD reads it too).
+        step_schedule, step_size: see :mod:`cfpoison.attacks.pga` (rating units).
+        tol: stop when a step moves no rating by more than this.
+        solve_tol, solve_max_iter: the exact gradient's MINRES solve (relative residual, cap).
+        snap: round the output ratings onto the data set's rating scale.
+        seed: seeds everything random in the attack (initial profiles, auto target).
+        options: method-specific settings (for example SGLD's), validated by the method.
+    """
+
+    kind: ClassVar[str] = "attack"
+    method: MethodName = "pga"
+    learner: ALSConfig | NuclearConfig = dataclasses.field(default_factory=ALSConfig)
+    threat: ThreatModel = dataclasses.field(default_factory=ThreatModel)
+    utility: UtilityConfig = dataclasses.field(default_factory=UtilityConfig)
+    gradient: GradientMethod = "exact"
+    iterations: int = 20
+    step_schedule: StepSchedule = "backtracking"
+    step_size: float = 1.0
+    tol: float = 1e-3
+    solve_tol: float = 1e-6
+    solve_max_iter: int = 100
+    snap: bool = True
+    seed: int = 0
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        require(self.iterations >= 0, f"iterations must be >= 0, got {self.iterations}")
+        require(
+            math.isfinite(self.step_size) and self.step_size > 0,
+            f"step size must be > 0, got {self.step_size}",
+        )
+        require(self.tol >= 0, f"tol must be >= 0, got {self.tol}")
+        require(0 < self.solve_tol < 1, f"solve_tol must be in (0, 1), got {self.solve_tol}")
+        require(self.solve_max_iter >= 1, f"solve_max_iter must be >= 1, got {self.solve_max_iter}")
+        require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+
+
+@dataclasses.dataclass
+class AttackContext:
+    """What a method gets: the data, the clean model, the utility, and helpers.
+
+    Attributes:
+        train: the normal users' ratings (shifted scale).
+        config: the attack config.
+        clean: the learner fitted on ``train`` alone.
+        utility: the attacker's utility against ``clean``.
+        n_fake: ``m'``.
+        grid: the shifted-scale rating grid within ``+-Lambda`` (None: continuous scale).
+        rng: the attack's generator (seeded by ``config.seed``).
+        progress: whether the method may show a progress bar.
+    """
+
+    train: Ratings
+    config: AttackConfig
+    clean: Learner
+    utility: Utility
+    n_fake: int
+    grid: np.ndarray | None
+    rng: np.random.Generator
+    progress: bool = False
+
+    def fit(self, fake: sp.csr_array, init: Factors | None = None) -> Learner:
+        """The learner refitted on ``train`` plus ``fake``, warm-started from ``init``."""
+        return fit_learner(self.config.learner, self.train, fake, init)
+
+    def gradient(self, learner: Learner, fake: sp.csr_array) -> ImplicitGradient:
+        """dR/dM~ at ``learner`` (fitted with ``fake``), by ``config.gradient``."""
+        return utility_gradient(
+            learner,
+            self.train.matrix,
+            fake,
+            self.utility,
+            self.config.gradient,
+            solve_tol=self.config.solve_tol,
+            solve_max_iter=self.config.solve_max_iter,
+        )
+
+    def target_ratings(self) -> tuple[np.ndarray, np.ndarray]:
+        """Targets and their push/nuke ratings ``sign(mu2 w_j) Lambda`` (none if mu2 = 0)."""
+        utility, lam = self.utility, self.config.threat.max_rating
+        if utility.mu2 == 0:
+            return np.array([], dtype=np.int64), np.array([], dtype=np.float64)
+        direction = np.sign(utility.mu2 * utility.weights)
+        keep = direction != 0
+        return utility.targets[keep], direction[keep] * lam
+
+
+@dataclasses.dataclass
+class MethodOutput:
+    """A method's fake matrix (``m' x n`` CSR, shifted scale), history and extra info."""
+
+    fake: sp.csr_array
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+AttackMethod = Callable[[AttackContext], MethodOutput]
+_METHODS: dict[str, AttackMethod] = {}
+
+
+def register_method(name: str) -> Callable[[AttackMethod], AttackMethod]:
+    """Decorator: register ``fn(ctx) -> MethodOutput`` as the attack method ``name``."""
+
+    def decorate(fn: AttackMethod) -> AttackMethod:
+        _METHODS[name] = fn
+        return fn
+
+    return decorate
+
+
+def get_method(name: str) -> AttackMethod:
+    """The registered method ``name``, importing ``cfpoison.attacks.<name>`` if needed."""
+    if name not in _METHODS:
+        try:
+            importlib.import_module(f"cfpoison.attacks.{name}")
+        except ModuleNotFoundError as err:
+            raise ConfigError(f"attack method {name!r} is not available") from err
+    if name not in _METHODS:
+        raise ConfigError(f"attack method {name!r} is not available")
+    return _METHODS[name]
+
+
+register_method("pga")(run_pga)
+
+
+@register_method("uniform")
+def _uniform(ctx: AttackContext) -> MethodOutput:
+    threat = ctx.config.threat
+    return MethodOutput(uniform_attack(ctx.train.matrix, threat, ctx.n_fake, ctx.grid, ctx.rng))
+
+
+def _shilling(attack: Callable[..., sp.csr_array]) -> AttackMethod:
+    def run(ctx: AttackContext) -> MethodOutput:
+        targets, ratings = ctx.target_ratings()
+        fake = attack(
+            ctx.train.matrix, ctx.config.threat, ctx.n_fake, ctx.grid, ctx.rng, targets, ratings
+        )
+        return MethodOutput(fake)
+
+    return run
+
+
+register_method("random")(_shilling(random_attack))
+register_method("average")(_shilling(average_attack))
+register_method("bandwagon")(_shilling(bandwagon_attack))
+
+
+@dataclasses.dataclass
+class AttackResult:
+    """The outcome of :func:`run_attack`.
+
+    Attributes:
+        config: the attack config.
+        fake: the fake profiles, ``m' x n`` CSR on the shifted scale (columns = ``train``'s).
+        history: per-iteration records (``utility``, ``gradient_norm``, ``step``, ``seconds``,
+            ``retrain_seconds``, ``gradient_seconds``, ...); empty for one-shot methods.
+        metrics: :func:`cfpoison.attacks.metrics.evaluate_profiles` of ``fake`` (with
+            ``utility``, R of the retrained poisoned model, and ``utility_clean``).
+        targets: target items as the data set's own ids.
+        seconds: wall time of the whole attack.
+        info: method-specific extras (for example PGA's stop reason).
+    """
+
+    config: AttackConfig
+    fake: sp.csr_array
+    history: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    targets: list[int]
+    seconds: float
+    info: dict[str, Any]
+
+    @property
+    def utility_history(self) -> list[float]:
+        return [float(h["utility"]) for h in self.history]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: the metrics at the top level, then history, targets and the config."""
+        return {
+            **self.metrics,
+            "method": self.config.method,
+            "targets": list(self.targets),
+            "utility_history": self.utility_history,
+            "history": self.history,
+            "seconds": self.seconds,
+            "info": self.info,
+            "config": self.config.to_dict(),
+        }
+
+
+def run_attack(
+    train: Ratings,
+    config: AttackConfig,
+    *,
+    test: Ratings | None = None,
+    progress: bool = False,
+) -> AttackResult:
+    """Run ``config`` against the learner fitted on ``train``; evaluate on ``test`` if given."""
+    start = time.perf_counter()
+    threat = config.threat
+    threat.check(train.n_users, train.n_items, train.scale)
+    method = get_method(config.method)
+    grid = grid_values(train.scale, threat.max_rating)
+    rng = np.random.default_rng(config.seed)
+    clean = fit_learner(config.learner, train)
+    utility = build_utility(
+        config.utility, train, clean.user_factors.copy(), clean.item_factors.copy(), rng
+    )
+    n_fake = threat.n_fake(train.n_users)
+    ctx = AttackContext(train, config, clean, utility, n_fake, grid, rng, progress)
+    output = method(ctx)
+    fake = output.fake
+    if config.snap and grid is not None:
+        fake = fake.copy()
+        fake.data = snap(fake.data, threat.max_rating, grid)
+    problems = violations(fake, threat, n_fake, grid if config.snap else None)
+    if problems:
+        raise RuntimeError(f"{config.method} broke the threat model: {'; '.join(problems)}")
+    floor = noise_floor(train, config.learner, clean)
+    metrics = evaluate_profiles(
+        train,
+        fake,
+        config.learner,
+        utility.targets,
+        test,
+        clean=clean,
+        floor=floor,
+        utility=utility,
+    )
+    return AttackResult(
+        config=config,
+        fake=fake,
+        history=output.history,
+        metrics=metrics,
+        targets=[int(i) for i in train.item_ids[utility.targets]],
+        seconds=time.perf_counter() - start,
+        info=output.info,
+    )

@@ -1,0 +1,117 @@
+"""Metrics of a poisoned model, always against the clean model fitted on the same data.
+
+* ``rmse_shift`` (paper footnote 4): ``sqrt(sum_{Omega^C} (Pbar - P)^2 / |Omega^C|)`` over the
+  unseen entries of the normal users, on the shifted scale ``[-2, 2]``, computed in low-rank
+  form (:func:`cfpoison.attacks.utility.unseen_shift`).
+* ``rmse_shift_noise_floor``: the same quantity between two clean fits whose random
+  initialisations differ (learner seeds ``s`` and ``s + 1``). ALS is non-convex; a shift below
+  this floor is no evidence of an attack. (For nuclear norm it is the solver's tolerance.)
+* ``target_mean_before`` / ``target_mean_after``: for each target item, the mean predicted
+  rating over the normal users, ``mean_i(u_i) . v_j``, on the data set's own scale.
+* ``rmse_train`` / ``rmse_test`` (and their ``_clean`` twins): RMSE of the unclipped predictions
+  on the observed training / test entries of the normal users, on the data set's own scale.
+
+The poisoned model is fitted from the same random initialisation as the clean one (same
+learner config, same seed), so that the only difference between them is the fake data.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from cfpoison.attacks.utility import Utility, unseen_shift
+from cfpoison.data.ratings import SHIFTED_HIGH, SHIFTED_LOW, Ratings
+from cfpoison.detect.ttest import rating_frequency_ttest
+from cfpoison.learners import LearnerConfig, build_learner
+from cfpoison.learners.base import Learner
+
+
+def fit_learner(
+    config: LearnerConfig,
+    train: Ratings,
+    fake: sp.csr_array | None = None,
+    init: Any = None,
+) -> Learner:
+    """A fresh learner of ``config`` fitted on ``train`` plus ``fake``."""
+    return build_learner(config).fit(train, init=init, fake=fake)
+
+
+def rmse_shift(train: Ratings, clean: Learner, other: Learner) -> float:
+    """Footnote 4's RMSE between two models on the unseen entries of the normal users."""
+    unseen = train.n_users * train.n_items - train.nnz
+    if unseen <= 0:
+        return 0.0
+    total, _ = unseen_shift(
+        train.matrix, other.user_factors, other.item_factors, clean.user_factors, clean.item_factors
+    )
+    return math.sqrt(max(total, 0.0) / unseen)
+
+
+def noise_floor(train: Ratings, config: LearnerConfig, clean: Learner | None = None) -> float:
+    """``rmse_shift`` between clean fits with seeds ``s`` and ``s + 1``."""
+    first = clean if clean is not None else fit_learner(config, train)
+    second = fit_learner(config.replace(seed=config.seed + 1), train)
+    return rmse_shift(train, first, second)
+
+
+def target_means(train: Ratings, model: Learner, targets: np.ndarray) -> list[float]:
+    """Mean predicted rating of each target over the normal users, on the original scale."""
+    shifted = model.item_factors[np.asarray(targets, dtype=np.int64)] @ model.user_factors.mean(0)
+    return [float(v) for v in train.scale.to_original(shifted)]
+
+
+def rmse_original(model: Learner, ratings: Ratings) -> float:
+    """RMSE on the observed entries of ``ratings`` (the model's rows/columns), original scale."""
+    if ratings.nnz == 0:
+        return math.nan
+    rows, cols, values = ratings.triples()
+    error = model.predict(rows, cols) - values
+    span = (ratings.scale.high - ratings.scale.low) / (SHIFTED_HIGH - SHIFTED_LOW)
+    return float(np.sqrt(np.mean(error**2)) * span)
+
+
+def evaluate_profiles(
+    train: Ratings,
+    fake: sp.csr_array,
+    learner_config: LearnerConfig,
+    targets: np.ndarray,
+    test: Ratings | None = None,
+    *,
+    clean: Learner | None = None,
+    floor: float | None = None,
+    utility: Utility | None = None,
+) -> dict[str, Any]:
+    """Inject ``fake`` (m' x n CSR, shifted scale), retrain, and compare with the clean model.
+
+    ``clean`` (a fit of ``learner_config`` on ``train``) and ``floor`` (its noise floor) are
+    computed when not given. ``targets`` are column indices. Returns the metrics of the module
+    docstring plus ``n_fake``, ``ttest_pvalue`` (the paper's paired t-test,
+    :func:`cfpoison.detect.ttest.rating_frequency_ttest`) and, given ``utility``, its value
+    at the poisoned (``utility``) and clean (``utility_clean``) models.
+    """
+    if clean is None:
+        clean = fit_learner(learner_config, train)
+    if floor is None:
+        floor = noise_floor(train, learner_config, clean)
+    poisoned = fit_learner(learner_config, train, fake)
+    metrics: dict[str, Any] = {
+        "n_fake": int(fake.shape[0]),
+        "rmse_shift": rmse_shift(train, clean, poisoned),
+        "rmse_shift_noise_floor": floor,
+        "target_mean_before": target_means(train, clean, targets),
+        "target_mean_after": target_means(train, poisoned, targets),
+        "rmse_train": rmse_original(poisoned, train),
+        "rmse_train_clean": rmse_original(clean, train),
+        "ttest_pvalue": rating_frequency_ttest(train, fake).pvalue if fake.shape[0] else math.nan,
+    }
+    if utility is not None:
+        metrics["utility"] = utility.value(poisoned.user_factors, poisoned.item_factors)
+        metrics["utility_clean"] = utility.value(clean.user_factors, clean.item_factors)
+    if test is not None:
+        metrics["rmse_test"] = rmse_original(poisoned, test)
+        metrics["rmse_test_clean"] = rmse_original(clean, test)
+    return metrics
