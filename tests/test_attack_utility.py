@@ -116,7 +116,7 @@ def test_hessian_vector_product_matches_gradient_differences() -> None:
     convex = FactorHessian(exact_train, exact_fake, *factors, 0.3, 0.8)
     rhs = rng.normal(size=convex.size)
     result = solve(convex, rhs, convex.block_jacobi(), tol=1e-10, max_iter=2000)
-    assert result.relative_residual <= 1e-9
+    assert result.relative_residual <= 1e-8
     np.testing.assert_allclose(convex.matvec(result.x), rhs, atol=1e-8 * np.linalg.norm(rhs))
 
 
