@@ -54,9 +54,7 @@ def learner_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     config = learner_config(args, parser)
-    preprocess = PreprocessConfig(
-        min_user_ratings=args.min_user_ratings, test_fraction=args.test_fraction, seed=args.seed
-    )
+    preprocess = preprocess_config(args)
     start = time.perf_counter()
     train, test = prepare(load_from_args(args, args.dataset), preprocess)
     fit_start = time.perf_counter()
@@ -124,21 +122,12 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "train",
-        help="fit a learner (ALS or nuclear norm) and report its RMSE",
-        description=(
-            "Fit alternating minimization (als) or nuclear-norm minimization (nuclear) on the "
-            "training split of a data set (users with at least --min-user-ratings ratings, "
-            "--test-fraction of each user's ratings held out) and report train and test RMSE "
-            "on the data set's rating scale, the objective, the KKT residual (and for the "
-            "nuclear norm its optimality certificate), sweeps, rank and seconds. Regularizer "
-            "convention: L = sum (M - UV^T)^2 + lambda_u |U|^2 + lambda_v |V|^2 on the [-2, 2] "
-            "scale; nuclear norm: sum (M - X)^2 + 2 lambda |X|_*."
-        ),
-    )
-    parser.add_argument("--dataset", required=True, metavar="NAME", help="data set name")
+def add_learner_options(parser: argparse.ArgumentParser) -> None:
+    """The learner, its hyper-parameters, the seed and the preprocessing flags.
+
+    Shared by ``train``, ``attack`` and ``evaluate``; :func:`learner_config` and
+    :func:`preprocess_config` read them back.
+    """
     parser.add_argument(
         "--learner", choices=("als", "nuclear"), default="als", help="learner (default: als)"
     )
@@ -196,6 +185,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="F",
         help="per-user share of ratings held out for testing (default %(default)s)",
     )
+
+
+def preprocess_config(args: argparse.Namespace) -> PreprocessConfig:
+    """The preprocessing of the flags of :func:`add_learner_options`."""
+    return PreprocessConfig(
+        min_user_ratings=args.min_user_ratings, test_fraction=args.test_fraction, seed=args.seed
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="fit a learner (ALS or nuclear norm) and report its RMSE",
+        description=(
+            "Fit alternating minimization (als) or nuclear-norm minimization (nuclear) on the "
+            "training split of a data set (users with at least --min-user-ratings ratings, "
+            "--test-fraction of each user's ratings held out) and report train and test RMSE "
+            "on the data set's rating scale, the objective, the KKT residual (and for the "
+            "nuclear norm its optimality certificate), sweeps, rank and seconds. Regularizer "
+            "convention: L = sum (M - UV^T)^2 + lambda_u |U|^2 + lambda_v |V|^2 on the [-2, 2] "
+            "scale; nuclear norm: sum (M - X)^2 + 2 lambda |X|_*."
+        ),
+    )
+    parser.add_argument("--dataset", required=True, metavar="NAME", help="data set name")
+    add_learner_options(parser)
     add_load_options(parser)
     add_json_option(parser)
     parser.set_defaults(func=lambda args: _run(args, parser))
