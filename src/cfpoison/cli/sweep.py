@@ -15,10 +15,43 @@ from cfpoison.cli._common import (
 )
 from cfpoison.errors import DataError
 from cfpoison.experiments.execute import SweepError
-from cfpoison.experiments.grid import SweepSpec, load_spec, parse_assignments
+from cfpoison.experiments.grid import (
+    SweepSpec,
+    flatten,
+    load_spec,
+    parse_assignments,
+    varying_fields,
+)
 from cfpoison.experiments.runners import RunContext, cells_of
 from cfpoison.experiments.store import ResultStore, export_csv, export_parquet
 from cfpoison.experiments.sweep import STORE_NAME, run_sweep
+
+EXAMPLE = """\
+a sweep file (every [[grid]] block is a cartesian product; the sweep is their union):
+
+  [base]
+  dataset = "ml-latest-small"
+  learner = "als"              # or "nuclear"; learner.rank = 10, ...
+  mu1 = 1.0
+  mu2 = 0.0
+  [[grid]]
+  method = ["pga", "uniform"]
+  alpha = [0.01, 0.03, 0.05]
+  seed = [0, 1, 2]
+  [[grid]]
+  method = "sgld"
+  beta = [0.2, 0.6, 1.0]
+  alpha = [0.03]
+  seed = [0, 1, 2]
+  [plot]                       # optional; these are the defaults
+  x = "alpha"
+  curve = "method"
+  panel = ["mu1", "mu2"]
+  metrics = ["rmse_shift", "target_mean_after"]
+
+settings: dataset, preprocess.FIELD, learner, learner.FIELD, method, iterations, seed, gradient,
+alpha, items_per_user, max_rating, item_selection, mu1, mu2, targets, weights, beta, sgld.FIELD,
+detect (see cfpoison.experiments.attack_runner)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     run = commands.add_parser(
         "run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLE,
         help="run the missing cells of a sweep, then export and report",
         description="Run a sweep from a TOML file and/or flags into --out DIR (store, CSV, "
         "Parquet, figure, report.md, report.html). Example: cfpoison sweep run --out runs/a "
@@ -115,8 +150,12 @@ def _run(args: argparse.Namespace) -> int:
             with ResultStore(store_path) as store:
                 done = store.keys()
         stored = sum(cell.key in done for cell in cells)
+        varying = varying_fields([cell.config for cell in cells])
         lines = [
-            f"{cell.key[:12]} {'done' if cell.key in done else 'todo'} {cell.config}"
+            " ".join(
+                [cell.key[:12], "done" if cell.key in done else "todo"]
+                + [f"{k}={flatten(cell.config).get(k)}" for k in varying]
+            )
             for cell in cells
         ]
         payload = {"cells": len(cells), "stored": stored, "keys": [c.key for c in cells]}

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -110,6 +111,13 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[dotted] = value
     return flat
+
+
+def varying_fields(configs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The dotted fields whose values differ between ``configs`` (in first-seen order)."""
+    flats = [flatten(c) for c in configs]
+    names = list(dict.fromkeys(k for f in flats for k in f))
+    return [k for k in names if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
 
 
 def lookup(flat: Mapping[str, Any], name: str) -> Any:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cfpoison import __version__
-from cfpoison.experiments.grid import Cell, PlotSpec, SweepSpec, flatten, lookup
+from cfpoison.experiments.grid import Cell, PlotSpec, SweepSpec, flatten, lookup, varying_fields
 from cfpoison.experiments.store import StoredCell
 from cfpoison.experiments.table import aggregate, summary_of
 from cfpoison.io import atomic_write, write_json
@@ -192,8 +192,7 @@ def _missing_table(
     cells: Sequence[Cell], missing: Sequence[Cell], failures: Mapping[str, str]
 ) -> Table:
     """The missing cells by the config fields that vary across the sweep, and their error."""
-    flats = [flatten(c.config) for c in cells]
-    varying = [k for k in flats[0] if any(f.get(k) != flats[0][k] for f in flats[1:])]
+    varying = varying_fields([c.config for c in cells])
     rows = tuple(
         (
             c.key[:12],

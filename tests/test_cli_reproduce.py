@@ -1,0 +1,86 @@
+"""``cfpoison reproduce fig1 --quick`` on ml-latest-small, end to end (run in CI).
+
+It produces the store, the exports, the figure with all three methods and the noise floor,
+and a report whose every number is the stored one; rerun, it computes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from cfpoison.cli import main
+from cfpoison.experiments.paper import figure_parts
+from cfpoison.experiments.runners import cells_of
+from cfpoison.experiments.store import ResultStore
+from experiments_fakes import check_report_against_store
+
+
+@pytest.fixture(scope="module")
+def quick_fig1(movielens_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fig1")
+    args = ["--quiet", "reproduce", "fig1", "--quick", "--out", str(out)]
+    summary = out / "run.json"
+    code = main([*args, "--data-dir", str(movielens_dir), "--json", str(summary)])
+    return code, out, json.loads(summary.read_text()) if summary.exists() else None
+
+
+def test_quick_fig1_produces_figures_and_report(quick_fig1) -> None:
+    code, out, summary = quick_fig1
+    assert code == 0, summary
+    cells = cells_of(figure_parts("fig1", quick=True)[0].spec)
+    assert len(cells) == 4 * 3 * 2 * 2  # panels x methods x alphas x seeds
+    assert summary["fig1"]["outcome"]["computed"] == len(cells)
+    with ResultStore(out / "results.sqlite") as store:
+        rows = store.rows()
+    assert sorted(r.key for r in rows) == sorted(c.key for c in cells)
+    for name in ("report.md", "report.html", "results.parquet", "figures/fig1.png"):
+        assert (out / name).stat().st_size > 0
+    svg = (out / "figures" / "fig1.svg").read_text()
+    for label in ("pga", "sgld", "uniform", "noise floor"):
+        assert f"<!-- {label} -->" in svg  # legend entries
+    with open(out / "results.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == len(cells)
+
+
+def test_quick_fig1_report_numbers_are_the_stored_ones(quick_fig1) -> None:
+    _, out, _ = quick_fig1
+    assert check_report_against_store(out) == 2 * 4 * 3 * 2
+    markdown = (out / "report.md").read_text()
+    assert "aa289ca83157595d0df6aea1be6a4ded676ddc4385472e8313a8ed9805352646" in markdown
+    assert "QUICK RUN" in markdown and "Seed-noise floor" in markdown
+    page = (out / "report.html").read_text()
+    assert "data:image/png;base64," in page and "Versions" in page
+
+
+def test_rerun_resumes_without_recomputing(quick_fig1, movielens_dir) -> None:
+    _, out, _ = quick_fig1
+    again = out / "again.json"
+    args = ["--quiet", "reproduce", "fig1", "--quick", "--out", str(out), "--json", str(again)]
+    assert main([*args, "--data-dir", str(movielens_dir)]) == 0
+    outcome = json.loads(again.read_text())["fig1"]["outcome"]
+    assert (outcome["computed"], outcome["already_done"]) == (0, 48)
+
+
+def test_bad_requests_are_one_line_errors(capsys, tmp_path) -> None:
+    assert (
+        main(["reproduce", "fig1", "--quick", "--methods", "pga,nope", "--out", str(tmp_path)]) == 1
+    )
+    assert "unknown method(s) nope" in capsys.readouterr().err
+    assert main(["reproduce", "fig1", "--seeds", "0", "--out", str(tmp_path)]) == 1
+    assert "seeds must be >= 1" in capsys.readouterr().err
+
+
+def test_fig2_has_the_paper_subset_and_the_full_set() -> None:
+    subset, full = figure_parts("fig2", quick=True)
+    subset_cells, full_cells = cells_of(subset.spec), cells_of(full.spec)
+    preprocess = subset_cells[0].config["preprocess"]
+    assert (preprocess["top_users"], preprocess["top_items"]) == (1000, 1700)
+    assert full_cells[0].config["preprocess"]["top_users"] is None
+    assert {c.config["attack"]["learner"]["name"] for c in subset_cells + full_cells} == {"nuclear"}
+    methods = {c.config["attack"]["method"] for c in subset_cells}
+    assert methods == {"pga", "sgld", "uniform"}
+    sgld = next(c for c in subset_cells if c.config["attack"]["method"] == "sgld")
+    assert sgld.config["attack"]["options"]["beta"] == 0.6
