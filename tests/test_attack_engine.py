@@ -1,0 +1,152 @@
+"""run_attack on a small synthetic problem: PGA ascends, every method is feasible and seeded."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from cfpoison.attacks import engine
+from cfpoison.attacks.engine import AttackConfig, MethodOutput, get_method, run_attack
+from cfpoison.attacks.metrics import evaluate_profiles, fit_learner
+from cfpoison.attacks.threat import ThreatModel, grid_values, is_feasible
+from cfpoison.attacks.utility import UtilityConfig
+from cfpoison.data.ratings import Ratings, RatingScale
+from cfpoison.errors import BudgetError, ConfigError
+from cfpoison.learners import ALSConfig, NuclearConfig
+
+LEARNER = ALSConfig(rank=4, lambda_u=3.0, lambda_v=3.0, threads=1)
+
+
+@pytest.fixture(scope="module")
+def small() -> Ratings:
+    """80 users x 60 items on the 1-5 half-star scale, rank-4 signal, about 35% observed."""
+    rng = np.random.default_rng(5)
+    m, n = 80, 60
+    signal = rng.normal(size=(m, 4)) @ rng.normal(size=(4, n)) * 0.5
+    rows, cols = np.nonzero(rng.random((m, n)) < 0.35)
+    stars = np.clip(
+        np.round((3.0 + signal[rows, cols] + 0.3 * rng.normal(size=len(rows))) * 2) / 2, 0.5, 5
+    )
+    return Ratings.from_triples(rows + 1, cols + 1, stars, RatingScale(0.5, 5.0, 0.5), "small")
+
+
+def _config(**changes: object) -> AttackConfig:
+    base = AttackConfig(
+        learner=LEARNER,
+        threat=ThreatModel(alpha=0.05, items_per_user=10),
+        iterations=6,
+        seed=3,
+    )
+    return base.replace(**changes)
+
+
+def test_config_round_trips_with_either_learner() -> None:
+    config = _config(
+        learner=NuclearConfig(lam=2.0),
+        utility=UtilityConfig(mu1=1.0, mu2=-1.0, targets=(3, 4)),
+        options={"beta": 0.6, "chains": 2},
+    )
+    again = AttackConfig.from_json(config.to_json())
+    assert again == config and isinstance(again.learner, NuclearConfig)
+    assert AttackConfig.from_json(AttackConfig().to_json()) == AttackConfig()
+    with pytest.raises(ConfigError):
+        AttackConfig(step_size=0.0)
+
+
+@pytest.mark.parametrize(("mu1", "mu2", "items"), [(1.0, 0.0, "random"), (0.0, 1.0, "greedy")])
+def test_pga_ascends_is_feasible_and_deterministic(
+    small: Ratings, mu1: float, mu2: float, items: str
+) -> None:
+    config = _config(
+        utility=UtilityConfig(mu1=mu1, mu2=mu2),
+        threat=ThreatModel(alpha=0.05, items_per_user=10, item_selection=items),  # type: ignore[arg-type]
+    )
+    result = run_attack(small, config)
+    history = result.utility_history
+    assert len(history) >= 3
+    assert all(b > a for a, b in itertools.pairwise(history))  # backtracking ascent
+    assert history[-1] > 1.2 * history[0]
+    grid = grid_values(small.scale, config.threat.max_rating)
+    assert is_feasible(result.fake, config.threat, 4, grid)
+    for record in result.history[1:]:
+        assert record["seconds"] >= record["retrain_seconds"] + record["gradient_seconds"] - 1e-9
+        assert record["gradient_norm"] > 0 and record["step"] > 0
+    again = run_attack(small, config)
+    assert (again.fake != result.fake).nnz == 0 and again.utility_history == history
+    payload = result.to_dict()
+    for key in (
+        "rmse_shift",
+        "rmse_shift_noise_floor",
+        "target_mean_before",
+        "target_mean_after",
+        "utility_history",
+        "seconds",
+        "ttest_pvalue",
+        "config",
+        "targets",
+    ):
+        assert key in payload
+    assert AttackConfig.from_dict(payload["config"]) == config
+
+
+def test_integrity_pga_beats_uniform_on_its_target(small: Ratings) -> None:
+    config = _config(
+        utility=UtilityConfig(mu1=0.0, mu2=1.0),
+        threat=ThreatModel(alpha=0.05, items_per_user=10, item_selection="greedy"),
+    )
+    pga = run_attack(small, config).metrics
+    uniform = run_attack(small, config.replace(method="uniform")).metrics
+    gain = pga["target_mean_after"][0] - pga["target_mean_before"][0]
+    assert gain > 0.05
+    assert gain > uniform["target_mean_after"][0] - uniform["target_mean_before"][0]
+
+
+@pytest.mark.parametrize("method", ["uniform", "random", "average", "bandwagon"])
+def test_baselines_are_feasible_and_push_or_nuke(small: Ratings, method: str) -> None:
+    for mu2, sign in ((1.0, 1.0), (-1.0, -1.0)):
+        config = _config(
+            method=method, utility=UtilityConfig(mu1=0.0, mu2=mu2, targets=(7,)), iterations=0
+        )
+        result = run_attack(small, config)
+        assert result.targets == [7]
+        assert is_feasible(result.fake, config.threat, 4, grid_values(small.scale, 2.0))
+        column = small.item_index([7])[0]
+        rated = result.fake[:, [column]].toarray().ravel()
+        if method != "uniform":
+            np.testing.assert_allclose(rated, sign * 2.0)
+
+
+def test_evaluate_profiles_reports_against_the_clean_model(small: Ratings) -> None:
+    result = run_attack(small, _config(method="uniform"))
+    clean = fit_learner(LEARNER, small)
+    metrics = evaluate_profiles(small, result.fake, LEARNER, np.array([0, 1]), small, clean=clean)
+    assert metrics["rmse_shift"] == pytest.approx(result.metrics["rmse_shift"], rel=1e-9)
+    assert metrics["rmse_shift_noise_floor"] > 0
+    assert len(metrics["target_mean_after"]) == 2
+    assert metrics["rmse_test"] == pytest.approx(metrics["rmse_train"])
+    no_attack = evaluate_profiles(small, result.fake[:0], LEARNER, np.array([0]), clean=clean)
+    assert no_attack["rmse_shift"] == pytest.approx(0.0, abs=1e-12)
+    assert no_attack["target_mean_after"] == no_attack["target_mean_before"]
+
+
+def test_impossible_budget_and_unknown_method(small: Ratings) -> None:
+    with pytest.raises(BudgetError, match="exceeds"):
+        run_attack(small, _config(threat=ThreatModel(items_per_user=61)))
+    with pytest.raises(ConfigError, match="not available"):
+        get_method("no-such-attack")
+
+
+def test_registered_methods_are_checked_against_the_budget(small: Ratings) -> None:
+    @engine.register_method("too-many")
+    def too_many(ctx: engine.AttackContext) -> MethodOutput:
+        dense = np.ones((ctx.n_fake, ctx.train.n_items))
+        return MethodOutput(sp.csr_array(dense))
+
+    try:
+        with pytest.raises(RuntimeError, match="broke the threat model"):
+            run_attack(small, _config(method="uniform").replace(method="too-many"))  # type: ignore[arg-type]
+    finally:
+        engine._METHODS.pop("too-many")
