@@ -153,16 +153,15 @@ class Engine:
         self.ops = ops
 
     # ------------------------------------------------------------------ half-steps
-    def _no_second(self, n_rows: int, k: int) -> kernels.Source:
-        return kernels.empty_source(n_rows, k)
-
     def update_users(self, f: Factors) -> None:
         """``U`` and ``U~`` exactly minimise ``L`` for fixed ``V`` (in place)."""
         p, k = self.problem, f.item.shape[1]
-        self.ops.solve_rows(*p.rows, f.item, *self._no_second(p.n_users, k), self.lambda_u, f.user)
+        self.ops.solve_rows(
+            *p.rows, f.item, *kernels.empty_source(p.n_users, k), self.lambda_u, f.user
+        )
         if p.n_fake:
             self.ops.solve_rows(
-                *p.fake_rows, f.item, *self._no_second(p.n_fake, k), self.lambda_u, f.fake_user
+                *p.fake_rows, f.item, *kernels.empty_source(p.n_fake, k), self.lambda_u, f.fake_user
             )
 
     def update_items(self, f: Factors) -> None:
@@ -176,11 +175,13 @@ class Engine:
         p, k = self.problem, f.item.shape[1]
         g_user = np.empty_like(f.user)
         g_fake = np.empty_like(f.fake_user)
-        sq = self.ops.residual_rows(*p.rows, f.item, *self._no_second(p.n_users, k), f.user, g_user)
+        sq = self.ops.residual_rows(
+            *p.rows, f.item, *kernels.empty_source(p.n_users, k), f.user, g_user
+        )
         total = float(np.sum(sq))
         if p.n_fake:
             sq = self.ops.residual_rows(
-                *p.fake_rows, f.item, *self._no_second(p.n_fake, k), f.fake_user, g_fake
+                *p.fake_rows, f.item, *kernels.empty_source(p.n_fake, k), f.fake_user, g_fake
             )
             total += float(np.sum(sq))
         return total, g_user, g_fake
