@@ -19,7 +19,9 @@ checks optimality with a certificate on the sparse residual ``Rr = R_Omega(M - X
 
 If the ratio exceeds 1 the factored problem sits at a saddle or the rank is too small: the
 top singular pairs of ``Rr`` with singular values above ``lam`` are appended as new columns
-(the rank grows, up to ``max_rank``) and the sweeps continue.
+(the rank grows, up to ``max_rank``) and the sweeps continue. Each rank is first solved to
+coarse tolerances (``COARSE_TOL``, ``COARSE_KKT``); the configured ``tol`` and ``kkt_tol``
+apply once the certificate's spectral ratio shows no clear ascent direction.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ from cfpoison.learners.base import Factors
 
 #: Singular values below this fraction of the largest are numerically zero and dropped.
 ZERO_SINGULAR = 1e-12
+#: Tolerances of the sweeps before a rank is settled (the configured ones apply after).
+COARSE_TOL = 1e-4
+COARSE_KKT = 1e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,22 +178,31 @@ class NuclearNormLearner:
                 start = engine.objective(f)
         history: list[float] = []
         rounds = 0
+        coarse = True
         while True:
             rounds += 1
             left = c.max_iters - len(history)
-            trace: Trace = engine.run(f, left, c.tol, c.kkt_tol, start)
+            tol, kkt_tol = (c.tol, c.kkt_tol)
+            if coarse:
+                tol, kkt_tol = max(tol, COARSE_TOL), max(kkt_tol, COARSE_KKT)
+            trace: Trace = engine.run(f, left, tol, kkt_tol, start)
             history += trace.history
             low = balance(f)
             f = balanced_factors(low, problem.n_users)
             certificate = _certificate(engine, f, low, c, rng)
             if certificate["ok"] or len(history) >= c.max_iters:
                 break
-            if certificate["spectral_ratio"] <= 1 + c.certificate_tol:
-                break  # no ascent direction left: only tighter tol/kkt_tol would help
-            grown = self._grow(engine, f, low, rng)
+            slack = max(c.certificate_tol, 10 * COARSE_KKT) if coarse else c.certificate_tol
+            grown = None
+            if certificate["spectral_ratio"] > 1 + slack:
+                grown = self._grow(engine, f, low, rng)
             if grown is None:
-                break
-            f, start = grown, math.inf
+                if not coarse:
+                    break  # no ascent direction left: only tighter tol/kkt_tol would help
+                coarse = False
+            else:
+                f, coarse = grown, True
+            start = math.inf
         self._engine, self._factors, self._low = engine, f, low
         self._certificate = certificate | {"sweeps": len(history), "rounds": rounds}
         self._history = history
