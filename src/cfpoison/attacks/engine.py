@@ -250,15 +250,23 @@ def run_attack(
     *,
     test: Ratings | None = None,
     progress: bool = False,
+    clean: Learner | None = None,
+    floor: float | None = None,
 ) -> AttackResult:
-    """Run ``config`` against the learner fitted on ``train``; evaluate on ``test`` if given."""
+    """Run ``config`` against the learner fitted on ``train``; evaluate on ``test`` if given.
+
+    ``clean`` (``config.learner`` fitted on ``train``) and ``floor`` (its seed-noise floor,
+    :func:`cfpoison.attacks.metrics.noise_floor`) may be passed to share them between attacks
+    on the same data and learner; they are computed when not given.
+    """
     start = time.perf_counter()
     threat = config.threat
     threat.check(train.n_users, train.n_items, train.scale)
     method = get_method(config.method)
     grid = grid_values(train.scale, threat.max_rating)
     rng = np.random.default_rng(config.seed)
-    clean = fit_learner(config.learner, train)
+    if clean is None:
+        clean = fit_learner(config.learner, train)
     utility = build_utility(
         config.utility, train, clean.user_factors.copy(), clean.item_factors.copy(), rng
     )
@@ -272,7 +280,8 @@ def run_attack(
     problems = violations(fake, threat, n_fake, grid if config.snap else None)
     if problems:
         raise RuntimeError(f"{config.method} broke the threat model: {'; '.join(problems)}")
-    floor = noise_floor(train, config.learner, clean)
+    if floor is None:
+        floor = noise_floor(train, config.learner, clean)
     metrics = evaluate_profiles(
         train,
         fake,

@@ -4,8 +4,8 @@ Each iteration t, at the learner's solution for the current fake matrix ``M~(t)`
 
 1. the implicit gradient ``G = dR/dM~`` (:mod:`cfpoison.attacks.gradient`);
 2. a step ``M~(t+1) = Proj(M~(t) + s_t G / ||G||_max)``. The gradient is scaled by its largest
-   absolute entry, so ``s_t`` is in rating units on the shifted scale: the entry with the
-   steepest gradient moves by ``s_t`` (before clipping);
+   absolute entry among those the projection lets move, so ``s_t`` is in rating units on the
+   shifted scale: the steepest free entry moves by ``s_t``;
 3. the learner is refitted, warm-started from the previous solution.
 
 Item selection: ``random`` keeps Algorithm 1's B random items per fake user for the whole run
@@ -56,8 +56,16 @@ def _step_size(schedule: str, size: float, t: int, last: float) -> float:
 def _random_step(
     fake: sp.csr_array, gradient: np.ndarray, step: float, max_rating: float
 ) -> sp.csr_array:
-    """Algorithm 1 on a fixed pattern: ``clip(M~ + s G / ||G||_max)``."""
-    scale = np.abs(gradient).max() if gradient.size else 0.0
+    """Algorithm 1 on a fixed pattern: ``clip(M~ + s G / ||G_free||_max)``.
+
+    ``G_free`` leaves out the entries that the clip would stop (at ``+Lambda`` with ``G > 0``
+    or at ``-Lambda`` with ``G < 0``), so the largest *feasible* move is ``s``.
+    """
+    blocked = ((fake.data >= max_rating) & (gradient > 0)) | (
+        (fake.data <= -max_rating) & (gradient < 0)
+    )
+    free = np.abs(gradient[~blocked])
+    scale = free.max() if free.size else 0.0
     moved = fake.copy()
     if scale > 0:
         moved.data = moved.data + step * gradient / scale
