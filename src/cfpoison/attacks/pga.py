@@ -9,10 +9,11 @@ Each iteration t, at the learner's solution for the current fake matrix ``M~(t)`
 3. the learner is refitted, warm-started from the previous solution.
 
 Item selection: ``random`` keeps Algorithm 1's B random items per fake user for the whole run
-and the projection is a clip to ``+-Lambda``; ``greedy`` re-selects each fake user's B items
-every step as those of largest ``|G_ij|`` over all n items (``G`` from
-:meth:`ImplicitGradient.dense`; an unrated item starts from the current prediction
-``u~_i . v_j``, which leaves the model unchanged).
+and the projection is a clip to ``+-Lambda``; ``greedy`` steps every item of every fake row
+(``G`` on all n items from :meth:`ImplicitGradient.dense`; an unrated item starts from its
+current prediction ``u~_i . v_j``, which leaves the model unchanged) and re-selects each row's
+B items as those of largest first-order gain ``G_ij (Y_ij - u~_i . v_j)`` (a stronger attacker
+than the paper's).
 
 Step schedules: ``constant`` (``s_t = s``), ``invsqrt`` (``s_t = s / sqrt(t + 1)``) and
 ``backtracking``: start from ``min(s, 2 s_{t-1})``, halve until the refitted model's true
@@ -79,17 +80,24 @@ def _greedy_step(
     max_rating: float,
     items_per_user: int,
 ) -> sp.csr_array:
-    """Re-select each row's B items by ``|G_ij|`` over all items, then step and clip."""
+    """Step every item of every fake row, then keep each row's B items of largest first-order gain.
+
+    With P the current predictions ``U~ V'`` and ``Y = clip(X + s G / ||G||_max)`` (X the
+    current ratings on the pattern, P elsewhere: rating an item at its prediction leaves the
+    model unchanged), rating item j at ``Y_ij`` instead of not at all changes R by about
+    ``G_ij (Y_ij - P_ij)``; the B items of largest such gain are kept.
+    """
     dense_grad = grad.dense()
-    base = np.clip(grad.fake_user @ grad.item.T, -max_rating, max_rating)
+    prediction = grad.fake_user @ grad.item.T
+    base = np.clip(prediction, -max_rating, max_rating)
     rows = np.repeat(np.arange(fake.shape[0]), np.diff(fake.indptr))
     base[rows, fake.indices] = fake.data
     scale = np.abs(dense_grad).max()
     if scale > 0:
         base += step * dense_grad / scale
-    columns = top_b_pattern(np.abs(dense_grad), items_per_user)
-    values = np.clip(np.take_along_axis(base, columns, axis=1), -max_rating, max_rating)
-    return pattern_matrix(columns, values, fake.shape[1])
+    moved = np.clip(base, -max_rating, max_rating)
+    columns = top_b_pattern(dense_grad * (moved - prediction), items_per_user)
+    return pattern_matrix(columns, np.take_along_axis(moved, columns, axis=1), fake.shape[1])
 
 
 def _largest_change(first: sp.csr_array, second: sp.csr_array) -> float:
