@@ -27,14 +27,14 @@ from cfpoison.attacks.utility import Utility, unseen_shift
 from cfpoison.data.ratings import SHIFTED_HIGH, SHIFTED_LOW, Ratings
 from cfpoison.detect.ttest import rating_frequency_ttest
 from cfpoison.learners import LearnerConfig, build_learner
-from cfpoison.learners.base import Learner
+from cfpoison.learners.base import Factors, Learner
 
 
 def fit_learner(
     config: LearnerConfig,
     train: Ratings,
     fake: sp.csr_array | None = None,
-    init: Any = None,
+    init: Factors | None = None,
 ) -> Learner:
     """A fresh learner of ``config`` fitted on ``train`` plus ``fake``."""
     return build_learner(config).fit(train, init=init, fake=fake)
