@@ -44,25 +44,27 @@ def problem(request: pytest.FixtureRequest) -> dict[str, np.ndarray | tuple[np.n
 
 def test_solve_rows_two_sources(problem: dict) -> None:
     p = problem
-    outs = []
+    outs, fits = [], []
     for ops in (kernels, reference):
         out = np.empty_like(p["V"])
-        ops.solve_rows(*p["cols"], p["U"], *p["fake_cols"], p["F"], 0.7, out)
+        fits.append(ops.solve_rows(*p["cols"], p["U"], *p["fake_cols"], p["F"], 0.7, out))
         outs.append(out)
     np.testing.assert_allclose(outs[0], outs[1], **TOL)
+    np.testing.assert_allclose(fits[0], fits[1], **TOL)
 
 
 def test_solve_rows_one_source_and_normal_equations(problem: dict) -> None:
     p = problem
     k = p["V"].shape[1]
     out = np.empty_like(p["U"])
-    kernels.solve_rows(*p["rows"], p["V"], *kernels.empty_source(len(out), k), 0.3, out)
+    fit = kernels.solve_rows(*p["rows"], p["V"], *kernels.empty_source(len(out), k), 0.3, out)
     indptr, indices, data = p["rows"]
     for r in range(len(out)):
         G = p["V"][indices[indptr[r] : indptr[r + 1]]]
         d = data[indptr[r] : indptr[r + 1]]
         # the normal equations (G^T G + lam I) x = G^T d hold
         np.testing.assert_allclose((G.T @ G + 0.3 * np.eye(k)) @ out[r], G.T @ d, **TOL)
+        assert fit[r] == pytest.approx(np.sum((d - G @ out[r]) ** 2), rel=1e-9, abs=1e-10)
     assert np.all(out[0] == 0.0)  # an empty row solves to zero
 
 

@@ -164,10 +164,12 @@ class Engine:
                 *p.fake_rows, f.item, *kernels.empty_source(p.n_fake, k), self.lambda_u, f.fake_user
             )
 
-    def update_items(self, f: Factors) -> None:
-        """``V`` exactly minimises ``L`` for fixed ``U, U~`` (in place)."""
+    def update_items(self, f: Factors) -> float:
+        """``V`` exactly minimises ``L`` for fixed ``U, U~`` (in place); returns the data
+        term ``sum_Omega (M - UV^T)^2 + sum_Omega~ (M~ - U~V^T)^2`` at the new ``V``."""
         p = self.problem
-        self.ops.solve_rows(*p.cols, f.user, *p.fake_cols, f.fake_user, self.lambda_v, f.item)
+        fit = self.ops.solve_rows(*p.cols, f.user, *p.fake_cols, f.fake_user, self.lambda_v, f.item)
+        return float(np.sum(fit))
 
     # ------------------------------------------------------------------ measurements
     def user_pass(self, f: Factors) -> tuple[float, np.ndarray, np.ndarray]:
@@ -230,14 +232,17 @@ class Engine:
     ) -> Trace:
         """Sweep (users, then items) until a tolerance or ``max_sweeps``; ``f`` in place.
 
-        ``start`` is the objective before the first sweep (``inf`` when unknown).
+        ``start`` is the objective before the first sweep (``inf`` when unknown). The
+        objective comes free with the item half-step; the KKT residual costs one pass over
+        the ratings and is computed only when ``kkt_tol > 0`` (``nan`` otherwise).
         """
         history: list[float] = []
-        previous, kkt = start, math.inf
+        previous, kkt = start, math.nan
         for _ in range(max_sweeps):
             self.update_users(f)
-            self.update_items(f)
-            value, kkt = self.evaluate(f, item_block=False)
+            value = self.update_items(f) + self.penalty(f)
+            if kkt_tol > 0:
+                kkt = self.evaluate(f, item_block=False)[1]
             history.append(value)
             change = abs(previous - value) / max(abs(value), np.finfo(float).tiny)
             previous = value

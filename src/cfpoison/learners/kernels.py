@@ -11,7 +11,7 @@ Functions (same names and signatures in :mod:`cfpoison.learners.reference`, the 
 path that the tests cross-check against):
 
 * :func:`solve_rows`: ridge least squares per row, ``x_r = (sum y y^T + lam I)^(-1) sum d y``
-  (Gram accumulation and a k x k Cholesky solve in one pass);
+  (Gram accumulation and a k x k Cholesky solve in one pass), returning each row's fit term;
 * :func:`residual_rows`: per row, the squared residual ``sum (d - x_r.y)^2`` and the
   residual-weighted sum ``sum (d - x_r.y) y`` (objective and gradient in one pass);
 * :func:`csr_dot`: ``x_r . y_c`` at every stored entry (predictions on Omega);
@@ -55,8 +55,8 @@ def _accumulate(
     r: int,
     A: np.ndarray,
     b: np.ndarray,
-) -> None:
-    """A += sum y y^T and b += sum d y over row ``r`` of one source.
+) -> float:
+    """A += sum y y^T and b += sum d y over row ``r`` of one source; returns sum d^2.
 
     Only the lower triangle of ``A`` is needed; each of its rows is updated up to the next
     multiple of 4 (a few exact entries above the diagonal too), and the entries are taken
@@ -64,6 +64,7 @@ def _accumulate(
     memory and each load/store of ``A`` serves four rank-one updates.
     """
     k = Y.shape[1]
+    dd = 0.0
     p, end = indptr[r], indptr[r + 1]
     while p + 4 <= end:
         y0 = Y[indices[p]]
@@ -71,6 +72,7 @@ def _accumulate(
         y2 = Y[indices[p + 2]]
         y3 = Y[indices[p + 3]]
         d0, d1, d2, d3 = data[p], data[p + 1], data[p + 2], data[p + 3]
+        dd += d0 * d0 + d1 * d1 + d2 * d2 + d3 * d3
         for a in range(k):
             a0, a1, a2, a3 = y0[a], y1[a], y2[a], y3[a]
             b[a] += d0 * a0 + d1 * a1 + d2 * a2 + d3 * a3
@@ -81,6 +83,7 @@ def _accumulate(
     while p < end:
         y = Y[indices[p]]
         d = data[p]
+        dd += d * d
         for a in range(k):
             ya = y[a]
             b[a] += d * ya
@@ -88,6 +91,7 @@ def _accumulate(
             for c in range(a + 1):
                 row[c] += ya * y[c]
         p += 1
+    return dd
 
 
 @njit(cache=True, inline="always")
@@ -145,18 +149,30 @@ def solve_rows(
     Y2: np.ndarray,
     lam: float,
     out: np.ndarray,
-) -> None:
-    """out[r] = argmin_x sum_sources sum_p (d_p - x.y_p)^2 + lam |x|^2, for every row r."""
+) -> np.ndarray:
+    """out[r] = argmin_x sum_sources sum_p (d_p - x.y_p)^2 + lam |x|^2, for every row r.
+
+    Returns the fit term of each row at its solution, ``sum_p (d_p - x.y_p)^2``, computed
+    from the normal equations as ``d.d - x.b - lam |x|^2`` (``A x = b``), at no extra pass.
+    """
     n_rows, k = out.shape
+    fit = np.empty(n_rows)
     for r in prange(n_rows):
         A = np.zeros((k, k))
         b = np.zeros(k)
         for a in range(k):
             A[a, a] = lam
-        _accumulate(p1, i1, d1, Y1, r, A, b)
-        _accumulate(p2, i2, d2, Y2, r, A, b)
-        _cholesky_solve(A, b)
-        out[r] = b
+        dd = _accumulate(p1, i1, d1, Y1, r, A, b) + _accumulate(p2, i2, d2, Y2, r, A, b)
+        x = b.copy()
+        _cholesky_solve(A, x)
+        xb = 0.0
+        xx = 0.0
+        for a in range(k):
+            xb += x[a] * b[a]
+            xx += x[a] * x[a]
+        fit[r] = max(dd - xb - lam * xx, 0.0)
+        out[r] = x
+    return fit
 
 
 @njit(cache=True, inline="always")

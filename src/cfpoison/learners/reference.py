@@ -62,12 +62,16 @@ def solve_rows(
     Y2: np.ndarray,
     lam: float,
     out: np.ndarray,
-) -> None:
-    """out[r] = argmin_x sum_sources sum_p (d_p - x.y_p)^2 + lam |x|^2, for every row r."""
+) -> np.ndarray:
+    """out[r] = argmin_x sum_sources sum_p (d_p - x.y_p)^2 + lam |x|^2; returns the fit
+    term ``sum_p (d_p - x.y_p)^2`` of each row at its solution."""
     k = out.shape[1]
+    fit = np.zeros(out.shape[0])
     for r in range(out.shape[0]):
         G, d = _stacked(p1, i1, d1, Y1, p2, i2, d2, Y2, r)
         out[r] = np.linalg.solve(G.T @ G + lam * np.eye(k), G.T @ d)
+        fit[r] = np.sum((d - G @ out[r]) ** 2)
+    return fit
 
 
 def residual_rows(
