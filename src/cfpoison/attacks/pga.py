@@ -119,9 +119,8 @@ def run_pga(ctx: AttackContext) -> MethodOutput:
     start = time.perf_counter()
     learner = ctx.fit(fake, init=ctx.clean.factors)
     value = ctx.utility.value(learner.user_factors, learner.item_factors)
-    history: list[dict[str, Any]] = [
-        _record(0, value, 0.0, 0.0, time.perf_counter() - start, time.perf_counter() - start, 0.0)
-    ]
+    first_fit = time.perf_counter() - start
+    history: list[dict[str, Any]] = [_record(0, value, 0.0, 0.0, first_fit, first_fit, 0.0)]
     best_value, best_fake = value, fake
     last_step = config.step_size
     stop_reason = "iterations"
