@@ -63,7 +63,7 @@ class Setup:
         return ALSLearner(self.config).fit(self.ratings, init=start, fake=fake)
 
     def gradient(self, learner: Learner, fake: sp.csr_array) -> ImplicitGradient:
-        return utility_gradient(learner, self.ratings.matrix, fake, self.utility, cg_tol=1e-10)
+        return utility_gradient(learner, self.ratings.matrix, fake, self.utility, solve_tol=1e-10)
 
     def posterior(self, prior: ItemPrior, beta: float) -> Posterior:
         return Posterior(prior, beta, self.fit, self.gradient)
