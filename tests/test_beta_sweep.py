@@ -43,5 +43,6 @@ def test_quick_sweep_writes_table_figure_and_lifted_metrics(tmp_path: Path) -> N
             assert 0.0 <= float(row["ttest_pvalue"]) <= 1.0
             assert 0.0 <= float(row["ttest_users_pvalue"]) <= 1.0
             assert 0.0 <= float(row["auc_rdma"]) <= 1.0
+            assert float(row["ttest_log10_pvalue"]) <= 0.0
     compare = {row["attack.method"]: row for row in rows}
     assert set(compare) == {"pga", "sgld", "uniform"}

@@ -4,10 +4,10 @@ The paper chose ``beta = 0.6``, where the p-value of its paired t-test "stabiliz
 0.7" while the utility stays close to PGA's. Two sweeps, run like the paper's figures
 (resumable store, CSV/Parquet table, PNG/SVG figure, Markdown/HTML report):
 
-* ``beta``: SGLD at one budget for each beta, plotting against beta the paper's t-test
-  p-value (``ttest_pvalue``, items paired), the activity-matched user-paired t-test
-  (``ttest_users_pvalue``), the attacker's utility (with the clean model's as reference)
-  and the RMSE shift (with the seed-noise floor);
+* ``beta``: SGLD at one budget for each beta, plotting against beta ``log10`` of the
+  paper's t-test p-value (``ttest_pvalue``, items paired) and of the activity-matched
+  user-paired t-test's (``ttest_users_pvalue``), the attacker's utility (with the clean
+  model's as reference) and the RMSE shift (with the seed-noise floor);
 * ``compare``: PGA (random items, Algorithm 1), SGLD at ``beta = 0.6`` and the uniform attack
   at the same budget, the same metrics: the paper's claims (PGA detected with p < 0.05, SGLD
   not with p > 0.5, SGLD's RMSE shift above the uniform attack's) side by side.
@@ -19,6 +19,7 @@ t-test p-value and ROC AUCs lifted to top-level metrics so that the figures can 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,14 +32,17 @@ from cfpoison.experiments.runners import CellOutcome, RunContext
 BETAS = (0.0, 0.1, 0.3, 0.6, 1.0, 2.0)
 QUICK_BETAS = (0.0, 0.6, 2.0)
 COMPARED = ("pga", "uniform")
-METRICS = ("ttest_pvalue", "ttest_users_pvalue", "utility", "rmse_shift")
+METRICS = ("ttest_log10_pvalue", "ttest_users_log10_pvalue", "utility", "rmse_shift")
+P_FLOOR = 1e-300  # log10 of a p-value that underflowed to 0 is plotted as -300
 
 
 class DetectingRunner(AttackRunner):
     """The ``attack`` runner with ``detect`` forced on and its key numbers lifted.
 
-    Adds ``ttest_users_pvalue`` (the user-paired t-test) and ``auc_<detector>`` for every
-    shilling detector to the cell's metrics, next to the nested ``detection`` report.
+    Adds ``ttest_users_pvalue`` (the user-paired t-test), ``log10`` of both t-tests'
+    p-values (``ttest_log10_pvalue``, ``ttest_users_log10_pvalue``: the p-values of
+    interest span hundreds of orders of magnitude) and ``auc_<detector>`` for every shilling
+    detector to the cell's metrics, next to the nested ``detection`` report.
     """
 
     def normalize(self, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -50,6 +54,13 @@ class DetectingRunner(AttackRunner):
         lifted = {"ttest_users_pvalue": detection["ttest_users"]["pvalue"]}
         lifted.update({f"auc_{name}": m["auc"] for name, m in detection["detectors"].items()})
         return CellOutcome({**outcome.metrics, **lifted}, outcome.history)
+
+
+def _log10(pvalue: float | None) -> float | None:
+    """``log10(max(p, P_FLOOR))``; None stays None (an undefined test)."""
+    if pvalue is None or math.isnan(pvalue):
+        return None
+    return math.log10(max(pvalue, P_FLOOR))
 
 
 RUNNER = DetectingRunner()

@@ -24,6 +24,9 @@ from cfpoison.io import atomic_write
 METRIC_LABELS = {
     "rmse_shift": "RMSE shift (unseen entries)",
     "target_mean_after": "target's mean predicted rating",
+    "utility": "attacker's utility R",
+    "ttest_log10_pvalue": "log10 p, paper's t-test",
+    "ttest_users_log10_pvalue": "log10 p, user-paired t-test",
 }
 MARKERS = ("o", "s", "^", "D", "v", "P")
 CURVE_COLORS = {"pga": "tab:red", "sgld": "tab:blue", "uniform": "tab:gray"}
