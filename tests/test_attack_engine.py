@@ -56,11 +56,15 @@ def test_config_round_trips_with_either_learner() -> None:
         AttackConfig(step_size=0.0)
 
 
-@pytest.mark.parametrize(("mu1", "mu2", "items"), [(1.0, 0.0, "random"), (0.0, 1.0, "greedy")])
+@pytest.mark.parametrize(
+    ("learner", "mu1", "mu2", "items"),
+    [("als", 1.0, 0.0, "random"), ("als", 0.0, 1.0, "greedy"), ("nuclear", 1.0, 0.0, "random")],
+)
 def test_pga_ascends_is_feasible_and_deterministic(
-    small: Ratings, mu1: float, mu2: float, items: str
+    small: Ratings, learner: str, mu1: float, mu2: float, items: str
 ) -> None:
     config = _config(
+        learner=LEARNER if learner == "als" else NuclearConfig(lam=3.0, threads=1),
         utility=UtilityConfig(mu1=mu1, mu2=mu2),
         threat=ThreatModel(alpha=0.05, items_per_user=10, item_selection=items),  # type: ignore[arg-type]
     )
@@ -74,6 +78,8 @@ def test_pga_ascends_is_feasible_and_deterministic(
     for record in result.history[1:]:
         assert record["seconds"] >= record["retrain_seconds"] + record["gradient_seconds"] - 1e-9
         assert record["gradient_norm"] > 0 and record["step"] > 0
+    if learner == "nuclear":  # convex: two seeds reach the same solution
+        assert result.metrics["rmse_shift_noise_floor"] < 1e-4 < result.metrics["rmse_shift"]
     again = run_attack(small, config)
     assert (again.fake != result.fake).nnz == 0 and again.utility_history == history
     payload = result.to_dict()
