@@ -13,7 +13,8 @@ and the projection is a clip to ``+-Lambda``; ``greedy`` steps every item of eve
 (``G`` on all n items from :meth:`ImplicitGradient.dense`; an unrated item starts from its
 current prediction ``u~_i . v_j``, which leaves the model unchanged) and re-selects each row's
 B items as those of largest first-order gain ``G_ij (Y_ij - u~_i . v_j)`` (a stronger attacker
-than the paper's).
+than the paper's); when the re-selected step does not raise the utility, backtracking goes on
+along the current pattern.
 
 Step schedules: ``constant`` (``s_t = s``), ``invsqrt`` (``s_t = s / sqrt(t + 1)``) and
 ``backtracking``: start from ``min(s, 2 s_{t-1})``, halve until the refitted model's true
@@ -134,8 +135,9 @@ def run_pga(ctx: AttackContext) -> MethodOutput:
         step = _step_size(config.step_schedule, config.step_size, t, last_step)
         retrain_seconds = 0.0
         accepted: tuple[sp.csr_array, Learner, float] | None = None
+        reselect = threat.item_selection == "greedy"
         for _ in range(MAX_HALVINGS + 1):
-            if threat.item_selection == "greedy":
+            if reselect:
                 candidate = _greedy_step(fake, grad, step, threat.max_rating, threat.items_per_user)
             else:
                 candidate = _random_step(fake, on_pattern, step, threat.max_rating)
@@ -149,6 +151,9 @@ def run_pga(ctx: AttackContext) -> MethodOutput:
             if config.step_schedule != "backtracking" or new_value > value:
                 accepted = (candidate, refit, new_value)
                 break
+            if reselect:  # keep the items, backtrack along the fixed pattern instead
+                reselect = False
+                continue
             step *= 0.5
         if accepted is None:
             if stop_reason != "converged":
@@ -168,6 +173,7 @@ def run_pga(ctx: AttackContext) -> MethodOutput:
                 retrain_seconds,
                 grad_seconds,
                 grad.solver_iterations,
+                grad.solver_residual,
             )
         )
         bar.update(1)
@@ -189,6 +195,7 @@ def _record(
     retrain_seconds: float,
     gradient_seconds: float,
     solver_iterations: int = 0,
+    solver_residual: float = 0.0,
 ) -> dict[str, Any]:
     return {
         "iteration": iteration,
@@ -199,4 +206,5 @@ def _record(
         "retrain_seconds": retrain_seconds,
         "gradient_seconds": gradient_seconds,
         "solver_iterations": solver_iterations,
+        "solver_residual": solver_residual,
     }
