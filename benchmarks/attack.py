@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "retrain_seconds": statistics.median(h["retrain_seconds"] for h in steps),
         "gradient_seconds": statistics.median(h["gradient_seconds"] for h in steps),
         "solver_iterations": [h["solver_iterations"] for h in steps],
+        "solver_residuals": [h["solver_residual"] for h in steps],
         "utility_history": [h["utility"] for h in output.history],
         "peak_rss_gb": peak_rss_gb(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
