@@ -51,7 +51,12 @@ class DetectingRunner(AttackRunner):
     def run(self, config: Mapping[str, Any], context: RunContext) -> CellOutcome:
         outcome = super().run(config, context)
         detection = outcome.metrics["detection"]
-        lifted = {"ttest_users_pvalue": detection["ttest_users"]["pvalue"]}
+        users_p = detection["ttest_users"]["pvalue"]
+        lifted = {
+            "ttest_users_pvalue": users_p,
+            "ttest_log10_pvalue": _log10(outcome.metrics["ttest_pvalue"]),
+            "ttest_users_log10_pvalue": _log10(users_p),
+        }
         lifted.update({f"auc_{name}": m["auc"] for name, m in detection["detectors"].items()})
         return CellOutcome({**outcome.metrics, **lifted}, outcome.history)
 
