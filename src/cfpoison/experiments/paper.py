@@ -38,16 +38,18 @@ class Budget:
     iterations: int  # PGA steps
     sgld_iterations: int  # SGLD steps per chain
     learner: dict[str, Any]  # learner settings beyond the defaults
+    gradient: dict[str, Any]  # settings of the implicit gradient's linear solve
     sgld: dict[str, Any]  # SGLD settings beyond the defaults (besides beta)
 
 
-FULL = Budget((0.01, 0.02, 0.03, 0.04, 0.05), 3, 20, 20, {}, {})
+FULL = Budget((0.01, 0.02, 0.03, 0.04, 0.05), 3, 20, 20, {}, {}, {})
 QUICK = Budget(
     (0.01, 0.03),
     2,
     2,
     3,
     {"learner.tol": 1e-4, "learner.kkt_tol": 1e-3, "learner.max_sweeps": 30},
+    {"solve_tol": 1e-3, "solve_max_iter": 25},
     {"sgld.chains": 1, "sgld.samples": 2},
 )
 
@@ -81,11 +83,16 @@ def figure_parts(
         raise ConfigError(f"unknown method(s) {', '.join(unknown)}; choose from {METHODS}")
     notes = _notes(budget, quick)
     if figure == "fig1":
-        base = {"dataset": dataset, "learner": "als", **budget.learner}
+        base = {"dataset": dataset, "learner": "als", **budget.learner, **budget.gradient}
         title = f"Figure 1: alternating minimization on {dataset}"
         return [FigurePart("fig1", title, _spec(base, budget, methods), notes)]
     if figure == "fig2":
-        base = {"dataset": dataset, "learner": "nuclear", **_nuclear(budget.learner)}
+        base = {
+            "dataset": dataset,
+            "learner": "nuclear",
+            **_nuclear(budget.learner),
+            **budget.gradient,
+        }
         subset = {**base, "preprocess.top_users": 1000, "preprocess.top_items": 1700}
         return [
             FigurePart(
@@ -143,7 +150,7 @@ def _notes(budget: Budget, quick: bool) -> tuple[str, ...]:
     if quick:
         notes.append(
             f"QUICK RUN: {budget.iterations} PGA steps, {budget.sgld_iterations} SGLD steps on "
-            "one chain, looser learner tolerances. A smoke test of the pipeline, not a "
-            "reproduction."
+            "one chain, looser learner and gradient-solve tolerances. A smoke test of the "
+            "pipeline, not a reproduction."
         )
     return tuple(notes)
