@@ -39,7 +39,7 @@ class SweepRun:
     """What :func:`run_sweep` produced."""
 
     cells: tuple[Cell, ...]
-    outcome: SweepOutcome | None  # None when some cells failed (see ``error``)
+    outcome: SweepOutcome | None
     error: str | None
     files: dict[str, Path]
 
@@ -87,7 +87,8 @@ def run_sweep(
                 cells, store, context, workers=workers, scheduler=scheduler, progress=progress
             )
         except SweepError as err:
-            error, failures = str(err), dict(err.outcome.failed if err.outcome else ())
+            error, outcome = str(err), err.outcome
+            failures = dict(outcome.failed if outcome else ())
         rows = store.rows(cell.key for cell in cells)
     wall = time.perf_counter() - start
     files = {"store": out / STORE_NAME, "spec": out / "sweep.json", "csv": out / "results.csv"}
