@@ -107,7 +107,9 @@ class Problem:
         fake = sp.csr_array(fake, dtype=np.float64)
         if not np.all(np.isfinite(fake.data)):
             raise DataError("fake ratings contain NaN or infinity")
-        fake.sum_duplicates()
+        if not fake.has_canonical_format:  # never modify the caller's matrix
+            fake = fake.copy()
+            fake.sum_duplicates()
         return cls(
             rows=_structure(ratings.matrix),
             cols=_structure(cached_csc(ratings.matrix)),
