@@ -47,7 +47,8 @@ class ALSConfig(JsonConfig):
 
     Attributes:
         rank: number of latent factors k.
-        lambda_u, lambda_v: regularization of user (and fake user) and item factors.
+        lambda_u, lambda_v: regularization of user (and fake user) and item factors; the
+            defaults (8) give test RMSE 0.900 at rank 10 on ml-latest-small.
         max_sweeps: cap on the number of sweeps (one sweep = users, then items).
         tol: stop when the relative objective change of a sweep is at most this (0: off).
         kkt_tol: stop when the relative KKT residual is at most this (0: off).
