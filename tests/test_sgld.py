@@ -168,7 +168,7 @@ def test_beta_pulls_the_samples_up_the_utility() -> None:
     assert final[5.0] > 2 * final[0.0]
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(
     items_per_user=st.integers(1, 15),
     max_rating=st.floats(0.3, 2.0),
@@ -182,11 +182,11 @@ def test_every_output_is_feasible(
     setup = Setup(ratings, ALSConfig(rank=2, lambda_u=1.0, lambda_v=1.0, max_sweeps=20))
     threat = ThreatModel(alpha=0.1, items_per_user=items_per_user, max_rating=max_rating)
     grid = grid_values(scale, max_rating)
-    config = SGLDConfig(iterations=3, chains=2, samples=2, box=box)
+    config = SGLDConfig(iterations=2, chains=2, samples=1, box=box)
     result = setup.attack(threat, config, 6, grid)
     assert is_feasible(result.fake, threat, threat.n_fake(ratings.n_users), grid)
     assert np.all(np.diff(result.fake.indptr) == items_per_user)
-    assert len(result.candidates) == 4 and len(result.history) == 6
+    assert len(result.candidates) == 2 and len(result.history) == 4
     assert result.utility == max(c.utility for c in result.candidates)
 
 
