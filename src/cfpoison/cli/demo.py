@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder for the store, figure and report (default: ./cfpoison-demo)",
     )
     parser.add_argument(
-        "--iterations", type=int, default=3, metavar="T", help="PGA and SGLD steps (default 3)"
+        "--iterations", type=int, default=10, metavar="T", help="PGA and SGLD steps (default 10)"
     )
     add_execution_options(parser)
     add_json_option(parser)

@@ -23,12 +23,12 @@ CATCH_F1 = 0.5
 NOTES = (
     "Utility: mu1 = 1 (availability) plus mu2 = 1 (push the paper's auto target); 3 % fake "
     "users, B = 100 items each, on the built-in synthetic MovieLens-like set (offline).",
-    "Few attack iterations so that the demo runs in about a minute: PGA and SGLD are "
-    "stronger with more (cfpoison attack --iterations).",
+    "Ten PGA and SGLD steps (cfpoison demo --iterations T) so that the demo runs in about "
+    "a minute on two cores; the attacks grow stronger with more.",
 )
 
 
-def demo_spec(iterations: int = 3, dataset: str = "synthetic") -> SweepSpec:
+def demo_spec(iterations: int = 10, dataset: str = "synthetic") -> SweepSpec:
     """The demo's three cells (detectors on)."""
     base = {
         "dataset": dataset,
