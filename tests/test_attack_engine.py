@@ -91,6 +91,7 @@ def test_pga_ascends_is_feasible_and_deterministic(
         "utility_history",
         "seconds",
         "ttest_pvalue",
+        "ttest_users_pvalue",
         "config",
         "targets",
     ):

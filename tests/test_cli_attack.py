@@ -52,6 +52,7 @@ def test_attack_writes_profiles_and_json_that_evaluate_reproduces(
         "utility_history",
         "seconds",
         "ttest_pvalue",
+        "ttest_users_pvalue",
         "config",
         "rmse_train",
         "rmse_test",

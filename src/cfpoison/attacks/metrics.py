@@ -18,7 +18,7 @@ learner config, same seed), so that the only difference between them is the fake
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -89,8 +89,10 @@ def evaluate_profiles(
 
     ``clean`` (a fit of ``learner_config`` on ``train``) and ``floor`` (its noise floor) are
     computed when not given. ``targets`` are column indices. Returns the metrics of the module
-    docstring plus ``n_fake``, ``ttest_pvalue`` (the paper's paired t-test,
-    :func:`cfpoison.detect.ttest.rating_frequency_ttest`) and, given ``utility``, its value
+    docstring plus ``n_fake``, ``ttest_pvalue`` (the paper's paired t-test over items,
+    :func:`cfpoison.detect.ttest.rating_frequency_ttest`), ``ttest_users_pvalue`` (the
+    activity-matched test over fake users, which is calibrated on real users where the paper's
+    is not; see that module) and, given ``utility``, its value
     at the poisoned (``utility``) and clean (``utility_clean``) models.
     """
     if clean is None:
@@ -106,7 +108,8 @@ def evaluate_profiles(
         "target_mean_after": target_means(train, poisoned, targets),
         "rmse_train": rmse_original(poisoned, train),
         "rmse_train_clean": rmse_original(clean, train),
-        "ttest_pvalue": rating_frequency_ttest(train, fake).pvalue if fake.shape[0] else math.nan,
+        "ttest_pvalue": _ttest_pvalue(train, fake, "items"),
+        "ttest_users_pvalue": _ttest_pvalue(train, fake, "users"),
     }
     if utility is not None:
         metrics["utility"] = utility.value(poisoned.user_factors, poisoned.item_factors)
@@ -115,3 +118,8 @@ def evaluate_profiles(
         metrics["rmse_test"] = rmse_original(poisoned, test)
         metrics["rmse_test_clean"] = rmse_original(clean, test)
     return metrics
+
+
+def _ttest_pvalue(train: Ratings, fake: sp.csr_array, pairing: Literal["items", "users"]) -> float:
+    """p-value of :func:`rating_frequency_ttest` (NaN without fake users)."""
+    return rating_frequency_ttest(train, fake, pairing).pvalue if fake.shape[0] else math.nan
