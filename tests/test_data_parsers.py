@@ -173,3 +173,9 @@ def test_sparse_large_ids(tmp_path: Path) -> None:
     r = parse_ratings(path)
     assert list(r.user_ids) == [2, 5000000000] and list(r.item_ids) == [3, 9000000000]
     assert triples(r) == [(2, 9000000000, 5.0), (5000000000, 3, 1.0), (5000000000, 9000000000, 2.0)]
+
+
+def test_load_dataset_accepts_a_string_data_dir(movielens_dir) -> None:
+    from cfpoison.data.registry import load_dataset
+
+    assert load_dataset("ml-latest-small", str(movielens_dir)).nnz == 100836

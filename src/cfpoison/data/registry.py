@@ -138,7 +138,7 @@ def find_local(info: DatasetInfo, data_dir: Path | None = None) -> Path | None:
 
 def ratings_path(
     name: str,
-    data_dir: Path | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
     *,
     download: bool = True,
     progress: bool = False,
@@ -146,6 +146,7 @@ def ratings_path(
 ) -> Path:
     """The ratings file of MovieLens set ``name``: local, cached, or downloaded into the cache."""
     info = movielens_info(name)
+    data_dir = None if data_dir is None else Path(data_dir)
     found = find_local(info, data_dir)
     if found is not None:
         return found
@@ -177,7 +178,7 @@ def synthetic_preset(name: str) -> str | None:
 
 def load_dataset(
     name: str,
-    data_dir: Path | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
     *,
     download: bool = True,
     progress: bool = False,
