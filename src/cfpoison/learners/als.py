@@ -30,7 +30,7 @@ from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
 from cfpoison.learners import kernels, reference
-from cfpoison.learners.base import Factors, cached_csc
+from cfpoison.learners.base import Factors, FactorViews, cached_csc
 
 Backend = Literal["numba", "numpy"]
 Structure = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -301,7 +301,7 @@ def check_indices(users: np.ndarray, items: np.ndarray, m: int, n: int) -> tuple
     return users, items
 
 
-class ALSLearner:
+class ALSLearner(FactorViews):
     """Alternating minimization; see the module docstring for objective and stopping."""
 
     def __init__(self, config: ALSConfig | None = None):
@@ -350,18 +350,6 @@ class ALSLearner:
     def factors(self) -> Factors:
         """The fitted ``(U, V, U~)`` (a reference; copy before modifying)."""
         return self._fitted()[1]
-
-    @property
-    def user_factors(self) -> np.ndarray:
-        return self.factors.user
-
-    @property
-    def item_factors(self) -> np.ndarray:
-        return self.factors.item
-
-    @property
-    def fake_user_factors(self) -> np.ndarray:
-        return self.factors.fake_user
 
     @property
     def lambda_u(self) -> float:

@@ -18,6 +18,7 @@ matrices; their factors are ``fake_user_factors``.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import weakref
 from typing import Protocol, Self, runtime_checkable
@@ -38,6 +39,26 @@ class Factors:
 
     def copy(self) -> Factors:
         return Factors(self.user.copy(), self.item.copy(), self.fake_user.copy())
+
+
+class FactorViews(abc.ABC):
+    """``user_factors``, ``item_factors`` and ``fake_user_factors`` as views of ``factors``."""
+
+    @property
+    @abc.abstractmethod
+    def factors(self) -> Factors: ...
+
+    @property
+    def user_factors(self) -> np.ndarray:
+        return self.factors.user
+
+    @property
+    def item_factors(self) -> np.ndarray:
+        return self.factors.item
+
+    @property
+    def fake_user_factors(self) -> np.ndarray:
+        return self.factors.fake_user
 
 
 @runtime_checkable

@@ -47,7 +47,7 @@ from cfpoison.learners.als import (
     checked_init,
     random_factors,
 )
-from cfpoison.learners.base import Factors
+from cfpoison.learners.base import Factors, FactorViews
 
 #: Singular values below this fraction of the largest are numerically zero and dropped.
 ZERO_SINGULAR = 1e-12
@@ -141,7 +141,7 @@ def balanced_factors(low: LowRank, n_users: int) -> Factors:
     )
 
 
-class NuclearNormLearner:
+class NuclearNormLearner(FactorViews):
     """Nuclear-norm minimization with an optimality certificate (module docstring)."""
 
     def __init__(self, config: NuclearConfig | None = None):
@@ -249,18 +249,6 @@ class NuclearNormLearner:
     def factors(self) -> Factors:
         """Balanced factors ``U = A S^1/2`` (real and fake rows), ``V = B S^1/2``."""
         return self._fitted()[1]
-
-    @property
-    def user_factors(self) -> np.ndarray:
-        return self.factors.user
-
-    @property
-    def item_factors(self) -> np.ndarray:
-        return self.factors.item
-
-    @property
-    def fake_user_factors(self) -> np.ndarray:
-        return self.factors.fake_user
 
     @property
     def lambda_u(self) -> float:
