@@ -47,8 +47,8 @@ from cfpoison.data.preprocess import PreprocessConfig, prepare
 from cfpoison.data.ratings import Ratings
 from cfpoison.data.registry import load_dataset
 from cfpoison.learners import ALSConfig, ALSLearner, NuclearConfig, NuclearNormLearner, kernels
-from cfpoison.learners.als import Engine, Problem
 from cfpoison.learners.base import Factors
+from cfpoison.learners.factored import Engine, Problem
 
 
 def rmse_stars(predicted: np.ndarray, test: Ratings) -> float:

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from cfpoison.learners import kernels, reference
-from cfpoison.learners.als import _structure
+from cfpoison.learners.factored import _structure
 
 TOL = {"rtol": 1e-10, "atol": 1e-10}
 

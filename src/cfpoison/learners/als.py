@@ -13,14 +13,14 @@ require rebuilding the data set's matrices. The real CSC is cached per matrix ob
 
 Stopping: after each sweep, the relative objective change ``|L_prev - L| / L <= tol`` or the
 relative KKT residual ``<= kkt_tol`` (see :meth:`Engine.evaluate`), at most ``max_sweeps``
-sweeps. A warm start from a solution therefore stops after one sweep.
+sweeps. A warm start from a solution therefore stops after one sweep. The shared machinery
+(problem data, half-steps, KKT) lives in :mod:`cfpoison.learners.factored`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from types import ModuleType
 from typing import ClassVar, Literal, Self
 
 import numpy as np
@@ -29,16 +29,17 @@ import scipy.sparse as sp
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
-from cfpoison.learners import kernels, reference
-from cfpoison.learners.base import Factors, FactorViews, cached_csc
-
-Backend = Literal["numba", "numpy"]
-Structure = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
-def backend_module(backend: Backend) -> ModuleType:
-    """The kernel module of a backend: numba kernels or the NumPy reference path."""
-    return kernels if backend == "numba" else reference
+from cfpoison.learners.base import Factors, FactorViews
+from cfpoison.learners.factored import (
+    Backend,
+    Engine,
+    Problem,
+    Trace,
+    backend_module,
+    check_indices,
+    checked_init,
+    random_factors,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,225 +81,6 @@ class ALSConfig(JsonConfig):
         require(self.kkt_tol >= 0, f"als: kkt_tol must be >= 0, got {self.kkt_tol}")
         require(self.init_scale > 0, f"als: init_scale must be > 0, got {self.init_scale}")
         require(self.threads >= 0, f"als: threads must be >= 0, got {self.threads}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    """The observed data of one fit: the real ratings and the fake rows, both orientations.
-
-    ``rows``/``cols`` are the real matrix as CSR/CSC structures ``(indptr, indices, data)``,
-    ``fake_rows``/``fake_cols`` the fake matrix (``m' x n``, possibly ``m' = 0``).
-    """
-
-    rows: Structure
-    cols: Structure
-    fake_rows: Structure
-    fake_cols: Structure
-    n_users: int
-    n_fake: int
-    n_items: int
-
-    @classmethod
-    def build(cls, ratings: Ratings, fake: sp.csr_array | None) -> Problem:
-        m, n = ratings.matrix.shape
-        if fake is None:
-            fake = sp.csr_array((0, n), dtype=np.float64)
-        if fake.ndim != 2 or fake.shape[1] != n:
-            raise DataError(f"fake ratings have shape {fake.shape}, expected (m', {n})")
-        fake = sp.csr_array(fake, dtype=np.float64)
-        if not np.all(np.isfinite(fake.data)):
-            raise DataError("fake ratings contain NaN or infinity")
-        if not fake.has_canonical_format:  # never modify the caller's matrix
-            fake = fake.copy()
-            fake.sum_duplicates()
-        return cls(
-            rows=_structure(ratings.matrix),
-            cols=_structure(cached_csc(ratings.matrix)),
-            fake_rows=_structure(fake),
-            fake_cols=_structure(fake.tocsc()),
-            n_users=m,
-            n_fake=int(fake.shape[0]),
-            n_items=n,
-        )
-
-
-def _structure(matrix: sp.csr_array | sp.csc_array) -> Structure:
-    """``(indptr int64, indices int32, data float64)`` of a compressed matrix, sorted."""
-    if not matrix.has_sorted_indices:
-        matrix = matrix.copy()
-        matrix.sort_indices()
-    return (
-        np.ascontiguousarray(matrix.indptr, dtype=np.int64),
-        np.ascontiguousarray(matrix.indices, dtype=np.int32),
-        np.ascontiguousarray(matrix.data, dtype=np.float64),
-    )
-
-
-@dataclasses.dataclass
-class Trace:
-    """What one run of :meth:`Engine.run` did."""
-
-    history: list[float]
-    kkt: float
-    converged: bool
-
-
-class Engine:
-    """Half-steps, objective and KKT residual of ``L`` on one :class:`Problem`.
-
-    Shared by ALS and by the factored form of nuclear-norm minimization (``lam_U = lam_V``).
-    """
-
-    def __init__(self, problem: Problem, lambda_u: float, lambda_v: float, ops: ModuleType):
-        self.problem = problem
-        self.lambda_u = lambda_u
-        self.lambda_v = lambda_v
-        self.ops = ops
-
-    # ------------------------------------------------------------------ half-steps
-    def update_users(self, f: Factors) -> None:
-        """``U`` and ``U~`` exactly minimise ``L`` for fixed ``V`` (in place)."""
-        p, k = self.problem, f.item.shape[1]
-        self.ops.solve_rows(
-            *p.rows, f.item, *kernels.empty_source(p.n_users, k), self.lambda_u, f.user
-        )
-        if p.n_fake:
-            self.ops.solve_rows(
-                *p.fake_rows, f.item, *kernels.empty_source(p.n_fake, k), self.lambda_u, f.fake_user
-            )
-
-    def update_items(self, f: Factors) -> float:
-        """``V`` exactly minimises ``L`` for fixed ``U, U~`` (in place); returns the data
-        term ``sum_Omega (M - UV^T)^2 + sum_Omega~ (M~ - U~V^T)^2`` at the new ``V``."""
-        p = self.problem
-        fit = self.ops.solve_rows(*p.cols, f.user, *p.fake_cols, f.fake_user, self.lambda_v, f.item)
-        return float(np.sum(fit))
-
-    # ------------------------------------------------------------------ measurements
-    def user_pass(self, f: Factors) -> tuple[float, np.ndarray, np.ndarray]:
-        """Squared residual over Omega and Omega~, and ``R V``, ``R~ V`` (residuals R)."""
-        p, k = self.problem, f.item.shape[1]
-        g_user = np.empty_like(f.user)
-        g_fake = np.empty_like(f.fake_user)
-        sq = self.ops.residual_rows(
-            *p.rows, f.item, *kernels.empty_source(p.n_users, k), f.user, g_user
-        )
-        total = float(np.sum(sq))
-        if p.n_fake:
-            sq = self.ops.residual_rows(
-                *p.fake_rows, f.item, *kernels.empty_source(p.n_fake, k), f.fake_user, g_fake
-            )
-            total += float(np.sum(sq))
-        return total, g_user, g_fake
-
-    def item_pass(self, f: Factors) -> np.ndarray:
-        """``R^T U + R~^T U~``."""
-        p = self.problem
-        g_item = np.empty_like(f.item)
-        self.ops.residual_rows(*p.cols, f.user, *p.fake_cols, f.fake_user, f.item, g_item)
-        return g_item
-
-    def penalty(self, f: Factors) -> float:
-        """``lam_U (||U||^2 + ||U~||^2) + lam_V ||V||^2``."""
-        users = float(np.sum(f.user**2) + np.sum(f.fake_user**2))
-        return self.lambda_u * users + self.lambda_v * float(np.sum(f.item**2))
-
-    def _reg_grad_norm(self, f: Factors) -> float:
-        users = float(np.sum(f.user**2) + np.sum(f.fake_user**2))
-        items = float(np.sum(f.item**2))
-        return 2.0 * math.sqrt(self.lambda_u**2 * users + self.lambda_v**2 * items)
-
-    def objective(self, f: Factors) -> float:
-        return self.user_pass(f)[0] + self.penalty(f)
-
-    def evaluate(self, f: Factors, item_block: bool = True) -> tuple[float, float]:
-        """Objective and relative KKT residual ``||grad L||_F / ||grad P||_F``.
-
-        P is the penalty term. At a stationary point the data term's gradient cancels the
-        penalty's, so the ratio is 0 there, scale-free, and 1 when the factors ignore the
-        data. ``item_block=False`` skips the item block of the gradient, which is zero to
-        rounding right after :meth:`update_items` (V is then the exact minimiser).
-        """
-        total, g_user, g_fake = self.user_pass(f)
-        sq = float(
-            np.sum((self.lambda_u * f.user - g_user) ** 2)
-            + np.sum((self.lambda_u * f.fake_user - g_fake) ** 2)
-        )
-        if item_block:
-            sq += float(np.sum((self.lambda_v * f.item - self.item_pass(f)) ** 2))
-        kkt = _ratio(2.0 * math.sqrt(sq), self._reg_grad_norm(f))
-        return total + self.penalty(f), kkt
-
-    # ------------------------------------------------------------------ the loop
-    def run(
-        self, f: Factors, max_sweeps: int, tol: float, kkt_tol: float, start: float = math.inf
-    ) -> Trace:
-        """Sweep (users, then items) until a tolerance or ``max_sweeps``; ``f`` in place.
-
-        ``start`` is the objective before the first sweep (``inf`` when unknown). The
-        objective comes free with the item half-step; the KKT residual costs one pass over
-        the ratings and is computed only when ``kkt_tol > 0`` (``nan`` otherwise).
-        """
-        history: list[float] = []
-        previous, kkt = start, math.nan
-        for _ in range(max_sweeps):
-            self.update_users(f)
-            value = self.update_items(f) + self.penalty(f)
-            if kkt_tol > 0:
-                kkt = self.evaluate(f, item_block=False)[1]
-            history.append(value)
-            change = abs(previous - value) / max(abs(value), np.finfo(float).tiny)
-            previous = value
-            if (kkt_tol > 0 and kkt <= kkt_tol) or (tol > 0 and change <= tol):
-                return Trace(history, kkt, True)
-        return Trace(history, kkt, False)
-
-
-def _ratio(numerator: float, denominator: float) -> float:
-    if numerator == 0.0:
-        return 0.0
-    return numerator / denominator if denominator > 0 else math.inf
-
-
-def random_factors(
-    rng: np.random.Generator, m: int, m_fake: int, n: int, k: int, scale: float
-) -> Factors:
-    """Gaussian item factors (scale ``scale``); user factors zero (solved first anyway)."""
-    item = scale * rng.standard_normal((n, k))
-    return Factors(np.zeros((m, k)), item, np.zeros((m_fake, k)))
-
-
-def checked_init(init: Factors, problem: Problem) -> tuple[Factors, bool]:
-    """A contiguous float64 copy of ``init``; whether its fake rows match the problem.
-
-    The user half-step comes first, so only the item factors shape the result; fake user
-    factors of another count (an attack that changed m') are replaced by zeros.
-    """
-    k = init.item.shape[1] if init.item.ndim == 2 else -1
-    if init.item.shape != (problem.n_items, k) or init.user.shape != (problem.n_users, k):
-        raise DataError(
-            f"initial factors of shapes {init.user.shape} and {init.item.shape} do not fit "
-            f"{problem.n_users} users and {problem.n_items} items"
-        )
-    matched = init.fake_user.shape == (problem.n_fake, k)
-    fake = init.fake_user if matched else np.zeros((problem.n_fake, k))
-    f = Factors(
-        np.array(init.user, dtype=np.float64, order="C"),
-        np.array(init.item, dtype=np.float64, order="C"),
-        np.array(fake, dtype=np.float64, order="C"),
-    )
-    return f, matched
-
-
-def check_indices(users: np.ndarray, items: np.ndarray, m: int, n: int) -> tuple[np.ndarray, ...]:
-    """Parallel int64 index arrays inside ``[0, m) x [0, n)``, or :class:`DataError`."""
-    users = np.ascontiguousarray(users, dtype=np.int64).ravel()
-    items = np.ascontiguousarray(items, dtype=np.int64).ravel()
-    if users.shape != items.shape:
-        raise DataError(f"predict: {len(users)} users but {len(items)} items")
-    if len(users) and (users.min() < 0 or users.max() >= m or items.min() < 0 or items.max() >= n):
-        raise DataError(f"predict: indices outside the {m} x {n} matrix")
-    return users, items
 
 
 class ALSLearner(FactorViews):

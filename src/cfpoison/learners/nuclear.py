@@ -37,7 +37,8 @@ import scipy.sparse.linalg as spla
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import ConvergenceError
-from cfpoison.learners.als import (
+from cfpoison.learners.base import Factors, FactorViews
+from cfpoison.learners.factored import (
     Backend,
     Engine,
     Problem,
@@ -47,7 +48,6 @@ from cfpoison.learners.als import (
     checked_init,
     random_factors,
 )
-from cfpoison.learners.base import Factors, FactorViews
 
 #: Singular values below this fraction of the largest are numerically zero and dropped.
 ZERO_SINGULAR = 1e-12
