@@ -21,10 +21,10 @@ import pytest
 
 from cfpoison.config import digest_of
 from cfpoison.errors import ConfigError
-from cfpoison.experiments.grid import PlotSpec, SweepSpec, lookup
-from cfpoison.experiments.report import fmt
-from cfpoison.experiments.runners import CellOutcome, RunContext
-from cfpoison.experiments.store import ResultStore
+from cfpoison.experiments.presentation.report import fmt
+from cfpoison.experiments.sweeps.runners import CellOutcome, RunContext
+from cfpoison.experiments.sweeps.spec import PlotSpec, SweepSpec, lookup
+from cfpoison.experiments.sweeps.store import ResultStore
 
 DEFAULTS: dict[str, Any] = {
     "dataset": "toy",

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from cfpoison.errors import ConfigError
-from cfpoison.experiments.beta_sweep import RUNNER_NAME, beta_parts
-from cfpoison.experiments.runners import RunContext, cells_of
-from cfpoison.experiments.sweep import run_sweep
+from cfpoison.experiments.paper.beta_tradeoff import RUNNER_NAME, beta_parts
+from cfpoison.experiments.pipeline import run_sweep
+from cfpoison.experiments.sweeps.runners import RunContext, cells_of
 
 
 def test_parts_cover_the_betas_and_the_comparison() -> None:

@@ -12,9 +12,9 @@ import json
 import pytest
 
 from cfpoison.cli import main
-from cfpoison.experiments.paper import figure_parts
-from cfpoison.experiments.runners import cells_of
-from cfpoison.experiments.store import ResultStore
+from cfpoison.experiments.paper.figures_1_2 import figure_parts
+from cfpoison.experiments.sweeps.runners import cells_of
+from cfpoison.experiments.sweeps.store import ResultStore
 from experiments_fakes import check_report_against_store
 
 

@@ -9,8 +9,8 @@ from cfpoison.config import digest_of
 from cfpoison.data.synthetic import PRESETS
 from cfpoison.errors import ConfigError
 from cfpoison.experiments.attack_runner import RUNNER, data_checksum
-from cfpoison.experiments.grid import Cell, SweepSpec
-from cfpoison.experiments.runners import RunContext, cells_of
+from cfpoison.experiments.sweeps.runners import RunContext, cells_of
+from cfpoison.experiments.sweeps.spec import Cell, SweepSpec
 
 ML_SMALL_SHA256 = "aa289ca83157595d0df6aea1be6a4ded676ddc4385472e8313a8ed9805352646"
 FAST_ALS = {"learner.rank": 4, "learner.max_sweeps": 15, "learner.tol": 1e-4}

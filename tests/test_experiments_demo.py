@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from cfpoison.cli import main
-from cfpoison.experiments.store import ResultStore
+from cfpoison.experiments.sweeps.store import ResultStore
 
 
 def test_demo_attacks_detects_and_reports(tmp_path, capsys, monkeypatch) -> None:

@@ -15,10 +15,10 @@ import distributed
 import pytest
 
 from cfpoison.errors import CfpoisonError
-from cfpoison.experiments.execute import SweepError, run_cells
-from cfpoison.experiments.grid import SweepSpec
-from cfpoison.experiments.runners import cells_of
-from cfpoison.experiments.store import ResultStore
+from cfpoison.experiments.sweeps.execute import SweepError, run_cells
+from cfpoison.experiments.sweeps.runners import cells_of
+from cfpoison.experiments.sweeps.spec import SweepSpec
+from cfpoison.experiments.sweeps.store import ResultStore
 from experiments_fakes import expected_metrics
 
 FAKE = "experiments_fakes:RUNNER"

@@ -6,7 +6,8 @@ import pytest
 
 from cfpoison.config import digest_of
 from cfpoison.errors import ConfigError
-from cfpoison.experiments.grid import (
+from cfpoison.experiments.sweeps.runners import cells_of, resolve_runner
+from cfpoison.experiments.sweeps.spec import (
     PlotSpec,
     SweepSpec,
     expand,
@@ -16,7 +17,6 @@ from cfpoison.experiments.grid import (
     parse_assignments,
     parse_value,
 )
-from cfpoison.experiments.runners import cells_of, resolve_runner
 
 FAKE = "experiments_fakes:RUNNER"
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from cfpoison.cli import main
-from cfpoison.experiments import figures
-from cfpoison.experiments.grid import PlotSpec, SweepSpec
-from cfpoison.experiments.store import ResultStore
-from cfpoison.experiments.sweep import run_sweep
+from cfpoison.experiments.pipeline import run_sweep
+from cfpoison.experiments.presentation import figures
+from cfpoison.experiments.sweeps.spec import PlotSpec, SweepSpec
+from cfpoison.experiments.sweeps.store import ResultStore
 from experiments_fakes import check_report_against_store, expected_metrics
 
 FAKE = "experiments_fakes:RUNNER"

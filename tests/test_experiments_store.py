@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cfpoison.errors import DataError
-from cfpoison.experiments.store import ResultStore, export_csv, export_parquet
+from cfpoison.experiments.sweeps.store import ResultStore, export_csv, export_parquet
 
 VERSIONS = {"python": "3.11", "cfpoison": "0.1.0"}
 

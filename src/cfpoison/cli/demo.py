@@ -11,11 +11,11 @@ from pathlib import Path
 
 from cfpoison.cli._common import add_json_option, emit, show_progress
 from cfpoison.cli.sweep import add_execution_options
-from cfpoison.experiments.demo import NOTES, demo_spec, detection_blocks, draw_demo
-from cfpoison.experiments.execute import SweepError
-from cfpoison.experiments.report import Table, to_markdown
-from cfpoison.experiments.store import ResultStore
-from cfpoison.experiments.sweep import run_sweep
+from cfpoison.experiments.paper.demo import NOTES, demo_spec, detection_blocks, draw_demo
+from cfpoison.experiments.pipeline import run_sweep
+from cfpoison.experiments.presentation.report import Table, to_markdown
+from cfpoison.experiments.sweeps.execute import SweepError
+from cfpoison.experiments.sweeps.store import ResultStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -13,11 +13,11 @@ from cfpoison.cli._common import (
     show_progress,
 )
 from cfpoison.cli.sweep import add_execution_options
-from cfpoison.experiments.beta_sweep import beta_parts
-from cfpoison.experiments.execute import SweepError
-from cfpoison.experiments.paper import METHODS, figure_parts
-from cfpoison.experiments.runners import RunContext
-from cfpoison.experiments.sweep import run_sweep
+from cfpoison.experiments.paper.beta_tradeoff import beta_parts
+from cfpoison.experiments.paper.figures_1_2 import METHODS, figure_parts
+from cfpoison.experiments.pipeline import run_sweep
+from cfpoison.experiments.sweeps.execute import SweepError
+from cfpoison.experiments.sweeps.runners import RunContext
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

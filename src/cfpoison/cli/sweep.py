@@ -14,17 +14,17 @@ from cfpoison.cli._common import (
     show_progress,
 )
 from cfpoison.errors import DataError
-from cfpoison.experiments.execute import SweepError
-from cfpoison.experiments.grid import (
+from cfpoison.experiments.pipeline import STORE_NAME, run_sweep
+from cfpoison.experiments.sweeps.execute import SweepError
+from cfpoison.experiments.sweeps.runners import RunContext, cells_of
+from cfpoison.experiments.sweeps.spec import (
     SweepSpec,
     flatten,
     load_spec,
     parse_assignments,
     varying_fields,
 )
-from cfpoison.experiments.runners import RunContext, cells_of
-from cfpoison.experiments.store import ResultStore, export_csv, export_parquet
-from cfpoison.experiments.sweep import STORE_NAME, run_sweep
+from cfpoison.experiments.sweeps.store import ResultStore, export_csv, export_parquet
 
 EXAMPLE = """\
 a sweep file (every [[grid]] block is a cartesian product; the sweep is their union):

@@ -46,8 +46,8 @@ from cfpoison.data.registry import CSV_PREFIX, load_dataset, ratings_path, synth
 from cfpoison.data.synthetic import PRESETS
 from cfpoison.detect import run_detectors
 from cfpoison.errors import ConfigError
-from cfpoison.experiments.grid import Cell
-from cfpoison.experiments.runners import CellOutcome, RunContext
+from cfpoison.experiments.sweeps.runners import CellOutcome, RunContext
+from cfpoison.experiments.sweeps.spec import Cell
 
 _ATTACK_FIELDS = {f.name for f in dataclasses.fields(AttackConfig)} - {"options"}
 _THREAT_FIELDS = {f.name for f in dataclasses.fields(ThreatModel)}

@@ -27,9 +27,9 @@ from typing import Any
 from tqdm import tqdm
 
 from cfpoison.errors import CfpoisonError
-from cfpoison.experiments.grid import Cell
-from cfpoison.experiments.runners import RunContext, resolve_runner
-from cfpoison.experiments.store import ResultStore
+from cfpoison.experiments.sweeps.runners import RunContext, resolve_runner
+from cfpoison.experiments.sweeps.spec import Cell
+from cfpoison.experiments.sweeps.store import ResultStore
 
 VERSIONED_PACKAGES = ("cfpoison", "numpy", "scipy", "numba")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cfpoison.errors import CfpoisonError, DataError
-from cfpoison.experiments.grid import flatten
+from cfpoison.experiments.sweeps.spec import flatten
 from cfpoison.io import atomic_write, to_jsonable
 
 SCHEMA_VERSION = 1

@@ -20,9 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from cfpoison import __version__
-from cfpoison.experiments.grid import Cell, PlotSpec, SweepSpec, flatten, lookup, varying_fields
-from cfpoison.experiments.store import StoredCell
-from cfpoison.experiments.table import aggregate, summary_of
+from cfpoison.experiments.presentation.tables import aggregate, summary_of
+from cfpoison.experiments.sweeps.spec import (
+    Cell,
+    PlotSpec,
+    SweepSpec,
+    flatten,
+    lookup,
+    varying_fields,
+)
+from cfpoison.experiments.sweeps.store import StoredCell
 from cfpoison.io import atomic_write, write_json
 
 

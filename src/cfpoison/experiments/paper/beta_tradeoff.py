@@ -37,9 +37,9 @@ from typing import Any
 
 from cfpoison.errors import ConfigError
 from cfpoison.experiments.attack_runner import AttackRunner
-from cfpoison.experiments.grid import PlotSpec, SweepSpec
-from cfpoison.experiments.paper import SGLD_BETA, FigurePart
-from cfpoison.experiments.runners import CellOutcome, RunContext
+from cfpoison.experiments.paper.figures_1_2 import SGLD_BETA, FigurePart
+from cfpoison.experiments.sweeps.runners import CellOutcome, RunContext
+from cfpoison.experiments.sweeps.spec import PlotSpec, SweepSpec
 
 BETAS = (0.0, 0.1, 0.3, 0.6, 1.0, 2.0)
 QUICK_BETAS = (0.0, 0.6, 2.0)
@@ -81,7 +81,7 @@ def _log10(pvalue: float | None) -> float | None:
 
 
 RUNNER = DetectingRunner()
-RUNNER_NAME = f"{__name__}:RUNNER"
+RUNNER_NAME = "attack_detect"  # the built-in name (sweeps.runners.BUILTIN_RUNNERS)
 
 
 @dataclasses.dataclass(frozen=True)

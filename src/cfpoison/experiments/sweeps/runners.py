@@ -1,9 +1,9 @@
 """Cell runners: what turns a cell's settings into a config and the config into metrics.
 
 A runner is any object with ``normalize`` and ``run`` (:class:`CellRunner`). Cells name theirs
-by the ``runner`` field of their config: a built-in name (``attack``) or a reference
-``package.module:attribute`` to a user's own, which worker processes and Dask workers import
-by name, so nothing but plain JSON travels to them.
+by the ``runner`` field of their config: a built-in name (``attack``, ``attack_detect``) or a
+reference ``package.module:attribute`` to a user's own, which worker processes and Dask
+workers import by name, so nothing but plain JSON travels to them.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from cfpoison.errors import ConfigError
-from cfpoison.experiments.grid import Cell, SweepSpec, expand
+from cfpoison.experiments.sweeps.spec import Cell, SweepSpec, expand
 
-BUILTIN_RUNNERS = {"attack": "cfpoison.experiments.attack_runner:RUNNER"}
+BUILTIN_RUNNERS = {
+    "attack": "cfpoison.experiments.attack_runner:RUNNER",
+    "attack_detect": "cfpoison.experiments.paper.beta_tradeoff:RUNNER",
+}
 
 
 @dataclasses.dataclass(frozen=True)

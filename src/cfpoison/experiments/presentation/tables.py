@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from cfpoison.errors import ConfigError
-from cfpoison.experiments.grid import PlotSpec, lookup
-from cfpoison.experiments.store import StoredCell
+from cfpoison.experiments.sweeps.spec import PlotSpec, lookup
+from cfpoison.experiments.sweeps.store import StoredCell
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ import dataclasses
 from typing import Any, Literal
 
 from cfpoison.errors import ConfigError
-from cfpoison.experiments.grid import PlotSpec, SweepSpec
+from cfpoison.experiments.sweeps.spec import PlotSpec, SweepSpec
 
 FigureName = Literal["fig1", "fig2"]
 PANELS = ((1.0, 0.0), (1.0, -1.0), (0.0, 1.0), (-1.0, 1.0))

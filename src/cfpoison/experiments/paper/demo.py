@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from cfpoison.experiments.figures import CURVE_COLORS
-from cfpoison.experiments.grid import PlotSpec, SweepSpec
-from cfpoison.experiments.report import Block, Heading, Para, Table, fmt
-from cfpoison.experiments.store import StoredCell
+from cfpoison.experiments.presentation.figures import CURVE_COLORS
+from cfpoison.experiments.presentation.report import Block, Heading, Para, Table, fmt
+from cfpoison.experiments.sweeps.spec import PlotSpec, SweepSpec
+from cfpoison.experiments.sweeps.store import StoredCell
 
 METHODS = ("pga", "sgld", "uniform")
 CATCH_F1 = 0.5

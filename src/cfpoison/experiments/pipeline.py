@@ -22,11 +22,11 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from cfpoison.experiments import figures, report
-from cfpoison.experiments.execute import SweepError, SweepOutcome, run_cells
-from cfpoison.experiments.grid import Cell, PlotSpec, SweepSpec
-from cfpoison.experiments.runners import RunContext, cells_of, resolve_runner
-from cfpoison.experiments.store import ResultStore, StoredCell, export_csv, export_parquet
+from cfpoison.experiments.presentation import figures, report
+from cfpoison.experiments.sweeps.execute import SweepError, SweepOutcome, run_cells
+from cfpoison.experiments.sweeps.runners import RunContext, cells_of, resolve_runner
+from cfpoison.experiments.sweeps.spec import Cell, PlotSpec, SweepSpec
+from cfpoison.experiments.sweeps.store import ResultStore, StoredCell, export_csv, export_parquet
 from cfpoison.io import write_json
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ import matplotlib
 from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 
-from cfpoison.experiments.grid import PlotSpec, lookup
-from cfpoison.experiments.store import StoredCell
-from cfpoison.experiments.table import aggregate, panel_title, summary_of
+from cfpoison.experiments.presentation.tables import aggregate, panel_title, summary_of
+from cfpoison.experiments.sweeps.spec import PlotSpec, lookup
+from cfpoison.experiments.sweeps.store import StoredCell
 from cfpoison.io import atomic_write
 
 METRIC_LABELS = {
