@@ -1,8 +1,8 @@
 """Shared fixtures: the MovieLens data directory, ml-latest-small, and a seeded generator.
 
-Tests on real MovieLens read ``$CFPOISON_DATA_DIR/ml-latest-small/`` (CI sets it to
-``../shared/data``); without it they fall back to the user cache. In CI (``$CI`` set) a
-missing data set fails the run: those tests are never skipped there.
+Tests on real MovieLens (marked ``realdata`` here, automatically) read ml-latest-small from
+``$CFPOISON_DATA_DIR/ml-latest-small/`` when that holds it, else from the copy bundled with the
+package: they never skip, with or without a data directory or a cache.
 """
 
 from __future__ import annotations
@@ -19,20 +19,27 @@ import numpy as np
 import pytest
 
 from cfpoison.data.ratings import Ratings
-from cfpoison.data.registry import DATASETS, cache_dir, find_local, load_dataset
+from cfpoison.data.registry import DATASETS, bundled_ratings, find_local, load_dataset
+
+#: Fixtures that read real MovieLens; a test using one is marked ``realdata``.
+REALDATA_FIXTURES = frozenset({"movielens_dir", "ml_small", "ml_small_zip"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if REALDATA_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.realdata)
 
 
 @pytest.fixture(scope="session")
 def movielens_dir() -> Path:
-    """The directory holding ``ml-latest-small/`` (``$CFPOISON_DATA_DIR``, else the cache)."""
+    """A directory holding ``ml-latest-small/``: ``$CFPOISON_DATA_DIR`` when it has the set,
+    else the temporary folder the bundled copy is unpacked into."""
     env = os.environ.get("CFPOISON_DATA_DIR")
-    base = Path(env) if env else cache_dir()
-    if find_local(DATASETS["ml-latest-small"], base) is None:
-        message = f"ml-latest-small not found under {base}; set CFPOISON_DATA_DIR"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return base
+    info = DATASETS["ml-latest-small"]
+    if env and find_local(info, Path(env)) is not None:
+        return Path(env)
+    return bundled_ratings(info).parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -94,13 +101,12 @@ def loopback_server() -> Iterator[LoopbackServer]:
 
 
 @pytest.fixture(scope="session")
-def ml_small_zip(movielens_dir: Path) -> bytes:
-    """A zip like GroupLens's, built from the shared copy: ``ml-latest-small/ratings.csv`` and
+def ml_small_zip() -> bytes:
+    """A zip like GroupLens's, built from the bundled copy: ``ml-latest-small/ratings.csv`` and
     its README.txt (the license asks for it to travel with the data)."""
-    folder = find_local(DATASETS["ml-latest-small"], movielens_dir)
-    assert folder is not None
+    folder = bundled_ratings(DATASETS["ml-latest-small"]).parent
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name in ("ratings.csv", "README.txt"):
-            archive.write(folder.parent / name, f"ml-latest-small/{name}")
+            archive.write(folder / name, f"ml-latest-small/{name}")
     return buffer.getvalue()

@@ -1,11 +1,14 @@
 """The download path against a loopback HTTP server: good, corrupted and truncated archives,
-a server that is down; and the lookup order data_dir -> cache -> download."""
+a server that is down; the bundled ml-latest-small; and the lookup order
+data_dir -> cache -> bundled -> download."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import io
+import lzma
+import shutil
 import socket
 import zipfile
 from pathlib import Path
@@ -30,9 +33,14 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def trust(monkeypatch: pytest.MonkeyPatch, name: str, archive: bytes, **changes: object) -> None:
-    """Record ``archive``'s checksum for ``name`` (the test's zip is not GroupLens's)."""
+    """Record ``archive``'s checksum for ``name`` (the test's zip is not GroupLens's) and drop
+    its bundled copy, so that loading it downloads."""
     info = dataclasses.replace(
-        DATASETS[name], sha256=hashlib.sha256(archive).hexdigest(), md5="", **changes
+        DATASETS[name],
+        sha256=hashlib.sha256(archive).hexdigest(),
+        md5="",
+        bundled_sha256="",
+        **changes,
     )
     monkeypatch.setitem(DATASETS, name, info)
 
@@ -153,9 +161,14 @@ def test_ml_10m_top_folder_and_md5(
 
 
 def test_lookup_order(tmp_path: Path, cache: Path, movielens_dir: Path) -> None:
-    # 1. data_dir/<name>/ (also data_dir/<archive folder>/), 2. the cache, 3. download
+    # 1. data_dir/<name>/ (also data_dir/<archive folder>/), 2. the cache, 3. the bundled copy
+    # (ml-latest-small only), 4. download
     shared = registry.find_local(DATASETS["ml-latest-small"], movielens_dir)
     assert ratings_path("ml-latest-small", movielens_dir, download=False) == shared
+    bundled = registry.bundled_ratings(DATASETS["ml-latest-small"])
+    assert ratings_path("ml-latest-small", tmp_path / "empty", download=False) == bundled
+    with pytest.raises(DataError, match="download is off"):
+        ratings_path("ml-latest-small", tmp_path / "empty", download=False, bundled=False)
     ten = DATASETS["ml-10m"]
     own = tmp_path / "mine" / "ml-10M100K"
     own.mkdir(parents=True)
@@ -169,6 +182,50 @@ def test_lookup_order(tmp_path: Path, cache: Path, movielens_dir: Path) -> None:
     assert registry.find_local(ten, None) == cached / "ratings.dat"
     with pytest.raises(DataError, match="download is off"):
         ratings_path("ml-20m", tmp_path, download=False)
+    with pytest.raises(DataError, match="ml-20m is not bundled"):
+        registry.bundled_ratings(DATASETS["ml-20m"])
+
+
+def test_bundled_copy_loads_offline_with_an_empty_cache(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(BASE_URL_ENV, "http://127.0.0.1:9/")  # any download would fail
+    r = load_dataset("ml-latest-small")
+    assert (r.n_users, r.n_items, r.nnz) == (610, 9724, 100836)
+    assert leftovers(cache) == []
+    path = ratings_path("ml-latest-small")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == (
+        DATASETS["ml-latest-small"].bundled_sha256
+    )
+    assert "Usage License" in (path.parent / "README.txt").read_text()  # the license travels
+    shipped = registry.BUNDLED_DIR / "ml-latest-small"
+    assert sorted(p.name for p in shipped.iterdir()) == ["README.txt", "ratings.csv.xz"]
+    assert (shipped / "ratings.csv.xz").stat().st_size < 1_000_000
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "alter", "missing"])
+def test_corrupted_bundled_copy_is_one_line_error(
+    damage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = tmp_path / "bundled" / "ml-latest-small"
+    shutil.copytree(registry.BUNDLED_DIR / "ml-latest-small", copy)
+    packed = copy / "ratings.csv.xz"
+    data = bytearray(packed.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+        packed.write_bytes(bytes(data))
+    elif damage == "truncate":
+        packed.write_bytes(bytes(data[: len(data) // 2]))
+    elif damage == "alter":  # a valid xz stream, one rating changed: only the checksum sees it
+        text = lzma.decompress(bytes(data)).replace(b"1,1,4.0,", b"1,1,3.0,", 1)
+        packed.write_bytes(lzma.compress(text))
+    else:
+        packed.unlink()
+    monkeypatch.setattr(registry, "BUNDLED_DIR", tmp_path / "bundled")
+    expected = "is corrupted" if damage == "alter" else "cannot read the bundled ml-latest-small"
+    with pytest.raises(DataError, match=expected) as err:
+        load_dataset("ml-latest-small", tmp_path / "no-data-here", download=False)
+    assert "\n" not in str(err.value)
 
 
 def test_names_and_errors(tmp_path: Path) -> None:

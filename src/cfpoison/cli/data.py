@@ -113,7 +113,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def _where(info: DatasetInfo, data_dir: Path | None) -> str:
     found = find_local(info, data_dir)
-    return str(found) if found is not None else "download"
+    return str(found) if found is not None else "bundled" if info.bundled_sha256 else "download"
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -160,7 +160,11 @@ def _fetch(args: argparse.Namespace) -> int:
         raise DataError(f"{name} is not downloaded: only the MovieLens sets are")
     info = movielens_info(name)
     path = ratings_path(
-        name, data_dir_from(args), progress=show_progress(args), base_url=args.base_url
+        name,
+        data_dir_from(args),
+        bundled=False,
+        progress=show_progress(args),
+        base_url=args.base_url,
     )
     payload = {"name": name, "path": str(path), "url": archive_url(info, args.base_url)}
     emit(args, payload, f"{name}: {path}")

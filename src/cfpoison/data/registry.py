@@ -6,17 +6,27 @@ Where a MovieLens set comes from, in this order:
    ``$CFPOISON_DATA_DIR``); the unpacked archive's own folder name is accepted too, as
    ``data_dir/<name>/<folder>/`` or ``data_dir/<folder>/`` (ml-10m unpacks to ``ml-10M100K``);
 2. the user cache ``$XDG_CACHE_HOME/cfpoison/<name>/`` (default ``~/.cache/cfpoison``);
-3. a download of the official GroupLens archive into the cache (:mod:`.download`), verified
-   against the checksum recorded here (from ``shared/data/SOURCES.md``).
+3. ml-latest-small only: the copy shipped with the package (``bundled/ml-latest-small/``:
+   ``ratings.csv.xz`` and the README.txt whose license allows redistribution under the same
+   terms), decompressed into a temporary folder that lives as long as the process and checked
+   against the SHA-256 of the official ``ratings.csv`` recorded here;
+4. a download of the official GroupLens archive into the cache (:mod:`.download`), verified
+   against the checksum recorded here (third-party records of the official archives).
 
 :func:`load_dataset` returns the raw ratings on the shifted scale, without preprocessing.
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import functools
+import hashlib
 import logging
+import lzma
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from cfpoison.data.download import archive_url, download_dataset
@@ -47,7 +57,8 @@ class DatasetInfo:
     archive_bytes: int | None = None
     sha256: str = ""
     md5: str = ""
-    redistributable: bool = False
+    #: SHA-256 of the ratings file shipped xz-compressed in ``bundled/<name>/``; "" if none.
+    bundled_sha256: str = ""
 
     @property
     def url(self) -> str:
@@ -55,7 +66,7 @@ class DatasetInfo:
         return archive_url(self)
 
 
-#: The MovieLens releases (counts and checksums as in ``shared/data/SOURCES.md``).
+#: The MovieLens releases: counts, and checksums of the official archives.
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
@@ -63,7 +74,7 @@ DATASETS: dict[str, DatasetInfo] = {
             "ml-latest-small", "ml-latest-small.zip", "ml-latest-small", "ratings.csv", "csv",
             HALF_STARS, 610, 9724, 100_836, 978_202,
             sha256="696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",
-            redistributable=True,
+            bundled_sha256="aa289ca83157595d0df6aea1be6a4ded676ddc4385472e8313a8ed9805352646",
         ),
         DatasetInfo(
             "ml-100k", "ml-100k.zip", "ml-100k", "u.data", "tab",
@@ -99,6 +110,9 @@ DATASETS: dict[str, DatasetInfo] = {
 
 SYNTHETIC = "synthetic"
 CSV_PREFIX = "csv:"
+#: The data shipped with the package: ``BUNDLED_DIR/<name>/<ratings file>.xz`` and README.txt.
+BUNDLED_DIR = Path(__file__).with_name("bundled")
+_BUNDLED_FILES = ("README.txt",)
 
 
 def dataset_names() -> list[str]:
@@ -136,20 +150,63 @@ def find_local(info: DatasetInfo, data_dir: Path | None = None) -> Path | None:
     return None
 
 
+def bundled_ratings(info: DatasetInfo) -> Path:
+    """The ratings file of the copy of ``info`` shipped with the package, decompressed into a
+    temporary ``<folder>/<name>/`` (with its README.txt) that is removed when the process exits.
+
+    Checked against ``info.bundled_sha256``: a missing, corrupted or altered copy raises one
+    :class:`DataError`. Unpacked once per process.
+    """
+    if not info.bundled_sha256:
+        raise DataError(f"{info.name} is not bundled with cfpoison")
+    return _unpack_bundled(
+        BUNDLED_DIR / info.name, info.name, info.ratings_file, info.bundled_sha256
+    )
+
+
+@functools.cache
+def _unpack_bundled(source: Path, name: str, ratings_file: str, sha256: str) -> Path:
+    archive = source / f"{ratings_file}.xz"
+    digest = hashlib.sha256()
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="cfpoison-bundled-")) / name
+        atexit.register(shutil.rmtree, folder.parent, ignore_errors=True)
+        folder.mkdir()
+        with lzma.open(archive) as packed, open(folder / ratings_file, "wb") as out:
+            while block := packed.read(1 << 20):
+                digest.update(block)
+                out.write(block)
+        for extra in _BUNDLED_FILES:
+            shutil.copyfile(source / extra, folder / extra)
+    except (OSError, lzma.LZMAError, EOFError) as err:
+        reason = getattr(err, "strerror", None) or err
+        raise DataError(f"{archive}: cannot read the bundled {name} ({reason})") from None
+    if digest.hexdigest() != sha256:
+        raise DataError(
+            f"{archive}: the bundled {name} is corrupted (sha256 {digest.hexdigest()}, "
+            f"expected {sha256}); reinstall cfpoison"
+        )
+    return folder / ratings_file
+
+
 def ratings_path(
     name: str,
     data_dir: str | os.PathLike[str] | None = None,
     *,
     download: bool = True,
+    bundled: bool = True,
     progress: bool = False,
     base_url: str | None = None,
 ) -> Path:
-    """The ratings file of MovieLens set ``name``: local, cached, or downloaded into the cache."""
+    """The ratings file of MovieLens set ``name``: local, cached, bundled (unless ``bundled`` is
+    False), or downloaded into the cache."""
     info = movielens_info(name)
     data_dir = None if data_dir is None else Path(data_dir)
     found = find_local(info, data_dir)
     if found is not None:
         return found
+    if bundled and info.bundled_sha256:
+        return bundled_ratings(info)
     if not download:
         places = [str(b / name) for b in (data_dir, cache_dir()) if b is not None]
         raise DataError(
