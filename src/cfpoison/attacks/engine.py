@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import pkgutil
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
@@ -40,7 +41,6 @@ from cfpoison.errors import ConfigError
 from cfpoison.learners import ALSConfig, NuclearConfig
 from cfpoison.learners.base import Factors, Learner
 
-MethodName = Literal["pga", "uniform", "random", "average", "bandwagon", "sgld"]
 StepSchedule = Literal["constant", "invsqrt", "backtracking"]
 
 
@@ -50,7 +50,8 @@ class AttackConfig(JsonConfig):
 
     Attributes:
         method: ``pga`` (Algorithm 1), ``uniform`` (the paper's baseline), the shilling
-            attacks ``random`` / ``average`` / ``bandwagon``, or ``sgld`` (Algorithm 2).
+            attacks ``random`` / ``average`` / ``bandwagon``, ``sgld`` (Algorithm 2), or any
+            method registered with :func:`register_method` (checked against the registry).
         learner: the attacked learner (its config; the attacker knows it, Kerckhoffs).
         threat: the budget (alpha, B, Lambda, item selection).
         utility: ``mu1``, ``mu2``, targets and weights.
@@ -65,7 +66,7 @@ class AttackConfig(JsonConfig):
     """
 
     kind: ClassVar[str] = "attack"
-    method: MethodName = "pga"
+    method: str = "pga"
     learner: ALSConfig | NuclearConfig = dataclasses.field(default_factory=ALSConfig)
     threat: ThreatModel = dataclasses.field(default_factory=ThreatModel)
     utility: UtilityConfig = dataclasses.field(default_factory=UtilityConfig)
@@ -81,6 +82,7 @@ class AttackConfig(JsonConfig):
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        get_method(self.method)
         require(self.iterations >= 0, f"iterations must be >= 0, got {self.iterations}")
         require(
             math.isfinite(self.step_size) and self.step_size > 0,
@@ -167,14 +169,27 @@ def register_method(name: str) -> Callable[[AttackMethod], AttackMethod]:
 
 def get_method(name: str) -> AttackMethod:
     """The registered method ``name``, importing ``cfpoison.attacks.<name>`` if needed."""
-    if name not in _METHODS:
+    if name not in _METHODS and name.isidentifier():
+        module = f"cfpoison.attacks.{name}"
         try:
-            importlib.import_module(f"cfpoison.attacks.{name}")
+            importlib.import_module(module)
         except ModuleNotFoundError as err:
-            raise ConfigError(f"attack method {name!r} is not available") from err
+            if err.name != module:  # the plugin exists but lacks a dependency: say so
+                raise
     if name not in _METHODS:
-        raise ConfigError(f"attack method {name!r} is not available")
+        known = ", ".join(available_methods())
+        raise ConfigError(f"attack method {name!r} is not available (available: {known})")
     return _METHODS[name]
+
+
+def available_methods() -> tuple[str, ...]:
+    """Every method's name, sorted: the registry, once each public ``cfpoison.attacks``
+    module (those that register themselves on import, like ``sgld``) is imported."""
+    package = importlib.import_module("cfpoison.attacks")
+    for module in pkgutil.iter_modules(package.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"cfpoison.attacks.{module.name}")
+    return tuple(sorted(_METHODS))
 
 
 register_method("pga")(run_pga)

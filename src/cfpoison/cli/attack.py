@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from cfpoison.attacks.engine import AttackConfig, AttackResult, run_attack
+from cfpoison.attacks.engine import AttackConfig, AttackResult, available_methods, run_attack
 from cfpoison.attacks.threat import ThreatModel
 from cfpoison.attacks.utility import UtilityConfig
 from cfpoison.cli._common import add_json_option, emit, show_progress
@@ -16,8 +16,6 @@ from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.cli.train import add_learner_options, learner_config, preprocess_config
 from cfpoison.data.preprocess import prepare
 from cfpoison.data.profiles import write_profiles
-
-METHODS = ("pga", "uniform", "random", "average", "bandwagon", "sgld")
 
 
 def parse_targets(text: str) -> tuple[int, ...] | str:
@@ -139,7 +137,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dataset", required=True, metavar="NAME", help="data set name")
     parser.add_argument(
-        "--method", choices=METHODS, default=defaults.method, help="attack (default: pga)"
+        "--method",
+        choices=available_methods(),
+        default=defaults.method,
+        help="attack (default: pga)",
     )
     parser.add_argument(
         "--gradient",
