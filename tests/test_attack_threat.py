@@ -91,6 +91,16 @@ def test_snap_rounds_inside_lambda() -> None:
     np.testing.assert_allclose(snap(np.array([-3.0, 0.3]), 1.5, None), [-1.5, 0.3])
 
 
+def test_snap_and_the_rating_scale_break_ties_alike() -> None:
+    """Halfway between two stars rounds down on the shifted scale as on the 1-5 scale."""
+    scale = RatingScale(1.0, 5.0, 1.0)
+    grid = grid_values(scale, 2.0)
+    stars = np.array([1.5, 2.5, 3.5, 4.5])
+    on_shifted = snap(scale.to_shifted(stars), 2.0, grid)
+    np.testing.assert_allclose(on_shifted, [-2.0, -1.0, 0.0, 1.0])
+    np.testing.assert_allclose(scale.to_original(on_shifted), scale.snap(stars))
+
+
 @settings(max_examples=60, deadline=None)
 @given(budgets(), st.integers(0, 2**32 - 1))
 def test_every_projection_and_baseline_is_feasible(

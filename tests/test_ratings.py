@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cfpoison.data.ratings import Ratings, RatingScale
+from cfpoison.data.ratings import Ratings, RatingScale, round_to_grid
 from cfpoison.errors import ConfigError, DataError
 
 HALF_STARS = RatingScale(0.5, 5.0, 0.5)
@@ -37,6 +37,15 @@ def test_snap_lands_on_the_scale(values: list[float]) -> None:
     assert HALF_STARS.contains(snapped).all()
     inside = (np.asarray(values) >= 0.5) & (np.asarray(values) <= 5.0)
     assert np.all(np.abs(snapped - np.asarray(values))[inside] <= 0.25 + 1e-12)
+
+
+def test_ties_round_to_the_lower_rating_on_either_scale() -> None:
+    ties = [1.25, 2.75, 4.75]  # halfway between half-stars
+    np.testing.assert_array_equal(HALF_STARS.snap(ties), [1.0, 2.5, 4.5])
+    np.testing.assert_array_equal(STARS.snap([1.5, 2.5, 3.5, 4.5]), [1.0, 2.0, 3.0, 4.0])
+    np.testing.assert_array_equal(
+        round_to_grid([-0.5, 0.5, 0.49], np.array([-1.0, 0.0, 1.0])), [-1.0, 0.0, 0.0]
+    )
 
 
 def test_contains_rejects_off_grid_and_out_of_range() -> None:

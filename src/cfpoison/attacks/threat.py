@@ -14,7 +14,8 @@ Projections (all pure functions):
   (Algorithm 1 with random items);
 * :func:`project_dense`: a dense ``m' x n`` array onto the feasible set: the B entries of largest
   absolute value per row, clipped (Algorithm 2's final step);
-* :func:`snap`: clip and round to the nearest grid value inside ``[-Lambda, Lambda]``.
+* :func:`snap`: clip and round to the nearest grid value inside ``[-Lambda, Lambda]`` (ties to
+  the lower value, the one rounding rule: :func:`cfpoison.data.ratings.round_to_grid`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cfpoison.config import JsonConfig, require
-from cfpoison.data.ratings import SHIFTED_HIGH, SHIFTED_LOW, RatingScale
+from cfpoison.data.ratings import SHIFTED_HIGH, SHIFTED_LOW, RatingScale, round_to_grid
 from cfpoison.errors import BudgetError
 
 
@@ -97,15 +98,10 @@ def grid_values(scale: RatingScale, max_rating: float) -> np.ndarray | None:
 
 
 def snap(values: np.ndarray, max_rating: float, grid: np.ndarray | None) -> np.ndarray:
-    """Clip to ``[-Lambda, Lambda]`` and round to the nearest value of ``grid`` (if any)."""
+    """Clip to ``[-Lambda, Lambda]`` and round to the nearest value of ``grid`` (if any),
+    ties to the lower value (:func:`cfpoison.data.ratings.round_to_grid`)."""
     values = np.clip(np.asarray(values, dtype=np.float64), -max_rating, max_rating)
-    if grid is None:
-        return values
-    if len(grid) == 1:
-        return np.full_like(values, grid[0])
-    pos = np.clip(np.searchsorted(grid, values), 1, len(grid) - 1)
-    lower, upper = grid[pos - 1], grid[pos]
-    return np.where(values - lower <= upper - values, lower, upper)
+    return values if grid is None else round_to_grid(values, grid)
 
 
 def clip_values(fake: sp.csr_array, max_rating: float) -> sp.csr_array:

@@ -26,6 +26,21 @@ SHIFTED_LOW = -2.0
 SHIFTED_HIGH = 2.0
 
 
+def round_to_grid(values: Any, grid: np.ndarray) -> np.ndarray:
+    """Each value's nearest point of the increasing ``grid``; the one rounding rule of cfpoison.
+
+    Ties (a value exactly halfway between two grid points) go to the lower point. The rule
+    commutes with the increasing maps between a data set's scale and the shifted scale, so a
+    rating rounds the same way on either. Values outside the grid go to its end points.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if len(grid) == 1:
+        return np.full_like(values, grid[0])
+    pos = np.clip(np.searchsorted(grid, values), 1, len(grid) - 1)
+    lower, upper = grid[pos - 1], grid[pos]
+    return np.where(values - lower <= upper - values, lower, upper)
+
+
 @dataclasses.dataclass(frozen=True)
 class RatingScale:
     """A data set's own rating scale: values ``low, low + step, ..., high``.
@@ -67,11 +82,13 @@ class RatingScale:
         return (values - SHIFTED_LOW) * ((self.high - self.low) / span) + self.low
 
     def snap(self, values: Any) -> np.ndarray:
-        """Clip values on this scale to [low, high] and round them to the nearest step."""
+        """Clip values on this scale to [low, high] and round them to the nearest step
+        (:func:`round_to_grid`: ties go to the lower rating)."""
         values = np.clip(np.asarray(values, dtype=np.float64), self.low, self.high)
         if self.step > 0:
-            values = self.low + np.round((values - self.low) / self.step) * self.step
-            values = np.clip(np.round(values, 10), self.low, self.high)
+            count = round((self.high - self.low) / self.step)
+            grid = np.round(self.low + self.step * np.arange(count + 1), 10)
+            values = round_to_grid(values, grid)
         return values
 
     def contains(self, values: Any, tol: float = 1e-9) -> np.ndarray:
