@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cfpoison.data.ratings import Ratings, RatingScale, round_to_grid
+from cfpoison.data.ratings import Ratings, RatingScale, item_moments, round_to_grid
 from cfpoison.errors import ConfigError, DataError
 
 HALF_STARS = RatingScale(0.5, 5.0, 0.5)
@@ -92,3 +93,11 @@ def test_unknown_ids_and_duplicates_are_data_errors() -> None:
         r.item_index(9)
     with pytest.raises(DataError, match="duplicate"):
         Ratings.from_triples(np.array([1, 1]), np.array([2, 2]), np.array([4.0, 3.0]), STARS)
+
+
+def test_item_moments_are_per_column_population_moments_with_a_global_fallback() -> None:
+    matrix = sp.csr_array(([1.0, 3.0, 0.0, -2.0], ([0, 1, 0, 1], [0, 0, 1, 1])), shape=(2, 3))
+    counts, mean, variance = item_moments(matrix)
+    np.testing.assert_array_equal(counts, [2, 2, 0])
+    np.testing.assert_allclose(mean, [2.0, -1.0, matrix.data.mean()])
+    np.testing.assert_allclose(variance, [1.0, 1.0, matrix.data.var()])

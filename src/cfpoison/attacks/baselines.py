@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cfpoison.attacks.threat import ThreatModel, pattern_matrix, snap
+from cfpoison.data.ratings import item_moments
 
 #: Fraction of a bandwagon profile given to the most popular items.
 BANDWAGON_SHARE = 0.1
@@ -98,17 +99,8 @@ def _global_filler(train: sp.csr_array) -> Callable[[np.ndarray], tuple[np.ndarr
 
 
 def _item_filler(train: sp.csr_array) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    n_items = train.shape[1]
-    counts = np.bincount(train.indices, minlength=n_items)
-    sums = np.bincount(train.indices, weights=train.data, minlength=n_items)
-    squares = np.bincount(train.indices, weights=train.data**2, minlength=n_items)
-    global_mean, global_std = (
-        (float(train.data.mean()), float(train.data.std())) if train.nnz else (0.0, 1.0)
-    )
-    seen = counts > 0
-    mean = np.where(seen, sums / np.maximum(counts, 1), global_mean)
-    var = np.where(seen, squares / np.maximum(counts, 1) - mean**2, global_std**2)
-    std = np.sqrt(np.maximum(var, 0.0))
+    _, mean, variance = item_moments(train)
+    std = np.sqrt(variance)
     return lambda columns: (mean[columns], std[columns])
 
 

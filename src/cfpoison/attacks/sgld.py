@@ -49,11 +49,12 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from cfpoison.attacks.engine import AttackContext, MethodOutput, register_method
+from cfpoison.attacks.engine import AttackConfig, AttackContext, MethodOutput, register_method
 from cfpoison.attacks.gradient import ImplicitGradient
 from cfpoison.attacks.threat import ThreatModel, project_dense
 from cfpoison.attacks.utility import Utility
 from cfpoison.config import JsonConfig, require
+from cfpoison.data.ratings import item_moments
 from cfpoison.errors import ConfigError
 from cfpoison.learners.base import Factors, Learner
 
@@ -69,7 +70,12 @@ class SGLDConfig(JsonConfig):
         samples: projected candidates per chain, taken from its second half.
         step_size: ``s_0``.
         step_decay: ``gamma`` in ``s_t = s_0 (1 + t)^(-gamma)`` (0: constant steps).
-        prior: ``paper`` (all users, unrated = 0) or ``observed`` (observed ratings only).
+        mode: ``paper`` (Algorithm 2: dense chains, top-B projection) or ``mimic`` (chains
+            on the values of a pattern sampled like a real user's; module docstring).
+        prior: ``paper`` (all users, unrated = 0) or ``observed`` (observed ratings only);
+            ``auto``: ``paper`` in paper mode, ``observed`` in mimic mode.
+        neighbours: mimic mode: real users of the closest activity whose items a fake
+            user's items are drawn from.
         preconditioner: ``prior`` (``P = Sigma``) or ``identity`` (Eq. 17 as printed).
         min_variance: floor of ``sigma_j^2``.
         box: clip every iterate to ``[-Lambda, Lambda]`` (projected Langevin).
@@ -81,7 +87,9 @@ class SGLDConfig(JsonConfig):
     samples: int = 3
     step_size: float = 0.1
     step_decay: float = 0.0
-    prior: Literal["paper", "observed"] = "paper"
+    mode: Literal["paper", "mimic"] = "paper"
+    prior: Literal["paper", "observed", "auto"] = "auto"
+    neighbours: int = 20
     preconditioner: Literal["prior", "identity"] = "prior"
     min_variance: float = 1e-4
     box: bool = True
@@ -99,7 +107,9 @@ class SGLDConfig(JsonConfig):
             math.isfinite(self.step_decay) and 0 <= self.step_decay <= 1,
             f"SGLD step decay gamma must be in [0, 1], got {self.step_decay}",
         )
-        require(self.prior in ("paper", "observed"), "SGLD prior: paper or observed")
+        require(self.mode in ("paper", "mimic"), f"SGLD mode: paper or mimic, got {self.mode!r}")
+        require(self.prior in ("paper", "observed", "auto"), "SGLD prior: paper, observed or auto")
+        require(self.neighbours >= 1, f"SGLD neighbours must be >= 1, got {self.neighbours}")
         require(self.preconditioner in ("prior", "identity"), "preconditioner: prior or identity")
         require(
             math.isfinite(self.min_variance) and self.min_variance > 0,
@@ -109,6 +119,13 @@ class SGLDConfig(JsonConfig):
     def step(self, t: int) -> float:
         """``s_t = s_0 (1 + t)^(-gamma)``."""
         return self.step_size * (1.0 + t) ** (-self.step_decay)
+
+    @property
+    def prior_mode(self) -> Literal["paper", "observed"]:
+        """The prior in use (``auto`` resolved by the mode)."""
+        if self.prior == "auto":
+            return "paper" if self.mode == "paper" else "observed"
+        return self.prior
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,20 +140,12 @@ class ItemPrior:
         cls, train: sp.csr_array, mode: Literal["paper", "observed"], min_variance: float
     ) -> ItemPrior:
         """The normal users' prior (see module docstring for the two modes)."""
-        m, n = train.shape
-        counts = np.bincount(train.indices, minlength=n).astype(np.float64)
-        sums = np.bincount(train.indices, weights=train.data, minlength=n)
-        squares = np.bincount(train.indices, weights=train.data**2, minlength=n)
-        if mode == "paper":
-            mean = sums / m
-            variance = squares / m - mean**2
-        else:
-            rated = counts > 0
-            global_mean = float(train.data.mean()) if train.nnz else 0.0
-            global_var = float(train.data.var()) if train.nnz else 1.0
-            safe = np.maximum(counts, 1.0)
-            mean = np.where(rated, sums / safe, global_mean)
-            variance = np.where(rated, squares / safe - (sums / safe) ** 2, global_var)
+        counts, mean, variance = item_moments(train)
+        if mode == "paper":  # over all m users, an unrated entry counting as 0
+            share = counts / train.shape[0]
+            second = share * (variance + mean**2)
+            mean = share * mean
+            variance = second - mean**2
         return cls(mean, np.maximum(variance, min_variance))
 
     def sample(self, n_fake: int, rng: np.random.Generator) -> np.ndarray:
@@ -326,12 +335,13 @@ def sgld_attack(
     return SGLDResult(fake, value, factors, history, candidates, prior)
 
 
-def sgld_config(ctx: AttackContext) -> SGLDConfig:
-    """SGLD's settings: ``AttackConfig.options`` plus ``AttackConfig.iterations`` (T)."""
-    options = dict(ctx.config.options)
+def sgld_config(attack: AttackConfig) -> SGLDConfig:
+    """SGLD's settings: ``attack.options`` plus ``attack.iterations`` (T); the one check of
+    SGLD's options (the engine and the sweep runner both call it)."""
+    options = dict(attack.options)
     if "iterations" in options:
         raise ConfigError("set SGLD's iterations T with the attack's iterations, not options")
-    return SGLDConfig.from_dict({**options, "iterations": ctx.config.iterations})
+    return SGLDConfig.from_dict({**options, "iterations": attack.iterations})
 
 
 @register_method("sgld")
@@ -342,7 +352,7 @@ def run_sgld(ctx: AttackContext) -> MethodOutput:
     dense iterate, ``log_posterior``, ``step``, ``seconds``); ``info`` the SGLD settings and
     every projected candidate's utility.
     """
-    config = sgld_config(ctx)
+    config = sgld_config(ctx.config)
     bar = tqdm(
         total=config.chains * config.iterations, desc="sgld", disable=not ctx.progress, leave=False
     )

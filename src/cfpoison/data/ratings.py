@@ -41,6 +41,23 @@ def round_to_grid(values: Any, grid: np.ndarray) -> np.ndarray:
     return np.where(values - lower <= upper - values, lower, upper)
 
 
+def item_moments(matrix: sp.csr_array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column ``j``: ``(n_j, mean_j, var_j)`` over its stored entries.
+
+    ``var_j = sum_i r_ij^2 / n_j - mean_j^2`` (the population variance, floored at 0). A column
+    with no entries gets the mean and variance of all stored entries (0 and 1 if none).
+    """
+    n = matrix.shape[1]
+    counts = np.bincount(matrix.indices, minlength=n)
+    sums = np.bincount(matrix.indices, weights=matrix.data, minlength=n)
+    squares = np.bincount(matrix.indices, weights=matrix.data**2, minlength=n)
+    overall = (float(matrix.data.mean()), float(matrix.data.var())) if matrix.nnz else (0.0, 1.0)
+    seen, safe = counts > 0, np.maximum(counts, 1)
+    mean = np.where(seen, sums / safe, overall[0])
+    variance = np.where(seen, np.maximum(squares / safe - mean**2, 0.0), overall[1])
+    return counts, mean, variance
+
+
 @dataclasses.dataclass(frozen=True)
 class RatingScale:
     """A data set's own rating scale: values ``low, low + step, ..., high``.

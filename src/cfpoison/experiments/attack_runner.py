@@ -151,12 +151,9 @@ def _method_options(config: AttackConfig) -> dict[str, Any]:
     """SGLD's options with every default filled in (its T is the attack's ``iterations``);
     other methods take none."""
     if config.method == "sgld":
-        from cfpoison.attacks.sgld import SGLDConfig
+        from cfpoison.attacks.sgld import sgld_config
 
-        if "iterations" in config.options:
-            raise ConfigError("set SGLD's iterations T with iterations, not sgld.iterations")
-        options = {**config.options, "iterations": config.iterations}
-        full = SGLDConfig.from_dict(options).to_dict()
+        full = sgld_config(config).to_dict()
         del full["iterations"]
         return full
     if config.options:
