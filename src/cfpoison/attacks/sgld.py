@@ -70,12 +70,7 @@ class SGLDConfig(JsonConfig):
         samples: projected candidates per chain, taken from its second half.
         step_size: ``s_0``.
         step_decay: ``gamma`` in ``s_t = s_0 (1 + t)^(-gamma)`` (0: constant steps).
-        mode: ``paper`` (Algorithm 2: dense chains, top-B projection) or ``mimic`` (chains
-            on the values of a pattern sampled like a real user's; module docstring).
-        prior: ``paper`` (all users, unrated = 0) or ``observed`` (observed ratings only);
-            ``auto``: ``paper`` in paper mode, ``observed`` in mimic mode.
-        neighbours: mimic mode: real users of the closest activity whose items a fake
-            user's items are drawn from.
+        prior: ``paper`` (all users, unrated = 0) or ``observed`` (observed ratings only).
         preconditioner: ``prior`` (``P = Sigma``) or ``identity`` (Eq. 17 as printed).
         min_variance: floor of ``sigma_j^2``.
         box: clip every iterate to ``[-Lambda, Lambda]`` (projected Langevin).
@@ -87,9 +82,7 @@ class SGLDConfig(JsonConfig):
     samples: int = 3
     step_size: float = 0.1
     step_decay: float = 0.0
-    mode: Literal["paper", "mimic"] = "paper"
-    prior: Literal["paper", "observed", "auto"] = "auto"
-    neighbours: int = 20
+    prior: Literal["paper", "observed"] = "paper"
     preconditioner: Literal["prior", "identity"] = "prior"
     min_variance: float = 1e-4
     box: bool = True
@@ -107,9 +100,7 @@ class SGLDConfig(JsonConfig):
             math.isfinite(self.step_decay) and 0 <= self.step_decay <= 1,
             f"SGLD step decay gamma must be in [0, 1], got {self.step_decay}",
         )
-        require(self.mode in ("paper", "mimic"), f"SGLD mode: paper or mimic, got {self.mode!r}")
-        require(self.prior in ("paper", "observed", "auto"), "SGLD prior: paper, observed or auto")
-        require(self.neighbours >= 1, f"SGLD neighbours must be >= 1, got {self.neighbours}")
+        require(self.prior in ("paper", "observed"), "SGLD prior: paper or observed")
         require(self.preconditioner in ("prior", "identity"), "preconditioner: prior or identity")
         require(
             math.isfinite(self.min_variance) and self.min_variance > 0,
@@ -119,13 +110,6 @@ class SGLDConfig(JsonConfig):
     def step(self, t: int) -> float:
         """``s_t = s_0 (1 + t)^(-gamma)``."""
         return self.step_size * (1.0 + t) ** (-self.step_decay)
-
-    @property
-    def prior_mode(self) -> Literal["paper", "observed"]:
-        """The prior in use (``auto`` resolved by the mode)."""
-        if self.prior == "auto":
-            return "paper" if self.mode == "paper" else "observed"
-        return self.prior
 
 
 @dataclasses.dataclass(frozen=True)
