@@ -55,3 +55,29 @@ def test_help_exits_0(capsys) -> None:
         cli.main(["--help"])
     assert exc.value.code == 0
     assert "COMMAND" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "quiet", "verbose", "debug"),
+    [
+        (["attack", "--dataset", "x"], False, 0, False),
+        (["--quiet", "attack", "--dataset", "x"], True, 0, False),
+        (["attack", "--dataset", "x", "--quiet"], True, 0, False),
+        (["-vv", "attack", "--dataset", "x", "--debug"], False, 2, True),
+        (["attack", "-q", "--dataset", "x", "-v"], True, 1, False),
+        (["--debug", "sweep", "run", "--out", "o", "-q"], True, 0, True),
+        (["data", "info", "x", "-v"], False, 1, False),
+    ],
+)
+def test_common_options_go_before_or_after_the_command(argv, quiet, verbose, debug) -> None:
+    args = cli.build_parser().parse_args(argv)
+    assert (args.quiet, args.verbose, args.debug) == (quiet, verbose, debug)
+
+
+def test_common_options_after_the_command_reach_main(monkeypatch, capsys) -> None:
+    def fail(args):
+        raise ZeroDivisionError("boom")
+
+    _with_command(monkeypatch, fail)
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["boom", "--debug"])

@@ -7,6 +7,10 @@ automatically, so adding a command means adding a module.
 
 Exit codes: 0 success, 2 usage error (argparse), 1 any other error, reported as one line on
 stderr (a traceback only with ``--debug``), 130 on Ctrl-C.
+
+The common options ``-v/--verbose``, ``-q/--quiet`` and ``--debug`` go before the sub-command
+or after it (``cfpoison attack ... --quiet``): every sub-command's parser, nested ones included,
+gets them from one parent parser (:func:`common_options`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import logging
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from cfpoison import __version__
 from cfpoison.errors import CfpoisonError
@@ -24,18 +29,56 @@ from cfpoison.errors import CfpoisonError
 log = logging.getLogger("cfpoison")
 
 
+def common_options(after_command: bool) -> argparse.ArgumentParser:
+    """The parent parser of the options every command accepts.
+
+    After a sub-command their defaults are ``SUPPRESS``, so that an option given only before
+    it is not overwritten (argparse copies a sub-command's defaults over the main parser's).
+    """
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if after_command else value
+
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("common options")
+    group.add_argument(
+        "-v", "--verbose", action="count", default=default(0), help="more log output"
+    )
+    group.add_argument(
+        "-q", "--quiet", action="store_true", default=default(False), help="no progress, no logs"
+    )
+    group.add_argument(
+        "--debug", action="store_true", default=default(False), help="tracebacks on errors"
+    )
+    return parent
+
+
+class _SubParsers(argparse._SubParsersAction):
+    """Sub-command parsers that accept the common options after the command."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs["parents"] = [*kwargs.get("parents", ()), common_options(after_command=True)]
+        return super().add_parser(name, **kwargs)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose sub-command parsers (at any depth) are made by _SubParsers."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _SubParsers)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cfpoison",
         description=(
             "Data poisoning attacks on factorization-based collaborative filtering "
             "(Li, Wang, Singh, Vorobeychik, NIPS 2016), and the detectors that try to catch them."
         ),
+        parents=[common_options(after_command=False)],
     )
     parser.add_argument("--version", action="version", version=f"cfpoison {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, no logs")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if module.name.startswith("_"):
