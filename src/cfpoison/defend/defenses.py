@@ -1,0 +1,458 @@
+"""Defenses: each turns a poisoned training set into a :class:`DefendedModel`.
+
+Input: the real ratings ``train`` (``m x n``), the fake rows ``fake`` (``m' x n``, shifted
+scale; the defender does not know which rows are fake: every defense sees only the combined
+matrix, and the split is kept for bookkeeping), the learner config (ALS) and a seeded
+``numpy.random.Generator``. Each defense is a frozen, validated config (JSON round trip);
+:func:`defend` dispatches on its type.
+
+* ``detect_remove``: score every user with a detector (higher = more suspect), set aside the
+  users above a threshold chosen for a false-positive rate ``fpr`` on real users, refit ALS on
+  the rest and fold the set-aside real users in against the refitted items (they still get
+  predictions; their ratings no longer move anyone else's). The threshold is the ``1 - fpr``
+  quantile of scores the defender can compute: on a clean ``reference`` (the training data
+  before the attack window; the realised rate on the poisoned data is measured and reported),
+  or on the ``poisoned`` data itself, which contains the fakes (then at most ``fpr`` of *all*
+  users are flagged).
+* ``bagging``: ``B`` ALS fits on subsamples (a ``fraction`` of the users or of the ratings),
+  users outside a bag folded in; the averaged prediction is one low-rank model.
+* ``trimmed``: fit, drop the ``fraction`` of ratings (or users) with the largest residuals
+  (``|r|``, or a user's mean ``r^2``), refit from there; ``rounds`` times, each time choosing
+  from all the data.
+* ``huber``: IRLS on ``sum rho(X - UV^T)``, ``rho(r) = r^2`` for ``|r| <= delta`` and
+  ``2 delta |r| - delta^2`` beyond: weights ``w = min(1, delta / |r|)``, weighted ALS.
+* ``influence_cap``: each user's total weight capped at ``cap`` times the median profile
+  length: ``c_i = min(1, cap * median / n_i)`` multiplies the user's whole term (ratings and
+  ``lam_U |u_i|^2``), so a user's own factors are unchanged and only the pull on ``V`` shrinks.
+* ``als_wr``: frequency-weighted regularization ``lam n_i |u_i|^2 + lam n_j |v_j|^2``
+  (Zhou et al. 2008).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from cfpoison.config import JsonConfig, require
+from cfpoison.data.ratings import Ratings
+from cfpoison.defend.model import DefendedModel, combined
+from cfpoison.defend.weighted import WeightedFit, WeightedProblem, fold_in, weighted_als
+from cfpoison.detect import DETECTORS, DetectConfig
+from cfpoison.errors import DataError
+from cfpoison.learners import ALSConfig, ALSLearner
+from cfpoison.learners.base import Factors
+
+#: A suspicion score for every row of a rating matrix (CSR, shifted scale): higher = more
+#: suspect. Any detector of :mod:`cfpoison.detect` is one; so is any callable of this shape.
+ScoreFunction = Callable[[sp.csr_array], np.ndarray]
+
+
+def detector_score(name: str) -> ScoreFunction:
+    """The detector ``name`` of :data:`cfpoison.detect.DETECTORS` with default settings."""
+    detector = DETECTORS[name]
+    return lambda matrix: np.asarray(detector(matrix, DetectConfig()), dtype=np.float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectRemoveConfig(JsonConfig):
+    """Detect-and-remove (module docstring): ``detector``, target ``fpr``, ``calibration``."""
+
+    kind: ClassVar[str] = "defense"
+    name: Literal["detect_remove"] = "detect_remove"
+    detector: str = "rdma"
+    fpr: float = 0.01
+    calibration: Literal["reference", "poisoned"] = "reference"
+
+    def __post_init__(self) -> None:
+        known = ", ".join(sorted(DETECTORS))
+        require(self.detector in DETECTORS, f"unknown detector {self.detector!r} (one of {known})")
+        require(0 <= self.fpr < 1, f"fpr must be in [0, 1), got {self.fpr}")
+
+    @property
+    def label(self) -> str:
+        return f"detect_remove[{self.detector},fpr={self.fpr:g},{self.calibration}]"
+
+
+@dataclasses.dataclass(frozen=True)
+class BaggingConfig(JsonConfig):
+    """``bags`` ALS fits on subsamples of ``fraction`` of the ``unit`` (users or ratings)."""
+
+    kind: ClassVar[str] = "defense"
+    name: Literal["bagging"] = "bagging"
+    bags: int = 10
+    fraction: float = 0.8
+    unit: Literal["users", "ratings"] = "users"
+
+    def __post_init__(self) -> None:
+        require(self.bags >= 1, f"bags must be >= 1, got {self.bags}")
+        require(0 < self.fraction <= 1, f"bagging fraction must be in (0, 1], got {self.fraction}")
+
+    @property
+    def label(self) -> str:
+        return f"bagging[{self.bags}x{self.fraction:g} {self.unit}]"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrimmedConfig(JsonConfig):
+    """Trimmed ALS: drop the ``fraction`` of ``unit`` with the largest residuals, ``rounds``."""
+
+    kind: ClassVar[str] = "defense"
+    name: Literal["trimmed"] = "trimmed"
+    fraction: float = 0.05
+    unit: Literal["ratings", "users"] = "ratings"
+    rounds: int = 3
+
+    def __post_init__(self) -> None:
+        require(0 <= self.fraction < 1, f"trim fraction must be in [0, 1), got {self.fraction}")
+        require(self.rounds >= 1, f"trim rounds must be >= 1, got {self.rounds}")
+
+    @property
+    def label(self) -> str:
+        return f"trimmed[{self.unit} {self.fraction:g}]"
+
+
+@dataclasses.dataclass(frozen=True)
+class HuberConfig(JsonConfig):
+    """Huber loss with threshold ``delta`` (shifted scale) by ``iterations`` IRLS steps."""
+
+    kind: ClassVar[str] = "defense"
+    name: Literal["huber"] = "huber"
+    delta: float = 1.0
+    iterations: int = 5
+
+    def __post_init__(self) -> None:
+        require(math.isfinite(self.delta) and self.delta > 0, f"delta must be > 0: {self.delta}")
+        require(self.iterations >= 1, f"IRLS iterations must be >= 1, got {self.iterations}")
+
+    @property
+    def label(self) -> str:
+        return f"huber[delta={self.delta:g}]"
+
+
+@dataclasses.dataclass(frozen=True)
+class InfluenceCapConfig(JsonConfig):
+    """Per-user influence cap: total weight at most ``cap`` x the median profile length."""
+
+    kind: ClassVar[str] = "defense"
+    name: Literal["influence_cap"] = "influence_cap"
+    cap: float = 1.0
+
+    def __post_init__(self) -> None:
+        require(math.isfinite(self.cap) and self.cap > 0, f"cap must be > 0, got {self.cap}")
+
+    @property
+    def label(self) -> str:
+        return f"influence_cap[{self.cap:g}]"
+
+
+@dataclasses.dataclass(frozen=True)
+class ALSWRConfig(JsonConfig):
+    """ALS with frequency-weighted regularization ``lam n_i`` (users) and ``lam n_j`` (items)."""
+
+    kind: ClassVar[str] = "defense"
+    name: Literal["als_wr"] = "als_wr"
+    lam: float = 0.1
+
+    def __post_init__(self) -> None:
+        require(math.isfinite(self.lam) and self.lam > 0, f"ALS-WR lam must be > 0: {self.lam}")
+
+    @property
+    def label(self) -> str:
+        return f"als_wr[lam={self.lam:g}]"
+
+
+DefenseConfig = (
+    DetectRemoveConfig
+    | BaggingConfig
+    | TrimmedConfig
+    | HuberConfig
+    | InfluenceCapConfig
+    | ALSWRConfig
+)
+
+DEFENSES: dict[str, type[DefenseConfig]] = {
+    c.name: c
+    for c in (
+        DetectRemoveConfig,
+        BaggingConfig,
+        TrimmedConfig,
+        HuberConfig,
+        InfluenceCapConfig,
+        ALSWRConfig,
+    )
+}
+
+
+# ---------------------------------------------------------------------------- helpers
+def _without_rows(matrix: sp.csr_array, drop: np.ndarray) -> sp.csr_array:
+    """``matrix`` with every entry of the rows ``drop`` (mask) removed; shape kept."""
+    return _keep_entries(matrix, ~np.repeat(drop, np.diff(matrix.indptr)))
+
+
+def _keep_entries(matrix: sp.csr_array, keep: np.ndarray) -> sp.csr_array:
+    """``matrix`` with only the stored entries where ``keep`` (CSR order); shape kept."""
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    counts = np.bincount(rows[keep], minlength=matrix.shape[0])
+    indptr = np.r_[0, np.cumsum(counts)].astype(matrix.indptr.dtype)
+    return sp.csr_array(
+        (matrix.data[keep], matrix.indices[keep], indptr), shape=matrix.shape
+    )  # explicit zeros kept: they are ratings
+
+
+def _refit(
+    train: Ratings,
+    real: sp.csr_array,
+    fake: sp.csr_array,
+    learner: ALSConfig,
+    set_aside: np.ndarray,
+    init: Factors | None = None,
+) -> tuple[ALSLearner, np.ndarray]:
+    """ALS on the thinned real rows ``real`` and fake rows ``fake``; the real users in the
+    mask ``set_aside`` are folded in with all their ratings. Returns the learner and ``U``."""
+    fitted = ALSLearner(learner).fit(train.with_matrix(real), init=init, fake=fake)
+    user = fitted.user_factors.copy()
+    if set_aside.any():
+        rows = np.flatnonzero(set_aside)
+        user[rows] = fold_in(train.matrix, fitted.item_factors, learner.lambda_u, rows)
+    return fitted, user
+
+
+def _model(
+    fitted: ALSLearner,
+    user: np.ndarray,
+    removed_real: np.ndarray,
+    removed_fake: np.ndarray,
+    info: dict[str, Any],
+) -> DefendedModel:
+    """A :class:`DefendedModel` of one ALS fit (its sweeps and convergence recorded)."""
+    return DefendedModel(
+        user,
+        fitted.item_factors.copy(),
+        removed_real,
+        removed_fake,
+        fitted.converged,
+        {"sweeps": fitted.n_sweeps, **info},
+    )
+
+
+def _weighted_model(
+    problem: WeightedProblem, weights: np.ndarray, fit: WeightedFit, m: int, info: dict[str, Any]
+) -> DefendedModel:
+    """A :class:`DefendedModel` of a weighted fit (sweeps, KKT residual recorded)."""
+    none = np.zeros(m, dtype=bool)
+    kkt = problem.kkt_residual(weights, fit.user, fit.item)
+    info = {"sweeps": fit.sweeps, "kkt_residual": kkt, **info}
+    n_fake = problem.shape[0] - m
+    return DefendedModel(fit.user[:m], fit.item, none, np.zeros(n_fake, bool), fit.converged, info)
+
+
+def _initial_items(learner: ALSConfig, n_items: int) -> np.ndarray:
+    """ALS's random start: ``init_scale * N(0, 1)`` item factors from ``default_rng(seed)``."""
+    rng = np.random.default_rng(learner.seed)
+    return learner.init_scale * rng.standard_normal((n_items, learner.rank))
+
+
+# ---------------------------------------------------------------------------- defenses
+def detect_and_remove(
+    train: Ratings,
+    fake: sp.csr_array,
+    learner: ALSConfig,
+    config: DetectRemoveConfig,
+    score: ScoreFunction | None = None,
+) -> DefendedModel:
+    """Set aside the users scoring above the calibrated threshold, refit (module docstring).
+
+    ``score`` replaces the config's detector (any :data:`ScoreFunction`).
+    """
+    score = score or detector_score(config.detector)
+    m = train.n_users
+    scores = np.asarray(score(combined(train, fake)), dtype=np.float64)
+    if scores.shape != (m + fake.shape[0],) or not np.all(np.isfinite(scores)):
+        raise DataError(f"detector {config.detector}: expected {m + fake.shape[0]} finite scores")
+    reference = score(train.matrix) if config.calibration == "reference" else scores
+    threshold = float(np.quantile(reference, 1 - config.fpr, method="higher"))
+    flagged = scores > threshold
+    real_out, fake_out = flagged[:m], flagged[m:]
+    real = _without_rows(train.matrix, real_out)
+    fitted, user = _refit(train, real, fake[~fake_out], learner, real_out)
+    return _model(fitted, user, real_out, fake_out, {"threshold": threshold})
+
+
+def bagging(
+    train: Ratings,
+    fake: sp.csr_array,
+    learner: ALSConfig,
+    config: BaggingConfig,
+    rng: np.random.Generator,
+) -> DefendedModel:
+    """Average of ``bags`` ALS fits on subsamples (bag ``b`` uses learner seed ``seed + b``)."""
+    m, n_all = train.n_users, train.n_users + fake.shape[0]
+    models = []
+    for b in range(config.bags):
+        if config.unit == "users":
+            keep = np.zeros(n_all, dtype=bool)
+            keep[rng.choice(n_all, max(1, round(config.fraction * n_all)), replace=False)] = True
+            real, thin_fake = _without_rows(train.matrix, ~keep[:m]), fake[keep[m:]]
+        else:
+            real = _keep_entries(train.matrix, rng.random(train.nnz) < config.fraction)
+            thin_fake = _keep_entries(fake, rng.random(fake.nnz) < config.fraction)
+        emptied = (np.diff(real.indptr) == 0) & (train.user_counts > 0)
+        seeded = learner.replace(seed=learner.seed + b)
+        fitted, user = _refit(train, real, thin_fake, seeded, emptied)
+        none = np.zeros(m, dtype=bool)
+        models.append(_model(fitted, user, none, np.zeros(fake.shape[0], bool), {}))
+    return DefendedModel.average(models, {"sweeps": [d.info["sweeps"] for d in models]})
+
+
+def trimmed(
+    train: Ratings,
+    fake: sp.csr_array,
+    learner: ALSConfig,
+    config: TrimmedConfig,
+) -> DefendedModel:
+    """Trimmed ALS (module docstring); residuals use every user's ALS fold-in against ``V``.
+
+    ``fraction = 0`` is plain ALS.
+    """
+    m = train.n_users
+    fitted, user = _refit(train, train.matrix, fake, learner, np.zeros(m, dtype=bool))
+    matrix = combined(train, fake)
+    counts = np.diff(matrix.indptr)
+    real_out, fake_out = np.zeros(m, bool), np.zeros(fake.shape[0], bool)
+    info: dict[str, Any] = {"sweeps": [fitted.n_sweeps]}
+    converged = fitted.converged
+    for _ in range(config.rounds if config.fraction > 0 else 0):
+        item = fitted.item_factors
+        everyone = fold_in(matrix, item, learner.lambda_u)
+        rows = np.repeat(np.arange(matrix.shape[0]), counts)
+        residual = matrix.data - np.einsum("pk,pk->p", everyone[rows], item[matrix.indices])
+        init = Factors(fitted.user_factors, item, fitted.fake_user_factors)
+        if config.unit == "ratings":
+            keep = np.ones(matrix.nnz, dtype=bool)
+            keep[
+                np.argsort(-np.abs(residual), kind="stable")[: int(config.fraction * matrix.nnz)]
+            ] = False
+            real = _keep_entries(train.matrix, keep[: train.nnz])
+            thin_fake = _keep_entries(fake, keep[train.nnz :])
+            info["dropped_real_ratings"] = int(train.nnz - real.nnz)
+            info["dropped_fake_ratings"] = int(fake.nnz - thin_fake.nnz)
+            emptied = (np.diff(real.indptr) == 0) & (train.user_counts > 0)
+        else:
+            sq = np.bincount(rows, weights=residual**2, minlength=len(counts))
+            mean_sq = sq / np.maximum(counts, 1)
+            out = np.zeros(len(counts), dtype=bool)
+            out[np.argsort(-mean_sq, kind="stable")[: int(config.fraction * len(counts))]] = True
+            real_out, fake_out = out[:m], out[m:]
+            real, thin_fake = _without_rows(train.matrix, real_out), _without_rows(fake, fake_out)
+            emptied = real_out
+        fitted, user = _refit(train, real, thin_fake, learner, emptied, init=init)
+        info["sweeps"].append(fitted.n_sweeps)
+        converged = converged and fitted.converged
+    model = _model(fitted, user, real_out, fake_out, info)
+    model.converged = converged
+    return model
+
+
+def huber(
+    train: Ratings,
+    fake: sp.csr_array,
+    learner: ALSConfig,
+    config: HuberConfig,
+) -> DefendedModel:
+    """IRLS for the Huber loss (module docstring), from the plain ALS fit of the data."""
+    m = train.n_users
+    matrix = combined(train, fake)
+    problem = WeightedProblem.build(
+        matrix,
+        np.full(matrix.shape[0], learner.lambda_u),
+        np.full(train.n_items, learner.lambda_v),
+    )
+    start = ALSLearner(learner).fit(train, fake=fake)
+    user = np.vstack([start.user_factors, start.fake_user_factors])
+    item = start.item_factors
+    sweeps, converged = [start.n_sweeps], start.converged
+    weights = np.ones(matrix.nnz)
+    for _ in range(config.iterations):
+        residual = np.abs(problem.residuals(user, item))
+        weights = np.minimum(1.0, config.delta / np.maximum(residual, np.finfo(float).tiny))
+        fit = weighted_als(problem, weights, item, learner.max_sweeps, learner.tol)
+        user, item = fit.user, fit.item
+        sweeps.append(fit.sweeps)
+        converged = converged and fit.converged
+    fit = WeightedFit(user, item, math.nan, sum(sweeps), converged)
+    info = {
+        "irls_sweeps": sweeps,
+        "mean_weight_real": float(np.mean(weights[: train.nnz])) if train.nnz else math.nan,
+        "mean_weight_fake": float(np.mean(weights[train.nnz :])) if fake.nnz else math.nan,
+    }
+    return _weighted_model(problem, weights, fit, m, info)
+
+
+def influence_cap(
+    train: Ratings,
+    fake: sp.csr_array,
+    learner: ALSConfig,
+    config: InfluenceCapConfig,
+) -> DefendedModel:
+    """Weighted ALS with user weights ``c_i = min(1, cap * median / n_i)`` (module docstring)."""
+    matrix = combined(train, fake)
+    counts = np.diff(matrix.indptr)
+    median = float(np.median(counts[counts > 0])) if matrix.nnz else 1.0
+    cap = np.minimum(1.0, config.cap * median / np.maximum(counts, 1))
+    weights = np.repeat(cap, counts)
+    problem = WeightedProblem.build(
+        matrix, learner.lambda_u * cap, np.full(train.n_items, learner.lambda_v)
+    )
+    items = _initial_items(learner, train.n_items)
+    fit = weighted_als(problem, weights, items, learner.max_sweeps, learner.tol)
+    info = {
+        "median_profile": median,
+        "capped_real": int(np.sum(cap[: train.n_users] < 1)),
+        "capped_fake": int(np.sum(cap[train.n_users :] < 1)),
+    }
+    return _weighted_model(problem, weights, fit, train.n_users, info)
+
+
+def als_wr(
+    train: Ratings,
+    fake: sp.csr_array,
+    learner: ALSConfig,
+    config: ALSWRConfig,
+) -> DefendedModel:
+    """ALS-WR: ``L`` with ``lam n_i |u_i|^2 + lam n_j |v_j|^2`` (counts of at least 1)."""
+    matrix = combined(train, fake)
+    user_counts = np.maximum(np.diff(matrix.indptr), 1)
+    item_counts = np.maximum(np.bincount(matrix.indices, minlength=train.n_items), 1)
+    problem = WeightedProblem.build(matrix, config.lam * user_counts, config.lam * item_counts)
+    weights = np.ones(matrix.nnz)
+    items = _initial_items(learner, train.n_items)
+    fit = weighted_als(problem, weights, items, learner.max_sweeps, learner.tol)
+    return _weighted_model(problem, weights, fit, train.n_users, {})
+
+
+def defend(
+    train: Ratings,
+    fake: sp.csr_array,
+    config: DefenseConfig,
+    learner: ALSConfig,
+    rng: np.random.Generator,
+    score: ScoreFunction | None = None,
+) -> DefendedModel:
+    """Apply the defense ``config`` to ``train`` + ``fake`` (``rng``: bagging's draws;
+    ``score``: detect-and-remove's score function, default its config's detector)."""
+    if isinstance(config, DetectRemoveConfig):
+        return detect_and_remove(train, fake, learner, config, score)
+    if isinstance(config, BaggingConfig):
+        return bagging(train, fake, learner, config, rng)
+    if isinstance(config, TrimmedConfig):
+        return trimmed(train, fake, learner, config)
+    if isinstance(config, HuberConfig):
+        return huber(train, fake, learner, config)
+    if isinstance(config, InfluenceCapConfig):
+        return influence_cap(train, fake, learner, config)
+    return als_wr(train, fake, learner, config)

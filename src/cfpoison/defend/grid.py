@@ -1,0 +1,199 @@
+"""Every defense against every attack: what is left of the attack, and what it costs.
+
+For one data set, learner and seed, with ``P0`` the clean undefended ALS model, ``D(X)`` a
+defense applied to data ``X`` (``D(clean)`` sees no fake rows) and ``A(X)`` undefended ALS:
+
+* ``rmse_shift``: footnote 4's shift of ``D(poisoned)`` against ``P0`` on the real users'
+  unseen entries; ``rmse_shift_undefended``: of ``A(poisoned)``; ``rmse_shift_noise_floor``:
+  between ``P0`` and ALS with seed ``s + 1`` (:func:`cfpoison.attacks.metrics.noise_floor`);
+* ``rmse_shift_defense_alone``: ``D(clean)`` against ``P0`` (the defense's own change);
+  ``rmse_shift_attack``: ``D(poisoned)`` against ``D(clean)`` (the attack through the defense);
+* ``shift_removed``: ``1 - max(rmse_shift - floor, 0) / (rmse_shift_undefended - floor)``, the
+  share of the attack's shift above the floor that the defense removes (``None`` when the
+  undefended shift is not above the floor: nothing to remove); ``shift_removed_attack`` the
+  same with ``rmse_shift_attack``;
+* ``target_push`` / ``target_push_undefended``: mean over the targets of the mean predicted
+  rating over real users, minus ``P0``'s, in stars;
+* ``test_rmse_clean`` (``P0``), ``test_rmse_clean_defended`` (``D(clean)``),
+  ``test_rmse_poisoned`` (``A(poisoned)``), ``test_rmse_poisoned_defended`` (``D(poisoned)``)
+  on the held-out ratings, original scale; ``test_rmse_increase_pct`` the clean cost in %;
+* ``removed_fake`` of ``n_fake``, ``removed_real`` (fraction ``removed_real_fraction``) on the
+  poisoned data, ``removed_real_clean`` on the clean data; ``seconds`` of ``D(poisoned)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from cfpoison.attacks import AttackConfig, run_attack
+from cfpoison.attacks.metrics import noise_floor
+from cfpoison.data.ratings import Ratings
+from cfpoison.defend.defenses import DefenseConfig, ScoreFunction, defend
+from cfpoison.defend.model import DefendedModel, rmse, rmse_shift
+from cfpoison.errors import ConfigError
+from cfpoison.learners import ALSConfig, ALSLearner
+
+
+def _als(train: Ratings, fake: sp.csr_array, learner: ALSConfig) -> DefendedModel:
+    """Undefended ALS on ``train`` + ``fake`` as a :class:`DefendedModel` (nobody removed)."""
+    fitted = ALSLearner(learner).fit(train, fake=fake)
+    none = np.zeros(train.n_users, dtype=bool)
+    return DefendedModel(
+        fitted.user_factors,
+        fitted.item_factors,
+        none,
+        np.zeros(fake.shape[0], dtype=bool),
+        fitted.converged,
+    )
+
+
+def _removed(shift: float, undefended: float, floor: float) -> float | None:
+    """Share of ``undefended - floor`` that ``shift`` no longer has (None: nothing to remove)."""
+    if not undefended > floor:
+        return None
+    return 1.0 - max(shift - floor, 0.0) / (undefended - floor)
+
+
+def _push(train: Ratings, model: DefendedModel, base: DefendedModel, targets: np.ndarray) -> float:
+    return float(np.mean(model.target_means(train, targets) - base.target_means(train, targets)))
+
+
+def evaluate_defenses(
+    train: Ratings,
+    test: Ratings,
+    attacks: Mapping[str, sp.csr_array],
+    defenses: Sequence[DefenseConfig],
+    learner: ALSConfig,
+    targets: np.ndarray,
+    seed: int = 0,
+    scores: Mapping[str, ScoreFunction] | None = None,
+) -> dict[str, Any]:
+    """Every defense against every attack (metrics of the module docstring).
+
+    ``attacks`` maps a name to fake rows (``m' x n`` CSR, shifted scale); ``targets`` are item
+    columns; ``seed`` seeds each defense's generator (bagging); ``scores`` optionally maps a
+    detect-and-remove label to its score function. Returns ``clean`` (undefended numbers),
+    ``attacks`` (undefended, per attack) and ``defenses`` (one row per defense x attack).
+    """
+    if not defenses:
+        raise ConfigError("no defenses to evaluate")
+    start = time.perf_counter()
+    empty = sp.csr_array((0, train.n_items))
+    clean = _als(train, empty, learner)
+    floor = noise_floor(train, learner)
+    test_clean = rmse(clean, test)
+    undefended: dict[str, dict[str, Any]] = {}
+    for name, fake in attacks.items():
+        t0 = time.perf_counter()
+        poisoned = _als(train, fake, learner)
+        undefended[name] = {
+            "attack": name,
+            "n_fake": int(fake.shape[0]),
+            "rmse_shift": rmse_shift(train, poisoned, clean),
+            "target_push": _push(train, poisoned, clean, targets),
+            "test_rmse": rmse(poisoned, test),
+            "converged": poisoned.converged,
+            "seconds": time.perf_counter() - t0,
+        }
+    rows = []
+    for config in defenses:
+        label = config.label
+        score = (scores or {}).get(label)
+        t0 = time.perf_counter()
+        on_clean = defend(train, empty, config, learner, np.random.default_rng(seed), score)
+        clean_seconds = time.perf_counter() - t0
+        test_defended = rmse(on_clean, test)
+        alone = rmse_shift(train, on_clean, clean)
+        for name, fake in attacks.items():
+            base = undefended[name]
+            t0 = time.perf_counter()
+            model = defend(train, fake, config, learner, np.random.default_rng(seed), score)
+            seconds = time.perf_counter() - t0
+            shift = rmse_shift(train, model, clean)
+            through = rmse_shift(train, model, on_clean)
+            n_fake = int(fake.shape[0])
+            rows.append(
+                {
+                    "name": label,
+                    "attack": name,
+                    "config": config.to_dict(),
+                    "rmse_shift": shift,
+                    "rmse_shift_undefended": base["rmse_shift"],
+                    "rmse_shift_noise_floor": floor,
+                    "rmse_shift_defense_alone": alone,
+                    "rmse_shift_attack": through,
+                    "shift_removed": _removed(shift, base["rmse_shift"], floor),
+                    "shift_removed_attack": _removed(through, base["rmse_shift"], floor),
+                    "target_push": _push(train, model, clean, targets),
+                    "target_push_undefended": base["target_push"],
+                    "test_rmse_clean": test_clean,
+                    "test_rmse_clean_defended": test_defended,
+                    "test_rmse_increase_pct": 100.0 * (test_defended / test_clean - 1.0),
+                    "test_rmse_poisoned": base["test_rmse"],
+                    "test_rmse_poisoned_defended": rmse(model, test),
+                    "n_fake": n_fake,
+                    "removed_fake": int(model.removed_fake.sum()),
+                    "removed_real": int(model.removed_real.sum()),
+                    "removed_real_fraction": float(model.removed_real.mean()),
+                    "removed_real_clean": int(on_clean.removed_real.sum()),
+                    "converged": model.converged and on_clean.converged,
+                    "seconds": seconds,
+                    "seconds_clean": clean_seconds,
+                    "info": model.info,
+                }
+            )
+    return {
+        "clean": {
+            "test_rmse": test_clean,
+            "rmse_shift_noise_floor": floor,
+            "converged": clean.converged,
+            "n_users": train.n_users,
+        },
+        "attacks": list(undefended.values()),
+        "defenses": rows,
+        "targets": [int(i) for i in train.item_ids[targets]],
+        "learner": learner.to_dict(),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def run_defense_grid(
+    train: Ratings,
+    test: Ratings,
+    attacks: Sequence[AttackConfig],
+    defenses: Sequence[DefenseConfig],
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Generate each attack with :func:`cfpoison.attacks.run_attack` (all against the same ALS
+    learner), then :func:`evaluate_defenses` on them; the first attack's targets are used."""
+    if not attacks:
+        raise ConfigError("no attacks to run")
+    learner = attacks[0].learner
+    if not isinstance(learner, ALSConfig) or any(a.learner != learner for a in attacks):
+        raise ConfigError("the defense grid needs every attack against the same ALS learner")
+    clean = ALSLearner(learner).fit(train)
+    floor = noise_floor(train, learner, clean)
+    fakes: dict[str, sp.csr_array] = {}
+    targets = np.zeros(0, dtype=np.int64)
+    for config in attacks:
+        result = run_attack(train, config, test=test, clean=clean, floor=floor, progress=progress)
+        fakes[config.method if config.method not in fakes else _unique(config, fakes)] = result.fake
+        if not len(targets):
+            targets = train.item_index(np.asarray(result.targets, dtype=np.int64))
+    report = evaluate_defenses(train, test, fakes, defenses, learner, targets, seed)
+    report["attack_configs"] = [a.to_dict() for a in attacks]
+    return report
+
+
+def _unique(config: AttackConfig, taken: Mapping[str, Any]) -> str:
+    """``method#i``, the first name not yet taken."""
+    i = 2
+    while f"{config.method}#{i}" in taken:
+        i += 1
+    return f"{config.method}#{i}"

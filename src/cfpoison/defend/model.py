@@ -1,0 +1,91 @@
+"""A defended model: low-rank predictions for the real users, and what the defense did.
+
+Every defense returns ``P = U V^T`` (shifted scale) for the ``m`` real users, so that the
+metrics of :mod:`cfpoison.attacks.metrics` apply in low-rank form. An ensemble of ``B``
+models ``U_b V_b^T`` is the rank-``B k`` model ``[U_1 .. U_B] / B  [V_1 .. V_B]^T``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from cfpoison.attacks.utility import unseen_shift
+from cfpoison.data.ratings import SHIFTED_HIGH, SHIFTED_LOW, Ratings
+from cfpoison.errors import DataError
+
+
+@dataclasses.dataclass
+class DefendedModel:
+    """``P = user @ item.T`` for the real users; which users' ratings were set aside.
+
+    Attributes:
+        user: ``m x K`` real-user factors; item: ``n x K`` item factors.
+        removed_real, removed_fake: masks of the real (``m``) and fake (``m'``) users whose
+            ratings the defense excluded from the item factors (their own factors, for the
+            real ones, are folded in against the final items).
+        converged: whether every fit inside the defense reached its tolerance.
+        info: defense-specific numbers (thresholds, sweeps, dropped ratings, ...).
+    """
+
+    user: np.ndarray
+    item: np.ndarray
+    removed_real: np.ndarray
+    removed_fake: np.ndarray
+    converged: bool
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def average(cls, models: list[DefendedModel], info: dict[str, Any]) -> DefendedModel:
+        """The mean prediction of ``models`` as one low-rank model; removal masks OR-ed."""
+        if not models:
+            raise DataError("an ensemble needs at least one model")
+        return cls(
+            user=np.hstack([d.user for d in models]) / len(models),
+            item=np.hstack([d.item for d in models]),
+            removed_real=np.logical_or.reduce([d.removed_real for d in models]),
+            removed_fake=np.logical_or.reduce([d.removed_fake for d in models]),
+            converged=all(d.converged for d in models),
+            info=info,
+        )
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``u_i . v_j`` (shifted scale) for parallel index arrays."""
+        return np.einsum("pk,pk->p", self.user[users], self.item[items])
+
+    def target_means(self, scale_of: Ratings, targets: np.ndarray) -> np.ndarray:
+        """Mean predicted rating of each target over the real users, on the original scale."""
+        shifted = self.item[np.asarray(targets, dtype=np.int64)] @ self.user.mean(0)
+        return np.asarray(scale_of.scale.to_original(shifted))
+
+
+def rmse_shift(train: Ratings, model: DefendedModel, reference: DefendedModel) -> float:
+    """Footnote 4's ``sqrt(sum_{Omega^C} (P - P_ref)^2 / |Omega^C|)`` on the real users' unseen
+    entries (shifted scale), by :func:`cfpoison.attacks.utility.unseen_shift`."""
+    unseen = train.n_users * train.n_items - train.nnz
+    if unseen <= 0:
+        return 0.0
+    total, _ = unseen_shift(train.matrix, model.user, model.item, reference.user, reference.item)
+    return math.sqrt(max(total, 0.0) / unseen)
+
+
+def rmse(model: DefendedModel, ratings: Ratings) -> float:
+    """RMSE of the unclipped predictions on the stored entries of ``ratings``, original scale."""
+    if ratings.nnz == 0:
+        return math.nan
+    rows, cols, values = ratings.triples()
+    span = (ratings.scale.high - ratings.scale.low) / (SHIFTED_HIGH - SHIFTED_LOW)
+    return float(np.sqrt(np.mean((model.predict(rows, cols) - values) ** 2)) * span)
+
+
+def combined(train: Ratings, fake: sp.csr_array) -> sp.csr_array:
+    """The ``(m + m') x n`` poisoned matrix: real rows, then fake rows (sorted CSR)."""
+    if fake.ndim != 2 or fake.shape[1] != train.n_items:
+        raise DataError(f"fake profiles have shape {fake.shape}, expected (m', {train.n_items})")
+    matrix = sp.csr_array(sp.vstack([train.matrix, sp.csr_array(fake)], format="csr"))
+    matrix.sort_indices()
+    return matrix

@@ -1,0 +1,111 @@
+"""The defense report: a Markdown table and a cost-benefit figure, written atomically.
+
+Figure: one panel per attack; one marker per defense at ``x`` = the clean test RMSE increase
+(%, the defense's cost on unpoisoned data) and ``y`` = the share of the attack's RMSE shift
+above the seed-noise floor that the defense removes (``shift_removed`` of
+:mod:`cfpoison.defend.grid`; attacks whose undefended shift is not above the floor have no
+panel). The dashed lines mark the goal: ``y >= 0.8`` at ``x <= 1``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from cfpoison.io import atomic_write
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
+def table(result: Mapping[str, Any]) -> str:
+    """The defense x attack table in Markdown (shifts on the shifted scale, RMSE in stars)."""
+    clean = result["clean"]
+    lines = [
+        f"Clean ALS: test RMSE {clean['test_rmse']:.4f}; seed-noise floor of the RMSE shift "
+        f"{clean['rmse_shift_noise_floor']:.4f}.",
+        "",
+        "| attack | defense | shift undefended | shift defended | removed | shift through "
+        "defense | push undef. / def. (stars) | test RMSE clean: defended (change) | "
+        "fakes removed | real removed | s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["defenses"]:
+        flag = "" if row["converged"] else " (unconverged)"
+        lines.append(
+            f"| {row['attack']} | {row['name']}{flag} | {_num(row['rmse_shift_undefended'])} | "
+            f"{_num(row['rmse_shift'])} | {_pct(row['shift_removed'])} | "
+            f"{_num(row['rmse_shift_attack'])} | {row['target_push_undefended']:+.3f} / "
+            f"{row['target_push']:+.3f} | {row['test_rmse_clean_defended']:.4f} "
+            f"({row['test_rmse_increase_pct']:+.2f}%) | {row['removed_fake']}/{row['n_fake']} | "
+            f"{row['removed_real']} ({100 * row['removed_real_fraction']:.1f}%) | "
+            f"{row['seconds']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """The cost-benefit figure of the module docstring."""
+    attacks = list(dict.fromkeys(r["attack"] for r in rows))
+    attacks = [a for a in attacks if any(r["shift_removed"] is not None for r in _of(rows, a))]
+    defenses = list(dict.fromkeys(r["name"] for r in rows))
+    n = max(1, len(attacks))
+    fig = Figure(figsize=(4.0 * n, 3.8), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for ax, attack in zip(axes, attacks, strict=False):
+        for row in _of(rows, attack):
+            if row["shift_removed"] is None:
+                continue
+            i = defenses.index(row["name"])
+            ax.plot(
+                row["test_rmse_increase_pct"],
+                row["shift_removed"],
+                marker=MARKERS[i % len(MARKERS)],
+                color=f"C{i % 10}",
+                linestyle="none",
+                label=row["name"],
+            )
+        ax.axhline(0.8, color="black", linestyle="--", lw=1)
+        ax.axvline(1.0, color="black", linestyle="--", lw=1)
+        ax.set_title(attack)
+        ax.set_xlabel("clean test RMSE increase (%)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("share of the shift above the floor removed")
+    handles, labels = [], []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize="small")
+    return fig
+
+
+def _of(rows: Sequence[Mapping[str, Any]], attack: str) -> list[Mapping[str, Any]]:
+    return [r for r in rows if r["attack"] == attack]
+
+
+def write_report(result: Mapping[str, Any], directory: str | Path) -> list[Path]:
+    """Write ``defenses.md`` (the table) and ``cost-benefit.png``; return the paths."""
+    directory = Path(directory)
+    md, png = directory / "defenses.md", directory / "cost-benefit.png"
+    buffer = io.BytesIO()
+    figure(result["defenses"]).savefig(buffer, format="png", dpi=120)
+    with atomic_write(md) as handle:
+        handle.write("# Defenses: cost and benefit\n\n" + table(result))
+        handle.write(f"\n![cost and benefit]({png.name})\n")
+    with atomic_write(png, "wb") as handle:
+        handle.write(buffer.getvalue())
+    return [md, png]
