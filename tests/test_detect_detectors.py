@@ -204,7 +204,16 @@ def test_pca_is_deterministic_and_flags_zero_variance_profiles() -> None:
     np.testing.assert_array_equal(first, second)
     # constant profiles z-score to 0 rows: no contribution, the highest possible score
     assert np.all(first[N_USERS:] == pytest.approx(0.0, abs=1e-12))
-    assert np.all(first[:N_USERS] <= 1e-12)
+    # every score, against a dense z-score and a full SVD
+    dense = combined.toarray()
+    mask = sp.csr_array((np.ones(combined.nnz), combined.indices, combined.indptr)).toarray() > 0
+    z = np.zeros_like(dense)
+    for user in range(len(dense)):
+        rated = dense[user, mask[user]]
+        if rated.std() > 0:
+            z[user, mask[user]] = (rated - rated.mean()) / rated.std()
+    left = np.linalg.svd(z, full_matrices=False)[0][:, :3]
+    np.testing.assert_allclose(first, -np.sum(left**2, axis=1), atol=1e-10)
 
 
 def test_config_round_trip_and_validation() -> None:
@@ -221,4 +230,12 @@ def test_report_is_json_ready() -> None:
     assert set(summary["detectors"]) == set(DETECTORS)  # type: ignore[call-overload]
     assert summary["ttest_pvalue"] == report.ttest.pvalue
     assert summary["n_fake"] == N_FAKE
-    assert detection_metrics(report.scores["rdma"], np.r_[np.zeros(N_USERS), np.ones(N_FAKE)] > 0)
+    # the fakes are the last rows: each detector's metrics are those of its scores against
+    # that labelling, and the ones that must see random profiles at the maximum rank them first
+    is_fake = np.r_[np.zeros(N_USERS, bool), np.ones(N_FAKE, bool)]
+    for name, scores in report.scores.items():
+        assert scores.shape == (N_USERS + N_FAKE,)
+        assert summary["detectors"][name] == detection_metrics(scores, is_fake).to_dict()  # type: ignore[index]
+    for name in ("rdma", "wdma", "mean_var", "pca"):
+        metrics = summary["detectors"][name]  # type: ignore[index]
+        assert metrics["k"] == N_FAKE and metrics["precision"] == metrics["auc"] == 1.0
