@@ -13,6 +13,7 @@ from cfpoison.attacks.engine import AttackConfig, MethodOutput, get_method, run_
 from cfpoison.attacks.metrics import evaluate_profiles, fit_learner
 from cfpoison.attacks.threat import ThreatModel, grid_values, is_feasible
 from cfpoison.attacks.utility import UtilityConfig
+from cfpoison.data.preprocess import train_test_split
 from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.errors import BudgetError, ConfigError
 from cfpoison.learners import ALSConfig, NuclearConfig
@@ -127,14 +128,22 @@ def test_baselines_are_feasible_and_push_or_nuke(small: Ratings, method: str) ->
 
 
 def test_evaluate_profiles_reports_against_the_clean_model(small: Ratings) -> None:
-    result = run_attack(small, _config(method="uniform"))
-    clean = fit_learner(LEARNER, small)
-    metrics = evaluate_profiles(small, result.fake, LEARNER, np.array([0, 1]), small, clean=clean)
+    train, test = train_test_split(small, 0.2, np.random.default_rng(0))
+    result = run_attack(train, _config(method="uniform"))
+    clean = fit_learner(LEARNER, train)
+    metrics = evaluate_profiles(train, result.fake, LEARNER, np.array([0, 1]), test, clean=clean)
     assert metrics["rmse_shift"] == pytest.approx(result.metrics["rmse_shift"], rel=1e-9)
     assert metrics["rmse_shift_noise_floor"] > 0
     assert len(metrics["target_mean_after"]) == 2
-    assert metrics["rmse_test"] == pytest.approx(metrics["rmse_train"])
-    no_attack = evaluate_profiles(small, result.fake[:0], LEARNER, np.array([0]), clean=clean)
+    # held-out RMSE (stars) of the poisoned and the clean model, recomputed on the test entries
+    poisoned = fit_learner(LEARNER, train, result.fake)
+    rows, cols, shifted = test.triples()
+    stars = small.scale.to_original(shifted)
+    for key, model in (("rmse_test", poisoned), ("rmse_test_clean", clean)):
+        predicted = small.scale.to_original(model.predict(rows, cols))
+        assert metrics[key] == pytest.approx(np.sqrt(np.mean((predicted - stars) ** 2)), rel=1e-9)
+    assert metrics["rmse_test"] > metrics["rmse_train"]  # unseen entries are harder
+    no_attack = evaluate_profiles(train, result.fake[:0], LEARNER, np.array([0]), clean=clean)
     assert no_attack["rmse_shift"] == pytest.approx(0.0, abs=1e-12)
     assert no_attack["target_mean_after"] == no_attack["target_mean_before"]
 
