@@ -39,15 +39,14 @@ from cfpoison.errors import ConfigError
 from cfpoison.learners import ALSConfig, ALSLearner
 
 
-def _als(train: Ratings, fake: sp.csr_array, learner: ALSConfig) -> DefendedModel:
-    """Undefended ALS on ``train`` + ``fake`` as a :class:`DefendedModel` (nobody removed)."""
-    fitted = ALSLearner(learner).fit(train, fake=fake)
-    none = np.zeros(train.n_users, dtype=bool)
+def _as_model(fitted: ALSLearner, m: int, n_fake: int) -> DefendedModel:
+    """An undefended ALS fit as a :class:`DefendedModel` (nobody removed)."""
+    none = np.zeros(m, dtype=bool)
     return DefendedModel(
         fitted.user_factors,
         fitted.item_factors,
         none,
-        np.zeros(fake.shape[0], dtype=bool),
+        np.zeros(n_fake, dtype=bool),
         fitted.converged,
     )
 
@@ -72,25 +71,30 @@ def evaluate_defenses(
     targets: np.ndarray,
     seed: int = 0,
     scores: Mapping[str, ScoreFunction] | None = None,
+    clean_fit: ALSLearner | None = None,
 ) -> dict[str, Any]:
     """Every defense against every attack (metrics of the module docstring).
 
     ``attacks`` maps a name to fake rows (``m' x n`` CSR, shifted scale); ``targets`` are item
     columns; ``seed`` seeds each defense's generator (bagging); ``scores`` optionally maps a
-    detect-and-remove label to its score function. Returns ``clean`` (undefended numbers),
+    detect-and-remove label to its score function; ``clean_fit`` (``learner`` fitted on
+    ``train``) is computed when not given. Returns ``clean`` (undefended numbers),
     ``attacks`` (undefended, per attack) and ``defenses`` (one row per defense x attack).
     """
     if not defenses:
         raise ConfigError("no defenses to evaluate")
     start = time.perf_counter()
     empty = sp.csr_array((0, train.n_items))
-    clean = _als(train, empty, learner)
-    floor = noise_floor(train, learner)
+    clean_fit = clean_fit or ALSLearner(learner).fit(train)
+    clean = _as_model(clean_fit, train.n_users, 0)
+    floor = noise_floor(train, learner, clean_fit)
     test_clean = rmse(clean, test)
     undefended: dict[str, dict[str, Any]] = {}
     for name, fake in attacks.items():
         t0 = time.perf_counter()
-        poisoned = _als(train, fake, learner)
+        poisoned = _as_model(
+            ALSLearner(learner).fit(train, fake=fake), train.n_users, fake.shape[0]
+        )
         undefended[name] = {
             "attack": name,
             "n_fake": int(fake.shape[0]),
@@ -186,7 +190,9 @@ def run_defense_grid(
         fakes[config.method if config.method not in fakes else _unique(config, fakes)] = result.fake
         if not len(targets):
             targets = train.item_index(np.asarray(result.targets, dtype=np.int64))
-    report = evaluate_defenses(train, test, fakes, defenses, learner, targets, seed)
+    report = evaluate_defenses(
+        train, test, fakes, defenses, learner, targets, seed, clean_fit=clean
+    )
     report["attack_configs"] = [a.to_dict() for a in attacks]
     return report
 
