@@ -3,7 +3,9 @@
 For every fake entry (i, j): re-solve the learner from the unperturbed solution (warm start,
 tight tolerances) at ``M~_ij +- h`` and difference the utility. The exact gradient must match
 with cosine >= 0.999 and relative error <= 1e-2 for availability, integrity and hybrid, for ALS
-and for nuclear norm. The paper's Eq. 12 is printed for comparison, not asserted.
+and for nuclear norm. The paper's Eq. 12 (block-diagonal, ``docs/math.md`` section 4) is
+measurably worse on these fixed problems: cosine between -0.29 and 0.70 (README, "What we
+measured"), relative error above 0.8; the test asserts that range with a margin.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from cfpoison.learners import ALSConfig, LearnerConfig, NuclearConfig, build_lea
 from cfpoison.learners.base import Factors
 
 STEP = 1e-4
+#: The paper gradient's cosine with finite differences on ``_problem``: measured -0.29 to 0.70.
+PAPER_COSINE = (-0.35, 0.75)
 UTILITIES = {"availability": (1.0, 0.0), "integrity": (0.0, 1.0), "hybrid": (1.0, -1.0)}
 LEARNERS: dict[str, LearnerConfig] = {
     "als": ALSConfig(
@@ -96,6 +100,9 @@ def test_exact_gradient_matches_finite_differences(learner_name: str) -> None:
             if method == "exact":
                 assert cosine >= 0.999, (learner_name, name, cosine)
                 assert relative <= 1e-2, (learner_name, name, relative)
+            else:
+                assert PAPER_COSINE[0] <= cosine <= PAPER_COSINE[1], (learner_name, name, cosine)
+                assert relative >= 0.5, (learner_name, name, relative)
         print(
             f"{learner_name:8s} {name:12s} "
             + "  ".join(f"{m}: cosine {c:+.4f} rel.err {r:.2e}" for m, c, r in report)
