@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cfpoison.cli import main
+from cfpoison.cli.attack import result_text
 from cfpoison.data.ratings import Ratings
 
 COMMON = ["--dataset", "ml-latest-small", "--rank", "5", "--seed", "2", "--threads", "1"]
@@ -59,6 +60,7 @@ def test_attack_writes_profiles_and_json_that_evaluate_reproduces(
     ):
         assert key in payload, key
     assert payload["config"]["threat"]["items_per_user"] == 30
+    assert payload["ttest_data"].startswith("train split (90% of each user's ratings")
     assert payload["config"]["learner"]["rank"] == 5
 
     lines = profiles.read_text().splitlines()
@@ -78,6 +80,7 @@ def test_attack_writes_profiles_and_json_that_evaluate_reproduces(
     assert again["targets"] == payload["targets"]
     for key in ("rmse_shift", "rmse_shift_noise_floor", "target_mean_after", "ttest_pvalue"):
         assert again[key] == pytest.approx(payload[key], rel=1e-9), key
+    assert again["ttest_data"] == payload["ttest_data"]
 
 
 def test_attack_reports_impossible_budgets_in_one_line(
@@ -100,3 +103,47 @@ def test_attack_help_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> Non
     with pytest.raises(SystemExit) as exit_info:
         main(["attack", "--dataset", "x", "--method", "pga", "--beta", "0.6"])
     assert exit_info.value.code == 2
+
+
+def _payload(**extra: object) -> dict[str, object]:
+    return {
+        "dataset": "d",
+        "n_fake": 2,
+        "rmse_shift": 0.1,
+        "rmse_shift_noise_floor": 0.01,
+        "targets": [],
+        "target_mean_before": [],
+        "target_mean_after": [],
+        "rmse_train": 0.9,
+        "ttest_pvalue": 0.2,
+        "seconds": 1.0,
+        **extra,
+    }
+
+
+def test_result_text_reports_the_final_utility_and_labels_the_method_record() -> None:
+    pga = result_text(
+        _payload(
+            method="pga",
+            utility=2.5,
+            utility_clean=1.0,
+            utility_history=[1.0, 3.0, 3.5],
+            info={},
+            ttest_data="train split (x)",
+        )
+    )
+    assert "t-test (paper) p = 0.2 on the train split (x)" in pga
+    assert "1 clean -> 2.5 with the final profiles (rounded, retrained)" in pga
+    assert "pga iterates 1 -> 3.5 (2 steps, before rounding)" in pga
+    sgld = result_text(
+        _payload(
+            method="sgld",
+            utility=2.0,
+            utility_clean=1.0,
+            utility_history=[1.0, 9.0, 0.5, 7.0],  # two chains, joined: never printed
+            info={"best_utility": 2.25, "candidates": [{}, {}, {}]},
+        )
+    )
+    assert "SGLD's best candidate 2.25 (of 3, projected and retrained)" in sgld
+    assert "9" not in sgld.split("utility", 1)[1] and "iterates" not in sgld
+    assert "utility" not in result_text(_payload())  # evaluate: no utility configured

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cfpoison.data.preprocess import PreprocessConfig
+from cfpoison.data.ratings import Ratings
 from cfpoison.io import write_json
 
 
@@ -50,3 +52,20 @@ def emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
         write_json(json_path, payload)
         if not getattr(args, "quiet", False):
             print(f"wrote {json_path}", file=sys.stderr)
+
+
+def ttest_data(normal: Ratings, preprocess: PreprocessConfig | None = None) -> str:
+    """Which normal users' ratings the t-tests compared the fake users with (``ttest_data``).
+
+    ``attack`` and ``evaluate`` use the training split the attack saw (``preprocess``);
+    ``detect`` the whole data set (None). The paper's test compares activity, so the two give
+    different p-values for the same profiles: a split keeps ``1 - test_fraction`` of it.
+    """
+    size = f"{normal.n_users} normal users, {normal.nnz} ratings"
+    if preprocess is None:
+        return f"whole data set ({size})"
+    kept = 100 * (1 - preprocess.test_fraction)
+    return (
+        f"train split ({kept:g}% of each user's ratings, users with >= "
+        f"{preprocess.min_user_ratings}; {size})"
+    )

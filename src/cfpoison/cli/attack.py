@@ -11,7 +11,7 @@ from typing import Any
 from cfpoison.attacks.engine import AttackConfig, AttackResult, available_methods, run_attack
 from cfpoison.attacks.threat import ThreatModel
 from cfpoison.attacks.utility import UtilityConfig
-from cfpoison.cli._common import add_json_option, emit, show_progress
+from cfpoison.cli._common import add_json_option, emit, show_progress, ttest_data
 from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.cli.train import add_learner_options, learner_config, preprocess_config
 from cfpoison.data.preprocess import prepare
@@ -83,14 +83,35 @@ def result_text(payload: dict[str, Any]) -> str:
     test = payload.get("rmse_test")
     test_text = "" if test is None or math.isnan(test) else f", test {test:.4f}"
     lines.append(f"rmse           train {payload['rmse_train']:.4f}{test_text} (rating scale)")
-    lines.append(f"t-test (paper) p = {payload['ttest_pvalue']:.3g}")
-    if payload.get("utility_history"):
-        history = payload["utility_history"]
-        lines.append(
-            f"utility        {history[0]:.6g} -> {history[-1]:.6g} ({len(history) - 1} steps)"
-        )
+    data = f" on the {payload['ttest_data']}" if "ttest_data" in payload else ""
+    lines.append(f"t-test (paper) p = {payload['ttest_pvalue']:.3g}{data}")
+    lines.extend(_utility_lines(payload))
     lines.append(f"seconds        {payload['seconds']:.1f}")
     return "\n".join(lines)
+
+
+def _utility_lines(payload: dict[str, Any]) -> list[str]:
+    """R of the final profiles (rounded, retrained) against the clean model's, then the
+    method's own record: SGLD's best candidate, or the first and last iterate of one chain
+    (before rounding)."""
+    if "utility" not in payload:
+        return []
+    lines = [
+        f"utility        {payload['utility_clean']:.6g} clean -> {payload['utility']:.6g} "
+        "with the final profiles (rounded, retrained)"
+    ]
+    info, history = payload.get("info", {}), payload.get("utility_history", [])
+    if "best_utility" in info:
+        lines.append(
+            f"               SGLD's best candidate {info['best_utility']:.6g} "
+            f"(of {len(info.get('candidates', []))}, projected and retrained)"
+        )
+    elif history:
+        lines.append(
+            f"               {payload['method']} iterates {history[0]:.6g} -> "
+            f"{history[-1]:.6g} ({len(history) - 1} steps, before rounding)"
+        )
+    return lines
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -101,6 +122,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     payload: dict[str, Any] = {
         "dataset": args.dataset,
         **result.to_dict(),
+        "ttest_data": ttest_data(train, preprocess),
         "preprocess": preprocess.to_dict(),
     }
     if args.profiles is not None:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cfpoison.cli._common import add_json_option, emit
+from cfpoison.cli._common import add_json_option, emit, ttest_data
 from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.data.profiles import read_profiles
 from cfpoison.detect import DetectConfig, DetectionReport, TTestResult, run_detectors
@@ -50,10 +50,12 @@ def _detect(args: argparse.Namespace) -> int:
         "profiles": str(args.profiles),
         "fake_user_ids": fake_ids,
         **report.to_dict(),
+        "ttest_data": ttest_data(ratings),
         "config": config.to_dict(),
         "seconds": time.perf_counter() - start,
     }
-    emit(args, payload, report_text(report, ratings.name, args.profiles))
+    text = report_text(report, ratings.name, args.profiles)
+    emit(args, payload, f"{text}\n(t-tests on the {payload['ttest_data']})")
     return 0
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from cfpoison.attacks.metrics import evaluate_profiles, fit_learner
 from cfpoison.attacks.utility import UtilityConfig, resolve_targets
-from cfpoison.cli._common import add_json_option, emit
+from cfpoison.cli._common import add_json_option, emit, ttest_data
 from cfpoison.cli.attack import parse_targets, result_text
 from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.cli.train import add_learner_options, learner_config, preprocess_config
@@ -40,6 +40,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         "profiles": str(args.profiles),
         "fake_user_ids": [int(u) for u in fake_ids],
         **metrics,
+        "ttest_data": ttest_data(train, preprocess),
         "targets": [int(i) for i in train.item_ids[targets]],
         "seconds": time.perf_counter() - start,
         "config": config.to_dict(),
