@@ -17,6 +17,7 @@ from cfpoison.data.preprocess import train_test_split
 from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.errors import BudgetError, ConfigError
 from cfpoison.learners import ALSConfig, NuclearConfig
+from contracts import AttackCase, AttackMethodContract
 
 LEARNER = ALSConfig(rank=4, lambda_u=3.0, lambda_v=3.0, threads=1)
 
@@ -166,3 +167,20 @@ def test_registered_methods_are_checked_against_the_budget(small: Ratings) -> No
             run_attack(small, _config(method="uniform").replace(method="too-many"))  # type: ignore[arg-type]
     finally:
         engine._METHODS.pop("too-many")
+
+
+#: Per method, what keeps the contract run small (the rest is ``_config``'s).
+CONTRACT_CHANGES: dict[str, dict[str, object]] = {
+    "pga": {"iterations": 2},
+    "sgld": {"iterations": 2, "options": {"chains": 1, "samples": 1}},
+}
+
+
+class TestEveryMethod(AttackMethodContract):
+    """The attack contract for every registered method, on ``small`` (4 fake users, B = 10)."""
+
+    @pytest.fixture(scope="class", params=engine.available_methods())
+    def attack_case(self, request: pytest.FixtureRequest, small: Ratings) -> AttackCase:
+        changes = {"iterations": 0, **CONTRACT_CHANGES.get(request.param, {})}
+        utility = UtilityConfig(mu1=1.0, mu2=1.0, targets=(7,))
+        return AttackCase(small, _config(method=request.param, utility=utility, **changes))

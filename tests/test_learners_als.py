@@ -19,6 +19,7 @@ from cfpoison.learners import (
     build_learner,
 )
 from cfpoison.learners.base import cached_csc
+from contracts import LearnerCase, LearnerContract
 
 TIGHT = {"tol": 0.0, "kkt_tol": 1e-9, "max_sweeps": 5000}
 
@@ -224,3 +225,12 @@ def test_item_major_copy_is_cached_per_matrix() -> None:
     np.testing.assert_array_equal(first.toarray(), ratings.matrix.toarray())
     other = sp.csr_array(ratings.matrix.copy())
     assert cached_csc(other) is not first
+
+
+class TestALSContract(LearnerContract):
+    @pytest.fixture(scope="class")
+    def learner_case(self) -> LearnerCase:
+        ratings, fake, _, _ = tiny_problem(31)
+        return LearnerCase(
+            ALSConfig(rank=3, lambda_u=0.8, lambda_v=0.8, threads=1, **TIGHT), ratings, fake
+        )

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 
 from cfpoison.errors import ConvergenceError
 from cfpoison.learners import ALSConfig, ALSLearner, NuclearConfig, NuclearNormLearner
+from contracts import LearnerCase, LearnerContract
 from test_learners_als import tiny_problem
 
 TIGHT = {"tol": 0.0, "kkt_tol": 1e-10, "certificate_tol": 1e-8, "max_iters": 20000}
@@ -166,3 +167,10 @@ def test_sparse_svd_path_on_a_larger_problem() -> None:
     A, s, B = learner.low_rank()
     residual = mask * (np.where(mask, truth, 0.0) - (A * s) @ B.T)
     assert certificate["spectral_norm"] == pytest.approx(np.linalg.norm(residual, 2), rel=1e-8)
+
+
+class TestNuclearNormContract(LearnerContract):
+    @pytest.fixture(scope="class")
+    def learner_case(self) -> LearnerCase:
+        ratings, fake, _, _ = tiny_problem(32, m=25, n=15, m_fake=3, density=0.5)
+        return LearnerCase(NuclearConfig(lam=1.5, rank=2, threads=1, **TIGHT), ratings, fake)
