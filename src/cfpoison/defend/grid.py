@@ -39,18 +39,6 @@ from cfpoison.errors import ConfigError
 from cfpoison.learners import ALSConfig, ALSLearner
 
 
-def _as_model(fitted: ALSLearner, m: int, n_fake: int) -> DefendedModel:
-    """An undefended ALS fit as a :class:`DefendedModel` (nobody removed)."""
-    none = np.zeros(m, dtype=bool)
-    return DefendedModel(
-        fitted.user_factors,
-        fitted.item_factors,
-        none,
-        np.zeros(n_fake, dtype=bool),
-        fitted.converged,
-    )
-
-
 def _removed(shift: float, undefended: float, floor: float) -> float | None:
     """Share of ``undefended - floor`` that ``shift`` no longer has (None: nothing to remove)."""
     if not undefended > floor:
@@ -86,15 +74,13 @@ def evaluate_defenses(
     start = time.perf_counter()
     empty = sp.csr_array((0, train.n_items))
     clean_fit = clean_fit or ALSLearner(learner).fit(train)
-    clean = _as_model(clean_fit, train.n_users, 0)
+    clean = DefendedModel.undefended(clean_fit)
     floor = noise_floor(train, learner, clean_fit)
     test_clean = rmse(clean, test)
     undefended: dict[str, dict[str, Any]] = {}
     for name, fake in attacks.items():
         t0 = time.perf_counter()
-        poisoned = _as_model(
-            ALSLearner(learner).fit(train, fake=fake), train.n_users, fake.shape[0]
-        )
+        poisoned = DefendedModel.undefended(ALSLearner(learner).fit(train, fake=fake))
         undefended[name] = {
             "attack": name,
             "n_fake": int(fake.shape[0]),

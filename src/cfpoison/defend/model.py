@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from cfpoison.attacks.utility import unseen_shift
 from cfpoison.data.ratings import SHIFTED_HIGH, SHIFTED_LOW, Ratings
 from cfpoison.errors import DataError
+from cfpoison.learners import ALSLearner
 
 
 @dataclasses.dataclass
@@ -38,6 +39,17 @@ class DefendedModel:
     removed_fake: np.ndarray
     converged: bool
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def undefended(cls, fitted: ALSLearner) -> DefendedModel:
+        """A plain ALS fit (real and fake users) as a model that removed nobody."""
+        return cls(
+            fitted.user_factors,
+            fitted.item_factors,
+            np.zeros(fitted.user_factors.shape[0], dtype=bool),
+            np.zeros(fitted.fake_user_factors.shape[0], dtype=bool),
+            fitted.converged,
+        )
 
     @classmethod
     def average(cls, models: list[DefendedModel], info: dict[str, Any]) -> DefendedModel:
