@@ -1,0 +1,321 @@
+"""Biased matrix factorization (global mean, user and item biases, factors) fitted by ALS.
+
+Objective, on the shifted scale, real rows ``i`` (Omega) and fake rows (Omega~) alike::
+
+    B(U, U~, V, b, b~, c) = sum_Omega (M_ij - mu - b_i - c_j - u_i.v_j)^2
+                            + sum_Omega~ (M~_ij - mu - b~_i - c_j - u~_i.v_j)^2
+                            + lam_U (||U||^2 + ||U~||^2) + lam_V ||V||^2
+                            + lam_b (||b||^2 + ||b~||^2 + ||c||^2)
+
+``mu`` is fixed at the mean of all observed ratings (real and fake), as Surprise and cmfrec do.
+One sweep solves every user row exactly for ``[u_i, b_i]`` with ``[v_j, 1]`` fixed, then every
+item row for ``[v_j, c_j]`` with ``[u_i, 1]`` fixed, by the ridge kernels of
+:mod:`cfpoison.learners.kernels`. Their penalty is one ``lam |x|^2``; the bias gets its own
+``lam_b`` through a change of variables: on the user side the unknown is ``[u_i, s b_i]`` and
+the feature ``[v_j, 1/s]`` with ``s = sqrt(lam_b / lam_U)`` (same product, penalty
+``lam_U |u_i|^2 + lam_b b_i^2``); on the item side ``s = sqrt(lam_b / lam_V)``.
+
+Stopping: relative objective change ``<= tol`` or relative KKT residual ``||grad B|| /
+||grad penalty|| <= kkt_tol`` (every block, biases included), at most ``max_sweeps``.
+
+The fitted model exposes *augmented* factors whose product is the full prediction, so that
+every low-rank metric of cfpoison applies unchanged::
+
+    user_factors = [U, b + mu, 1],   item_factors = [V, 1, c]   (rank k + 2)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar, Literal, Self
+
+import numpy as np
+import scipy.sparse as sp
+
+from cfpoison.config import JsonConfig, require
+from cfpoison.data.ratings import Ratings
+from cfpoison.errors import DataError
+from cfpoison.learners import kernels
+from cfpoison.learners.base import Factors, FactorViews
+from cfpoison.learners.factored import Backend, Problem, Structure, backend_module, check_indices
+
+
+@dataclasses.dataclass(frozen=True)
+class BiasedConfig(JsonConfig):
+    """Biased MF by ALS (module docstring).
+
+    Attributes:
+        rank: number of latent factors k (the biases come on top).
+        lambda_u, lambda_v: regularization of user (and fake user) and item factors.
+        lambda_bias: regularization ``lam_b`` of the user, fake-user and item biases.
+        max_sweeps, tol, kkt_tol, init_scale, seed, threads, backend: as in
+            :class:`cfpoison.learners.als.ALSConfig`.
+    """
+
+    kind: ClassVar[str] = "learner"
+    name: Literal["biased"] = "biased"
+    rank: int = 10
+    lambda_u: float = 8.0
+    lambda_v: float = 8.0
+    lambda_bias: float = 8.0
+    max_sweeps: int = 200
+    tol: float = 1e-6
+    kkt_tol: float = 1e-6
+    init_scale: float = 0.1
+    seed: int = 0
+    threads: int = 0
+    backend: Backend = "numba"
+
+    def __post_init__(self) -> None:
+        require(self.rank >= 1, f"biased: rank must be >= 1, got {self.rank}")
+        for name in ("lambda_u", "lambda_v", "lambda_bias"):
+            value = getattr(self, name)
+            require(value > 0, f"biased: {name} must be > 0, got {value}")
+        require(self.max_sweeps >= 1, f"biased: max_sweeps must be >= 1, got {self.max_sweeps}")
+        require(self.tol >= 0, f"biased: tol must be >= 0, got {self.tol}")
+        require(self.kkt_tol >= 0, f"biased: kkt_tol must be >= 0, got {self.kkt_tol}")
+        require(self.init_scale > 0, f"biased: init_scale must be > 0, got {self.init_scale}")
+        require(self.threads >= 0, f"biased: threads must be >= 0, got {self.threads}")
+
+
+@dataclasses.dataclass
+class BiasedState:
+    """The fitted parameters: factors (rank k), biases and the global mean ``mu``."""
+
+    user: np.ndarray  # m x k
+    item: np.ndarray  # n x k
+    fake_user: np.ndarray  # m' x k
+    user_bias: np.ndarray  # m
+    item_bias: np.ndarray  # n
+    fake_user_bias: np.ndarray  # m'
+    mu: float
+
+    def augmented(self) -> Factors:
+        """``[U, b + mu, 1]``, ``[V, 1, c]`` and ``[U~, b~ + mu, 1]``: products = predictions."""
+
+        def side(x: np.ndarray, shift: np.ndarray) -> np.ndarray:
+            return np.column_stack([x, shift, np.ones(len(x))])
+
+        item = np.column_stack([self.item, np.ones(len(self.item)), self.item_bias])
+        return Factors(
+            side(self.user, self.user_bias + self.mu),
+            item,
+            side(self.fake_user, self.fake_user_bias + self.mu),
+        )
+
+
+def _offset(structure: Structure, shift: np.ndarray) -> Structure:
+    """The structure with ``shift[index]`` subtracted from each stored value."""
+    indptr, indices, data = structure
+    return indptr, indices, data - shift[indices]
+
+
+def _with_column(x: np.ndarray, value: float) -> np.ndarray:
+    return np.ascontiguousarray(np.column_stack([x, np.full(len(x), value)]))
+
+
+class BiasedLearner(FactorViews):
+    """Biased MF fitted by ALS; ``factors`` are the augmented ones (module docstring)."""
+
+    def __init__(self, config: BiasedConfig | None = None):
+        self.config = config or BiasedConfig()
+        self._ops = backend_module(self.config.backend)
+        self._problem: Problem | None = None
+        self._state: BiasedState | None = None
+        self._history: list[float] = []
+        self._converged = False
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self, ratings: Ratings, init: Factors | None = None, fake: sp.csr_array | None = None
+    ) -> Self:
+        """Fit on ``ratings`` plus the fake rows ``fake`` (``m' x n`` CSR, shifted scale).
+
+        ``init`` warm-starts from augmented factors of rank k + 2 (``factors`` of an earlier
+        fit): its item factors and item biases; otherwise the item factors are drawn from
+        ``np.random.default_rng(config.seed)`` and the item biases start at 0.
+        """
+        c = self.config
+        self._ops.set_threads(c.threads)
+        p = Problem.build(ratings, fake)
+        total = len(p.rows[2]) + len(p.fake_rows[2])
+        mu = float((p.rows[2].sum() + p.fake_rows[2].sum()) / total) if total else 0.0
+        if init is None:
+            rng = np.random.default_rng(c.seed)
+            item = c.init_scale * rng.standard_normal((p.n_items, c.rank))
+            item_bias = np.zeros(p.n_items)
+        else:
+            if init.item.shape != (p.n_items, c.rank + 2):
+                raise DataError(
+                    f"initial item factors of shape {init.item.shape}: expected the augmented "
+                    f"({p.n_items}, {c.rank + 2}) of a biased fit"
+                )
+            item, item_bias = init.item[:, : c.rank].copy(), init.item[:, c.rank + 1].copy()
+        state = BiasedState(
+            np.zeros((p.n_users, c.rank)),
+            np.ascontiguousarray(item),
+            np.zeros((p.n_fake, c.rank)),
+            np.zeros(p.n_users),
+            np.ascontiguousarray(item_bias),
+            np.zeros(p.n_fake),
+            mu,
+        )
+        self._problem, self._state = p, state
+        self._history, self._converged = [], False
+        previous = math.inf
+        for _ in range(c.max_sweeps):
+            self._update_users(p, state)
+            value = self._update_items(p, state) + self._penalty(state)
+            self._history.append(value)
+            change = abs(previous - value) / max(abs(value), np.finfo(float).tiny)
+            previous = value
+            if (c.tol > 0 and change <= c.tol) or (
+                c.kkt_tol > 0 and self.kkt_residual() <= c.kkt_tol
+            ):
+                self._converged = True
+                break
+        return self
+
+    def _update_users(self, p: Problem, s: BiasedState) -> None:
+        """``[u_i, b_i]`` (and the fake rows) exactly minimise ``B`` for fixed ``V, c``."""
+        c = self.config
+        scale = math.sqrt(c.lambda_bias / c.lambda_u)
+        features = _with_column(s.item, 1.0 / scale)
+        k = c.rank + 1
+        for structure, x, bias in (
+            (p.rows, s.user, s.user_bias),
+            (p.fake_rows, s.fake_user, s.fake_user_bias),
+        ):
+            if len(x) == 0:
+                continue
+            out = np.empty((len(x), k))
+            shifted = _offset(structure, s.item_bias + s.mu)
+            self._ops.solve_rows(
+                *shifted, features, *kernels.empty_source(len(x), k), c.lambda_u, out
+            )
+            x[:] = out[:, :-1]
+            bias[:] = out[:, -1] / scale
+
+    def _update_items(self, p: Problem, s: BiasedState) -> float:
+        """``[v_j, c_j]`` exactly minimise ``B`` for fixed users; returns the data term."""
+        c = self.config
+        scale = math.sqrt(c.lambda_bias / c.lambda_v)
+        out = np.empty((p.n_items, c.rank + 1))
+        fit = self._ops.solve_rows(
+            *_offset(p.cols, s.user_bias + s.mu),
+            _with_column(s.user, 1.0 / scale),
+            *_offset(p.fake_cols, s.fake_user_bias + s.mu),
+            _with_column(s.fake_user, 1.0 / scale),
+            c.lambda_v,
+            out,
+        )
+        s.item[:] = out[:, :-1]
+        s.item_bias[:] = out[:, -1] / scale
+        return float(np.sum(fit))
+
+    def _penalty(self, s: BiasedState) -> float:
+        c = self.config
+        users = float(np.sum(s.user**2) + np.sum(s.fake_user**2))
+        biases = float(np.sum(s.user_bias**2) + np.sum(s.fake_user_bias**2))
+        biases += float(np.sum(s.item_bias**2))
+        return c.lambda_u * users + c.lambda_v * float(np.sum(s.item**2)) + c.lambda_bias * biases
+
+    def _residuals(self) -> tuple[float, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+        """Data term and, per block, ``(x, residual-weighted sum g, penalty weights)``.
+
+        Rows of ``x`` are ``[u_i, b_i]`` (users, fake users) or ``[v_j, c_j]`` (items), and
+        ``g = sum (d - x.[y, 1]) [y, 1]`` with ``d`` the rating minus the other side's
+        bias and ``mu``, so that ``grad B = 2 (weights * x - g)``.
+        """
+        p, s = self._fitted()
+        c = self.config
+        user_weights = np.array([c.lambda_u] * c.rank + [c.lambda_bias])
+        item_weights = np.array([c.lambda_v] * c.rank + [c.lambda_bias])
+        item_x = np.column_stack([s.item, s.item_bias])
+        total = 0.0
+        blocks = []
+        for structure, x, bias in (
+            (p.rows, s.user, s.user_bias),
+            (p.fake_rows, s.fake_user, s.fake_user_bias),
+        ):
+            ux = np.ascontiguousarray(np.column_stack([x, bias]))
+            g = np.empty_like(ux)
+            sq = self._ops.residual_rows(
+                *_offset(structure, s.item_bias + s.mu),
+                _with_column(s.item, 1.0),
+                *kernels.empty_source(len(ux), c.rank + 1),
+                ux,
+                g,
+            )
+            total += float(np.sum(sq))
+            blocks.append((ux, g, user_weights))
+        g = np.empty_like(item_x)
+        self._ops.residual_rows(
+            *_offset(p.cols, s.user_bias + s.mu),
+            _with_column(s.user, 1.0),
+            *_offset(p.fake_cols, s.fake_user_bias + s.mu),
+            _with_column(s.fake_user, 1.0),
+            np.ascontiguousarray(item_x),
+            g,
+        )
+        blocks.append((item_x, g, item_weights))
+        return total, blocks
+
+    # ------------------------------------------------------------------ fitted state
+    def _fitted(self) -> tuple[Problem, BiasedState]:
+        if self._problem is None or self._state is None:
+            raise RuntimeError(f"{type(self).__name__}: call fit() first")
+        return self._problem, self._state
+
+    @property
+    def state(self) -> BiasedState:
+        """Factors, biases and ``mu`` of the fit (a reference; copy before modifying)."""
+        return self._fitted()[1]
+
+    @property
+    def factors(self) -> Factors:
+        """The augmented factors ``[U, b + mu, 1]``, ``[V, 1, c]``, ``[U~, b~ + mu, 1]``."""
+        return self.state.augmented()
+
+    @property
+    def lambda_u(self) -> float:
+        return self.config.lambda_u
+
+    @property
+    def lambda_v(self) -> float:
+        return self.config.lambda_v
+
+    @property
+    def history(self) -> list[float]:
+        """Objective ``B`` after each sweep of the last fit."""
+        return list(self._history)
+
+    @property
+    def n_sweeps(self) -> int:
+        return len(self._history)
+
+    @property
+    def converged(self) -> bool:
+        """Whether the last fit stopped on a tolerance rather than on ``max_sweeps``."""
+        return self._converged
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``mu + b_i + c_j + u_i.v_j`` (shifted scale) for parallel index arrays."""
+        s = self.state
+        users, items = check_indices(users, items, len(s.user), len(s.item))
+        dots = np.asarray(self._ops.dot_rows(s.user, s.item, users, items))
+        return s.mu + s.user_bias[users] + s.item_bias[items] + dots
+
+    def objective(self) -> float:
+        """``B`` at the fitted parameters."""
+        return self._residuals()[0] + self._penalty(self.state)
+
+    def kkt_residual(self) -> float:
+        """Relative KKT residual ``||grad B|| / ||grad penalty||`` over every block."""
+        _, blocks = self._residuals()
+        grad = sum(float(np.sum((w * x - g) ** 2)) for x, g, w in blocks)
+        reg = sum(float(np.sum((w * x) ** 2)) for x, _, w in blocks)
+        if grad == 0.0:
+            return 0.0
+        return math.sqrt(grad / reg) if reg > 0 else math.inf
