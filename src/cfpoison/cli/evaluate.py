@@ -1,8 +1,13 @@
-"""``cfpoison evaluate``: inject any profile file, retrain, and report the attack metrics."""
+"""``cfpoison evaluate``: inject any profile file, retrain, and report the attack metrics.
+
+With ``--victims PANEL``: the transfer of one or more profile files to a panel of victims
+(:mod:`cfpoison.victims.transfer`), a text table, ``--json`` and ``--report DIR``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,20 +16,31 @@ import numpy as np
 
 from cfpoison.attacks.metrics import evaluate_profiles, fit_learner
 from cfpoison.attacks.utility import UtilityConfig, resolve_targets
-from cfpoison.cli._common import add_json_option, emit, ttest_data
+from cfpoison.cli._common import add_json_option, emit, show_progress, ttest_data
 from cfpoison.cli.attack import parse_targets, result_text
 from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.cli.train import add_learner_options, learner_config, preprocess_config
 from cfpoison.data.preprocess import prepare
 from cfpoison.data.profiles import read_profiles
+from cfpoison.data.ratings import Ratings
+from cfpoison.victims.panel import PRESETS, load_panel
+from cfpoison.victims.report import text_table, write_report
+from cfpoison.victims.transfer import TransferConfig, evaluate_transfer
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.victims is not None:
+        return _run_victims(args, parser)
+    for flag in ("baseline", "report"):
+        if getattr(args, flag) is not None:
+            parser.error(f"--{flag} needs --victims")
+    if len(args.profiles) != 1:
+        parser.error("several --profiles files need --victims")
     start = time.perf_counter()
     config = learner_config(args, parser)
     preprocess = preprocess_config(args)
     train, test = prepare(load_from_args(args, args.dataset), preprocess)
-    fake_ids, fake = read_profiles(args.profiles, train)
+    fake_ids, fake = read_profiles(args.profiles[0], train)
     clean = fit_learner(config, train)
     # the same draw as `cfpoison attack --target auto --seed S` makes first
     targets, _ = resolve_targets(
@@ -37,7 +53,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     metrics = evaluate_profiles(train, fake, config, targets, test, clean=clean)
     payload: dict[str, Any] = {
         "dataset": args.dataset,
-        "profiles": str(args.profiles),
+        "profiles": str(args.profiles[0]),
         "fake_user_ids": [int(u) for u in fake_ids],
         **metrics,
         "ttest_data": ttest_data(train, preprocess),
@@ -47,6 +63,73 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         "preprocess": preprocess.to_dict(),
     }
     emit(args, payload, result_text(payload))
+    return 0
+
+
+def _names(paths: list[Path]) -> list[str]:
+    """Attack names: the files' stems, or their paths where two stems coincide."""
+    stems = [p.stem for p in paths]
+    return stems if len(set(stems)) == len(stems) else [str(p) for p in paths]
+
+
+def _run_victims(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """The transfer of every profile file (and the baseline) to the panel's victims."""
+    start = time.perf_counter()
+    if args.victim_seeds < 3:
+        parser.error("--victim-seeds must be >= 3")
+    panel = load_panel(args.victims)
+    specs, skipped = panel.runnable()
+    config = learner_config(args, parser)
+    preprocess = preprocess_config(args)
+    raw = load_from_args(args, args.dataset)
+    cache: dict[int, tuple[Ratings, Ratings]] = {}
+
+    def splits(offset: int) -> tuple[Ratings, Ratings]:
+        if offset not in cache:
+            cache[offset] = prepare(raw, preprocess.replace(seed=preprocess.seed + offset))
+        return cache[offset]
+
+    train, _ = splits(0)
+    paths = list(dict.fromkeys([*args.profiles, *([args.baseline] if args.baseline else [])]))
+    names = _names(paths)
+    attacks = {name: read_profiles(path, train)[1] for name, path in zip(names, paths, strict=True)}
+    baseline = names[paths.index(args.baseline)] if args.baseline else None
+    clean = fit_learner(config, train)
+    # the same draw as `cfpoison attack --target auto --seed S` makes first
+    targets, _ = resolve_targets(
+        UtilityConfig(targets=args.target),
+        train,
+        clean.user_factors,
+        clean.item_factors,
+        np.random.default_rng(args.seed),
+    )
+    transfer = TransferConfig(
+        seeds=tuple(args.seed + 1 + i for i in range(args.victim_seeds)), top_k=args.top_k
+    )
+    progress = (lambda text: print(text, file=sys.stderr)) if show_progress(args) else None
+    result = evaluate_transfer(
+        splits,
+        specs,
+        attacks,
+        targets,
+        transfer,
+        skipped=skipped,
+        baseline=baseline,
+        progress=progress,
+    )
+    payload: dict[str, Any] = {
+        "dataset": args.dataset,
+        "profiles": {n: str(p) for n, p in zip(names, paths, strict=True)},
+        "panel": panel.to_dict(),
+        **result.to_dict(),
+        "seconds": time.perf_counter() - start,
+        "preprocess": preprocess.to_dict(),
+    }
+    if args.report is not None:
+        written = write_report(result, args.report)
+        if show_progress(args):
+            print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    emit(args, payload, text_table(result) + f"\nseconds {payload['seconds']:.1f}")
     return 0
 
 
@@ -60,12 +143,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "learner from the clean model's initialisation, and report against the clean "
             "model: the RMSE shift on unseen entries and its seed-noise floor, the targets' "
             "mean predicted rating before and after, train and test RMSE and the paper's "
-            "t-test p-value."
+            "t-test p-value. With --victims PANEL: for each victim of the panel and each "
+            "victim seed, clean and poisoned fits of every profile file; the RMSE shift "
+            "(exact, over all unseen entries of the normal users) with a 95%% confidence "
+            "interval, the victim's own seed-noise floor, shift / floor, the target's mean "
+            "predicted rating and push in stars, its hit ratio at --top-k among normal "
+            "users, the test RMSE change and, with --baseline, paired t-tests."
         ),
     )
     parser.add_argument("--dataset", required=True, metavar="NAME", help="data set name")
     parser.add_argument(
-        "--profiles", required=True, type=Path, metavar="CSV", help="the fake profiles"
+        "--profiles",
+        required=True,
+        type=Path,
+        nargs="+",
+        metavar="CSV",
+        help="the fake profiles (several files with --victims)",
+    )
+    parser.add_argument(
+        "--victims",
+        metavar="PANEL",
+        help="evaluate the transfer to a panel of victims: a preset ("
+        + ", ".join(sorted(PRESETS))
+        + ") or a TOML file of [[victims]] (name, model, params, split_offset, optional)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="CSV",
+        help="with --victims: a baseline profile file (e.g. uniform's) that every attack is "
+        "compared with, paired over victim seeds",
+    )
+    parser.add_argument(
+        "--victim-seeds",
+        type=int,
+        default=3,
+        metavar="N",
+        help="with --victims: fit each victim at seeds --seed + 1 .. --seed + N (default 3)",
+    )
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        default=10,
+        metavar="K",
+        help="with --victims: the hit ratio counts the target in the top K (default 10)",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="with --victims: write transfer.md, transfer.png (heat map) and transfer.json",
     )
     parser.add_argument(
         "--target",

@@ -1,0 +1,96 @@
+"""Victim panels: a preset name or a TOML file listing victims.
+
+A TOML panel is a list of ``[[victims]]`` tables with the fields of
+:class:`cfpoison.victims.spec.VictimSpec`::
+
+    [[victims]]
+    name = "als-lam3"
+    model = "als"
+    params = { lambda_u = 3.0, lambda_v = 3.0 }
+
+    [[victims]]
+    name = "svd"
+    model = "surprise-svd"
+    optional = true          # skipped, with the reason, when Surprise is not installed
+
+Presets (:data:`PRESETS`): ``default`` (cfpoison ALS as attacked, ALS on another split, ALS at
+lam 5 and at rank 20, biased MF, and Surprise SVD and cmfrec when installed) and ``all``
+(``default`` plus the nuclear norm, slow).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+from cfpoison.config import JsonConfig, require
+from cfpoison.errors import ConfigError
+from cfpoison.victims.adapters import MissingExtraError
+from cfpoison.victims.spec import VictimSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Panel(JsonConfig):
+    """The victims to evaluate an attack on (names unique)."""
+
+    victims: tuple[VictimSpec, ...]
+
+    def __post_init__(self) -> None:
+        require(len(self.victims) > 0, "panel: list at least one victim")
+        names = [v.name for v in self.victims]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        require(not duplicates, f"panel: duplicate victim name(s) {', '.join(duplicates)}")
+
+    def runnable(self) -> tuple[list[VictimSpec], dict[str, str]]:
+        """The victims that can run here, and the reason each optional one is skipped.
+
+        A required victim whose library is missing raises
+        :class:`cfpoison.victims.adapters.MissingExtraError` (one line naming the extra).
+        """
+        run, skipped = [], {}
+        for spec in self.victims:
+            reason = spec.missing()
+            if reason is None:
+                run.append(spec)
+            elif spec.optional:
+                skipped[spec.name] = reason
+            else:
+                raise MissingExtraError(reason)
+        return run, skipped
+
+
+_DEFAULT = (
+    VictimSpec("als", "als"),
+    VictimSpec("als-split", "als", split_offset=1),
+    VictimSpec("als-lam5", "als", {"lambda_u": 5.0, "lambda_v": 5.0}),
+    VictimSpec("als-rank20", "als", {"rank": 20}),
+    VictimSpec("biased", "biased"),
+    VictimSpec("surprise-svd", "surprise-svd", optional=True),
+    VictimSpec("cmfrec", "cmfrec", optional=True),
+)
+
+PRESETS: dict[str, Panel] = {
+    "default": Panel(_DEFAULT),
+    "all": Panel((*_DEFAULT, VictimSpec("nuclear", "nuclear"))),
+}
+
+
+def load_panel(text: str) -> Panel:
+    """A preset name, else the path of a TOML panel file."""
+    if text in PRESETS:
+        return PRESETS[text]
+    path = Path(text)
+    if not path.is_file():
+        presets = ", ".join(sorted(PRESETS))
+        raise ConfigError(f"victims: {text!r} is neither a preset ({presets}) nor a TOML file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: invalid TOML ({err})") from None
+    try:
+        return Panel.from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    except TypeError as err:  # a missing required field (name, model)
+        raise ConfigError(f"{path}: {err}") from None
