@@ -29,6 +29,7 @@ def test_parts_cover_the_betas_and_the_comparison() -> None:
         beta_parts(seeds=0)
 
 
+@pytest.mark.slow
 def test_quick_sweep_writes_table_figure_and_lifted_metrics(tmp_path: Path) -> None:
     parts = beta_parts(
         dataset="synthetic:small", alpha=0.05, items_per_user=20, quick=True, betas=(0.0, 0.6)

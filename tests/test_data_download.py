@@ -186,6 +186,7 @@ def test_lookup_order(tmp_path: Path, cache: Path, movielens_dir: Path) -> None:
         registry.bundled_ratings(DATASETS["ml-20m"])
 
 
+@pytest.mark.realdata
 def test_bundled_copy_loads_offline_with_an_empty_cache(
     cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -203,6 +204,7 @@ def test_bundled_copy_loads_offline_with_an_empty_cache(
     assert (shipped / "ratings.csv.xz").stat().st_size < 1_000_000
 
 
+@pytest.mark.realdata
 @pytest.mark.parametrize("damage", ["flip", "truncate", "alter", "missing"])
 def test_corrupted_bundled_copy_is_one_line_error(
     damage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

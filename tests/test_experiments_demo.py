@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cfpoison.cli import main
 from cfpoison.experiments.sweeps.store import ResultStore
 
 
+@pytest.mark.slow
 def test_demo_attacks_detects_and_reports(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("CFPOISON_DATA_DIR", str(tmp_path / "no-data-here"))  # built-in only
     out = tmp_path / "demo"

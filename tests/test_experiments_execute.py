@@ -95,6 +95,7 @@ def test_dask_local_cluster_runs_the_sweep(tmp_path, monkeypatch) -> None:
     assert sorted(log.read_text().split()) == sorted(c.key for c in cells)
 
 
+@pytest.mark.slow
 def test_sigkill_midway_then_restart_completes_without_duplicates(tmp_path) -> None:
     """Kill the sweep runner with SIGKILL after a few cells; the rerun fills in the rest."""
     log = tmp_path / "computed.log"

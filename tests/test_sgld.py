@@ -100,6 +100,7 @@ def test_prior_statistics_in_both_modes() -> None:
     assert paper.variance[2] == 1e-4  # sigma_j = 0 is floored, never divided by
 
 
+@pytest.mark.slow
 def test_log_posterior_gradient_matches_finite_differences() -> None:
     setup = Setup(tiny_ratings())
     prior = ItemPrior.from_ratings(setup.ratings.matrix, "paper", 1e-2)
@@ -153,6 +154,7 @@ def test_beta_zero_samples_follow_the_prior(
     np.testing.assert_allclose(samples.var(axis=0), prior.variance, rtol=0.12)
 
 
+@pytest.mark.slow
 def test_beta_pulls_the_samples_up_the_utility() -> None:
     setup = Setup(tiny_ratings(), ALSConfig(rank=3, lambda_u=1.0, lambda_v=1.0))
     prior = ItemPrior.from_ratings(setup.ratings.matrix, "paper", 1e-2)
@@ -190,6 +192,7 @@ def test_every_output_is_feasible(
     assert result.utility == max(c.utility for c in result.candidates)
 
 
+@pytest.mark.slow
 def test_attack_is_deterministic_and_keeps_the_best_candidate() -> None:
     ratings = tiny_ratings()
     setup = Setup(ratings, ALSConfig(rank=3, lambda_u=1.0, lambda_v=1.0))
