@@ -1,12 +1,18 @@
 """Running every detector on injected profiles and scoring them against the ground truth.
 
-Metrics of a score vector (higher = more suspect) against the true fake mask:
+:func:`run_detectors` gives, for one injection of ``m'`` fake rows into ``m`` real users:
 
-* precision, recall and F1 of the ``k`` highest scores, ``k`` = the true number of fakes by
-  default (then all three are equal). Ties at the cut-off are shared out: the tied users
-  count as ``(k - #above) / #tied`` of a flag each, the expected value under a random order;
-* ROC AUC, the Mann-Whitney probability that a random fake outscores a random normal user,
-  ties counting one half (average ranks).
+* every unsupervised detector of :data:`DETECTORS`, scored on the combined matrix without
+  labels and judged two-sided (:mod:`cfpoison.detect.metrics`: an inverted separation is a
+  catch, noted ``inverted``);
+* the distribution tests (:mod:`cfpoison.detect.distribution`: profile length, rating
+  histogram, item popularity), fake rows against the ``m`` real users;
+* the learned detector (:mod:`cfpoison.detect.learned`), trained on the real users against
+  the labelled fake rows, out-of-fold AUC (needs >= 2 fakes; otherwise absent, with the
+  reason);
+* both paired t-tests (:mod:`cfpoison.detect.ttest`).
+
+``best`` names the detector (unsupervised or learned) with the highest two-sided AUC.
 """
 
 from __future__ import annotations
@@ -16,12 +22,14 @@ from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
-from scipy import stats
 
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
 from cfpoison.detect.detectors import degsim, fmtd, mean_var
+from cfpoison.detect.distribution import DistributionTest, distribution_tests
 from cfpoison.detect.features import length_var, rdma, wda, wdma
+from cfpoison.detect.learned import LearnedReport, learned_detector
+from cfpoison.detect.metrics import DetectionMetrics, detection_metrics
 from cfpoison.detect.pca import pca_select
 from cfpoison.detect.ttest import TTestResult, rating_frequency_ttest
 from cfpoison.errors import DataError
@@ -36,18 +44,27 @@ class DetectConfig(JsonConfig):
         degsim_shrink: significance-weighting threshold of DegSim's similarity (0: none).
         pca_components: principal components whose contributions PCA-VarSelect sums.
         ttest_neighbours: activity-matched normal users per fake user (user-paired t-test).
+        folds: stratified cross-validation folds of the learned detector.
+        permutations: random user groups behind the rating-histogram test's p-value.
+        seed: seeds the folds, the classifier and the permutations.
     """
 
     degsim_k: int = 10
     degsim_shrink: float = 50.0
     pca_components: int = 3
     ttest_neighbours: int = 10
+    folds: int = 5
+    permutations: int = 999
+    seed: int = 0
 
     def __post_init__(self) -> None:
         require(self.degsim_k >= 1, f"DegSim k must be >= 1, got {self.degsim_k}")
         require(self.degsim_shrink >= 0, f"DegSim shrink must be >= 0, got {self.degsim_shrink}")
         require(self.pca_components >= 1, f"PCA components must be >= 1, got {self.pca_components}")
         require(self.ttest_neighbours >= 1, "t-test neighbours must be >= 1")
+        require(self.folds >= 2, f"folds must be >= 2, got {self.folds}")
+        require(self.permutations >= 1, f"permutations must be >= 1, got {self.permutations}")
+        require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
 
 
 Detector = Callable[[sp.csr_array, DetectConfig], np.ndarray]
@@ -65,70 +82,43 @@ DETECTORS: dict[str, Detector] = {
 
 
 @dataclasses.dataclass(frozen=True)
-class DetectionMetrics:
-    """Precision, recall and F1 among the ``k`` most suspect users, and ROC AUC."""
-
-    precision: float
-    recall: float
-    f1: float
-    auc: float
-    k: int
-
-    def to_dict(self) -> dict[str, float | int]:
-        return dataclasses.asdict(self)
-
-
-def roc_auc(scores: np.ndarray, is_fake: np.ndarray) -> float:
-    """Mann-Whitney ROC AUC with average ranks for ties (NaN if a class is empty)."""
-    is_fake = np.asarray(is_fake, dtype=bool)
-    n_pos = int(is_fake.sum())
-    n_neg = len(is_fake) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = stats.rankdata(scores)
-    return float((ranks[is_fake].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def detection_metrics(
-    scores: np.ndarray, is_fake: np.ndarray, k: int | None = None
-) -> DetectionMetrics:
-    """Metrics of ``scores`` (higher = more suspect) against the boolean mask ``is_fake``."""
-    scores = np.asarray(scores, dtype=np.float64)
-    is_fake = np.asarray(is_fake, dtype=bool)
-    if scores.shape != is_fake.shape:
-        raise DataError(f"{len(scores)} scores for {len(is_fake)} users")
-    if not np.all(np.isfinite(scores)):
-        raise DataError("detector scores contain NaN or infinity")
-    n_pos = int(is_fake.sum())
-    k = n_pos if k is None else k
-    if not 1 <= k <= len(scores) or n_pos == 0:
-        return DetectionMetrics(float("nan"), float("nan"), float("nan"), float("nan"), k)
-    cut = np.partition(scores, len(scores) - k)[len(scores) - k]
-    above, tied = scores > cut, scores == cut
-    share = (k - above.sum()) / tied.sum()
-    hits = float(is_fake[above].sum() + share * is_fake[tied].sum())
-    precision, recall = hits / k, hits / n_pos
-    f1 = 2 * precision * recall / (precision + recall) if hits > 0 else 0.0
-    return DetectionMetrics(precision, recall, f1, roc_auc(scores, is_fake), k)
-
-
-@dataclasses.dataclass(frozen=True)
 class DetectionReport:
-    """Every detector's scores and metrics, and both t-tests, for one injection."""
+    """Every detector's scores and metrics, the distribution tests, the learned detector
+    (None, with ``learned_skipped`` saying why, below two fakes) and both t-tests."""
 
     scores: dict[str, np.ndarray]
     metrics: dict[str, DetectionMetrics]
+    distribution: dict[str, DistributionTest]
+    learned: LearnedReport | None
+    learned_skipped: str | None
     ttest: TTestResult
     ttest_users: TTestResult
     n_normal: int
     n_fake: int
 
+    def best(self) -> tuple[str, float]:
+        """The detector (``learned`` included) with the highest two-sided AUC, and that AUC."""
+        aucs = {name: m.auc_two_sided for name, m in self.metrics.items()}
+        if self.learned is not None:
+            aucs["learned"] = self.learned.auc.auc_two_sided
+        finite = {name: auc for name, auc in aucs.items() if np.isfinite(auc)}
+        if not finite:
+            return "", float("nan")
+        name = max(finite, key=lambda d: finite[d])
+        return name, finite[name]
+
     def to_dict(self) -> dict[str, object]:
-        """JSON-able summary (metrics and t-tests; not the per-user scores)."""
+        """JSON-able summary (metrics and tests; not the per-user scores)."""
+        best, best_auc = self.best()
         return {
             "n_normal": self.n_normal,
             "n_fake": self.n_fake,
             "detectors": {name: m.to_dict() for name, m in self.metrics.items()},
+            "best_detector": best,
+            "best_auc_two_sided": best_auc,
+            "learned": None if self.learned is None else self.learned.to_dict(),
+            "learned_skipped": self.learned_skipped,
+            "distribution": {name: t.to_dict() for name, t in self.distribution.items()},
             "ttest": self.ttest.to_dict(),
             "ttest_users": self.ttest_users.to_dict(),
             "ttest_pvalue": self.ttest.pvalue,
@@ -140,8 +130,9 @@ def run_detectors(
 ) -> DetectionReport:
     """Append ``fake`` (``m' x n`` CSR, shifted scale) to ``ratings``, run every detector.
 
-    The detectors see the combined ``(m + m') x n`` matrix without labels; the t-tests use
-    the normal users as the clean reference.
+    The unsupervised detectors see the combined ``(m + m') x n`` matrix without labels; the
+    distribution tests and the t-tests use the normal users as the clean reference; the
+    learned detector is trained on the labels (module docstring).
     """
     config = config or DetectConfig()
     if fake.shape[1] != ratings.n_items:
@@ -151,9 +142,20 @@ def run_detectors(
     is_fake = np.r_[np.zeros(ratings.n_users, bool), np.ones(fake.shape[0], bool)]
     scores = {name: detector(combined, config) for name, detector in DETECTORS.items()}
     metrics = {name: detection_metrics(s, is_fake) for name, s in scores.items()}
+    rng = np.random.default_rng(config.seed)
+    learned, skipped = None, None
+    if min(fake.shape[0], ratings.n_users) >= 2:
+        learned = learned_detector(combined, is_fake, ratings.scale, config.folds, config.seed)
+    else:
+        skipped = f"needs >= 2 fake and >= 2 normal users ({fake.shape[0]}, {ratings.n_users})"
     return DetectionReport(
         scores=scores,
         metrics=metrics,
+        distribution=distribution_tests(
+            ratings.matrix, fake, ratings.scale, rng, config.permutations
+        ),
+        learned=learned,
+        learned_skipped=skipped,
         ttest=rating_frequency_ttest(ratings, fake, "items"),
         ttest_users=rating_frequency_ttest(ratings, fake, "users", config.ttest_neighbours),
         n_normal=ratings.n_users,

@@ -122,14 +122,26 @@ def _paired(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
     return float(result.statistic), float(result.pvalue)
 
 
+def mean_log_popularity(
+    normal: sp.csr_array, fake: sp.csr_array, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per user, the mean log rating frequency ``s_u`` of the items rated (module docstring).
+
+    ``counts[j]`` is the number of normal users who rated ``j``; a normal user is scored
+    against the other ``m - 1`` normal users, add-one smoothed (``log(c_j / m)``), a fake user
+    against all of them (``log((c_j + 1) / (m + 1))``). Empty rows score 0.
+    """
+    m = normal.shape[0]
+    normal_stat = row_means(normal, np.log(np.maximum(counts, 1) / m)[normal.indices])
+    fake_stat = row_means(fake, np.log((counts + 1) / (m + 1))[fake.indices])
+    return normal_stat, fake_stat
+
+
 def _popularity_pairs(
     normal: sp.csr_array, fake: sp.csr_array, counts: np.ndarray, neighbours: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per fake user: its statistic and the mean statistic of its activity-matched normals."""
-    m = normal.shape[0]
-    # a normal user against the other m - 1 normal users, add-one smoothed: c_j / m
-    normal_stat = row_means(normal, np.log(np.maximum(counts, 1) / m)[normal.indices])
-    fake_stat = row_means(fake, np.log((counts + 1) / (m + 1))[fake.indices])
+    normal_stat, fake_stat = mean_log_popularity(normal, fake, counts)
     normal_activity = np.diff(normal.indptr)
     keep = normal_activity > 0
     normal_stat, normal_activity = normal_stat[keep], normal_activity[keep]
