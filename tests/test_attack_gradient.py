@@ -3,7 +3,7 @@
 For every fake entry (i, j): re-solve the learner from the unperturbed solution (warm start,
 tight tolerances) at ``M~_ij +- h`` and difference the utility. The exact gradient must match
 with cosine >= 0.999 and relative error <= 1e-2 for availability, integrity and hybrid, for ALS
-and for nuclear norm. The paper's Eq. 12 (block-diagonal, ``docs/math.md`` section 4) is
+and for nuclear norm. The paper's Eq. 12 (block-diagonal, ``docs/math.md`` section 3.4) is
 measurably worse on these fixed problems: cosine between -0.29 and 0.70 (README, "What we
 measured"), relative error above 0.8; the test asserts that range with a margin.
 """
