@@ -2,7 +2,7 @@
 
 Run::
 
-    CFPOISON_DATA_DIR=../shared/data python benchmarks/attack.py --dataset synthetic:ml-20m \
+    python benchmarks/attack.py --dataset synthetic:ml-20m \
         --alpha 0.01 --iterations 2 --json out.json
 
 For one data set: generate or load it, fit the clean ALS model, draw Algorithm 1's uniform

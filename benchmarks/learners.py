@@ -2,7 +2,7 @@
 
 Run (LensKit and cmfrec are the optional ``bench`` extra)::
 
-    CFPOISON_DATA_DIR=../shared/data python benchmarks/learners.py --json out.json
+    python benchmarks/learners.py --json out.json
 
 ALS, side by side on the same data (the shifted [-2, 2] scale), the same k and threads:
 
@@ -189,7 +189,7 @@ def dense_soft_impute(train: Ratings, lam: float, tol: float, seconds: float) ->
     """Dense soft-impute until our certificate holds (or ``seconds`` pass).
 
     Z <- SVT_lam(P_Omega(M) + P_Omega^perp(Z)), full SVD each iteration; the certificate
-    (spectral ratio and relative duality gap of math.md section 4) is evaluated on the dense
+    (spectral ratio and relative duality gap of docs/math.md section 4) is evaluated on the dense
     iterate every iteration, outside the timed part.
     """
     m, n = train.matrix.shape

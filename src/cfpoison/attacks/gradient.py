@@ -7,7 +7,7 @@ implicit function theorem and the adjoint trick give, for every fake entry (i, j
     dR/dM~_ij = 2 (v_j . z[u~_i] + u~_i . z[v_j])
 
 because the mixed partial of grad L with respect to ``M~_ij`` is ``-2 v_j`` in the block of
-``u~_i`` and ``-2 u~_i`` in the block of ``v_j`` (math.md section 3).
+``u~_i`` and ``-2 u~_i`` in the block of ``v_j`` (``docs/math.md`` section 3).
 
 * ``exact``: z from block-Jacobi-preconditioned MINRES on Hessian-vector products
   (:func:`cfpoison.attacks.hessian.solve`).
@@ -15,7 +15,7 @@ because the mixed partial of grad L with respect to ``M~_ij`` is ``-2 v_j`` in t
   ``dR/dM~_ij = u~_i' (lam_V I + Sigma_V^(j))^{-1} dR/dv_j``.
 
 Nuclear norm uses the same code at its balanced factors ``U = A S^(1/2)``, ``V = B S^(1/2)``,
-a stationary point of L with ``lam_U = lam_V = lam`` (math.md section 4).
+a stationary point of L with ``lam_U = lam_V = lam`` (``docs/math.md`` section 4).
 
 The formula extends to items a fake user has not rated (a rating equal to the current
 prediction leaves theta stationary), which is what dense rows (SGLD) and greedy item

@@ -18,7 +18,7 @@ preconditioner of :func:`solve` and, applied alone, the paper's Eq. 12.
 
 H is singular along the ``k(k-1)/2`` rotations ``(W S, V S)`` (S skew-symmetric), which leave
 L unchanged; right-hand sides that depend on ``U V'`` only are orthogonal to them, so the
-system is consistent and a Krylov method converges on it (math.md section 3).
+system is consistent and a Krylov method converges on it (``docs/math.md`` section 3).
 """
 
 from __future__ import annotations

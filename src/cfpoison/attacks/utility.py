@@ -5,7 +5,7 @@ predictions ``Pbar = Ubar Vbar^T`` and the training set Omega of the normal user
 
 * availability (Eq. 7): ``R_av = sum_{Omega^C} (P - Pbar)^2 = sum_all - sum_Omega``, where
   ``sum_all = ||U V^T - Ubar Vbar^T||_F^2`` costs ``O((m + n) k^2)`` through ``k x k`` Gram
-  matrices and ``sum_Omega`` costs ``O(|Omega| k)`` (math.md section 2);
+  matrices and ``sum_Omega`` costs ``O(|Omega| k)`` (``docs/math.md`` section 2);
 * integrity (Eq. 8): ``R_in = sum_i sum_{j in J0} w_j u_i . v_j = (sum_i u_i) . (sum_j w_j v_j)``;
 * hybrid (Eq. 9): ``mu1 R_av + mu2 R_in`` (either coefficient may be negative).
 

@@ -1,6 +1,6 @@
 """The learner interface shared by alternating minimization and nuclear-norm minimization.
 
-One regularizer convention everywhere (``../shared/notes/math.md`` section 1)::
+One regularizer convention everywhere (``docs/math.md`` section 1)::
 
     L(U, U~, V) = sum_Omega (M_ij - u_i.v_j)^2 + sum_Omega~ (M~_ij - u~_i.v_j)^2
                   + lam_U (||U||_F^2 + ||U~||_F^2) + lam_V ||V||_F^2

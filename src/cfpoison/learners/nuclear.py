@@ -6,7 +6,7 @@ Objective, over the stacked matrix ``[X; X~]`` of real and fake rows::
 
 Since ``||X||_* = min_{U V^T = X} (||U||^2 + ||V||^2) / 2``, ``N`` equals the ALS objective
 ``L`` with ``lam_U = lam_V = lam`` minimised over factors of any rank ``r >= rank(X*)``
-(``../shared/notes/math.md`` section 4). The solver runs the ALS sweeps of
+(``docs/math.md`` section 4). The solver runs the ALS sweeps of
 :mod:`cfpoison.learners.als` at a working rank ``r`` (no dense ``m x n`` iterate anywhere),
 balances the result with a thin SVD (``X = A S B^T``, ``U = A S^1/2``, ``V = B S^1/2``) and
 checks optimality with a certificate on the sparse residual ``Rr = R_Omega(M - X)``:
