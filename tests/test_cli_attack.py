@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cfpoison.cli import main
-from cfpoison.cli.attack import result_text
+from cfpoison.attacks.engine import AttackConfig, attack_settings
+from cfpoison.cli import build_parser, main
+from cfpoison.cli._options import flags_of
+from cfpoison.cli.attack import attack_config, result_text
 from cfpoison.data.ratings import Ratings
+from cfpoison.experiments.attack_runner import RUNNER
+from cfpoison.learners import NuclearConfig
 
 COMMON = ["--dataset", "ml-latest-small", "--rank", "5", "--seed", "2", "--threads", "1"]
 
@@ -147,3 +152,63 @@ def test_result_text_reports_the_final_utility_and_labels_the_method_record() ->
     assert "SGLD's best candidate 2.25 (of 3, projected and retrained)" in sgld
     assert "9" not in sgld.split("utility", 1)[1] and "iterates" not in sgld
     assert "utility" not in result_text(_payload())  # evaluate: no utility configured
+
+
+def _attack_args(flags: list[str]) -> AttackConfig:
+    parser = build_parser()
+    args = parser.parse_args(["attack", "--dataset", "x", *flags])
+    return attack_config(args, parser)
+
+
+def test_every_sweep_setting_of_an_attack_is_a_flag_giving_the_same_config() -> None:
+    """One source: `cfpoison attack --NAME V` and a sweep's `NAME = V` build the same config."""
+    values = {
+        "method": "uniform",
+        "alpha": 0.05,
+        "items_per_user": 7,
+        "max_rating": 1.5,
+        "item_selection": "greedy",
+        "mu1": 0.5,
+        "mu2": -1.0,
+        "targets": (1, 50),
+        "weights": (2.0, 3.0),
+        "gradient": "paper",
+        "iterations": 3,
+        "step_schedule": "constant",
+        "step_size": 0.5,
+        "tol": 0.01,
+        "solve_tol": 1e-4,
+        "solve_max_iter": 9,
+        "snap": False,
+        "seed": 4,
+        "learner": "nuclear",
+        "learner.rank": 3,
+        "learner.lam": 5.0,
+        "learner.max_iters": 50,
+    }
+    flags: list[str] = []
+    for name, value in values.items():
+        setting = attack_settings()[name]
+        if setting.hint is bool:
+            flags.append(f"--{'' if value else 'no-'}{name}")
+            continue
+        text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        flags += [flags_of(setting)[0], text]
+    assert _attack_args(flags).to_dict() == RUNNER.normalize(values)["attack"]
+
+
+def test_short_flags_and_derived_flags_agree() -> None:
+    assert _attack_args(["--items", "greedy"]) == _attack_args(["--item-selection", "greedy"])
+    assert _attack_args(["--target", "5"]) == _attack_args(["--targets", "5"])
+    assert _attack_args(["--rank", "4"]) == _attack_args(["--learner.rank", "4"])
+    nuclear = _attack_args(["--learner", "nuclear", "--max-sweeps", "30"]).learner
+    assert isinstance(nuclear, NuclearConfig) and nuclear.max_iters == 30
+    seeded = _attack_args(["--seed", "3", "--learner.seed", "8"])
+    assert seeded.seed == 3 and seeded.learner.seed == 8
+
+
+def test_every_attack_setting_has_a_flag() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    dests = {a.dest for a in sub.choices["attack"]._actions}
+    assert set(attack_settings(skip=("options",))) <= dests

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, get_args
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cfpoison.config import JsonConfig, require
+from cfpoison.config import JsonConfig, field_docs, require, settings_of
 from cfpoison.errors import ConfigError
 
 
@@ -107,3 +107,49 @@ def test_validation_runs_on_replace() -> None:
 def test_union_variant_errors_name_the_real_problem() -> None:
     with pytest.raises(ConfigError, match="rate must be > 0"):
         Outer.from_dict({"either": {"name": "inner", "rate": -1.0}})
+
+
+@dataclasses.dataclass(frozen=True)
+class Documented(JsonConfig):
+    """A config whose docstring documents its fields.
+
+    Attributes:
+        low, high: the bounds, in stars,
+            inclusive.
+        inner: nested.
+    """
+
+    low: float = 1.0
+    high: float = 5.0
+    inner: Inner = Inner()
+    either: Inner | Other = Inner()
+    noted: int = dataclasses.field(default=2, metadata={"help": "from the metadata"})
+
+
+def test_field_docs_read_the_attributes_section_and_metadata() -> None:
+    docs = field_docs(Documented)
+    assert docs["low"] == docs["high"] == "the bounds, in stars, inclusive."
+    assert docs["noted"] == "from the metadata" and "either" not in docs
+
+
+def test_settings_flatten_nested_configs_and_unions_of_configs() -> None:
+    found = settings_of(Documented, inline=("inner",))
+    assert found["low"].path == "low" and found["low"].default == 1.0
+    assert found["rate"].path == "inner.rate"  # inlined: its own name
+    assert found["either"].path == "either.name"
+    assert get_args(found["either"].hint) == ("inner", "other")
+    assert found["either.rate"].variants == {"inner": 0.1}
+    assert found["either.depth"].variants == {"other": 3}
+    assert set(settings_of(Documented, "p.", skip=("inner", "either"))) == {
+        "p.low",
+        "p.high",
+        "p.noted",
+    }
+    with pytest.raises(TypeError, match="twice"):
+        settings_of(Twice, inline=("inner",))  # rate and inner.rate, both named rate
+
+
+@dataclasses.dataclass(frozen=True)
+class Twice(JsonConfig):
+    rate: float = 1.0
+    inner: Inner = Inner()

@@ -9,17 +9,24 @@ Every config in cfpoison is a frozen dataclass that inherits :class:`JsonConfig`
   config cannot exist, whether it came from flags, a TOML sweep file or a stored result.
 
 ``from_dict(to_dict(cfg)) == cfg`` holds for every config (tested with hypothesis).
+
+The fields are also the one source of the settings' names: :func:`settings_of` walks a config
+class (types, defaults, help from the docstring's ``Attributes:`` section or a field's
+``metadata["help"]``) into the flat names that sweeps accept and from which the command line
+derives its flags (:mod:`cfpoison.cli._options`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import math
 import types
 import typing
-from typing import Any, ClassVar, Self, get_args, get_origin, get_type_hints
+from collections.abc import Collection
+from typing import Any, ClassVar, Literal, Self, get_args, get_origin, get_type_hints
 
 from cfpoison.errors import ConfigError
 
@@ -170,3 +177,137 @@ def digest_of(data: Any) -> str:
     """SHA-256 of the canonical JSON of plain JSON data (sorted keys, no spaces)."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """``tree["a"]["b"] = value`` for ``dotted = "a.b"``, creating the inner dicts."""
+    *parents, leaf = dotted.split(".")
+    for name in parents:
+        node = tree.setdefault(name, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"setting {dotted!r} conflicts with {name} = {node!r}")
+        tree = node
+    tree[leaf] = value
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's help: its ``metadata["help"]``, else its entry in the ``Attributes:``
+    section of the class docstring (an entry ``a, b: text`` describes both ``a`` and ``b``;
+    deeper-indented lines continue it)."""
+    docs: dict[str, str] = {}
+    lines = (inspect.getdoc(cls) or "").splitlines()
+    if "Attributes:" in lines:
+        names: list[str] = []
+        indent = None
+        for line in lines[lines.index("Attributes:") + 1 :]:
+            depth = len(line) - len(line.lstrip())
+            if not line.strip() or (indent is not None and depth < indent):
+                break
+            indent = depth if indent is None else indent
+            if depth == indent:
+                head, _, text = line.strip().partition(": ")
+                names = [name.strip() for name in head.split(",")]
+                docs.update(dict.fromkeys(names, text.strip()))
+            else:
+                docs.update({name: f"{docs[name]} {line.strip()}" for name in names})
+    if dataclasses.is_dataclass(cls):
+        docs.update(
+            {f.name: f.metadata["help"] for f in dataclasses.fields(cls) if "help" in f.metadata}
+        )
+    return docs
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One leaf field of a config tree, as sweeps and flags name it.
+
+    Attributes:
+        name: flat name: a sweep's setting and the stem of its flag (``alpha``, ``learner.rank``).
+        path: dotted path in the root config's :meth:`JsonConfig.to_dict` form (``threat.alpha``).
+        hint: the field's type.
+        default: the field's default (in a union of configs: the first variant's).
+        help: the field's description (:func:`field_docs`).
+        variants: in a union of configs (the learner): ``{variant name: its default}`` of the
+            variants that have the field; empty elsewhere.
+    """
+
+    name: str
+    path: str
+    hint: Any
+    default: Any
+    help: str
+    variants: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def settings_of(
+    cls: Any, prefix: str = "", inline: Collection[str] = (), skip: Collection[str] = ()
+) -> dict[str, Setting]:
+    """The leaf settings of the config class (or union of config classes) ``cls``, by name.
+
+    ``prefix`` starts every name and path (``"preprocess."``). A nested config field ``f``
+    gives its own fields as ``f.x``, or as ``x`` when ``f`` is in ``inline``; a union of
+    configs told apart by their ``name`` literal (the learner) gives ``f`` itself (the
+    variant's name, path ``f.name``) and the union of its variants' fields. ``skip`` names
+    top-level fields left out. Two settings of one name are a programming error.
+    """
+    if _config_variants(cls):
+        name = prefix.rstrip(".")
+        doc = f"which {name}: {', '.join(_config_variants(cls))}"
+        return _union_settings(cls, name, name, "", doc)
+    hints, docs = get_type_hints(cls), field_docs(cls)
+    found: dict[str, Setting] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not f.init:
+            continue
+        hint, name, path = hints[f.name], f"{prefix}{f.name}", f"{prefix}{f.name}"
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if isinstance(hint, type) and issubclass(hint, JsonConfig):
+            inner = settings_of(hint, f"{path}.")
+            if f.name in inline:
+                inner = {s.path.rpartition(".")[2]: s for s in inner.values()}
+                inner = {k: dataclasses.replace(s, name=k) for k, s in inner.items()}
+            _merge(found, inner)
+        elif _config_variants(hint):
+            _merge(found, _union_settings(hint, name, path, default.name, docs.get(f.name, "")))
+        else:
+            _merge(found, {name: Setting(name, path, hint, default, docs.get(f.name, ""))})
+    return found
+
+
+def _config_variants(hint: Any) -> dict[str, type]:
+    """``{name: class}`` of a union of configs told apart by a ``name`` literal; else empty."""
+    if get_origin(hint) not in (typing.Union, types.UnionType):
+        return {}
+    variants: dict[str, type] = {}
+    for arg in get_args(hint):
+        if not (isinstance(arg, type) and issubclass(arg, JsonConfig)):
+            return {}
+        literal = get_type_hints(arg).get("name")
+        if get_origin(literal) is not Literal:
+            return {}
+        variants[get_args(literal)[0]] = arg
+    return variants
+
+
+def config_variants(hint: Any) -> dict[str, type]:
+    """The classes of a union of configs (``LearnerConfig``) by their ``name``."""
+    return _config_variants(hint)
+
+
+def _union_settings(hint: Any, name: str, path: str, default: str, doc: str) -> dict[str, Setting]:
+    variants = _config_variants(hint)
+    default = default or next(iter(variants))
+    choice = Literal[tuple(variants)]  # type: ignore[valid-type]
+    found = {name: Setting(name, f"{path}.name", choice, default, doc)} if name else {}
+    for variant, cls in variants.items():
+        for setting in settings_of(cls, f"{name}." if name else "", skip=("name",)).values():
+            known = found.setdefault(setting.name, setting)
+            known.variants[variant] = setting.default
+    return found
+
+
+def _merge(found: dict[str, Setting], more: dict[str, Setting]) -> None:
+    twice = sorted(set(found) & set(more))
+    if twice:
+        raise TypeError(f"settings defined twice: {', '.join(twice)}")
+    found.update(more)

@@ -35,7 +35,7 @@ from cfpoison.attacks.metrics import evaluate_profiles, fit_learner, noise_floor
 from cfpoison.attacks.pga import run_pga
 from cfpoison.attacks.threat import ThreatModel, grid_values, snap, violations
 from cfpoison.attacks.utility import Utility, UtilityConfig, build_utility
-from cfpoison.config import JsonConfig, require
+from cfpoison.config import JsonConfig, Setting, require, settings_of
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import ConfigError
 from cfpoison.learners import ALSConfig, NuclearConfig
@@ -92,6 +92,13 @@ class AttackConfig(JsonConfig):
         require(0 < self.solve_tol < 1, f"solve_tol must be in (0, 1), got {self.solve_tol}")
         require(self.solve_max_iter >= 1, f"solve_max_iter must be >= 1, got {self.solve_max_iter}")
         require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+
+
+def attack_settings(skip: tuple[str, ...] = ()) -> dict[str, Setting]:
+    """An attack's settings by flat name, as sweeps and ``cfpoison attack`` flags name them:
+    AttackConfig's fields by their own name, the threat model's and the utility's too
+    (``alpha``, ``mu1``), the learner's as ``learner.FIELD`` (:func:`settings_of`)."""
+    return settings_of(AttackConfig, inline=("threat", "utility"), skip=skip)
 
 
 @dataclasses.dataclass

@@ -1,16 +1,28 @@
-"""Options and helpers shared by the sub-commands."""
+"""Options and helpers shared by the sub-commands.
+
+The learner and preprocessing flags (:func:`add_learner_options`) are derived from
+``LearnerConfig`` and :class:`PreprocessConfig` (:mod:`cfpoison.cli._options`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from cfpoison.cli._options import SYNONYMS, add_options, flags_of, given, nested
+from cfpoison.config import config_variants, settings_of
 from cfpoison.data.preprocess import PreprocessConfig
 from cfpoison.data.ratings import Ratings
 from cfpoison.io import write_json
+from cfpoison.learners import LearnerConfig
+
+LEARNERS = config_variants(LearnerConfig)
+LEARNER_SETTINGS = settings_of(LearnerConfig, "learner.")
+PREPROCESS_SETTINGS = settings_of(PreprocessConfig, "preprocess.")
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:
@@ -68,4 +80,50 @@ def ttest_data(normal: Ratings, preprocess: PreprocessConfig | None = None) -> s
     return (
         f"train split ({kept:g}% of each user's ratings, users with >= "
         f"{preprocess.min_user_ratings}; {size})"
+    )
+
+
+def add_learner_options(parser: argparse.ArgumentParser) -> None:
+    """The learner (``--learner``) and its fields, ``--seed``, and the preprocessing flags.
+
+    Shared by ``train``, ``attack``, ``evaluate`` and others; :func:`learner_config` and
+    :func:`preprocess_config` read them back.
+    """
+    group = parser.add_argument_group("learner and preprocessing")
+    add_options(group, LEARNER_SETTINGS.values())
+    group.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seed of everything random: the attack, the learner's initialisation and the "
+        "split, unless --learner.seed or --preprocess.seed say otherwise (default 0)",
+    )
+    add_options(group, PREPROCESS_SETTINGS.values())
+
+
+def learner_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> LearnerConfig:
+    """The learner config of the flags; a flag of a field the learner lacks is a usage error."""
+    name = getattr(args, "learner", None) or LEARNER_SETTINGS["learner"].default
+    cls = LEARNERS[name]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {"seed": args.seed}
+    for setting_name, value in given(args, LEARNER_SETTINGS.values()).items():
+        setting = LEARNER_SETTINGS[setting_name]
+        if setting_name == "learner":
+            continue
+        field = setting_name.removeprefix("learner.")
+        field = SYNONYMS.get((name, field), field)
+        if field not in fields:
+            owners = "/".join(setting.variants)
+            parser.error(f"{flags_of(setting)[-1]} is a setting of {owners}, not of {name}")
+        values[field] = value
+    return cls(**values)
+
+
+def preprocess_config(args: argparse.Namespace) -> PreprocessConfig:
+    """The preprocessing of the flags of :func:`add_learner_options` (seed: ``--seed``)."""
+    values = given(args, PREPROCESS_SETTINGS.values())
+    return PreprocessConfig.from_dict(
+        {"seed": args.seed, **nested(values, PREPROCESS_SETTINGS, "preprocess")}
     )

@@ -8,26 +8,32 @@ import math
 from pathlib import Path
 from typing import Any
 
-from cfpoison.attacks.engine import AttackConfig, AttackResult, available_methods, run_attack
-from cfpoison.attacks.threat import ThreatModel
-from cfpoison.attacks.utility import UtilityConfig
-from cfpoison.cli._common import add_json_option, emit, show_progress, ttest_data
+from cfpoison.attacks.engine import (
+    AttackConfig,
+    AttackResult,
+    attack_settings,
+    available_methods,
+    run_attack,
+)
+from cfpoison.cli._common import (
+    add_json_option,
+    add_learner_options,
+    emit,
+    learner_config,
+    preprocess_config,
+    show_progress,
+    ttest_data,
+)
+from cfpoison.cli._options import add_options, given, nested, value_parser
 from cfpoison.cli.data import add_load_options, load_from_args
-from cfpoison.cli.train import add_learner_options, learner_config, preprocess_config
 from cfpoison.data.preprocess import prepare
 from cfpoison.data.profiles import write_profiles
 
-
-def parse_targets(text: str) -> tuple[int, ...] | str:
-    """``auto`` or a comma-separated list of item ids."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected auto or item ids like 1,50, got {text!r}"
-        ) from None
+#: The attack's own settings as flags (the learner's and ``--seed`` come from
+#: :func:`add_learner_options`; ``options`` from ``--option`` and ``--beta``).
+ATTACK_SETTINGS = attack_settings(skip=("learner", "options", "seed"))
+#: ``auto`` or comma-separated item ids (also read by ``evaluate``).
+parse_targets = value_parser(ATTACK_SETTINGS["targets"].hint)
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -42,30 +48,17 @@ def parse_option(text: str) -> tuple[str, Any]:
 
 
 def attack_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> AttackConfig:
-    """The :class:`AttackConfig` of the flags."""
+    """The :class:`AttackConfig` of the flags (``--seed`` seeds the attack too)."""
     options = dict(args.option or [])
+    method = args.method or ATTACK_SETTINGS["method"].default
     if args.beta is not None:
-        if args.method != "sgld":
+        if method != "sgld":
             parser.error("--beta is an SGLD option (use --method sgld)")
         options["beta"] = args.beta
-    return AttackConfig(
-        method=args.method,
-        learner=learner_config(args, parser),
-        threat=ThreatModel(
-            alpha=args.alpha,
-            items_per_user=args.items_per_user,
-            max_rating=args.max_rating,
-            item_selection=args.items,
-        ),
-        utility=UtilityConfig(
-            mu1=args.mu1, mu2=args.mu2, targets=args.target, weights=tuple(args.weights or ())
-        ),
-        gradient=args.gradient,
-        iterations=args.iterations,
-        step_schedule=args.step_schedule,
-        step_size=args.step_size,
-        seed=args.seed,
-        options=options,
+    tree = nested(given(args, ATTACK_SETTINGS.values()), ATTACK_SETTINGS)
+    learner = learner_config(args, parser)
+    return AttackConfig.from_dict(
+        {**tree, "learner": learner, "seed": args.seed, "options": options}
     )
 
 
@@ -133,16 +126,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not (0 < value <= 1):
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
-    defaults = AttackConfig()
-    threat = ThreatModel()
     parser = subparsers.add_parser(
         "attack",
         help="compute fake users (PGA, SGLD or a baseline) and measure their effect",
@@ -158,80 +142,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--dataset", required=True, metavar="NAME", help="data set name")
-    parser.add_argument(
-        "--method",
-        choices=available_methods(),
-        default=defaults.method,
-        help="attack (default: pga)",
-    )
-    parser.add_argument(
-        "--gradient",
-        choices=("exact", "paper"),
-        default=defaults.gradient,
-        help="exact implicit gradient (default) or the paper's block-diagonal Eq. 12",
-    )
-    parser.add_argument(
-        "--items",
-        choices=("random", "greedy"),
-        default=threat.item_selection,
-        help="item selection: B random items per fake user (Algorithm 1, default) or greedy "
-        "re-selection by gradient magnitude at every step",
-    )
-    parser.add_argument(
-        "--alpha",
-        type=_fraction,
-        default=threat.alpha,
-        help="fraction of fake users (default %(default)s)",
-    )
-    parser.add_argument(
-        "--items-per-user",
-        type=int,
-        default=threat.items_per_user,
-        metavar="B",
-        help="items rated per fake user (default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-rating",
-        type=float,
-        default=threat.max_rating,
-        metavar="LAMBDA",
-        help="bound on |rating| on the shifted scale, in (0, 2] (default %(default)s)",
-    )
-    parser.add_argument("--mu1", type=float, default=1.0, help="availability weight (default 1)")
-    parser.add_argument("--mu2", type=float, default=0.0, help="integrity weight (default 0)")
-    parser.add_argument(
-        "--target",
-        type=parse_targets,
-        default="auto",
-        metavar="ITEM[,ITEM...]|auto",
-        help="target item ids for integrity, or auto (default): a random item whose mean "
-        "predicted rating is about 0.8 on the shifted scale, as in the paper",
-    )
-    parser.add_argument(
-        "--weights",
-        type=lambda t: tuple(float(x) for x in t.split(",")),
-        metavar="W[,W...]",
-        help="weight of each target (default 2 each, the paper's)",
-    )
-    parser.add_argument(
-        "--iterations",
-        type=int,
-        default=defaults.iterations,
-        metavar="T",
-        help="gradient steps (default %(default)s)",
-    )
-    parser.add_argument(
-        "--step-schedule",
-        choices=("constant", "invsqrt", "backtracking"),
-        default=defaults.step_schedule,
-        help="PGA step sizes (default %(default)s)",
-    )
-    parser.add_argument(
-        "--step-size",
-        type=float,
-        default=defaults.step_size,
-        metavar="S",
-        help="largest rating change of one step, shifted scale (default %(default)s)",
+    add_options(
+        parser.add_argument_group("attack (AttackConfig, its threat model and utility)"),
+        ATTACK_SETTINGS.values(),
+        choices={"method": available_methods()},
     )
     parser.add_argument("--beta", type=float, help="SGLD: weight of the utility (paper: 0.6)")
     parser.add_argument(

@@ -21,7 +21,16 @@ from cfpoison.data.ratings import Ratings
 
 @dataclasses.dataclass(frozen=True)
 class PreprocessConfig(JsonConfig):
-    """Which preprocessing steps to apply (the defaults follow the paper)."""
+    """Which preprocessing steps to apply (the defaults follow the paper).
+
+    Attributes:
+        min_user_ratings: keep users with at least this many ratings (0: all).
+        min_item_ratings: keep items with at least this many ratings (0: all).
+        top_users: keep only the most active users (None: all).
+        top_items: then keep only the most rated items among theirs (None: all).
+        test_fraction: per-user share of ratings held out for testing.
+        seed: seed of the train/test split.
+    """
 
     min_user_ratings: int = 20
     min_item_ratings: int = 0

@@ -4,7 +4,9 @@ A cell's config is ``{"dataset", "preprocess", "attack", "detect", "runner"}``: 
 name, its :class:`PreprocessConfig`, the full :class:`AttackConfig` and whether to run the
 detectors on the fake profiles, every default filled in, so its SHA-256 names the experiment.
 
-Flat settings (TOML keys, ``--set``/``--grid`` names) map onto it as follows:
+Flat settings (TOML keys, ``--set``/``--grid`` names) map onto it as follows, derived from
+the config classes (:data:`SETTINGS`; ``cfpoison attack``'s flags are the same names, ``_``
+written ``-``):
 
 * ``dataset``; ``preprocess.FIELD``; ``detect`` (bool);
 * ``learner`` (``als`` or ``nuclear``) and ``learner.FIELD``;
@@ -26,7 +28,6 @@ per-target lists ``target_mean_before`` / ``target_mean_after`` renamed
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -36,10 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from cfpoison.attacks.engine import AttackConfig, run_attack
-from cfpoison.attacks.threat import ThreatModel
-from cfpoison.attacks.utility import UtilityConfig
-from cfpoison.config import digest_of
+from cfpoison.attacks.engine import AttackConfig, attack_settings, run_attack
+from cfpoison.config import digest_of, set_path, settings_of
 from cfpoison.data.preprocess import PreprocessConfig, prepare
 from cfpoison.data.ratings import Ratings
 from cfpoison.data.registry import CSV_PREFIX, load_dataset, ratings_path, synthetic_preset
@@ -49,19 +48,9 @@ from cfpoison.errors import ConfigError
 from cfpoison.experiments.sweeps.runners import CellOutcome, RunContext
 from cfpoison.experiments.sweeps.spec import Cell
 
-_ATTACK_FIELDS = {f.name for f in dataclasses.fields(AttackConfig)} - {"options"}
-_THREAT_FIELDS = {f.name for f in dataclasses.fields(ThreatModel)}
-_UTILITY_FIELDS = {f.name for f in dataclasses.fields(UtilityConfig)}
-
-
-def _put(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    for name in parents:
-        node = tree.setdefault(name, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"setting {dotted!r} conflicts with {name} = {node!r}")
-        tree = node
-    tree[leaf] = value
+#: The flat settings a cell takes (besides ``dataset``, ``detect``, ``beta``, ``sgld.*`` and
+#: ``attack.*``), derived from the configs: the same names as ``cfpoison attack``'s flags.
+SETTINGS = {**attack_settings(skip=("options",)), **settings_of(PreprocessConfig, "preprocess.")}
 
 
 class AttackRunner:
@@ -70,33 +59,23 @@ class AttackRunner:
     def normalize(self, settings: Mapping[str, Any]) -> dict[str, Any]:
         dataset, detect = "ml-latest-small", False
         attack: dict[str, Any] = {}
-        preprocess: dict[str, Any] = {}
         for name, value in settings.items():
             head, _, rest = name.partition(".")
             if name == "dataset":
                 dataset = str(value)
             elif name == "detect":
                 detect = value
-            elif head == "preprocess" and rest:
-                _put(preprocess, rest, value)
-            elif name == "learner":
-                _put(attack, "learner.name", value)
-            elif head == "learner" and rest:
-                _put(attack, name, value)
+            elif name in SETTINGS:
+                set_path(attack, SETTINGS[name].path, value)
             elif head == "attack" and rest:
-                _put(attack, rest, value)
+                set_path(attack, rest, value)
             elif name == "beta":
-                _put(attack, "options.beta", value)
+                set_path(attack, "options.beta", value)
             elif head == "sgld" and rest:
-                _put(attack, f"options.{rest}", value)
-            elif name in _ATTACK_FIELDS:
-                _put(attack, name, value)
-            elif name in _THREAT_FIELDS:
-                _put(attack, f"threat.{name}", value)
-            elif name in _UTILITY_FIELDS:
-                _put(attack, f"utility.{name}", value)
+                set_path(attack, f"options.{rest}", value)
             else:
                 raise ConfigError(f"attack runner: unknown setting {name!r}")
+        preprocess = attack.pop("preprocess", {})
         if not isinstance(detect, bool):
             raise ConfigError(f"detect: expected true or false, got {detect!r}")
         learner = attack.setdefault("learner", {})
