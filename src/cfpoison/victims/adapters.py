@@ -110,6 +110,7 @@ class SurpriseSVDVictim(Victim):
         super().__init__()
         self.config = config
         self.name = name
+        self.model: Any = None  # the fitted surprise.SVD (raw ids = our row/column indices)
 
     def _fit(
         self, train: Ratings, fake: sp.csr_array | None
@@ -141,6 +142,7 @@ class SurpriseSVDVictim(Victim):
             biased=c.biased,
             random_state=c.seed,
         ).fit(trainset)
+        self.model = algo
         known = np.zeros(train.n_items, dtype=bool)
         known[list(ir)] = True
         item = np.where(known[:, None], algo.qi, 0.0)
@@ -186,6 +188,7 @@ class CmfrecVictim(Victim):
         super().__init__()
         self.config = config
         self.name = name
+        self.model: Any = None  # the fitted cmfrec.CMF
 
     def _fit(
         self, train: Ratings, fake: sp.csr_array | None
@@ -200,6 +203,7 @@ class CmfrecVictim(Victim):
         model = cmfrec.CMF(**options, random_state=c.seed, use_float=False, verbose=False).fit(
             matrix
         )
+        self.model = model
         user_bias = np.asarray(model.user_bias_ if c.user_bias else np.zeros(n_users))
         item_bias = np.asarray(model.item_bias_ if c.item_bias else np.zeros(train.n_items))
         user, item = shifted_factors(

@@ -36,6 +36,7 @@ from cfpoison.attacks.utility import unseen_shift
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
+from cfpoison.io import to_jsonable
 from cfpoison.victims.base import Victim
 from cfpoison.victims.spec import VictimSpec, build_victim
 
@@ -163,8 +164,10 @@ class TransferResult:
                     "fits": v.fits,
                     "unconverged": v.unconverged,
                     "converged": "n/a (fixed epochs)" if v.no_criterion else v.unconverged == 0,
-                    "clean": dataclasses.asdict(v.clean),
-                    "attacks": {a: dataclasses.asdict(m) for a, m in v.attacks.items()},
+                    "clean": to_jsonable(dataclasses.asdict(v.clean)),
+                    "attacks": {
+                        a: to_jsonable(dataclasses.asdict(m)) for a, m in v.attacks.items()
+                    },
                 }
             victims.append(entry)
         return {

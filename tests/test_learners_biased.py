@@ -1,0 +1,124 @@
+"""Biased MF by ALS: KKT, a dense reference solver, augmented factors, warm start, config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from cfpoison.data.ratings import Ratings, RatingScale
+from cfpoison.errors import ConfigError, DataError
+from cfpoison.learners import BiasedConfig, BiasedLearner, Factors, Learner, build_learner
+
+TIGHT = {"tol": 0.0, "kkt_tol": 1e-10, "max_sweeps": 20_000}
+LAMBDAS = {"lambda_u": 1.0, "lambda_v": 2.0, "lambda_bias": 0.5}
+
+
+def tiny(seed: int = 0, m: int = 25, n: int = 15, m_fake: int = 3):
+    """Biased low-rank ratings (shifted scale), fake rows, and dense data + masks."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((m, n)) < 0.45
+    mask[:, 0] = True
+    M = rng.normal(size=(m, 2)) @ rng.normal(size=(n, 2)).T / 2
+    M = np.clip(M + rng.normal(0, 0.5, (m, 1)) + rng.normal(0, 0.5, (1, n)) + 0.4, -2, 2)
+    M[mask & (rng.random((m, n)) < 0.1)] = 0.0  # stored zeros are ratings
+    rows, cols = np.nonzero(mask)
+    matrix = sp.csr_array((M[rows, cols], (rows, cols)), shape=(m, n))
+    ratings = Ratings(matrix, np.arange(m) + 1, np.arange(n) + 1, RatingScale(1, 5, 0.5), "t")
+    fake_mask = rng.random((m_fake, n)) < 0.5
+    fr, fc = np.nonzero(fake_mask)
+    fake = sp.csr_array((rng.uniform(-2, 2, len(fr)), (fr, fc)), shape=(m_fake, n))
+    data = np.vstack([np.where(mask, M, 0.0), fake.toarray()])
+    return ratings, fake, data, np.vstack([mask, fake_mask])
+
+
+def dense_reference(
+    data: np.ndarray, mask: np.ndarray, item: np.ndarray, rank: int, sweeps: int
+) -> tuple[np.ndarray, ...]:
+    """Alternating ridge solves written out densely, with the bias as an explicit unknown:
+    ``[u_i, b_i] = (Y_i^T Y_i + diag(lam_u, .., lam_b))^-1 Y_i^T (m_i - mu - c)``."""
+    lu, lv, lb = LAMBDAS["lambda_u"], LAMBDAS["lambda_v"], LAMBDAS["lambda_bias"]
+    mu = data[mask].mean()
+    V, c = item.copy(), np.zeros(len(item))
+    U, b = np.zeros((len(data), rank)), np.zeros(len(data))
+    for _ in range(sweeps):
+        Y = np.column_stack([V, np.ones(len(V))])
+        reg = np.diag([lu] * rank + [lb])
+        for i in range(len(data)):
+            w = mask[i]
+            x = np.linalg.solve(Y[w].T @ Y[w] + reg, Y[w].T @ (data[i, w] - mu - c[w]))
+            U[i], b[i] = x[:rank], x[rank]
+        X = np.column_stack([U, np.ones(len(U))])
+        reg = np.diag([lv] * rank + [lb])
+        for j in range(data.shape[1]):
+            w = mask[:, j]
+            x = np.linalg.solve(X[w].T @ X[w] + reg, X[w].T @ (data[w, j] - mu - b[w]))
+            V[j], c[j] = x[:rank], x[rank]
+    return U, V, b, c, mu
+
+
+def test_iterates_match_a_dense_reference_solver() -> None:
+    ratings, fake, data, mask = tiny()
+    config = BiasedConfig(rank=2, seed=3, max_sweeps=7, tol=0.0, kkt_tol=0.0, **LAMBDAS)
+    learner = BiasedLearner(config).fit(ratings, fake=fake)
+    item = config.init_scale * np.random.default_rng(3).standard_normal((15, 2))
+    U, V, b, c, mu = dense_reference(data, mask, item, 2, 7)
+    s = learner.state
+    assert s.mu == pytest.approx(mu, rel=1e-12)
+    np.testing.assert_allclose(np.vstack([s.user, s.fake_user]), U, atol=1e-10)
+    np.testing.assert_allclose(np.concatenate([s.user_bias, s.fake_user_bias]), b, atol=1e-10)
+    np.testing.assert_allclose(s.item, V, atol=1e-10)
+    np.testing.assert_allclose(s.item_bias, c, atol=1e-10)
+    assert not learner.converged and learner.n_sweeps == 7  # never silent about the cap
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_converged_fit_is_stationary_by_an_independent_dense_gradient(backend: str) -> None:
+    ratings, fake, data, mask = tiny(1)
+    learner = BiasedLearner(BiasedConfig(rank=3, backend=backend, **LAMBDAS, **TIGHT))
+    learner.fit(ratings, fake=fake)
+    assert learner.converged and learner.kkt_residual() < 1e-9
+    s = learner.state
+    users = np.vstack([s.user, s.fake_user])
+    ub = np.concatenate([s.user_bias, s.fake_user_bias])
+    E = mask * (data - s.mu - ub[:, None] - s.item_bias[None, :] - users @ s.item.T)
+    lu, lv, lb = LAMBDAS["lambda_u"], LAMBDAS["lambda_v"], LAMBDAS["lambda_bias"]
+    for grad in (
+        -E @ s.item + lu * users,
+        -E.sum(axis=1) + lb * ub,
+        -E.T @ users + lv * s.item,
+        -E.sum(axis=0) + lb * s.item_bias,
+    ):
+        assert np.abs(grad).max() < 1e-8
+    dense = np.sum(E**2) + lu * np.sum(users**2) + lv * np.sum(s.item**2)
+    dense += lb * (np.sum(ub**2) + np.sum(s.item_bias**2))
+    assert learner.objective() == pytest.approx(dense, rel=1e-12)
+    assert learner.history[-1] == pytest.approx(dense, rel=1e-9)
+    assert np.all(np.diff(learner.history) <= 1e-9 * dense)  # ALS never goes uphill
+
+
+def test_augmented_factors_reproduce_predictions_and_warm_start() -> None:
+    ratings, fake, _, _ = tiny(2)
+    learner = build_learner(BiasedConfig(rank=2, **LAMBDAS, **TIGHT)).fit(ratings, fake=fake)
+    assert isinstance(learner, Learner)
+    f = learner.factors
+    assert f.user.shape == (25, 4) and f.item.shape == (15, 4) and f.fake_user.shape == (3, 4)
+    users, items = np.meshgrid(np.arange(25), np.arange(15), indexing="ij")
+    np.testing.assert_allclose(
+        learner.predict(users.ravel(), items.ravel()), (f.user @ f.item.T).ravel(), atol=1e-12
+    )
+    again = BiasedLearner(BiasedConfig(rank=2, **LAMBDAS, **TIGHT)).fit(ratings, f, fake)
+    assert again.n_sweeps <= 2
+    np.testing.assert_allclose(again.factors.item, f.item, atol=1e-8)
+    with pytest.raises(DataError, match="augmented"):
+        BiasedLearner(BiasedConfig(rank=2)).fit(ratings, Factors(f.user, f.item[:, :2], f.user))
+
+
+def test_one_sweep_cap_is_reported_and_config_round_trips() -> None:
+    ratings, _, _, _ = tiny(3)
+    learner = BiasedLearner(BiasedConfig(rank=2, max_sweeps=1, tol=0.0)).fit(ratings)
+    assert not learner.converged and learner.kkt_residual() > 1e-6
+    config = BiasedConfig(rank=4, lambda_bias=3.0, seed=9)
+    assert BiasedConfig.from_json(config.to_json()) == config
+    with pytest.raises(ConfigError, match="lambda_bias"):
+        BiasedConfig(lambda_bias=0.0)
