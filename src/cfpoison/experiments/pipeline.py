@@ -4,7 +4,8 @@ Everything goes into one output folder::
 
     OUT/results.sqlite   the store (resumable: rerun the same command to finish a killed run)
     OUT/sweep.json       the sweep as run
-    OUT/results.csv      one line per cell (and results.parquet when pyarrow is installed)
+    OUT/results.csv      one line per cell (and results.parquet when pyarrow is installed;
+                         without it, an info message, not a warning: the CSV is enough)
     OUT/figures/NAME.png, NAME.svg
     OUT/report.md, report.html, report.json
 """
@@ -97,7 +98,7 @@ def run_sweep(
         files["parquet"] = out / "results.parquet"
         export_parquet(rows, files["parquet"])
     else:
-        log.warning("pyarrow is not installed: no results.parquet")
+        log.info("pyarrow is not installed: no results.parquet (results.csv has the same rows)")
     plot = spec.plot or PlotSpec()
     figure_paths = []
     if rows:
