@@ -140,3 +140,12 @@ def test_profiles_or_grid_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -
         run([])
     assert exit_info.value.code == 2
     assert "--profiles" in capsys.readouterr().err
+
+
+def test_defend_evade_adds_the_projected_attack(profiles: Path, tmp_path: Path) -> None:
+    out = tmp_path / "evade.json"
+    args = ["--profiles", str(profiles), "--evade", "rdma", "--defense", "detect_remove"]
+    assert run([*args, "--json", str(out), "--quiet"]) == 0
+    payload = json.loads(out.read_text())
+    assert [r["attack"] for r in payload["defenses"]] == ["push", "push~evade-rdma"]
+    assert payload["evasions"][0]["detector"] == "rdma"

@@ -30,8 +30,10 @@ from cfpoison.defend import (
     InfluenceCapConfig,
     TrimmedConfig,
 )
+from cfpoison.defend.adaptive import with_evasions
 from cfpoison.defend.grid import evaluate_defenses, run_defense_grid
 from cfpoison.defend.report import table, write_report
+from cfpoison.detect import DETECTORS
 from cfpoison.errors import ConfigError
 from cfpoison.learners import ALSConfig, ALSLearner
 
@@ -112,18 +114,24 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     start = time.perf_counter()
     if bool(args.profiles) == bool(args.grid):
         parser.error("give --profiles (one or more files) or --grid METHOD[,METHOD...]")
+    if args.evade and not args.profiles:
+        parser.error("--evade projects --profiles files")
     learner = learner_config(args, parser)
     if not isinstance(learner, ALSConfig):
         raise ConfigError("defend: the defenses build on ALS; use --learner als")
     defenses = _defenses(args)
     preprocess = preprocess_config(args)
     train, test = prepare(load_from_args(args, args.dataset), preprocess)
+    evasions: list[dict[str, Any]] = []
     if args.grid:
         result = run_defense_grid(
             train, test, _attack_configs(args, learner), defenses, args.seed, show_progress(args)
         )
     else:
         attacks = _profiles(args, train)
+        if args.evade:
+            fpr = DetectRemoveConfig(fpr=args.fpr if args.fpr is not None else 0.01).fpr
+            attacks, evasions = with_evasions(train, attacks, args.evade, fpr)
         clean = ALSLearner(learner).fit(train)
         # the same draw as `cfpoison attack --target auto --seed S` makes first
         targets, _ = resolve_targets(
@@ -140,6 +148,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         "dataset": args.dataset,
         "profiles": list(args.profiles or []),
         **result,
+        "evasions": evasions,
         "preprocess": preprocess.to_dict(),
         "seconds": time.perf_counter() - start,
     }
@@ -193,6 +202,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SPEC",
         help="a defense, e.g. detect_remove:detector=degsim or bagging:bags=20,fraction=0.5 "
         "(repeatable; default: " + ", ".join(d.label for d in DEFAULT_DEFENSES) + ")",
+    )
+    parser.add_argument(
+        "--evade",
+        action="append",
+        choices=sorted(DETECTORS),
+        metavar="DETECTOR",
+        help="also defend against each profile file projected under this detector's "
+        "threshold at --fpr (the adaptive attacker of cfpoison.defend.adaptive; repeatable)",
     )
     parser.add_argument(
         "--fpr",
