@@ -133,13 +133,13 @@ def test_result_text_reports_the_final_utility_and_labels_the_method_record() ->
             utility=2.5,
             utility_clean=1.0,
             utility_history=[1.0, 3.0, 3.5],
-            info={},
+            info={"best_utility": 3.5},
             ttest_data="train split (x)",
         )
     )
     assert "t-test (paper) p = 0.2 on the train split (x)" in pga
     assert "1 clean -> 2.5 with the final profiles (rounded, retrained)" in pga
-    assert "pga iterates 1 -> 3.5 (2 steps, before rounding)" in pga
+    assert "pga iterates 1 -> 3.5 (best 3.5, 2 steps, before rounding)" in pga
     sgld = result_text(
         _payload(
             method="sgld",
@@ -149,7 +149,7 @@ def test_result_text_reports_the_final_utility_and_labels_the_method_record() ->
             info={"best_utility": 2.25, "candidates": [{}, {}, {}]},
         )
     )
-    assert "SGLD's best candidate 2.25 (of 3, projected and retrained)" in sgld
+    assert "sgld's best of 3 candidates 2.25 (projected, retrained)" in sgld
     assert "9" not in sgld.split("utility", 1)[1] and "iterates" not in sgld
     assert "utility" not in result_text(_payload())  # evaluate: no utility configured
 

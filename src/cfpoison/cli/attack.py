@@ -85,8 +85,8 @@ def result_text(payload: dict[str, Any]) -> str:
 
 def _utility_lines(payload: dict[str, Any]) -> list[str]:
     """R of the final profiles (rounded, retrained) against the clean model's, then the
-    method's own record: SGLD's best candidate, or the first and last iterate of one chain
-    (before rounding)."""
+    method's own record, labelled: SGLD's best candidate, or the best and the first and last
+    iterates of one gradient chain (before rounding)."""
     if "utility" not in payload:
         return []
     lines = [
@@ -94,15 +94,18 @@ def _utility_lines(payload: dict[str, Any]) -> list[str]:
         "with the final profiles (rounded, retrained)"
     ]
     info, history = payload.get("info", {}), payload.get("utility_history", [])
-    if "best_utility" in info:
+    method, pad = payload["method"], " " * 15
+    if "candidates" in info:
+        count = len(info["candidates"])
         lines.append(
-            f"               SGLD's best candidate {info['best_utility']:.6g} "
-            f"(of {len(info.get('candidates', []))}, projected and retrained)"
+            f"{pad}{method}'s best of {count} candidates {info['best_utility']:.6g} "
+            "(projected, retrained)"
         )
     elif history:
+        best = f"best {info['best_utility']:.6g}, " if "best_utility" in info else ""
         lines.append(
-            f"               {payload['method']} iterates {history[0]:.6g} -> "
-            f"{history[-1]:.6g} ({len(history) - 1} steps, before rounding)"
+            f"{pad}{method} iterates {history[0]:.6g} -> {history[-1]:.6g} ({best}"
+            f"{len(history) - 1} steps, before rounding)"
         )
     return lines
 
