@@ -12,9 +12,7 @@ from cfpoison.errors import ConfigError
 
 
 def test_builtin_and_lazy_methods_are_available() -> None:
-    assert {"pga", "uniform", "random", "average", "bandwagon", "sgld"} <= set(
-        available_methods()
-    )
+    assert {"pga", "uniform", "random", "average", "bandwagon", "sgld"} <= set(available_methods())
     assert AttackConfig(method="sgld").method == "sgld"
 
 
