@@ -376,10 +376,13 @@ def huber(
     user = np.vstack([start.user_factors, start.fake_user_factors])
     item = start.item_factors
     sweeps, converged = [start.n_sweeps], start.converged
-    weights = np.ones(matrix.nnz)
-    for _ in range(config.iterations):
+
+    def irls_weights() -> np.ndarray:
         residual = np.abs(problem.residuals(user, item))
-        weights = np.minimum(1.0, config.delta / np.maximum(residual, np.finfo(float).tiny))
+        return np.minimum(1.0, config.delta / np.maximum(residual, np.finfo(float).tiny))
+
+    for _ in range(config.iterations):
+        weights = irls_weights()
         fit = weighted_als(problem, weights, item, learner.max_sweeps, learner.tol)
         user, item = fit.user, fit.item
         sweeps.append(fit.sweeps)
@@ -387,6 +390,8 @@ def huber(
     fit = WeightedFit(user, item, math.nan, sum(sweeps), converged)
     info = {
         "irls_sweeps": sweeps,
+        # how far the last weights are from their fixed point (0: IRLS has converged)
+        "irls_weight_change": float(np.max(np.abs(irls_weights() - weights), initial=0.0)),
         "mean_weight_real": float(np.mean(weights[: train.nnz])) if train.nnz else math.nan,
         "mean_weight_fake": float(np.mean(weights[train.nnz :])) if fake.nnz else math.nan,
     }
