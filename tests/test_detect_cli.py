@@ -58,6 +58,15 @@ def test_detect_command_on_ml_latest_small(
     assert report["ttest_pvalue"] < 0.05
     assert report["ttest_users"]["pvalue"] < 0.05
     assert report["config"]["degsim_k"] == 10
+    # two-sided verdicts, the learned detector and the distribution tests
+    assert "learned detector: AUC" in printed and "distribution tests" in printed
+    assert report["detectors"]["rdma"]["auc_two_sided"] == report["detectors"]["rdma"]["auc"]
+    assert report["learned"]["auc_two_sided"] > 0.9 and len(report["learned"]["fold_aucs"]) == 5
+    assert report["best_auc_two_sided"] > 0.95
+    tests = report["distribution"]
+    assert set(tests) == {"length", "rating_histogram", "item_popularity"}
+    assert tests["length"]["pvalue"] < 1e-4  # every fake rates exactly 100 items
+    assert tests["item_popularity"]["pvalue"] < 1e-6  # uniformly random items are obscure
 
 
 def test_detect_command_errors(
@@ -72,6 +81,8 @@ def test_detect_command_errors(
     write_profiles(fine, uniform_profiles(ml_small, 3, 10, seed=1), ml_small)
     assert main([*args, "--offline", "--profiles", str(fine), "--degsim-k", "0"]) == 1
     assert "DegSim k" in capsys.readouterr().err
+    assert main([*args, "--offline", "--profiles", str(fine), "--folds", "1"]) == 1
+    assert "folds" in capsys.readouterr().err
 
 
 def test_ttests_on_ml_latest_small(ml_small: Ratings) -> None:
