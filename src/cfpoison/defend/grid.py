@@ -7,11 +7,15 @@ defense applied to data ``X`` (``D(clean)`` sees no fake rows) and ``A(X)`` unde
   unseen entries; ``rmse_shift_undefended``: of ``A(poisoned)``; ``rmse_shift_noise_floor``:
   between ``P0`` and ALS with seed ``s + 1`` (:func:`cfpoison.attacks.metrics.noise_floor`);
 * ``rmse_shift_defense_alone``: ``D(clean)`` against ``P0`` (the defense's own change);
-  ``rmse_shift_attack``: ``D(poisoned)`` against ``D(clean)`` (the attack through the defense);
+  ``rmse_shift_attack``: ``D(poisoned)`` against ``D(clean)`` (the attack through the defense),
+  to be read against ``rmse_shift_noise_floor_defended``, the defense's own seed noise
+  (``D(clean)`` with learner seed ``s + 1`` and generator seed ``seed + 1`` against ``D(clean)``);
 * ``shift_removed``: ``1 - max(rmse_shift - floor, 0) / (rmse_shift_undefended - floor)``, the
   share of the attack's shift above the floor that the defense removes (``None`` when the
   undefended shift is not above the floor: nothing to remove); ``shift_removed_attack`` the
-  same with ``rmse_shift_attack``;
+  same with ``rmse_shift_attack`` above the defended floor (negative: the defended model is
+  further off than the undefended one; unstable when the undefended shift is barely above the
+  floor);
 * ``target_push`` / ``target_push_undefended``: mean over the targets of the mean predicted
   rating over real users, minus ``P0``'s, in stars;
 * ``test_rmse_clean`` (``P0``), ``test_rmse_clean_defended`` (``D(clean)``),
@@ -39,11 +43,15 @@ from cfpoison.errors import ConfigError
 from cfpoison.learners import ALSConfig, ALSLearner
 
 
-def _removed(shift: float, undefended: float, floor: float) -> float | None:
-    """Share of ``undefended - floor`` that ``shift`` no longer has (None: nothing to remove)."""
+def _removed(
+    shift: float, undefended: float, floor: float, shift_floor: float | None = None
+) -> float | None:
+    """Share of ``undefended - floor`` that ``shift`` no longer has above ``shift_floor``
+    (default ``floor``); None when the undefended shift is not above the floor."""
     if not undefended > floor:
         return None
-    return 1.0 - max(shift - floor, 0.0) / (undefended - floor)
+    excess = max(shift - (floor if shift_floor is None else shift_floor), 0.0)
+    return 1.0 - excess / (undefended - floor)
 
 
 def _push(train: Ratings, model: DefendedModel, base: DefendedModel, targets: np.ndarray) -> float:
@@ -99,6 +107,9 @@ def evaluate_defenses(
         clean_seconds = time.perf_counter() - t0
         test_defended = rmse(on_clean, test)
         alone = rmse_shift(train, on_clean, clean)
+        reseeded = learner.replace(seed=learner.seed + 1)
+        other = defend(train, empty, config, reseeded, np.random.default_rng(seed + 1), score)
+        floor_defended = rmse_shift(train, other, on_clean)
         for name, fake in attacks.items():
             base = undefended[name]
             t0 = time.perf_counter()
@@ -117,8 +128,11 @@ def evaluate_defenses(
                     "rmse_shift_noise_floor": floor,
                     "rmse_shift_defense_alone": alone,
                     "rmse_shift_attack": through,
+                    "rmse_shift_noise_floor_defended": floor_defended,
                     "shift_removed": _removed(shift, base["rmse_shift"], floor),
-                    "shift_removed_attack": _removed(through, base["rmse_shift"], floor),
+                    "shift_removed_attack": _removed(
+                        through, base["rmse_shift"], floor, floor_defended
+                    ),
                     "target_push": _push(train, model, clean, targets),
                     "target_push_undefended": base["target_push"],
                     "test_rmse_clean": test_clean,
