@@ -14,10 +14,16 @@ import scipy.sparse as sp
 from cfpoison.attacks.engine import AttackConfig, available_methods
 from cfpoison.attacks.threat import ThreatModel
 from cfpoison.attacks.utility import UtilityConfig, resolve_targets
-from cfpoison.cli._common import add_json_option, emit, show_progress
+from cfpoison.cli._common import (
+    add_json_option,
+    add_learner_options,
+    emit,
+    learner_config,
+    preprocess_config,
+    show_progress,
+)
 from cfpoison.cli.attack import parse_targets
 from cfpoison.cli.data import add_load_options, load_from_args
-from cfpoison.cli.train import add_learner_options, learner_config, preprocess_config
 from cfpoison.data.preprocess import prepare
 from cfpoison.data.profiles import read_profiles
 from cfpoison.defend import (
