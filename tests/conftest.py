@@ -34,7 +34,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def movielens_dir() -> Path:
     """A directory holding ``ml-latest-small/``: ``$CFPOISON_DATA_DIR`` when it has the set,
-    else the temporary folder the bundled copy is unpacked into."""
+    else the folder the bundled copy is unpacked into (``registry.bundled_ratings``)."""
     env = os.environ.get("CFPOISON_DATA_DIR")
     info = DATASETS["ml-latest-small"]
     if env and find_local(info, Path(env)) is not None:

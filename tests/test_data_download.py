@@ -193,15 +193,30 @@ def test_bundled_copy_loads_offline_with_an_empty_cache(
     monkeypatch.setenv(BASE_URL_ENV, "http://127.0.0.1:9/")  # any download would fail
     r = load_dataset("ml-latest-small")
     assert (r.n_users, r.n_items, r.nnz) == (610, 9724, 100836)
-    assert leftovers(cache) == []
     path = ratings_path("ml-latest-small")
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == (
-        DATASETS["ml-latest-small"].bundled_sha256
-    )
+    assert path.is_relative_to(cache / "bundled") and leftovers(cache) == ["bundled"]
+    expected = DATASETS["ml-latest-small"].bundled_sha256
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == expected
     assert "Usage License" in (path.parent / "README.txt").read_text()  # the license travels
     shipped = registry.BUNDLED_DIR / "ml-latest-small"
     assert sorted(p.name for p in shipped.iterdir()) == ["README.txt", "ratings.csv.xz"]
     assert (shipped / "ratings.csv.xz").stat().st_size < 1_000_000
+    # a damaged unpacked copy is rewritten by the next process (here: after the cache clears)
+    path.write_bytes(b"userId,movieId,rating\n1,1,9\n")
+    registry._unpack_bundled.cache_clear()
+    assert ratings_path("ml-latest-small") == path
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == expected
+
+
+@pytest.mark.realdata
+def test_bundled_copy_without_a_writable_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
+    path = ratings_path("ml-latest-small", download=False)
+    assert not path.is_relative_to(tmp_path) and path.parent.name == "ml-latest-small"
+    assert load_dataset("ml-latest-small", download=False).nnz == 100836
 
 
 @pytest.mark.realdata

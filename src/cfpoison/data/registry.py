@@ -8,8 +8,8 @@ Where a MovieLens set comes from, in this order:
 2. the user cache ``$XDG_CACHE_HOME/cfpoison/<name>/`` (default ``~/.cache/cfpoison``);
 3. ml-latest-small only: the copy shipped with the package (``bundled/ml-latest-small/``:
    ``ratings.csv.xz`` and the README.txt whose license allows redistribution under the same
-   terms), decompressed into a temporary folder that lives as long as the process and checked
-   against the SHA-256 of the official ``ratings.csv`` recorded here;
+   terms), checked against the SHA-256 of the official ``ratings.csv`` recorded here and
+   unpacked into the cache (:func:`bundled_ratings`); no network, no data directory;
 4. a download of the official GroupLens archive into the cache (:mod:`.download`), verified
    against the checksum recorded here (third-party records of the official archives).
 
@@ -34,6 +34,7 @@ from cfpoison.data.parsers import Layout, OnDuplicate, parse_ratings
 from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.data.synthetic import PRESETS, make_synthetic
 from cfpoison.errors import DataError
+from cfpoison.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -151,42 +152,57 @@ def find_local(info: DatasetInfo, data_dir: Path | None = None) -> Path | None:
 
 
 def bundled_ratings(info: DatasetInfo) -> Path:
-    """The ratings file of the copy of ``info`` shipped with the package, decompressed into a
-    temporary ``<folder>/<name>/`` (with its README.txt) that is removed when the process exits.
+    """The ratings file of the copy of ``info`` shipped with the package, unpacked.
 
-    Checked against ``info.bundled_sha256``: a missing, corrupted or altered copy raises one
-    :class:`DataError`. Unpacked once per process.
+    Once per process the shipped ``<ratings file>.xz`` is decompressed and checked against
+    ``info.bundled_sha256`` (a missing, corrupted or altered copy raises one
+    :class:`DataError`), then kept as ``<cache>/bundled/<sha256[:16]>/<name>/`` with its
+    README.txt, shared by every process (rewritten whenever it differs). Where the cache
+    cannot be written, a temporary folder removed at exit takes its place.
     """
     if not info.bundled_sha256:
         raise DataError(f"{info.name} is not bundled with cfpoison")
-    return _unpack_bundled(
-        BUNDLED_DIR / info.name, info.name, info.ratings_file, info.bundled_sha256
-    )
+    source, sha256 = BUNDLED_DIR / info.name, info.bundled_sha256
+    return _unpack_bundled(source, info.name, info.ratings_file, sha256, cache_dir())
 
 
 @functools.cache
-def _unpack_bundled(source: Path, name: str, ratings_file: str, sha256: str) -> Path:
+def _unpack_bundled(source: Path, name: str, ratings_file: str, sha256: str, cache: Path) -> Path:
     archive = source / f"{ratings_file}.xz"
-    digest = hashlib.sha256()
     try:
-        folder = Path(tempfile.mkdtemp(prefix="cfpoison-bundled-")) / name
-        atexit.register(shutil.rmtree, folder.parent, ignore_errors=True)
-        folder.mkdir()
-        with lzma.open(archive) as packed, open(folder / ratings_file, "wb") as out:
-            while block := packed.read(1 << 20):
-                digest.update(block)
-                out.write(block)
-        for extra in _BUNDLED_FILES:
-            shutil.copyfile(source / extra, folder / extra)
-    except (OSError, lzma.LZMAError, EOFError) as err:
+        files = {ratings_file: lzma.decompress(archive.read_bytes())}
+        files.update((extra, (source / extra).read_bytes()) for extra in _BUNDLED_FILES)
+    except (OSError, lzma.LZMAError) as err:
         reason = getattr(err, "strerror", None) or err
         raise DataError(f"{archive}: cannot read the bundled {name} ({reason})") from None
-    if digest.hexdigest() != sha256:
+    digest = hashlib.sha256(files[ratings_file]).hexdigest()
+    if digest != sha256:
         raise DataError(
-            f"{archive}: the bundled {name} is corrupted (sha256 {digest.hexdigest()}, "
-            f"expected {sha256}); reinstall cfpoison"
+            f"{archive}: the bundled {name} is corrupted (sha256 {digest}, expected {sha256}); "
+            "reinstall cfpoison"
         )
+    try:
+        folder = cache / "bundled" / sha256[:16] / name
+        _write_unless_equal(folder, files)
+    except OSError as err:
+        log.info("cannot keep the bundled %s in the cache (%s); using a temporary copy", name, err)
+        try:
+            folder = Path(tempfile.mkdtemp(prefix="cfpoison-bundled-")) / name
+            atexit.register(shutil.rmtree, folder.parent, ignore_errors=True)
+            _write_unless_equal(folder, files)
+        except OSError as again:
+            raise DataError(f"cannot unpack the bundled {name}: {again}") from None
     return folder / ratings_file
+
+
+def _write_unless_equal(folder: Path, files: dict[str, bytes]) -> None:
+    """Make ``folder/<name>`` hold ``files[name]`` for every name, each written atomically."""
+    for file_name, data in files.items():
+        path = folder / file_name
+        if path.is_file() and path.read_bytes() == data:
+            continue
+        with atomic_write(path, "wb") as handle:
+            handle.write(data)
 
 
 def ratings_path(
