@@ -149,3 +149,15 @@ def test_defend_evade_adds_the_projected_attack(profiles: Path, tmp_path: Path) 
     payload = json.loads(out.read_text())
     assert [r["attack"] for r in payload["defenses"]] == ["push", "push~evade-rdma"]
     assert payload["evasions"][0]["detector"] == "rdma"
+
+
+def test_defend_learned_detector_from_a_labelled_sample(
+    profiles: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "learned.json"
+    args = ["--profiles", str(profiles), "--defense", "detect_remove:detector=learned"]
+    assert run(args) == 1
+    assert "needs --learned-from" in capsys.readouterr().err
+    assert run([*args, "--learned-from", str(profiles), "--json", str(out), "--quiet"]) == 0
+    row = json.loads(out.read_text())["defenses"][0]
+    assert row["name"].startswith("detect_remove[learned") and row["removed_fake"] == 10

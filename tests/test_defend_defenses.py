@@ -24,6 +24,7 @@ from cfpoison.defend import (
     rmse_shift,
 )
 from cfpoison.defend.grid import evaluate_defenses
+from cfpoison.defend.supervised import learned_score
 from cfpoison.errors import ConfigError
 from cfpoison.learners import ALSConfig, ALSLearner
 
@@ -205,3 +206,16 @@ def test_grid_rows_carry_the_required_keys(split: tuple[Ratings, Ratings]) -> No
     caught = rows[DetectRemoveConfig(fpr=0.05).label]
     assert caught["removed_fake"] == 8
     assert caught["shift_removed"] is None or caught["shift_removed"] > 0.5
+
+
+def test_learned_score_trained_on_an_earlier_attack(split: tuple[Ratings, Ratings]) -> None:
+    train, _ = split
+    score = learned_score(train, planted(train, 12, 60, seed=5), np.random.default_rng(0))
+    config = DetectRemoveConfig(detector="learned", fpr=0.05)
+    fake = planted(train, 10, 60, seed=6)
+    model = defend(train, fake, config, LEARNER, np.random.default_rng(0), score=score)
+    assert model.removed_fake.all()
+    # cross-fitted reference scores: the realised rate on the real users stays near 5%
+    assert model.removed_real.mean() <= 0.10
+    with pytest.raises(ConfigError, match="score function"):
+        defend(train, planted(train, 2, 10), config, LEARNER, np.random.default_rng(0))

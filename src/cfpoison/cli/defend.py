@@ -26,6 +26,7 @@ from cfpoison.cli.attack import parse_targets
 from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.data.preprocess import prepare
 from cfpoison.data.profiles import read_profiles
+from cfpoison.data.ratings import Ratings
 from cfpoison.defend import (
     DEFENSES,
     ALSWRConfig,
@@ -37,8 +38,10 @@ from cfpoison.defend import (
     TrimmedConfig,
 )
 from cfpoison.defend.adaptive import with_evasions
+from cfpoison.defend.defenses import LEARNED, ScoreFunction
 from cfpoison.defend.grid import evaluate_defenses, run_defense_grid
 from cfpoison.defend.report import table, write_report
+from cfpoison.defend.supervised import learned_score
 from cfpoison.detect import DETECTORS
 from cfpoison.errors import ConfigError
 from cfpoison.learners import ALSConfig, ALSLearner
@@ -84,9 +87,26 @@ def _defenses(args: argparse.Namespace) -> list[DefenseConfig]:
     detect = {k: v for k, v in pairs if v is not None}
     if args.defense:
         return [parse_defense(spec, detect) for spec in args.defense]
+    extra = [DetectRemoveConfig(detector=LEARNED)] if args.learned_from else []
     return [
-        d.replace(**detect) if isinstance(d, DetectRemoveConfig) else d for d in DEFAULT_DEFENSES
+        d.replace(**detect) if isinstance(d, DetectRemoveConfig) else d
+        for d in [*DEFAULT_DEFENSES, *extra]
     ]
+
+
+def _learned(
+    args: argparse.Namespace, train: Ratings, defenses: list[DefenseConfig]
+) -> dict[str, ScoreFunction]:
+    """The learned score, trained on the ``--learned-from`` files, for every detect-and-remove
+    defense whose detector is ``learned`` (none without such a defense)."""
+    learned = [d for d in defenses if isinstance(d, DetectRemoveConfig) and d.detector == LEARNED]
+    if not learned:
+        return {}
+    if not args.learned_from:
+        raise ConfigError("the learned detector needs --learned-from CSV (a labelled sample)")
+    labelled = sp.csr_array(sp.vstack([read_profiles(p, train)[1] for p in args.learned_from]))
+    score = learned_score(train, labelled, np.random.default_rng(args.seed))
+    return {d.label: score for d in learned}
 
 
 def _profiles(args: argparse.Namespace, train: Any) -> dict[str, sp.csr_array]:
@@ -128,10 +148,12 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     defenses = _defenses(args)
     preprocess = preprocess_config(args)
     train, test = prepare(load_from_args(args, args.dataset), preprocess)
+    scores = _learned(args, train, defenses)
     evasions: list[dict[str, Any]] = []
     if args.grid:
+        attack_configs = _attack_configs(args, learner)
         result = run_defense_grid(
-            train, test, _attack_configs(args, learner), defenses, args.seed, show_progress(args)
+            train, test, attack_configs, defenses, args.seed, show_progress(args), scores
         )
     else:
         attacks = _profiles(args, train)
@@ -148,7 +170,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             np.random.default_rng(args.seed),
         )
         result = evaluate_defenses(
-            train, test, attacks, defenses, learner, targets, args.seed, clean_fit=clean
+            train, test, attacks, defenses, learner, targets, args.seed, scores, clean
         )
     payload: dict[str, Any] = {
         "dataset": args.dataset,
@@ -208,6 +230,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SPEC",
         help="a defense, e.g. detect_remove:detector=degsim or bagging:bags=20,fraction=0.5 "
         "(repeatable; default: " + ", ".join(d.label for d in DEFAULT_DEFENSES) + ")",
+    )
+    parser.add_argument(
+        "--learned-from",
+        action="append",
+        type=Path,
+        metavar="CSV",
+        help="profiles of attacks seen before (repeatable): the labelled sample that trains "
+        "the learned detector for detect_remove:detector=learned (added to the defaults)",
     )
     parser.add_argument(
         "--evade",

@@ -43,7 +43,7 @@ from cfpoison.data.ratings import Ratings
 from cfpoison.defend.model import DefendedModel, combined
 from cfpoison.defend.weighted import WeightedFit, WeightedProblem, fold_in, weighted_als
 from cfpoison.detect import DETECTORS, DetectConfig
-from cfpoison.errors import DataError
+from cfpoison.errors import ConfigError, DataError
 from cfpoison.learners import ALSConfig, ALSLearner
 from cfpoison.learners.base import Factors
 
@@ -52,8 +52,15 @@ from cfpoison.learners.base import Factors
 ScoreFunction = Callable[[sp.csr_array], np.ndarray]
 
 
+#: The detector name of a score function that must be given (a learned detector needs its
+#: labelled sample: :func:`cfpoison.defend.supervised.learned_score`).
+LEARNED = "learned"
+
+
 def detector_score(name: str) -> ScoreFunction:
     """The detector ``name`` of :data:`cfpoison.detect.DETECTORS` with default settings."""
+    if name not in DETECTORS:
+        raise ConfigError(f"detector {name!r} needs its score function passed in")
     detector = DETECTORS[name]
     return lambda matrix: np.asarray(detector(matrix, DetectConfig()), dtype=np.float64)
 
@@ -69,8 +76,11 @@ class DetectRemoveConfig(JsonConfig):
     calibration: Literal["reference", "poisoned"] = "reference"
 
     def __post_init__(self) -> None:
-        known = ", ".join(sorted(DETECTORS))
-        require(self.detector in DETECTORS, f"unknown detector {self.detector!r} (one of {known})")
+        known = ", ".join([*sorted(DETECTORS), LEARNED])
+        require(
+            self.detector in DETECTORS or self.detector == LEARNED,
+            f"unknown detector {self.detector!r} (one of {known})",
+        )
         require(0 <= self.fpr < 1, f"fpr must be in [0, 1), got {self.fpr}")
 
     @property
@@ -267,7 +277,8 @@ def detect_and_remove(
 ) -> DefendedModel:
     """Set aside the users scoring above the calibrated threshold, refit (module docstring).
 
-    ``score`` replaces the config's detector (any :data:`ScoreFunction`).
+    ``score`` replaces the config's detector (any :data:`ScoreFunction`; required for
+    ``learned``).
     """
     score = score or detector_score(config.detector)
     m = train.n_users

@@ -173,9 +173,11 @@ def run_defense_grid(
     defenses: Sequence[DefenseConfig],
     seed: int = 0,
     progress: bool = False,
+    scores: Mapping[str, ScoreFunction] | None = None,
 ) -> dict[str, Any]:
     """Generate each attack with :func:`cfpoison.attacks.run_attack` (all against the same ALS
-    learner), then :func:`evaluate_defenses` on them; the first attack's targets are used."""
+    learner), then :func:`evaluate_defenses` on them (``scores`` as there); the first attack's
+    targets are used."""
     if not attacks:
         raise ConfigError("no attacks to run")
     learner = attacks[0].learner
@@ -190,9 +192,7 @@ def run_defense_grid(
         fakes[config.method if config.method not in fakes else _unique(config, fakes)] = result.fake
         if not len(targets):
             targets = train.item_index(np.asarray(result.targets, dtype=np.int64))
-    report = evaluate_defenses(
-        train, test, fakes, defenses, learner, targets, seed, clean_fit=clean
-    )
+    report = evaluate_defenses(train, test, fakes, defenses, learner, targets, seed, scores, clean)
     report["attack_configs"] = [a.to_dict() for a in attacks]
     return report
 
