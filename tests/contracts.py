@@ -27,7 +27,7 @@ from cfpoison.attacks.engine import AttackConfig, AttackResult, available_method
 from cfpoison.attacks.threat import grid_values
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
-from cfpoison.learners import Learner, LearnerConfig, build_learner
+from cfpoison.learners import BiasedConfig, Learner, LearnerConfig, build_learner
 
 #: A converged fit's relative KKT residual is at most this.
 KKT_TOL = 1e-6
@@ -37,7 +37,7 @@ KKT_TOL = 1e-6
 class LearnerCase:
     """A learner config (tight enough to converge) and a small problem with fake rows."""
 
-    config: LearnerConfig
+    config: LearnerConfig | BiasedConfig
     ratings: Ratings
     fake: sp.csr_array
 

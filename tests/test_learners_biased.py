@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.errors import ConfigError, DataError
 from cfpoison.learners import BiasedConfig, BiasedLearner, Factors, Learner, build_learner
+from contracts import LearnerCase, LearnerContract
 
 TIGHT = {"tol": 0.0, "kkt_tol": 1e-10, "max_sweeps": 20_000}
 LAMBDAS = {"lambda_u": 1.0, "lambda_v": 2.0, "lambda_bias": 0.5}
@@ -122,3 +123,10 @@ def test_one_sweep_cap_is_reported_and_config_round_trips() -> None:
     assert BiasedConfig.from_json(config.to_json()) == config
     with pytest.raises(ConfigError, match="lambda_bias"):
         BiasedConfig(lambda_bias=0.0)
+
+
+class TestBiasedContract(LearnerContract):
+    @pytest.fixture(scope="class")
+    def learner_case(self) -> LearnerCase:
+        ratings, fake, _, _ = tiny(5)
+        return LearnerCase(BiasedConfig(rank=2, threads=1, **LAMBDAS, **TIGHT), ratings, fake)
