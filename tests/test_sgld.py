@@ -11,15 +11,17 @@ from hypothesis import strategies as st
 from cfpoison.attacks.gradient import ImplicitGradient, utility_gradient
 from cfpoison.attacks.sgld import (
     ItemPrior,
+    MimicPattern,
     Posterior,
     SGLDConfig,
     SGLDResult,
     candidate_iterations,
     dense_pattern,
+    mimic_pattern,
     sgld_attack,
     sgld_chain,
 )
-from cfpoison.attacks.threat import ThreatModel, grid_values, is_feasible
+from cfpoison.attacks.threat import ThreatModel, grid_values, is_feasible, violations
 from cfpoison.attacks.utility import Utility
 from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.errors import ConfigError
@@ -247,3 +249,92 @@ def test_engine_runs_sgld_from_options() -> None:
         run_attack(ratings, config.replace(options={"iterations": 5}))
     with pytest.raises(ConfigError):
         run_attack(ratings, config.replace(options={"beta": -1.0}))
+
+
+def test_assign_maps_latent_ranks_onto_the_row_ratings() -> None:
+    pattern = sp.csr_array(
+        (np.zeros(5), np.array([0, 2, 3, 1, 4]), np.array([0, 3, 5])), shape=(2, 5)
+    )
+    mimic = MimicPattern(pattern, np.array([-1.0, 0.5, 2.0, -2.0, 1.0]))
+    fake = mimic.assign(np.array([0.3, -5.0, 9.0, 1.0, 0.0]))
+    # row 0: items 0, 2, 3 with latents 0.3, -5, 9 -> ratings 0.5, -1, 2
+    # row 1: items 1, 4 with latents 1, 0 -> ratings 1, -2
+    np.testing.assert_array_equal(fake.toarray()[0, [0, 2, 3]], [0.5, -1.0, 2.0])
+    np.testing.assert_array_equal(fake.toarray()[1, [1, 4]], [1.0, -2.0])
+
+
+def test_mimic_pattern_copies_a_real_users_shape() -> None:
+    ratings = tiny_ratings(40, 15, seed=11)
+    matrix, budget = ratings.matrix, 7
+    short = [u for u in range(matrix.shape[0]) if matrix.indptr[u + 1] - matrix.indptr[u] <= budget]
+    profiles = {
+        u: (
+            tuple(matrix.indices[matrix.indptr[u] : matrix.indptr[u + 1]]),
+            tuple(np.sort(matrix.data[matrix.indptr[u] : matrix.indptr[u + 1]])),
+        )
+        for u in short
+    }
+    for window in (0, 2):
+        mimic = mimic_pattern(matrix, budget, 30, window, np.random.default_rng(5))
+        lengths = np.diff(mimic.pattern.indptr)
+        assert lengths.max() <= budget and len(set(lengths.tolist())) > 1
+        copies = 0
+        for row in range(30):
+            span = slice(mimic.pattern.indptr[row], mimic.pattern.indptr[row + 1])
+            items, values = tuple(mimic.pattern.indices[span]), tuple(mimic.values[span])
+            assert values in {v for _, v in profiles.values()}  # a real user's ratings
+            assert len(set(items)) == len(items)
+            copies += (items, values) in profiles.values()
+        # window 0: the template's own items; window 2: other items of similar popularity
+        assert copies == 30 if window == 0 else copies < 30
+
+
+def test_centred_prior_removes_each_users_mean() -> None:
+    # user 0 rated item 0 only (centred 0); user 1: +1 and -1
+    prior = ItemPrior.from_ratings(
+        sp.csr_array((np.array([2.0, 1.0, -1.0]), np.array([0, 0, 1]), np.array([0, 1, 3]))),
+        "centred",
+        1e-4,
+    )
+    np.testing.assert_allclose(prior.mean, [0.5, -1.0])
+    np.testing.assert_allclose(prior.variance, [0.25, 1e-4])
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.6])
+def test_mimic_mode_is_feasible_on_the_grid_and_deterministic(beta: float) -> None:
+    ratings = tiny_ratings(40, 15, seed=12)
+    setup = Setup(ratings, ALSConfig(rank=2, lambda_u=1.0, lambda_v=1.0, max_sweeps=30))
+    threat = ThreatModel(alpha=0.2, items_per_user=7)
+    grid = grid_values(SCALE, threat.max_rating)
+    config = SGLDConfig(beta=beta, iterations=3, chains=2, samples=1, mode="mimic")
+    assert config.prior_mode == "centred"
+    runs = [setup.attack(threat, config, 3, grid) for _ in range(2)]
+    fake = runs[0].fake
+    assert violations(fake, threat, threat.n_fake(ratings.n_users), grid) == []
+    lengths = np.diff(fake.indptr)
+    assert lengths.max() <= 7 and len(set(lengths.tolist())) > 1
+    assert (runs[0].fake != runs[1].fake).nnz == 0 and runs[0].utility == runs[1].utility
+    other = setup.attack(threat, config, 4, grid).fake
+    assert other.shape != fake.shape or (other != fake).nnz > 0
+
+
+def test_beta_reorders_mimic_ratings_up_the_utility() -> None:
+    setup = Setup(tiny_ratings(40, 15, seed=13), ALSConfig(rank=3, lambda_u=1.0, lambda_v=1.0))
+    threat = ThreatModel(alpha=0.2, items_per_user=8)
+    utilities = {}
+    for beta in (0.0, 50.0):
+        config = SGLDConfig(
+            beta=beta, iterations=12, chains=1, samples=1, mode="mimic", step_size=0.5
+        )
+        utilities[beta] = setup.attack(threat, config, 5).utility
+    # the same templates and items (same seed), only the order of the ratings differs
+    assert utilities[50.0] > utilities[0.0]
+
+
+def test_mimic_config_validation() -> None:
+    config = SGLDConfig(mode="mimic", window=3, prior="observed")
+    assert SGLDConfig.from_dict(config.to_dict()) == config
+    assert config.prior_mode == "observed" and SGLDConfig().prior_mode == "paper"
+    for bad in ({"mode": "copy"}, {"window": -1}, {"prior": "dense"}):
+        with pytest.raises(ConfigError):
+            SGLDConfig(**bad)  # type: ignore[arg-type]
