@@ -57,7 +57,12 @@ def test_evaluate_victims_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     argv += ["--json", str(out), "--report", str(report)]
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "shift/floor" in text and "p vs uniform" in text and "exact over all unseen" in text
+    assert (
+        "shift/floor" in text
+        and "p vs uniform" in text
+        and "shift / uniform's" in text
+        and "exact over all unseen" in text
+    )
     payload = json.loads(out.read_text())
     assert payload["attacks"] == ["push", "uniform"] and payload["baseline"] == "uniform"
     assert payload["targets"] == [target] and payload["config"]["seeds"] == [1, 2, 3]
@@ -72,6 +77,7 @@ def test_evaluate_victims_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
             pushed["shift"] / pushed["floor"]
         )
         assert 0 <= pushed["p_push"] <= 1 and "p_shift" not in base
+        assert pushed["shift_vs_baseline"] == pytest.approx(pushed["shift"] / base["shift"])
         assert pushed["shift_ci"] >= 0
     assert {p.name for p in report.iterdir()} == {"transfer.md", "transfer.png", "transfer.json"}
     assert "| als | push |" in (report / "transfer.md").read_text()

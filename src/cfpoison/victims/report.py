@@ -24,6 +24,7 @@ _HEADER = (
     "push (stars)",
     "hit@{k} before -> after",
     "test RMSE change",
+    "shift / {baseline}'s",
     "p vs {baseline}",
 )
 
@@ -37,9 +38,10 @@ def _p(value: float | None) -> str:
 
 
 def _cells(row: dict[str, Any]) -> list[str]:
-    p = ""
+    p = versus = ""
     if "p_shift" in row:
         p = f"shift {_p(row['p_shift'])}, push {_p(row['p_push'])}"
+        versus = f"{row['shift_vs_baseline']:.2f}"
     return [
         row["victim"],
         row["attack"],
@@ -50,6 +52,7 @@ def _cells(row: dict[str, Any]) -> list[str]:
         f"{row['push']:+.3f} +- {_num(row['push_ci'], 3)}",
         f"{_num(row['hit_before'], 3)} -> {_num(row['hit_after'], 3)}",
         f"{row['rmse_test_change']:+.4f}",
+        versus,
         p,
     ]
 
@@ -84,7 +87,7 @@ def text_table(result: TransferResult) -> str:
     """Aligned columns for the terminal, followed by the notes."""
     header = _header(result)
     if result.baseline is None:
-        header = header[:-1]
+        header = header[:-2]
     body = [_cells(r)[: len(header)] for r in result.rows()]
     widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in body]
@@ -96,7 +99,7 @@ def markdown(result: TransferResult) -> str:
     """A Markdown table and the notes."""
     header = _header(result)
     if result.baseline is None:
-        header = header[:-1]
+        header = header[:-2]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in result.rows():
         lines.append("| " + " | ".join(_cells(row)[: len(header)]) + " |")
@@ -114,8 +117,10 @@ def heatmap(result: TransferResult) -> Figure:
     image = ax.imshow(grid, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(victims)), victims, rotation=30, ha="right")
     ax.set_yticks(range(len(result.attacks)), result.attacks)
+    middle = np.nanmean([np.nanmin(grid), np.nanmax(grid)]) if np.isfinite(grid).any() else 0
     for (i, j), value in np.ndenumerate(grid):
-        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="w", fontsize=8)
+        color = "k" if value > middle else "w"  # dark text on the bright end of viridis
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=color, fontsize=8)
     fig.colorbar(image, ax=ax, label="RMSE shift / seed-noise floor")
     ax.set_title("Transfer: RMSE shift over the victim's own noise floor")
     fig.tight_layout()

@@ -15,7 +15,8 @@ the fake data). Measured, per seed, then summarised with a ``confidence`` t-inte
 * ``hit``: the fraction of normal users who have not rated a target in training and see it
   among their top ``top_k`` unrated items, before and after;
 * test RMSE (data set's scale) of the poisoned fit minus the clean one's;
-* against a ``baseline`` profile file: paired t-tests over seeds of the shift and the push.
+* against a ``baseline`` profile file: the ratio of the mean shifts, and paired t-tests over
+  seeds of the shift and the push.
 
 A victim with ``split_offset`` trains (and is measured) on its own train/test split.
 """
@@ -143,6 +144,8 @@ class TransferResult:
         if self.baseline is not None and attack != self.baseline:
             base = victim.attacks[self.baseline]
             base_push = (base.target_mean - clean.target_mean).mean(axis=1)
+            base_shift = float(np.mean(base.shift))
+            row["shift_vs_baseline"] = row["shift"] / base_shift if base_shift > 0 else math.inf
             row["p_shift"] = _paired_p(poisoned.shift, base.shift)
             row["p_push"] = _paired_p(push, base_push)
         return row
