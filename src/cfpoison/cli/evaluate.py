@@ -16,10 +16,17 @@ import numpy as np
 
 from cfpoison.attacks.metrics import evaluate_profiles, fit_learner
 from cfpoison.attacks.utility import UtilityConfig, resolve_targets
-from cfpoison.cli._common import add_json_option, emit, show_progress, ttest_data
+from cfpoison.cli._common import (
+    add_json_option,
+    add_learner_options,
+    emit,
+    learner_config,
+    preprocess_config,
+    show_progress,
+    ttest_data,
+)
 from cfpoison.cli.attack import parse_targets, result_text
 from cfpoison.cli.data import add_load_options, load_from_args
-from cfpoison.cli.train import add_learner_options, learner_config, preprocess_config
 from cfpoison.data.preprocess import prepare
 from cfpoison.data.profiles import read_profiles
 from cfpoison.data.ratings import Ratings
@@ -148,7 +155,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(exact, over all unseen entries of the normal users) with a 95%% confidence "
             "interval, the victim's own seed-noise floor, shift / floor, the target's mean "
             "predicted rating and push in stars, its hit ratio at --top-k among normal "
-            "users, the test RMSE change and, with --baseline, paired t-tests."
+            "users, the test RMSE change and, with --baseline, paired t-tests. The panel "
+            "names the victims; the learner flags then only choose the auto --target."
         ),
     )
     parser.add_argument("--dataset", required=True, metavar="NAME", help="data set name")
