@@ -13,9 +13,11 @@ A TOML panel is a list of ``[[victims]]`` tables with the fields of
     model = "surprise-svd"
     optional = true          # skipped, with the reason, when Surprise is not installed
 
-Presets (:data:`PRESETS`): ``default`` (cfpoison ALS as attacked, ALS on another split, ALS at
-lam 5 and at rank 20, biased MF, and Surprise SVD and cmfrec when installed) and ``all``
-(``default`` plus the nuclear norm, slow).
+Presets (:data:`PRESETS`): ``default`` (cfpoison's ALS at its defaults, which the attacks
+target unless told otherwise, on the evaluated split and on another one; ALS at lam 5 and at
+rank 20; biased MF; Surprise SVD and cmfrec when installed) and ``all`` (``default`` plus the
+nuclear norm, slow). Each victim is fitted at the evaluation's victim seeds, never the
+attack's own seed.
 """
 
 from __future__ import annotations
