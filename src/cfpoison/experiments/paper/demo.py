@@ -2,7 +2,10 @@
 detectors' verdicts on each, as a three-cell sweep with its own figure and tables.
 
 A detector *catches* an attack when its F1 among the ``m'`` most suspect users (``m'`` = the
-number of fakes) is at least 0.5: more than half of the users it would flag are fake.
+number of fakes) is at least 0.5: more than half of the users it would flag are fake. It is
+judged two-sided (``f1_two_sided``): fakes that score *lower* than every normal user are
+caught all the same, marked ``(inverted)``. The learned detector catches an attack when its
+out-of-fold two-sided AUC is at least ``CATCH_AUC``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from cfpoison.experiments.sweeps.spec import PlotSpec, SweepSpec
 from cfpoison.experiments.sweeps.store import StoredCell
 
 METHODS = ("pga", "sgld", "uniform")
+DISTRIBUTION_TESTS = ("length", "rating_histogram", "item_popularity")
 CATCH_F1 = 0.5
+CATCH_AUC = 0.9
 NOTES = (
     "Utility: mu1 = 1 (availability) plus mu2 = 1 (push the paper's auto target); 3 % fake "
     "users, B = 100 items each, on the built-in synthetic MovieLens-like set (offline).",
@@ -95,7 +100,15 @@ def detection_blocks(rows: Sequence[StoredCell]) -> list[Block]:
     verdicts = []
     for method, row in cells.items():
         detection: dict[str, Any] = row.metrics["detection"]
-        caught = [d for d, m in detection["detectors"].items() if m["f1"] >= CATCH_F1]
+        caught = [
+            f"{d} (inverted)" if m.get("inverted") else d
+            for d, m in detection["detectors"].items()
+            if m.get("f1_two_sided", m["f1"]) >= CATCH_F1
+        ]
+        learned = detection.get("learned") or {}
+        if learned.get("auc_two_sided", 0.0) >= CATCH_AUC:
+            caught.append("learned")
+        tests = detection.get("distribution", {})
         verdicts.append(
             (
                 method,
@@ -104,6 +117,10 @@ def detection_blocks(rows: Sequence[StoredCell]) -> list[Block]:
                 fmt(row.metrics["rmse_shift_noise_floor"]),
                 fmt(row.metrics["target_mean_before"]),
                 fmt(row.metrics["target_mean_after"]),
+                fmt(learned.get("auc_two_sided")),
+                f"{detection.get('best_detector', '')} {fmt(detection.get('best_auc_two_sided'))}",
+                *(fmt(tests.get(t, {}).get("pvalue")) for t in DISTRIBUTION_TESTS),
+                fmt(detection["ttest_users"]["pvalue"]),
                 fmt(detection["ttest_pvalue"]),
                 ", ".join(caught) if caught else "none",
             )
@@ -112,8 +129,17 @@ def detection_blocks(rows: Sequence[StoredCell]) -> list[Block]:
         Heading("Verdicts"),
         Para(
             f"A detector catches an attack when its F1 among the m' most suspect users is at "
-            f"least {CATCH_F1} (m' = the number of fakes). The t-test is the paper's (paired "
-            "over items); a small p-value separates the fakes from the normal users."
+            f"least {CATCH_F1} (m' = the number of fakes), judged two-sided: fakes that score "
+            "lower than the normal users are caught too, marked (inverted). The learned "
+            "detector (gradient boosting on per-user features, trained on the real users "
+            "against the labelled fakes, 5-fold out-of-fold AUC) catches at a two-sided AUC "
+            f">= {CATCH_AUC}; 'best' is the detector with the highest two-sided AUC. The "
+            "length, histogram and popularity p-values compare the fakes with the real users "
+            "(KS on profile lengths, chi-square on the rating histogram with a user-permutation "
+            "p, KS on the mean log popularity of the rated items); the activity-matched t-test "
+            "pairs each fake with real users of its activity; the paper's t-test (paired over "
+            "items) measures profile length. A small p-value separates the fakes from the "
+            "normal users."
         ),
         Table(
             (
@@ -123,21 +149,31 @@ def detection_blocks(rows: Sequence[StoredCell]) -> list[Block]:
                 "noise floor",
                 "target before",
                 "target after",
-                "t-test p",
+                "learned AUC",
+                "best (2-sided AUC)",
+                "length p",
+                "histogram p",
+                "popularity p",
+                "activity-matched p",
+                "paper t-test p",
                 "caught by",
             ),
             tuple(verdicts),
         ),
     ]
-    for measure in ("auc", "f1"):
+    for measure in ("auc", "auc_two_sided", "f1"):
         detectors = list(next(iter(cells.values())).metrics["detection"]["detectors"])
         lines = tuple(
             (
                 method,
-                *(fmt(row.metrics["detection"]["detectors"][d][measure]) for d in detectors),
+                *(fmt(row.metrics["detection"]["detectors"][d].get(measure)) for d in detectors),
             )
             for method, row in cells.items()
         )
-        label = "ROC AUC" if measure == "auc" else f"F1 at k = m' (caught at >= {CATCH_F1})"
+        label = {
+            "auc": "ROC AUC",
+            "auc_two_sided": "two-sided ROC AUC, max(AUC, 1 - AUC)",
+            "f1": f"F1 at k = m' (one-sided; caught at two-sided F1 >= {CATCH_F1})",
+        }[measure]
         blocks += [Heading(f"Detectors: {label}", 3), Table(("attack", *detectors), lines)]
     return blocks
