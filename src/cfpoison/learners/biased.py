@@ -32,6 +32,7 @@ from typing import ClassVar, Literal, Self
 
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
@@ -321,3 +322,127 @@ class BiasedLearner(FactorViews):
         if grad == 0.0:
             return 0.0
         return math.sqrt(grad / reg) if reg > 0 else math.inf
+
+
+@dataclasses.dataclass(frozen=True)
+class BiasedGradient:
+    """``dR/dM~`` at every stored fake entry, from :func:`implicit_gradient`.
+
+    Attributes:
+        values: the derivative for each stored entry of the fit's fake matrix, as a CSR of
+            its canonical pattern (sorted, duplicates summed; shifted scale).
+        solver_iterations, solver_residual: of the MINRES solve ``H z = g``; the residual is
+            the true ``|g - H z| / |g|``.
+        solver_converged: whether MINRES met its tolerance.
+        kkt_residual: the fit's relative KKT residual (the formula assumes stationarity).
+    """
+
+    values: sp.csr_array
+    solver_iterations: int
+    solver_residual: float
+    solver_converged: bool
+    kkt_residual: float
+
+
+def implicit_gradient(
+    learner: BiasedLearner,
+    grad_user: np.ndarray,
+    grad_item: np.ndarray,
+    tol: float = 1e-10,
+    max_iterations: int = 2000,
+) -> BiasedGradient:
+    """Exact implicit gradient of a utility ``R(user_factors, item_factors)`` (augmented
+    factors of the normal users and the items) with respect to the fake ratings.
+
+    ``grad_user`` (m x k+2) and ``grad_item`` (n x k+2) are ``dR`` with respect to the
+    augmented factors. With the free parameters ``theta = ([U, b], [U~, b~], [V, c])`` at a
+    stationary point of ``B``, ``p_ij = mu + b_i + c_j + u_i.v_j`` and ``mu`` the mean of the
+    N observed ratings (so ``dmu/dM~_ij = 1/N``)::
+
+        z = H^-1 g,   g = dR/dtheta
+        dR/dM~_ij = (dR/dmu) / N + 2 (z[x~_i].[v_j, 1] + z[y_j].[u~_i, 1]) - z.w / N
+
+    where ``w = d(grad B)/dmu`` has ``2 sum_(j in row a) [v_j, 1]`` in user row ``a`` and
+    ``2 sum_(i in column j) [u_i, 1]`` in item row ``j``. H is applied matrix-free:
+    ``H d = 2 (dp [y, 1] - r [d_v, 0]) + 2 Lambda d`` (per block) with ``dp`` the
+    first-order change of the predictions and ``r`` the residuals.
+    """
+    p, s = learner._fitted()
+    c = learner.config
+    k = c.rank
+    stacked = sp.vstack(
+        [
+            sp.csr_array((p.rows[2], p.rows[1], p.rows[0]), shape=(p.n_users, p.n_items)),
+            sp.csr_array(
+                (p.fake_rows[2], p.fake_rows[1], p.fake_rows[0]), shape=(p.n_fake, p.n_items)
+            ),
+        ],
+        format="csr",
+    )
+    stacked.sort_indices()
+    indptr = np.asarray(stacked.indptr, dtype=np.int64)
+    indices = np.asarray(stacked.indices, dtype=np.int64)
+    rows = np.repeat(np.arange(stacked.shape[0]), np.diff(indptr))
+    n_obs = len(indices)
+    users = np.vstack([s.user, s.fake_user])
+    x = np.column_stack([users, np.concatenate([s.user_bias, s.fake_user_bias])])
+    y = np.column_stack([s.item, s.item_bias])
+    ones_u = np.column_stack([users, np.ones(len(users))])  # [u_i, 1]
+    ones_v = np.column_stack([s.item, np.ones(len(s.item))])  # [v_j, 1]
+    predictions = s.mu + x[rows, k] + y[indices, k]
+    predictions += np.asarray(kernels.csr_dot(indptr, indices, users, s.item))
+    residual = sp.csr_array((stacked.data - predictions, indices, indptr), shape=stacked.shape)
+    reg_x = np.array([c.lambda_u] * k + [c.lambda_bias])
+    reg_y = np.array([c.lambda_v] * k + [c.lambda_bias])
+    m_all, n = len(x), len(y)
+
+    def split(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cut = m_all * (k + 1)
+        return flat[:cut].reshape(m_all, k + 1), flat[cut:].reshape(n, k + 1)
+
+    def matvec(flat: np.ndarray) -> np.ndarray:
+        dx, dy = split(np.asarray(flat, dtype=np.float64).ravel())
+        dp = np.einsum("ij,ij->i", dx[rows], ones_v[indices])
+        dp += np.einsum("ij,ij->i", dy[indices], ones_u[rows])
+        change = sp.csr_array((dp, indices, indptr), shape=stacked.shape)
+        dv = np.column_stack([dy[:, :k], np.zeros(n)])
+        du = np.column_stack([dx[:, :k], np.zeros(m_all)])
+        hx = 2 * (change @ ones_v - residual @ dv) + 2 * reg_x * dx
+        hy = 2 * (change.T @ ones_u - residual.T @ du) + 2 * reg_y * dy
+        return np.concatenate([hx.ravel(), hy.ravel()])
+
+    size = (m_all + n) * (k + 1)
+    g_x = np.zeros((m_all, k + 1))
+    g_x[: p.n_users] = np.column_stack([grad_user[:, :k], grad_user[:, k]])
+    g_y = np.column_stack([grad_item[:, :k], grad_item[:, k + 1]])
+    g = np.concatenate([g_x.ravel(), g_y.ravel()])
+    iterations = 0
+
+    def count(_: np.ndarray) -> None:
+        nonlocal iterations
+        iterations += 1
+
+    operator = spla.LinearOperator((size, size), matvec=matvec, dtype=np.float64)
+    z, info = spla.minres(operator, g, rtol=tol, maxiter=max_iterations, callback=count)
+    norm = float(np.linalg.norm(g))
+    residual_norm = float(np.linalg.norm(g - matvec(z))) / norm if norm > 0 else 0.0
+    z_x, z_y = split(z)
+    ones = sp.csr_array((np.ones(n_obs), indices, indptr), shape=stacked.shape)
+    w_x, w_y = 2 * (ones @ ones_v), 2 * (ones.T @ ones_u)
+    correction = float(np.sum(grad_user[:, k])) - float(np.sum(z_x * w_x) + np.sum(z_y * w_y))
+    correction /= n_obs
+    fake = sp.csr_array(
+        (p.fake_rows[2], p.fake_rows[1], p.fake_rows[0]), shape=(p.n_fake, p.n_items)
+    )
+    fake_rows = np.repeat(np.arange(p.n_fake), np.diff(fake.indptr))
+    fake_cols = np.asarray(fake.indices, dtype=np.int64)
+    values = 2 * np.einsum("ij,ij->i", z_x[p.n_users + fake_rows], ones_v[fake_cols])
+    values += 2 * np.einsum("ij,ij->i", z_y[fake_cols], ones_u[p.n_users + fake_rows])
+    values += correction
+    return BiasedGradient(
+        sp.csr_array((values, fake.indices, fake.indptr), shape=fake.shape),
+        iterations,
+        residual_norm,
+        info == 0,
+        learner.kkt_residual(),
+    )
