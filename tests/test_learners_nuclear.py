@@ -174,3 +174,135 @@ class TestNuclearNormContract(LearnerContract):
     def learner_case(self) -> LearnerCase:
         ratings, fake, _, _ = tiny_problem(32, m=25, n=15, m_fake=3, density=0.5)
         return LearnerCase(NuclearConfig(lam=1.5, rank=2, threads=1, **TIGHT), ratings, fake)
+
+
+# ----------------------------------------------------------------- robust sparse SVD (issue 9)
+def arpack_stress_problem(seed: int) -> tuple:
+    """80 users x 60 items at density 0.3 (rank-3 signal plus noise) and 4 fake rows.
+
+    At ``lam = 1.5`` the solution has rank 14-17 and the residual a cluster of as many singular
+    values at ``lam``; with SciPy's ARPACK defaults (20 Lanczos vectors) the certificate raised
+    ArpackNoConvergence on the cold fit (seeds 1, 5) or a warm refit (seeds 2, 4).
+    """
+    from cfpoison.data.ratings import Ratings, RatingScale
+
+    rng = np.random.default_rng(seed)
+    m, n = 80, 60
+    mask = rng.random((m, n)) < 0.3
+    mask[:, 0] = True
+    M = np.clip(rng.normal(size=(m, 3)) @ rng.normal(size=(n, 3)).T / 1.5, -2, 2)
+    M = np.round(M + 0.2 * rng.normal(size=(m, n)), 1)
+    rows, cols = np.nonzero(mask)
+    matrix = sp.csr_array((M[rows, cols], (rows, cols)), shape=(m, n))
+    ratings = Ratings(matrix, np.arange(m) + 1, np.arange(n) + 1, RatingScale(1, 5, 0.5), "r")
+    fake_mask = rng.random((4, n)) < 0.3
+    fr, fc = np.nonzero(fake_mask)
+    fake = sp.csr_array((rng.uniform(-2, 2, fr.size), (fr, fc)), shape=(4, n))
+    return ratings, fake, rng
+
+
+def residual_spectral_norm(learner: NuclearNormLearner, ratings, fake: sp.csr_array) -> float:
+    """``||[R_Omega(M - X); R_Omega~(M~ - X~)]||_2`` by a dense SVD."""
+    A, s, B = learner.low_rank()
+    stacked = sp.coo_array(sp.vstack([ratings.matrix, fake]))
+    X = (A * s) @ B.T
+    residual = np.zeros(X.shape)
+    residual[stacked.row, stacked.col] = stacked.data - X[stacked.row, stacked.col]
+    return float(np.linalg.norm(residual, 2))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_warm_refits_with_a_clustered_residual_do_not_crash(seed: int) -> None:
+    ratings, fake, rng = arpack_stress_problem(seed)
+    learner = NuclearNormLearner(NuclearConfig(lam=1.5, threads=1)).fit(ratings, fake=fake)
+    for _ in range(6):  # warm refits on nudged fake ratings, as PGA takes them
+        fake = fake.copy()
+        fake.data = np.clip(fake.data + 0.05 * rng.standard_normal(fake.nnz), -2, 2)
+        learner = NuclearNormLearner(learner.config).fit(ratings, init=learner.factors, fake=fake)
+        certificate = learner.certificate()
+        assert certificate["ok"] and certificate["svd_solver"] is not None
+        assert certificate["svd_residual"] <= 1e-8 * certificate["spectral_norm"]
+    assert 11 <= learner.rank <= 20
+    dense = residual_spectral_norm(learner, ratings, fake)
+    assert certificate["spectral_norm"] == pytest.approx(dense, rel=1e-8)
+
+
+def failing_svds(monkeypatch: pytest.MonkeyPatch, solvers: set[str]) -> list[str]:
+    """Make ``scipy.sparse.linalg.svds`` fail for ``solvers`` as when they do not converge;
+    returns the list of solvers called."""
+    import scipy.sparse.linalg as spla
+
+    svds, called = spla.svds, []
+
+    def patched(*args, solver: str = "arpack", **kwargs):
+        called.append(solver)
+        if solver == "arpack" and solver in solvers:
+            raise spla.ArpackNoConvergence("ARPACK error -1: No convergence (forced)", [], [])
+        if solver in solvers:
+            raise np.linalg.LinAlgError(f"{solver} did not converge (forced)")
+        return svds(*args, solver=solver, **kwargs)
+
+    monkeypatch.setattr(spla, "svds", patched)
+    return called
+
+
+def test_arpack_failure_falls_back_to_propack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Top singular values and the grown factors stay exact when ARPACK never converges."""
+    ratings, fake, _ = arpack_stress_problem(3)
+    called = failing_svds(monkeypatch, {"arpack"})
+    learner = NuclearNormLearner(NuclearConfig(lam=1.5, rank=2, threads=1)).fit(ratings, fake=fake)
+    certificate = learner.certificate()
+    assert certificate["svd_solver"] == "propack" and certificate["ok"]
+    assert certificate["svd_failures"][0].startswith("arpack: ARPACK error -1")
+    assert "arpack" in called and "propack" in called
+    assert learner.rank > 2  # grown through the fallback too
+    dense = residual_spectral_norm(learner, ratings, fake)
+    assert certificate["spectral_norm"] == pytest.approx(dense, rel=1e-8)
+
+
+@pytest.mark.parametrize("route", ["arpack", "propack", "lobpcg", "dense"])
+def test_each_svd_route_matches_a_dense_svd(route: str) -> None:
+    import scipy.sparse.linalg as spla
+
+    from cfpoison.learners import nuclear
+
+    rng = np.random.default_rng(41)
+    matrix = sp.random_array((90, 70), density=0.3, rng=rng, format="csr")
+    u, s, vt = getattr(nuclear, f"_{route}")(spla.aslinearoperator(matrix), 3, rng)
+    order = np.argsort(s)[::-1][:3]
+    u, s, v = u[:, order], s[order], vt[order].T
+    dense_u, dense_s, _ = np.linalg.svd(matrix.toarray())
+    np.testing.assert_allclose(s, dense_s[:3], rtol=1e-9)
+    np.testing.assert_allclose(np.abs(np.sum(u * dense_u[:, :3], axis=0)), 1.0, rtol=1e-8)
+    np.testing.assert_allclose(matrix @ v, u * s, atol=1e-8 * s[0])
+
+
+def test_arpack_and_propack_failing_leave_lobpcg_or_dense(monkeypatch: pytest.MonkeyPatch) -> None:
+    failing_svds(monkeypatch, {"arpack", "propack"})
+    ratings, fake, _ = arpack_stress_problem(3)
+    learner = NuclearNormLearner(NuclearConfig(lam=1.5, threads=1)).fit(ratings, fake=fake)
+    certificate = learner.certificate()
+    assert [f.split(":")[0] for f in certificate["svd_failures"][:2]] == ["arpack", "propack"]
+    assert certificate["svd_solver"] in {"lobpcg", "dense"} and certificate["ok"]
+    dense = residual_spectral_norm(learner, ratings, fake)
+    assert certificate["spectral_norm"] == pytest.approx(dense, rel=1e-8)
+
+
+def test_every_route_failing_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cfpoison.learners import nuclear
+
+    monkeypatch.setattr(nuclear, "DENSE_SIDE", 0)
+    monkeypatch.setattr(nuclear, "LOBPCG_MAXITER", 1)
+    failing_svds(monkeypatch, {"arpack", "propack"})
+    ratings, fake, _ = arpack_stress_problem(1)
+    learner = NuclearNormLearner(NuclearConfig(lam=1.5, threads=1)).fit(ratings, fake=fake)
+    certificate = learner.certificate()
+    assert certificate["svd_solver"] is None and not certificate["ok"] and not learner.converged
+    assert np.isnan(certificate["spectral_norm"]) and np.isnan(certificate["relative_gap"])
+    assert certificate["reason"].startswith("no SVD route converged: arpack: ")
+    assert [f.split(":")[0] for f in certificate["svd_failures"]] == [
+        "arpack",
+        "propack",
+        "lobpcg",
+        "dense",
+    ]

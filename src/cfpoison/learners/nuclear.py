@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
@@ -54,6 +55,18 @@ ZERO_SINGULAR = 1e-12
 #: Tolerances of the sweeps before a rank is settled (the configured ones apply after).
 COARSE_TOL = 1e-4
 COARSE_KKT = 1e-3
+#: Singular triplets are accepted when their residual ``r = max_i max(||Rr v_i - s_i u_i||,
+#: ||Rr^T u_i - s_i v_i||)`` is at most ``SVD_RTOL s_1``; each ``s_i`` then lies within ``r`` of a
+#: singular value of ``Rr``, and the certificate uses ``s_1 + r`` as ``||Rr||_2``.
+SVD_RTOL = 1e-8
+#: Least Krylov subspace of ARPACK: SciPy's default (20) stalls on the cluster of singular
+#: values at ``lam`` that the residual has near the optimum (one per rank of the solution).
+ARPACK_NCV = 40
+#: Extra block vectors of LOBPCG (oversampling past the ``q`` wanted) and its iteration cap.
+LOBPCG_EXTRA = 10
+LOBPCG_MAXITER = 500
+#: A dense SVD is the last resort when the operator's smaller side is at most this.
+DENSE_SIDE = 500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,7 +229,8 @@ class NuclearNormLearner(FactorViews):
 
         A pair ``(a, sigma, b)`` enters as ``a sqrt(sigma - lam)``, ``b sqrt(sigma - lam)``:
         the singular-value-thresholding step along it. At most ``rank`` pairs (the working
-        rank at most doubles per round); None when the sparse SVD finds none above ``lam``.
+        rank at most doubles per round); None when the sparse SVD finds none above ``lam``
+        or no SVD route converges (:func:`_top_singular`).
         """
         c = self.config
         rank = low.s.size
@@ -226,7 +240,10 @@ class NuclearNormLearner(FactorViews):
                 f"nuclear norm: the solution needs rank > max_rank={c.max_rank} at "
                 f"lam={c.lam}; raise max_rank or lam"
             )
-        u, sigma, v = _top_singular(engine, f, min(room, max(1, rank)), rng)
+        top = _top_singular(engine, f, min(room, max(1, rank)), rng)
+        if top.solver is None:
+            return None  # no verified direction; the certificate stays unproven
+        u, sigma, v = top.u, top.s, top.v
         above = sigma > c.lam
         if not np.any(above):
             return None
@@ -285,7 +302,8 @@ class NuclearNormLearner(FactorViews):
     def certificate(self) -> dict[str, Any]:
         """Optimality certificate of the last fit (module docstring): ``spectral_norm``,
         ``spectral_ratio``, ``gap``, ``relative_gap``, ``objective``, ``rank``, ``ok``,
-        ``sweeps``, ``rounds``."""
+        ``sweeps``, ``rounds``; the sparse SVD's ``svd_solver`` (the route that converged),
+        ``svd_residual`` and ``svd_failures``; ``reason`` when no SVD route converged."""
         self._fitted()
         return dict(self._certificate)
 
@@ -320,7 +338,8 @@ def _residuals(engine: Engine, f: Factors) -> tuple[sp.csr_array, sp.csr_array]:
 
 
 def _operator(engine: Engine, f: Factors) -> spla.LinearOperator:
-    """``[Rr; Rr~]`` as a linear operator (the fake rows are not stacked onto the data)."""
+    """``[Rr; Rr~]`` as a linear operator (the fake rows are not stacked onto the data);
+    its products take vectors and blocks alike."""
     real, fake = _residuals(engine, f)
     m = real.shape[0]
 
@@ -331,53 +350,164 @@ def _operator(engine: Engine, f: Factors) -> spla.LinearOperator:
         return real.T @ y[:m] + fake.T @ y[m:]
 
     shape = (m + fake.shape[0], real.shape[1])
-    return spla.LinearOperator(shape, matvec=matvec, rmatvec=rmatvec, dtype=np.float64)
+    return spla.LinearOperator(
+        shape, matvec=matvec, rmatvec=rmatvec, matmat=matvec, rmatmat=rmatvec, dtype=np.float64
+    )
 
 
-def _top_singular(
-    engine: Engine, f: Factors, q: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top ``q`` singular triplets of the residual, decreasing; a sparse SVD (ARPACK).
+@dataclasses.dataclass(frozen=True)
+class Singular:
+    """Top singular triplets ``Rr v_i = s_i u_i``, ``s`` decreasing, found by ``solver`` with
+    residual ``residual`` (``SVD_RTOL``).
 
-    Matrices too small for ARPACK (``q >= min(shape) - 1``) use a dense SVD instead.
+    ``failures`` lists the routes that failed before (``"route: why"``); ``solver`` is None
+    (``s`` empty, ``residual`` NaN) when every route failed.
+    """
+
+    u: np.ndarray
+    s: np.ndarray
+    v: np.ndarray
+    solver: str | None
+    residual: float
+    failures: tuple[str, ...]
+
+
+def _top_singular(engine: Engine, f: Factors, q: int, rng: np.random.Generator) -> Singular:
+    """Top ``q`` singular triplets of the residual ``[Rr; Rr~]``, each verified.
+
+    Routes in order, the first whose triplets pass the ``SVD_RTOL`` residual test wins:
+    ARPACK (Lanczos on ``Rr^T Rr`` with at least ``ARPACK_NCV`` vectors), PROPACK (Lanczos
+    bidiagonalization, up to the full ``min(shape)`` steps), block LOBPCG with
+    ``LOBPCG_EXTRA`` extra vectors, and a dense SVD when the smaller side is at most
+    ``DENSE_SIDE``. Operators too small for the sparse routes (``q >= min(shape) - 1``) go
+    straight to the dense SVD.
     """
     op = _operator(engine, f)
     small = min(op.shape)
     q = max(1, min(q, small))
+    routes = [("arpack", _arpack), ("propack", _propack), ("lobpcg", _lobpcg)]
     if q >= small - 1:
-        dense = op.matmat(np.eye(op.shape[1]))
-        u, s, vt = np.linalg.svd(dense, full_matrices=False)
-        return u[:, :q], s[:q], vt[:q].T
+        routes = []
+    if small <= DENSE_SIDE or not routes:
+        routes.append(("dense", _dense))
+    failures: list[str] = []
+    for name, route in routes:
+        try:
+            u, s, vt = route(op, q, rng)
+        except (spla.ArpackError, np.linalg.LinAlgError) as err:
+            failures.append(f"{name}: {err}")
+            continue
+        order = np.argsort(s)[::-1][:q]
+        u, s, v = u[:, order], s[order], vt[order].T
+        residual = max(
+            float(np.max(np.linalg.norm(op.matmat(v) - u * s, axis=0))),
+            float(np.max(np.linalg.norm(op.rmatmat(u) - v * s, axis=0))),
+        )
+        if residual <= SVD_RTOL * s[0]:
+            return Singular(u, s, v, name, residual, tuple(failures))
+        failures.append(f"{name}: residual {residual:.2e} > {SVD_RTOL:g} * s_1 = {s[0]:.6g}")
+    if small > DENSE_SIDE:
+        failures.append(f"dense: not tried, min(shape) = {small} > {DENSE_SIDE}")
+    empty = np.zeros((0,))
+    return Singular(empty, empty, empty, None, math.nan, tuple(failures))
+
+
+Triplets = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _arpack(op: spla.LinearOperator, q: int, rng: np.random.Generator) -> Triplets:
+    """ARPACK's implicitly restarted Lanczos on the Gram matrix, ``max(2q + 1, ARPACK_NCV)``
+    Lanczos vectors."""
+    small = min(op.shape)
+    ncv = min(small - 1, max(2 * q + 1, ARPACK_NCV))  # SciPy wants q < ncv < small
     v0 = rng.standard_normal(small)
-    u, s, vt = spla.svds(op, k=q, v0=v0, solver="arpack")
-    order = np.argsort(s)[::-1]
-    return u[:, order], s[order], vt[order].T
+    return spla.svds(op, k=q, ncv=ncv, v0=v0, solver="arpack")
+
+
+def _propack(op: spla.LinearOperator, q: int, rng: np.random.Generator) -> Triplets:
+    """PROPACK's Lanczos bidiagonalization with reorthogonalization, up to ``min(shape)``
+    steps (at which point the bidiagonal is the whole operator)."""
+    v0 = rng.standard_normal(op.shape[0])
+    return spla.svds(op, k=q, maxiter=min(op.shape), v0=v0, solver="propack", rng=rng)
+
+
+def _lobpcg(op: spla.LinearOperator, q: int, rng: np.random.Generator) -> Triplets:
+    """Block LOBPCG on the Gram matrix ``G = T^T T`` of the operator ``T`` (or its transpose)
+    with the smaller side, ``q + LOBPCG_EXTRA`` vectors (the extra ones speed up the wanted
+    ones inside a cluster), then Rayleigh-Ritz: ``T Q = W S Z^T`` for an orthonormal basis
+    ``Q`` of LOBPCG's vectors gives ``T (Q Z) = W S``.
+
+    The tolerance is the absolute Gram residual ``SVD_RTOL rho / 10``, ``rho`` the largest
+    Rayleigh quotient ``||T x||^2 / ||x||^2`` of the start block (``rho <= s_1^2``). The extra
+    vectors need not converge, so LOBPCG's warnings are muted: :func:`_top_singular` tests the
+    triplets it keeps.
+    """
+    tall = op if op.shape[0] >= op.shape[1] else op.T
+    n = tall.shape[1]
+    block = rng.standard_normal((n, min(q + LOBPCG_EXTRA, n - 1)))
+    rho = float(np.max(np.sum(tall.matmat(block) ** 2, axis=0) / np.sum(block**2, axis=0)))
+    gram = spla.LinearOperator(
+        (n, n),
+        matvec=lambda x: tall.rmatvec(tall.matvec(x)),
+        matmat=lambda x: tall.rmatmat(tall.matmat(x)),
+        dtype=np.float64,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, vectors = spla.lobpcg(
+            gram, block, tol=SVD_RTOL * rho / 10, maxiter=LOBPCG_MAXITER, largest=True
+        )
+    basis, _ = np.linalg.qr(vectors)  # LOBPCG's vectors need not be orthonormal
+    w, s, zt = np.linalg.svd(tall.matmat(basis), full_matrices=False)
+    if tall is op:
+        return w, s, zt @ basis.T
+    return basis @ zt.T, s, w.T
+
+
+def _dense(op: spla.LinearOperator, q: int, rng: np.random.Generator) -> Triplets:
+    """LAPACK's SVD of the operator made dense (exact to rounding)."""
+    u, s, vt = np.linalg.svd(op.matmat(np.eye(op.shape[1])), full_matrices=False)
+    return u[:, :q], s[:q], vt[:q]
 
 
 def _certificate(
     engine: Engine, f: Factors, low: LowRank, config: NuclearConfig, rng: np.random.Generator
 ) -> dict[str, Any]:
-    """Spectral ratio and duality gap of the balanced solution (module docstring)."""
+    """Spectral ratio and duality gap of the balanced solution (module docstring).
+
+    ``||Rr||_2`` is bounded above by ``s_1 + r`` from :func:`_top_singular`, whose route and
+    residual are recorded (``svd_solver``, ``svd_residual``, ``svd_failures``); if no route
+    converges the spectral norm, ratio and gap are NaN, ``ok`` is False and ``reason`` says why.
+    """
     lam = config.lam
     real, fake = _residuals(engine, f)
     p = engine.problem
     residual_sq = float(real.data @ real.data + fake.data @ fake.data)
     inner = float(real.data @ p.rows[2] + fake.data @ p.fake_rows[2])  # <Rr, M>
-    _, sigma, _ = _top_singular(engine, f, 1, rng)
-    spectral = float(sigma[0]) if residual_sq > 0 else 0.0
     nuclear = float(np.sum(low.s))
     objective = residual_sq + 2.0 * lam * nuclear
+    top = _top_singular(engine, f, 1, rng)
+    common = {
+        "svd_solver": top.solver,
+        "svd_residual": top.residual,
+        "svd_failures": list(top.failures),
+        "objective": objective,
+        "rank": int(low.s.size),
+    }
+    if top.solver is None:
+        unknown = {"spectral_norm": math.nan, "spectral_ratio": math.nan, "gap": math.nan}
+        reason = "no SVD route converged: " + "; ".join(top.failures)
+        return common | unknown | {"relative_gap": math.nan, "ok": False, "reason": reason}
+    spectral = float(top.s[0]) + top.residual  # an upper bound on ||Rr||_2 (SVD_RTOL)
     shrink = min(1.0, lam / spectral) if spectral > 0 else 1.0
     dual = shrink * inner - 0.5 * shrink**2 * residual_sq
     gap = max(objective - 2.0 * dual, 0.0)
     relative_gap = gap / objective if objective > 0 else 0.0
     ratio = spectral / lam
-    return {
+    return common | {
         "spectral_norm": spectral,
         "spectral_ratio": ratio,
         "gap": gap,
         "relative_gap": relative_gap,
-        "objective": objective,
-        "rank": int(low.s.size),
         "ok": bool(ratio <= 1 + config.certificate_tol and relative_gap <= config.certificate_tol),
     }
