@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -43,11 +43,19 @@ GradientMethod = Literal["exact", "paper"]
 class ImplicitGradient:
     """The adjoint solution z at the learner's solution, and what it yields.
 
+    The gradient is exact only where the fit is stationary and the solve converged; both are
+    carried here so that every caller can check and report them (:meth:`diagnostics`).
+
     Attributes:
         fake_user, item: ``U~`` and ``V`` at the solution.
         adjoint_fake_user, adjoint_item: ``z[U~]`` and ``z[V]``.
+        adjoint: the whole flat z (the warm start of the next solve).
         utility: ``R`` at the solution.
-        solver_iterations, solver_residual: of the solve (0 and 0.0 for ``paper``).
+        kkt_residual: the fit's relative KKT residual where the gradient was taken.
+        fit_converged: whether the fit reached its own KKT tolerance.
+        solver_iterations, solver_residual: of the solve; the residual is the true
+            ``|g - H z| / |g|`` (0 and 0.0 for ``paper``, which solves nothing).
+        solver_converged: whether the solve reached its tolerance within its cap.
         seconds: wall time of the whole computation.
     """
 
@@ -55,10 +63,30 @@ class ImplicitGradient:
     item: np.ndarray
     adjoint_fake_user: np.ndarray
     adjoint_item: np.ndarray
+    adjoint: np.ndarray
     utility: float
+    kkt_residual: float
+    fit_converged: bool
     solver_iterations: int
     solver_residual: float
+    solver_converged: bool
     seconds: float
+
+    @property
+    def trustworthy(self) -> bool:
+        """Whether the fit was stationary and the solve converged (both to tolerance)."""
+        return self.fit_converged and self.solver_converged
+
+    def diagnostics(self) -> dict[str, Any]:
+        """The JSON-able record of where and how well the gradient was computed."""
+        return {
+            "kkt_residual": self.kkt_residual,
+            "fit_converged": self.fit_converged,
+            "solve_iterations": self.solver_iterations,
+            "solve_residual": self.solver_residual,
+            "solve_converged": self.solver_converged,
+            "gradient_trustworthy": self.trustworthy,
+        }
 
     def on_pattern(self, pattern: sp.csr_array) -> np.ndarray:
         """``dR/dM~_ij`` for the stored entries of ``pattern`` (m' x n CSR), in CSR order."""
@@ -82,10 +110,14 @@ def utility_gradient(
     *,
     solve_tol: float = 1e-6,
     solve_max_iter: int = 200,
+    warm_start: np.ndarray | None = None,
 ) -> ImplicitGradient:
     """dR/dM~ at a learner fitted on ``train`` (normal users) plus ``fake`` (m' x n CSR).
 
-    Pass the same ``train`` object on repeated calls: its transpose is cached per object.
+    ``solve_tol`` bounds the true relative residual of the adjoint solve; ``warm_start`` is
+    the adjoint of an earlier, nearby solve (``ImplicitGradient.adjoint``; ignored when its
+    size differs). Pass the same ``train`` object on repeated calls: its transpose is
+    cached per object.
     """
     start = time.perf_counter()
     factors = learner.factors
@@ -102,20 +134,26 @@ def utility_gradient(
     rhs = np.concatenate([grad_user.ravel(), np.zeros(hessian.fake_user.size), grad_item.ravel()])
     preconditioner = hessian.block_jacobi()
     if method == "exact":
-        result = solve(hessian, rhs, preconditioner, solve_tol, solve_max_iter)
-        adjoint, iterations, residual = result.x, result.iterations, result.relative_residual
+        x0 = warm_start if warm_start is not None and warm_start.shape == rhs.shape else None
+        result = solve(hessian, rhs, preconditioner, solve_tol, solve_max_iter, x0=x0)
+        adjoint, iterations = result.x, result.iterations
+        residual, converged = result.relative_residual, result.converged
     elif method == "paper":
-        adjoint, iterations, residual = preconditioner(rhs), 0, 0.0
+        adjoint, iterations, residual, converged = preconditioner(rhs), 0, 0.0, True
     else:
         raise ValueError(f"unknown gradient method {method!r}")
     _, adj_fake, adj_item = hessian.split(adjoint)
     return ImplicitGradient(
-        hessian.fake_user,
-        hessian.item,
-        adj_fake.copy(),
-        adj_item.copy(),
-        value,
-        iterations,
-        residual,
-        time.perf_counter() - start,
+        fake_user=hessian.fake_user,
+        item=hessian.item,
+        adjoint_fake_user=adj_fake.copy(),
+        adjoint_item=adj_item.copy(),
+        adjoint=adjoint,
+        utility=value,
+        kkt_residual=float(learner.kkt_residual()),
+        fit_converged=bool(learner.converged),
+        solver_iterations=iterations,
+        solver_residual=residual,
+        solver_converged=converged,
+        seconds=time.perf_counter() - start,
     )

@@ -172,8 +172,7 @@ def run_pga(ctx: AttackContext) -> MethodOutput:
                 time.perf_counter() - tick,
                 retrain_seconds,
                 grad_seconds,
-                grad.solver_iterations,
-                grad.solver_residual,
+                grad.diagnostics(),
             )
         )
         bar.update(1)
@@ -194,9 +193,10 @@ def _record(
     seconds: float,
     retrain_seconds: float,
     gradient_seconds: float,
-    solver_iterations: int = 0,
-    solver_residual: float = 0.0,
+    diagnostics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """One history record; ``diagnostics`` is :meth:`ImplicitGradient.diagnostics` of the
+    gradient that produced the step (absent for the starting point)."""
     return {
         "iteration": iteration,
         "utility": utility,
@@ -205,6 +205,5 @@ def _record(
         "seconds": seconds,
         "retrain_seconds": retrain_seconds,
         "gradient_seconds": gradient_seconds,
-        "solver_iterations": solver_iterations,
-        "solver_residual": solver_residual,
+        **(diagnostics or {}),
     }

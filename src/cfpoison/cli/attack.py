@@ -129,6 +129,26 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def add_attack_options(parser: argparse.ArgumentParser) -> None:
+    """The data set, the attack's settings and the learner's: shared with ``gradcheck``."""
+    parser.add_argument("--dataset", required=True, metavar="NAME", help="data set name")
+    add_options(
+        parser.add_argument_group("attack (AttackConfig, its threat model and utility)"),
+        ATTACK_SETTINGS.values(),
+        choices={"method": available_methods()},
+    )
+    parser.add_argument("--beta", type=float, help="SGLD: weight of the utility (paper: 0.6)")
+    parser.add_argument(
+        "--option",
+        type=parse_option,
+        action="append",
+        metavar="KEY=VALUE",
+        help="method-specific setting (repeatable), e.g. chains=4 for sgld",
+    )
+    add_learner_options(parser)
+    add_load_options(parser)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "attack",
@@ -144,27 +164,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "attacks random, average and bandwagon."
         ),
     )
-    parser.add_argument("--dataset", required=True, metavar="NAME", help="data set name")
-    add_options(
-        parser.add_argument_group("attack (AttackConfig, its threat model and utility)"),
-        ATTACK_SETTINGS.values(),
-        choices={"method": available_methods()},
-    )
-    parser.add_argument("--beta", type=float, help="SGLD: weight of the utility (paper: 0.6)")
-    parser.add_argument(
-        "--option",
-        type=parse_option,
-        action="append",
-        metavar="KEY=VALUE",
-        help="method-specific setting (repeatable), e.g. chains=4 for sgld",
-    )
+    add_attack_options(parser)
     parser.add_argument(
         "--profiles",
         type=Path,
         metavar="CSV",
         help="write the fake profiles as userId,movieId,rating in the data set's ids and scale",
     )
-    add_learner_options(parser)
-    add_load_options(parser)
     add_json_option(parser)
     parser.set_defaults(func=lambda args: _run(args, parser))

@@ -92,7 +92,14 @@ class Learner(Protocol):
 
     def objective(self) -> float: ...
 
-    def kkt_residual(self) -> float: ...
+    def kkt_residual(self) -> float:
+        """Relative KKT residual of the fitted factors (0 at a stationary point)."""
+        ...
+
+    @property
+    def converged(self) -> bool:
+        """Whether the last fit reached its tolerance (rather than its iteration cap)."""
+        ...
 
 
 _CSC_CACHE: dict[int, tuple[weakref.ref[sp.csr_array], sp.csc_array]] = {}

@@ -94,6 +94,12 @@ class Trace:
     history: list[float]
     kkt: float
     converged: bool
+    rejected: int = 0  # Anderson sweeps discarded (work done, not in the history)
+
+    @property
+    def sweeps(self) -> int:
+        """Sweeps computed, accepted or not."""
+        return len(self.history) + self.rejected
 
 
 class Engine:
@@ -184,27 +190,93 @@ class Engine:
 
     # ------------------------------------------------------------------ the loop
     def run(
-        self, f: Factors, max_sweeps: int, tol: float, kkt_tol: float, start: float = math.inf
+        self,
+        f: Factors,
+        max_sweeps: int,
+        tol: float,
+        kkt_tol: float,
+        start: float = math.inf,
+        memory: int = 0,
     ) -> Trace:
         """Sweep (users, then items) until a tolerance or ``max_sweeps``; ``f`` in place.
 
         ``start`` is the objective before the first sweep (``inf`` when unknown). The
         objective comes free with the item half-step; the KKT residual costs one pass over
         the ratings and is computed only when ``kkt_tol > 0`` (``nan`` otherwise).
+
+        ``memory > 0`` accelerates the sweeps by Anderson mixing (:class:`Anderson`) of the
+        item factors: a sweep is the fixed-point map ``V -> G(V)`` (users solved for ``V``,
+        then items for those users), and the next sweep starts from the combination of the
+        last ``memory`` images ``G(V)`` whose residuals ``G(V) - V`` cancel best. Every
+        returned point is a plain sweep's output (users and items exact for each other), so
+        the objective and KKT residual reported are those of real ALS iterates, and the
+        accepted objectives descend: a sweep from an extrapolated start that ends above the
+        last accepted objective is discarded, the last plain output restored and the memory
+        cleared (a rejected sweep is not counted in the history).
         """
         history: list[float] = []
         previous, kkt = start, math.nan
-        for _ in range(max_sweeps):
+        mixer = Anderson(memory) if memory > 0 else None
+        safe: Factors | None = None  # the last plain sweep's output, while mixing
+        rejected = 0
+        for sweep in range(max_sweeps):
+            before = f.item.copy() if mixer is not None else None
             self.update_users(f)
             value = self.update_items(f) + self.penalty(f)
+            if mixer is not None and safe is not None and value > previous:
+                # the extrapolated start did worse than the last sweep: back to it, plainly
+                f.user[:], f.item[:], f.fake_user[:] = safe.user, safe.item, safe.fake_user
+                mixer.reset()
+                safe = None
+                rejected += 1
+                continue
             if kkt_tol > 0:
                 kkt = self.evaluate(f, item_block=False)[1]
             history.append(value)
             change = abs(previous - value) / max(abs(value), np.finfo(float).tiny)
             previous = value
             if (kkt_tol > 0 and kkt <= kkt_tol) or (tol > 0 and change <= tol):
-                return Trace(history, kkt, True)
-        return Trace(history, kkt, False)
+                return Trace(history, kkt, True, rejected)
+            if mixer is not None and before is not None and sweep + 1 < max_sweeps:
+                safe = f.copy()
+                f.item[:] = mixer.mix(before.ravel(), f.item.ravel()).reshape(f.item.shape)
+        if safe is not None:  # never return an extrapolated point
+            f.user[:], f.item[:], f.fake_user[:] = safe.user, safe.item, safe.fake_user
+        return Trace(history, kkt, False, rejected)
+
+
+class Anderson:
+    """Anderson mixing (type II) of a fixed-point iteration ``x -> G(x)``.
+
+    With ``r = G(x) - x`` and the differences ``dG``, ``dR`` of the last ``memory`` images and
+    residuals, the next point is ``G(x) - dG gamma``, ``gamma = argmin ||r - dR gamma||``
+    (Walker and Ni 2011). Plain iteration is ``memory = 0``, or the first step after
+    :meth:`reset`.
+    """
+
+    def __init__(self, memory: int):
+        self.memory = memory
+        self._images: list[np.ndarray] = []
+        self._residuals: list[np.ndarray] = []
+
+    def reset(self) -> None:
+        self._images.clear()
+        self._residuals.clear()
+
+    def mix(self, x: np.ndarray, image: np.ndarray) -> np.ndarray:
+        """The next point after ``x`` whose image is ``G(x) = image``."""
+        residual = image - x
+        self._images.append(image.copy())
+        self._residuals.append(residual)
+        if len(self._images) > self.memory + 1:
+            self._images.pop(0)
+            self._residuals.pop(0)
+        if len(self._images) < 2:
+            return image
+        d_image = np.diff(np.stack(self._images, axis=1), axis=1)
+        d_residual = np.diff(np.stack(self._residuals, axis=1), axis=1)
+        gamma, *_ = np.linalg.lstsq(d_residual, residual, rcond=1e-10)
+        return image - d_image @ gamma
 
 
 def _ratio(numerator: float, denominator: float) -> float:

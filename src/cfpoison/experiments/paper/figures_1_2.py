@@ -53,8 +53,8 @@ QUICK = Budget(
     2,
     2,
     3,
-    {"learner.tol": 1e-4, "learner.kkt_tol": 1e-3, "learner.max_sweeps": 30},
-    {"solve_tol": 1e-3, "solve_max_iter": 25},
+    {"learner.kkt_tol": 1e-4, "learner.max_sweeps": 300},
+    {"solve_tol": 1e-2, "solve_max_iter": 100},
     {"sgld.chains": 1, "sgld.samples": 2},
 )
 
