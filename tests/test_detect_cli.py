@@ -28,6 +28,7 @@ def uniform_profiles(ratings: Ratings, n_fake: int, budget: int, seed: int) -> s
     return fake
 
 
+@pytest.mark.slow
 def test_detect_command_on_ml_latest_small(
     ml_small: Ratings, movielens_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
