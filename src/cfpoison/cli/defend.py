@@ -46,11 +46,14 @@ from cfpoison.detect import DETECTORS
 from cfpoison.errors import ConfigError
 from cfpoison.learners import ALSConfig, ALSLearner
 
-#: The defenses run when no --defense is given (detect-and-remove takes --fpr, --calibration).
+#: The defenses run when no --defense is given (detect-and-remove takes --fpr, --calibration):
+#: the three detectors that caught PGA on ml-latest-small (rdma, wdma, fmtd), DegSim (which
+#: did not), and one of each other kind.
 DEFAULT_DEFENSES: tuple[DefenseConfig, ...] = (
     DetectRemoveConfig(detector="rdma"),
+    DetectRemoveConfig(detector="wdma"),
+    DetectRemoveConfig(detector="fmtd"),
     DetectRemoveConfig(detector="degsim"),
-    DetectRemoveConfig(detector="pca"),
     BaggingConfig(),
     TrimmedConfig(fraction=0.02, unit="ratings"),
     TrimmedConfig(fraction=0.03, unit="users"),
