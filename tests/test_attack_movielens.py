@@ -2,8 +2,9 @@
 
 * availability (mu = (1, 0)): PGA's RMSE shift is clearly above the uniform attack's and above
   the seed-noise floor;
-* integrity (mu = (0, 1), auto target): PGA raises the target's mean predicted rating by more
-  than the uniform attack does.
+* integrity (mu = (0, 1), auto target): PGA (whose profiles all rate the target) raises the
+  target's mean predicted rating by more than the uniform attack and the ``average`` shilling
+  baseline do.
 
 The clean model and its noise floor are fitted once and shared (``run_attack(clean=, floor=)``).
 The numbers of longer runs, and those of the paper's gradient, are in benchmarks/RESULTS.md.
@@ -52,11 +53,13 @@ def test_pga_availability_beats_uniform_and_the_noise_floor(setting) -> None:  #
 def test_pga_integrity_moves_the_target_more_than_uniform(setting) -> None:  # type: ignore[no-untyped-def]
     utility = UtilityConfig(mu1=0.0, mu2=1.0)
     uniform = _metrics(setting, method="uniform", utility=utility)
+    average = _metrics(setting, method="average", utility=utility)
     pga = _metrics(setting, method="pga", utility=utility, iterations=3)
     gains = {
         name: m["target_mean_after"][0] - m["target_mean_before"][0]  # type: ignore[index]
-        for name, m in (("pga", pga), ("uniform", uniform))
+        for name, m in (("pga", pga), ("uniform", uniform), ("average", average))
     }
     print(f"integrity target gain: {gains}")
-    assert gains["pga"] > 0.03
-    assert gains["pga"] > gains["uniform"] + 0.02
+    assert gains["pga"] > 0.2  # stars (measured: +0.48)
+    assert gains["pga"] > gains["uniform"] + 0.1
+    assert gains["pga"] > gains["average"]

@@ -20,6 +20,13 @@ Step schedules: ``constant`` (``s_t = s``), ``invsqrt`` (``s_t = s / sqrt(t + 1)
 ``backtracking``: start from ``min(s, 2 s_{t-1})``, halve until the refitted model's true
 utility rises (at most :data:`MAX_HALVINGS` times); if it never rises, stop.
 
+Start (``options["start"]``): ``uniform`` (Algorithm 1: B random items per fake user, random
+ratings), or the profiles of a shilling baseline (``average``, ``bandwagon``) whose values PGA
+then optimises. Departure from Algorithm 1: when the utility has an integrity part
+(``mu2 != 0``), every fake profile rates the targets, starting at the push/nuke rating
+(``sign(mu2 w_j) Lambda``); with random items only the few fakes whose random pattern
+contains a target could rate it, and the optimised attack lost to the ``average`` baseline.
+
 Stopping: after ``iterations`` steps, when a step moves no rating by more than ``tol``, or when
 backtracking finds no ascent. The output is the iterate of highest utility, with its ratings
 snapped onto the data set's rating grid (when the attack config asks for it).
@@ -35,9 +42,10 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from cfpoison.attacks.baselines import uniform_attack
+from cfpoison.attacks.baselines import average_attack, bandwagon_attack, uniform_attack
 from cfpoison.attacks.gradient import ImplicitGradient
-from cfpoison.attacks.threat import clip_values, pattern_matrix, top_b_pattern
+from cfpoison.attacks.threat import clip_values, include_items, pattern_matrix, top_b_pattern
+from cfpoison.errors import ConfigError
 
 if TYPE_CHECKING:
     from cfpoison.attacks.engine import AttackContext, MethodOutput
@@ -45,6 +53,25 @@ if TYPE_CHECKING:
 
 #: Most halvings of one backtracking step.
 MAX_HALVINGS = 6
+#: Where PGA may start (``AttackConfig.options["start"]``).
+STARTS = {"uniform": None, "average": average_attack, "bandwagon": bandwagon_attack}
+
+
+def pga_start(ctx: AttackContext) -> sp.csr_array:
+    """PGA's first fake matrix (module docstring): ``options["start"]``, targets included."""
+    unknown = set(ctx.config.options) - {"start"}
+    if unknown:
+        raise ConfigError(f"pga takes the option 'start' only, not {', '.join(sorted(unknown))}")
+    start = ctx.config.options.get("start", "uniform")
+    if start not in STARTS:
+        raise ConfigError(f"pga start must be one of {', '.join(STARTS)}, got {start!r}")
+    threat = ctx.config.threat
+    targets, ratings = ctx.target_ratings()
+    baseline = STARTS[start]
+    if baseline is None:
+        fake = uniform_attack(ctx.train.matrix, threat, ctx.n_fake, None, ctx.rng)
+        return include_items(fake, targets, ratings)
+    return baseline(ctx.train.matrix, threat, ctx.n_fake, ctx.grid, ctx.rng, targets, ratings)
 
 
 def _step_size(schedule: str, size: float, t: int, last: float) -> float:
@@ -112,11 +139,11 @@ def _largest_change(first: sp.csr_array, second: sp.csr_array) -> float:
 
 
 def run_pga(ctx: AttackContext) -> MethodOutput:
-    """Algorithm 1 from a uniform random start; see the module docstring."""
+    """Algorithm 1 from :func:`pga_start`; see the module docstring."""
     from cfpoison.attacks.engine import MethodOutput
 
     config, threat = ctx.config, ctx.config.threat
-    fake = uniform_attack(ctx.train.matrix, threat, ctx.n_fake, None, ctx.rng)
+    fake = pga_start(ctx)
     start = time.perf_counter()
     learner = ctx.fit(fake, init=ctx.clean.factors)
     value = ctx.utility.value(learner.user_factors, learner.item_factors)

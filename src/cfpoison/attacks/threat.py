@@ -187,3 +187,28 @@ def is_feasible(
 ) -> bool:
     """Whether ``fake`` lies in the feasible set (see :func:`violations`)."""
     return not violations(fake, threat, n_fake, grid)
+
+
+def include_items(fake: sp.csr_array, columns: np.ndarray, values: np.ndarray) -> sp.csr_array:
+    """Every row rates ``columns`` at ``values``, keeping its other items up to the same count.
+
+    Each row of ``fake`` (equal row lengths B) keeps its first ``B - len(columns)`` items that
+    are not in ``columns``, then rates ``columns``: every row still rates B items. Raises
+    :class:`BudgetError` when B is smaller than the number of columns. Pure.
+    """
+    columns = np.asarray(columns, dtype=np.int64)
+    if columns.size == 0:
+        return fake
+    counts = np.diff(fake.indptr)
+    width = int(counts.max()) if counts.size else 0
+    if width < columns.size:
+        raise BudgetError(f"B = {width} items cannot hold the {columns.size} targets")
+    rows = []
+    data = []
+    for r in range(fake.shape[0]):
+        start, stop = fake.indptr[r], fake.indptr[r + 1]
+        keep = ~np.isin(fake.indices[start:stop], columns)
+        others = fake.indices[start:stop][keep][: width - columns.size]
+        rows.append(np.concatenate([others, columns]))
+        data.append(np.concatenate([fake.data[start:stop][keep][: width - columns.size], values]))
+    return pattern_matrix(np.array(rows), np.array(data), fake.shape[1])
