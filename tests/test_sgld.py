@@ -109,7 +109,8 @@ def test_log_posterior_gradient_matches_finite_differences() -> None:
     posterior = setup.posterior(prior, 0.7)
     rng = np.random.default_rng(1)
     dense = np.clip(prior.sample(3, rng), -2, 2)
-    log_p, utility, grad, learner = posterior.evaluate(dense)
+    log_p, utility, grad, learner, diagnostics = posterior.evaluate(dense)
+    assert diagnostics["kkt_residual"] >= 0 and "solve_residual" in diagnostics
     assert learner.kkt_residual() < 1e-6
     assert log_p == pytest.approx(prior.log_density(dense) + 0.7 * utility)
     h = 1e-4

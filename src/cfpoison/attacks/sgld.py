@@ -96,7 +96,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -273,16 +273,18 @@ class Posterior:
 
     def evaluate(
         self, state: np.ndarray, init: Factors | None = None
-    ) -> tuple[float, float, np.ndarray, Learner | None]:
-        """``(log p, R, grad log p, fitted learner)`` at the chain's state."""
+    ) -> tuple[float, float, np.ndarray, Learner | None, dict[str, Any]]:
+        """``(log p, R, grad log p, fitted learner, gradient diagnostics)`` at the chain's
+        state (:meth:`ImplicitGradient.diagnostics`: the fit's KKT residual, the solve's)."""
         log_prior, grad_prior = self.prior.log_density(state), self.prior.gradient(state)
         if self.beta == 0:
-            return log_prior, float("nan"), grad_prior, None
+            return log_prior, float("nan"), grad_prior, None, {}
         fake = self.to_fake(state)
         learner = self.fit(fake, init)
         grad = self.gradient(learner, fake)
         log_p = log_prior + self.beta * grad.utility
-        return log_p, grad.utility, grad_prior + self.beta * self.gradient_of(grad, fake), learner
+        step = grad_prior + self.beta * self.gradient_of(grad, fake)
+        return log_p, grad.utility, step, learner, grad.diagnostics()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -376,6 +378,7 @@ class SGLDStep:
     log_posterior: float
     step: float
     seconds: float
+    gradient: dict[str, Any] = dataclasses.field(default_factory=dict)  # its diagnostics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -429,14 +432,14 @@ def sgld_chain(
     factors: Factors | None = None
     for t in range(config.iterations):
         begin = time.perf_counter()
-        log_p, utility, grad, learner = posterior.evaluate(dense, factors)
+        log_p, utility, grad, learner, diagnostics = posterior.evaluate(dense, factors)
         factors = None if learner is None else learner.factors
         s = config.step(t)
         dense = dense + 0.5 * s * precondition * grad
         dense += np.sqrt(s) * noise_scale * rng.standard_normal(dense.shape)
         if max_rating is not None:
             np.clip(dense, -max_rating, max_rating, out=dense)
-        step = SGLDStep(chain, t + 1, utility, log_p, s, time.perf_counter() - begin)
+        step = SGLDStep(chain, t + 1, utility, log_p, s, time.perf_counter() - begin, diagnostics)
         history.append(step)
         if on_sample is not None:
             on_sample(step, dense)
