@@ -27,6 +27,7 @@ apply once the certificate's spectral ratio shows no clear ascent direction.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import warnings
 from typing import Any, ClassVar, Literal, Self
@@ -52,6 +53,8 @@ from cfpoison.learners.factored import (
 
 #: Singular values below this fraction of the largest are numerically zero and dropped.
 ZERO_SINGULAR = 1e-12
+log = logging.getLogger(__name__)
+
 #: Tolerances of the sweeps before a rank is settled (the configured ones apply after).
 COARSE_TOL = 1e-4
 COARSE_KKT = 1e-3
@@ -80,7 +83,9 @@ class NuclearConfig(JsonConfig):
         max_rank: the working rank never exceeds this; a solution that needs more is an error.
         tol: inner sweeps stop when the relative objective change is at most this.
         kkt_tol: inner sweeps stop when the relative KKT residual is at most this.
-        max_iters: cap on the total number of sweeps.
+        max_iters: cap on the total number of sweeps; a fit whose certificate fails is
+            reported (``converged`` False, a logged warning with the reason).
+        anderson_memory: sweeps mixed by Anderson acceleration in the inner ALS runs (0: off).
         certificate_tol: ``ok`` needs ``spectral_ratio <= 1 + certificate_tol`` and
             ``relative_gap <= certificate_tol``.
         init_scale: standard deviation of the random initial item factors.
@@ -97,6 +102,7 @@ class NuclearConfig(JsonConfig):
     tol: float = 1e-9
     kkt_tol: float = 1e-6
     max_iters: int = 2000
+    anderson_memory: int = 5
     certificate_tol: float = 1e-4
     init_scale: float = 0.1
     seed: int = 0
@@ -113,6 +119,10 @@ class NuclearConfig(JsonConfig):
         require(self.tol >= 0, f"nuclear: tol must be >= 0, got {self.tol}")
         require(self.kkt_tol >= 0, f"nuclear: kkt_tol must be >= 0, got {self.kkt_tol}")
         require(self.max_iters >= 1, f"nuclear: max_iters must be >= 1, got {self.max_iters}")
+        require(
+            self.anderson_memory >= 0,
+            f"nuclear: anderson_memory must be >= 0, got {self.anderson_memory}",
+        )
         require(
             self.certificate_tol > 0,
             f"nuclear: certificate_tol must be > 0, got {self.certificate_tol}",
@@ -199,7 +209,7 @@ class NuclearNormLearner(FactorViews):
             tol, kkt_tol = (c.tol, c.kkt_tol)
             if coarse:
                 tol, kkt_tol = max(tol, COARSE_TOL), max(kkt_tol, COARSE_KKT)
-            trace: Trace = engine.run(f, left, tol, kkt_tol, start)
+            trace: Trace = engine.run(f, left, tol, kkt_tol, start, c.anderson_memory)
             history += trace.history
             low = balance(f)
             f = balanced_factors(low, problem.n_users)
@@ -220,6 +230,16 @@ class NuclearNormLearner(FactorViews):
         self._engine, self._factors, self._low = engine, f, low
         self._certificate = certificate | {"sweeps": len(history), "rounds": rounds}
         self._history = history
+        if not certificate["ok"]:
+            log.warning(
+                "nuclear norm: certificate not met after %d sweeps (spectral ratio %.6g, "
+                "relative gap %.2e, tol %.0e)%s",
+                len(history),
+                certificate["spectral_ratio"],
+                certificate["relative_gap"],
+                c.certificate_tol,
+                f": {certificate['reason']}" if certificate.get("reason") else "",
+            )
         return self
 
     def _grow(
