@@ -6,7 +6,8 @@
 * :func:`utility_gradient`: dR/dM~ by implicit differentiation (``exact``) or Eq. 12
   (``paper``), on the fake pattern or on dense rows;
 * :func:`run_attack` with an :class:`AttackConfig`: PGA (Algorithm 1), the baselines, and any
-  method registered with :func:`register_method` (SGLD);
+  method registered with :func:`register_method` (SGLD; ``robust``: PGA on the mean utility
+  over a :class:`SurrogatePanel` of surrogate learners);
 * :func:`evaluate_profiles`: the metrics of a poisoned model against the clean one.
 """
 
@@ -23,6 +24,7 @@ from cfpoison.attacks.engine import (
 )
 from cfpoison.attacks.gradient import ImplicitGradient, utility_gradient
 from cfpoison.attacks.metrics import evaluate_profiles, noise_floor, rmse_shift
+from cfpoison.attacks.robust import SurrogatePanel, SurrogateSpec, load_surrogates
 from cfpoison.attacks.threat import ThreatModel, is_feasible, project_dense
 from cfpoison.attacks.utility import Utility, UtilityConfig, build_utility
 
@@ -32,6 +34,8 @@ __all__ = [
     "AttackResult",
     "ImplicitGradient",
     "MethodOutput",
+    "SurrogatePanel",
+    "SurrogateSpec",
     "ThreatModel",
     "Utility",
     "UtilityConfig",
@@ -39,6 +43,7 @@ __all__ = [
     "evaluate_profiles",
     "get_method",
     "is_feasible",
+    "load_surrogates",
     "noise_floor",
     "project_dense",
     "register_method",

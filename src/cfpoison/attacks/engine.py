@@ -107,6 +107,22 @@ def attack_settings(skip: tuple[str, ...] = ()) -> dict[str, Setting]:
     return settings_of(AttackConfig, inline=("threat", "utility"), skip=skip)
 
 
+def warn_untrustworthy(label: str, diagnostics: dict[str, Any]) -> None:
+    """Log a warning when a gradient's :meth:`ImplicitGradient.diagnostics` say it was taken
+    at an unconverged fit or from an unconverged solve."""
+    if not diagnostics["gradient_trustworthy"]:
+        log.warning(
+            "%s: gradient outside tolerance (fit KKT %.1e, converged %s; solve residual "
+            "%.1e after %d iterations, converged %s)",
+            label,
+            diagnostics["kkt_residual"],
+            diagnostics["fit_converged"],
+            diagnostics["solve_residual"],
+            diagnostics["solve_iterations"],
+            diagnostics["solve_converged"],
+        )
+
+
 @dataclasses.dataclass
 class AttackContext:
     """What a method gets: the data, the clean model, the utility, and helpers.
@@ -160,17 +176,7 @@ class AttackContext:
             warm_start=self.last_adjoint,
         )
         self.last_adjoint = grad.adjoint
-        if not grad.trustworthy:
-            log.warning(
-                "%s: gradient outside tolerance (fit KKT %.1e, converged %s; solve residual "
-                "%.1e after %d iterations, converged %s)",
-                self.config.method,
-                grad.kkt_residual,
-                grad.fit_converged,
-                grad.solver_residual,
-                grad.solver_iterations,
-                grad.solver_converged,
-            )
+        warn_untrustworthy(self.config.method, grad.diagnostics())
         return grad
 
     def target_ratings(self) -> tuple[np.ndarray, np.ndarray]:
@@ -284,11 +290,17 @@ class AttackResult:
     def utility_history(self) -> list[float]:
         return [float(h["utility"]) for h in self.history]
 
+    @property
+    def untrustworthy_gradients(self) -> int:
+        """Steps whose gradient came from an unconverged fit or solve (see the history)."""
+        return sum(1 for h in self.history if h.get("gradient_trustworthy") is False)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: the metrics at the top level, then history, targets and the config."""
         return {
             **self.metrics,
             "method": self.config.method,
+            "untrustworthy_gradients": self.untrustworthy_gradients,
             "targets": list(self.targets),
             "utility_history": self.utility_history,
             "history": self.history,

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -51,17 +51,25 @@ if TYPE_CHECKING:
     from cfpoison.attacks.engine import AttackContext, MethodOutput
     from cfpoison.learners.base import Learner
 
+State = TypeVar("State")
 #: Most halvings of one backtracking step.
 MAX_HALVINGS = 6
 #: Where PGA may start (``AttackConfig.options["start"]``).
 STARTS = {"uniform": None, "average": average_attack, "bandwagon": bandwagon_attack}
 
 
-def pga_start(ctx: AttackContext) -> sp.csr_array:
-    """PGA's first fake matrix (module docstring): ``options["start"]``, targets included."""
-    unknown = set(ctx.config.options) - {"start"}
+def pga_start(ctx: AttackContext, options: frozenset[str] = frozenset()) -> sp.csr_array:
+    """PGA's first fake matrix (module docstring): ``options["start"]``, targets included.
+
+    ``options`` names the other options the calling method reads (none for plain PGA).
+    """
+    unknown = set(ctx.config.options) - {"start"} - options
     if unknown:
-        raise ConfigError(f"pga takes the option 'start' only, not {', '.join(sorted(unknown))}")
+        method = ctx.config.method
+        raise ConfigError(
+            f"{method} takes the option(s) {', '.join(sorted({'start'} | options))} only, "
+            f"not {', '.join(sorted(unknown))}"
+        )
     start = ctx.config.options.get("start", "uniform")
     if start not in STARTS:
         raise ConfigError(f"pga start must be one of {', '.join(STARTS)}, got {start!r}")
@@ -138,33 +146,93 @@ def _largest_change(first: sp.csr_array, second: sp.csr_array) -> float:
     return float(np.abs(first.data - second.data).max()) if first.nnz else 0.0
 
 
-def run_pga(ctx: AttackContext) -> MethodOutput:
-    """Algorithm 1 from :func:`pga_start`; see the module docstring."""
+class PatternGradient(Protocol):
+    """A gradient PGA can step along: ``dR/dM~`` on a pattern, and how it was computed."""
+
+    def on_pattern(self, pattern: sp.csr_array) -> np.ndarray: ...
+
+    def diagnostics(self) -> dict[str, Any]: ...
+
+
+class Objective(Protocol[State]):
+    """What PGA ascends: fitted states of the fake matrix, their utility and its gradient."""
+
+    #: Options of ``AttackConfig.options`` the objective reads (besides ``start``).
+    options: frozenset[str]
+
+    def fit(self, fake: sp.csr_array, previous: State | None) -> State:
+        """The fit on the real ratings plus ``fake``, warm-started from ``previous`` (None: the
+        clean fit)."""
+        ...
+
+    def value(self, state: State) -> float:
+        """The utility R at ``state``."""
+        ...
+
+    def gradient(self, state: State, fake: sp.csr_array) -> PatternGradient:
+        """``dR/dM~`` at ``state`` (greedy item selection needs an :class:`ImplicitGradient`)."""
+        ...
+
+    def record(self, state: State) -> dict[str, Any]:
+        """Extra entries of the history record of an accepted iterate."""
+        ...
+
+
+class LearnerObjective:
+    """Algorithm 1's objective: the attack config's learner and utility (``ctx``)."""
+
+    options: frozenset[str] = frozenset()
+
+    def __init__(self, ctx: AttackContext):
+        self.ctx = ctx
+
+    def fit(self, fake: sp.csr_array, previous: Learner | None) -> Learner:
+        return self.ctx.fit(fake, init=(previous or self.ctx.clean).factors)
+
+    def value(self, state: Learner) -> float:
+        return self.ctx.utility.value(state.user_factors, state.item_factors)
+
+    def gradient(self, state: Learner, fake: sp.csr_array) -> ImplicitGradient:
+        return self.ctx.gradient(state, fake)
+
+    def record(self, state: Learner) -> dict[str, Any]:
+        return {}
+
+
+def run_pga(ctx: AttackContext, objective: Objective[Any] | None = None) -> MethodOutput:
+    """Algorithm 1 from :func:`pga_start` on ``objective`` (default: :class:`LearnerObjective`
+    of ``ctx``); see the module docstring."""
     from cfpoison.attacks.engine import MethodOutput
 
+    if objective is None:
+        objective = LearnerObjective(ctx)
     config, threat = ctx.config, ctx.config.threat
-    fake = pga_start(ctx)
+    fake = pga_start(ctx, objective.options)
     start = time.perf_counter()
-    learner = ctx.fit(fake, init=ctx.clean.factors)
-    value = ctx.utility.value(learner.user_factors, learner.item_factors)
+    learner = objective.fit(fake, None)
+    value = objective.value(learner)
     first_fit = time.perf_counter() - start
-    history: list[dict[str, Any]] = [_record(0, value, 0.0, 0.0, first_fit, first_fit, 0.0)]
+    history: list[dict[str, Any]] = [
+        _record(0, value, 0.0, 0.0, first_fit, first_fit, 0.0, objective.record(learner))
+    ]
     best_value, best_fake = value, fake
     last_step = config.step_size
     stop_reason = "iterations"
     bar = tqdm(total=config.iterations, desc="pga", disable=not ctx.progress, leave=False)
     for t in range(config.iterations):
         tick = time.perf_counter()
-        grad = ctx.gradient(learner, fake)
+        grad = objective.gradient(learner, fake)
         grad_seconds = time.perf_counter() - tick
         on_pattern = grad.on_pattern(fake)
         grad_norm = float(np.linalg.norm(on_pattern))
         step = _step_size(config.step_schedule, config.step_size, t, last_step)
         retrain_seconds = 0.0
-        accepted: tuple[sp.csr_array, Learner, float] | None = None
+        accepted: tuple[sp.csr_array, Any, float] | None = None
         reselect = threat.item_selection == "greedy"
         for _ in range(MAX_HALVINGS + 1):
             if reselect:
+                if not isinstance(grad, ImplicitGradient):
+                    raise ConfigError("greedy item selection needs one learner's full gradient")
                 candidate = _greedy_step(fake, grad, step, threat.max_rating, threat.items_per_user)
             else:
                 candidate = _random_step(fake, on_pattern, step, threat.max_rating)
@@ -172,9 +240,9 @@ def run_pga(ctx: AttackContext) -> MethodOutput:
                 stop_reason = "converged"
                 break
             tock = time.perf_counter()
-            refit = ctx.fit(candidate, init=learner.factors)
+            refit = objective.fit(candidate, learner)
             retrain_seconds += time.perf_counter() - tock
-            new_value = ctx.utility.value(refit.user_factors, refit.item_factors)
+            new_value = objective.value(refit)
             if config.step_schedule != "backtracking" or new_value > value:
                 accepted = (candidate, refit, new_value)
                 break
@@ -199,7 +267,7 @@ def run_pga(ctx: AttackContext) -> MethodOutput:
                 time.perf_counter() - tick,
                 retrain_seconds,
                 grad_seconds,
-                grad.diagnostics(),
+                {**grad.diagnostics(), **objective.record(learner)},
             )
         )
         bar.update(1)
@@ -223,7 +291,8 @@ def _record(
     diagnostics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One history record; ``diagnostics`` is :meth:`ImplicitGradient.diagnostics` of the
-    gradient that produced the step (absent for the starting point)."""
+    gradient that produced the step (absent for the starting point) with the objective's
+    :meth:`Objective.record` of the iterate."""
     return {
         "iteration": iteration,
         "utility": utility,

@@ -15,6 +15,8 @@ from cfpoison.attacks.engine import (
     available_methods,
     run_attack,
 )
+from cfpoison.attacks.robust import PRESETS as SURROGATE_PRESETS
+from cfpoison.attacks.robust import load_surrogates
 from cfpoison.cli._common import (
     add_json_option,
     add_learner_options,
@@ -55,7 +57,14 @@ def attack_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         if method != "sgld":
             parser.error("--beta is an SGLD option (use --method sgld)")
         options["beta"] = args.beta
+    surrogates = getattr(args, "surrogates", None)
+    if surrogates is not None:
+        if args.method not in (None, "robust"):
+            parser.error("--surrogates runs the robust method (leave out --method)")
+        method = "robust"
+        options["surrogates"] = load_surrogates(surrogates).to_dict()
     tree = nested(given(args, ATTACK_SETTINGS.values()), ATTACK_SETTINGS)
+    tree["method"] = method
     learner = learner_config(args, parser)
     return AttackConfig.from_dict(
         {**tree, "learner": learner, "seed": args.seed, "options": options}
@@ -79,6 +88,11 @@ def result_text(payload: dict[str, Any]) -> str:
     data = f" on the {payload['ttest_data']}" if "ttest_data" in payload else ""
     lines.append(f"t-test (paper) p = {payload['ttest_pvalue']:.3g}{data}")
     lines.extend(_utility_lines(payload))
+    if payload.get("untrustworthy_gradients"):
+        lines.append(
+            f"WARNING        {payload['untrustworthy_gradients']} step(s) followed a gradient "
+            "taken at an unconverged fit or solve (history: gradient_trustworthy)"
+        )
     lines.append(f"seconds        {payload['seconds']:.1f}")
     return "\n".join(lines)
 
@@ -160,11 +174,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "report against the clean model: the RMSE shift on unseen entries (and the "
             "seed-noise floor), the targets' mean predicted rating before and after, train and "
             "test RMSE, the paper's t-test p-value and the utility history. Methods: pga "
-            "(Algorithm 1), sgld (Algorithm 2), uniform (the paper's baseline), and the shilling "
-            "attacks random, average and bandwagon."
+            "(Algorithm 1), sgld (Algorithm 2), uniform (the paper's baseline), the shilling "
+            "attacks random, average and bandwagon, and robust (PGA over the --surrogates)."
         ),
     )
     add_attack_options(parser)
+    parser.add_argument(
+        "--surrogates",
+        metavar="PANEL",
+        help="robust PGA (method robust) on the mean utility over a panel of surrogate "
+        f"learners: a preset ({', '.join(sorted(SURROGATE_PRESETS))}) or a TOML file of "
+        "[[surrogates]] (name, model als|nuclear|biased, params, split_offset, seed, fraction)",
+    )
     parser.add_argument(
         "--profiles",
         type=Path,

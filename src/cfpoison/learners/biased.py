@@ -335,6 +335,7 @@ class BiasedGradient:
             the true ``|g - H z| / |g|``.
         solver_converged: whether MINRES met its tolerance.
         kkt_residual: the fit's relative KKT residual (the formula assumes stationarity).
+        adjoint: the solution z (the warm start ``x0`` of a later, nearby solve).
     """
 
     values: sp.csr_array
@@ -342,6 +343,7 @@ class BiasedGradient:
     solver_residual: float
     solver_converged: bool
     kkt_residual: float
+    adjoint: np.ndarray
 
 
 def implicit_gradient(
@@ -350,6 +352,7 @@ def implicit_gradient(
     grad_item: np.ndarray,
     tol: float = 1e-10,
     max_iterations: int = 2000,
+    x0: np.ndarray | None = None,
 ) -> BiasedGradient:
     """Exact implicit gradient of a utility ``R(user_factors, item_factors)`` (augmented
     factors of the normal users and the items) with respect to the fake ratings.
@@ -365,7 +368,8 @@ def implicit_gradient(
     where ``w = d(grad B)/dmu`` has ``2 sum_(j in row a) [v_j, 1]`` in user row ``a`` and
     ``2 sum_(i in column j) [u_i, 1]`` in item row ``j``. H is applied matrix-free:
     ``H d = 2 (dp [y, 1] - r [d_v, 0]) + 2 Lambda d`` (per block) with ``dp`` the
-    first-order change of the predictions and ``r`` the residuals.
+    first-order change of the predictions and ``r`` the residuals. MINRES starts from ``x0``
+    (an earlier ``adjoint``; ignored when its size differs).
     """
     p, s = learner._fitted()
     c = learner.config
@@ -423,7 +427,8 @@ def implicit_gradient(
         iterations += 1
 
     operator = spla.LinearOperator((size, size), matvec=matvec, dtype=np.float64)
-    z, info = spla.minres(operator, g, rtol=tol, maxiter=max_iterations, callback=count)
+    start = x0 if x0 is not None and x0.shape == g.shape else None
+    z, info = spla.minres(operator, g, x0=start, rtol=tol, maxiter=max_iterations, callback=count)
     norm = float(np.linalg.norm(g))
     residual_norm = float(np.linalg.norm(g - matvec(z))) / norm if norm > 0 else 0.0
     z_x, z_y = split(z)
@@ -445,4 +450,5 @@ def implicit_gradient(
         residual_norm,
         info == 0,
         learner.kkt_residual(),
+        z,
     )

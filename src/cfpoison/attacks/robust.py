@@ -1,0 +1,411 @@
+"""Robust PGA: Algorithm 1 on the expected utility over a panel of surrogate learners.
+
+The attacker does not know the victim's seed, split, regularization or whether it has biases.
+With surrogates ``s = 1..S``, each fitted on its own training ratings ``Omega_s`` plus the
+fakes, with its own clean model ``Pbar_s`` and utility ``R_s`` (availability against its own
+clean predictions; integrity on the attack's targets), the method ascends::
+
+    Rbar(M~) = (1/S) sum_s R_s(theta_s*(M~)),     dRbar/dM~ = (1/S) sum_s dR_s/dM~
+
+each ``dR_s/dM~`` the exact implicit gradient of surrogate s (:mod:`cfpoison.attacks.gradient`
+for ALS and the nuclear norm, :func:`cfpoison.learners.biased.implicit_gradient` for biased
+MF), its fit and its adjoint solve warm-started from the surrogate's previous ones. Steps,
+backtracking (a step is accepted when ``Rbar`` rises), the start and the stopping rules are
+PGA's (:mod:`cfpoison.attacks.pga`); item selection is ``random`` only.
+
+A surrogate (:class:`SurrogateSpec`) is a victim spec (:class:`cfpoison.victims.VictimSpec`,
+kinds ``als``, ``nuclear``, ``biased``) with a learner seed offset and a split: the attacker
+sees only its own training ratings, so a surrogate "split" is a random ``fraction`` of them
+drawn with the generator seeded by ``(attack seed, split_offset)``; ``split_offset = 0`` is all
+of them. A surrogate of the attacked learner's kind starts from the attack's learner config
+(``params`` override it); another kind from its own defaults.
+
+The method is ``robust``; its option ``surrogates`` is a panel (:class:`SurrogatePanel` as a
+dict) or a preset name (:data:`PRESETS`); ``cfpoison attack --surrogates PANEL`` sets both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from cfpoison.attacks.engine import (
+    AttackContext,
+    MethodOutput,
+    register_method,
+    warn_untrustworthy,
+)
+from cfpoison.attacks.gradient import utility_gradient
+from cfpoison.attacks.pga import run_pga
+from cfpoison.attacks.utility import Utility
+from cfpoison.config import JsonConfig, require
+from cfpoison.data.ratings import Ratings
+from cfpoison.errors import ConfigError
+from cfpoison.learners import BiasedConfig, BiasedLearner, LearnerConfig, build_learner
+from cfpoison.learners.base import Learner
+from cfpoison.learners.biased import implicit_gradient
+from cfpoison.victims.spec import VictimSpec
+
+log = logging.getLogger(__name__)
+
+#: Restarts of a biased surrogate's MINRES solve from its last iterate while the true
+#: residual ``|g - H z| / |g|`` exceeds the attack's ``solve_tol``.
+MINRES_RESTARTS = 3
+
+#: Kinds a surrogate may be: cfpoison's learners, whose implicit gradients are exact.
+SURROGATE_KINDS = ("als", "nuclear", "biased")
+
+
+@dataclasses.dataclass(frozen=True)
+class SurrogateSpec(VictimSpec):
+    """One surrogate: a victim spec the attacker can differentiate (module docstring).
+
+    Attributes:
+        name: label in the attack's history (unique within a panel).
+        model: ``als``, ``nuclear`` or ``biased``.
+        params: fields of the kind's config (not ``seed``).
+        split_offset: 0: the attacker's whole training split; ``s >= 1``: the random
+            ``fraction`` of its ratings drawn with the generator seeded by (attack seed, s).
+        optional: must be false (every surrogate can run).
+        seed: the surrogate learner's seed is the attack learner's seed plus this.
+        fraction: share of the attacker's ratings in a split (``split_offset >= 1``).
+    """
+
+    seed: int = 0
+    fraction: float = 0.9
+
+    def __post_init__(self) -> None:
+        require(
+            self.model in SURROGATE_KINDS,
+            f"surrogate '{self.name}': model must be one of {', '.join(SURROGATE_KINDS)}, "
+            f"got {self.model!r}",
+        )
+        require(not self.optional, f"surrogate '{self.name}': optional is for victims only")
+        require(self.split_offset >= 0, f"surrogate '{self.name}': split_offset must be >= 0")
+        require(self.seed >= 0, f"surrogate '{self.name}': seed must be >= 0, got {self.seed}")
+        require(
+            0 < self.fraction <= 1,
+            f"surrogate '{self.name}': fraction must be in (0, 1], got {self.fraction}",
+        )
+        super().__post_init__()
+
+    def learner_config(self, attacked: LearnerConfig) -> LearnerConfig | BiasedConfig:
+        """The surrogate's learner: ``attacked`` with ``params`` when of the same kind, else the
+        kind's defaults with ``params``; seeded with ``attacked.seed + seed``."""
+        seed = attacked.seed + self.seed
+        if attacked.name == self.model:
+            try:
+                return type(attacked).from_dict({**attacked.to_dict(), **self.params, "seed": seed})
+            except ConfigError as err:
+                raise ConfigError(f"surrogate '{self.name}': {err}") from None
+        config: LearnerConfig | BiasedConfig = self.config(seed)
+        return config
+
+
+@dataclasses.dataclass(frozen=True)
+class SurrogatePanel(JsonConfig):
+    """The surrogates whose mean utility the robust attack ascends (names unique)."""
+
+    surrogates: tuple[SurrogateSpec, ...]
+
+    def __post_init__(self) -> None:
+        require(len(self.surrogates) > 0, "surrogates: list at least one surrogate")
+        names = [s.name for s in self.surrogates]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        require(not duplicates, f"surrogates: duplicate name(s) {', '.join(duplicates)}")
+
+
+#: ``default``: the attacked learner itself, ALS on two 90% splits at other seeds (one at
+#: lam 12), and biased MF (lam 12) on a third split: seeds, splits, lam values, biased and not.
+#: On ml-latest-small ALS reaches its KKT tolerance 1e-5 at lam 8 (about 130 sweeps) but not
+#: within 1000 sweeps at lam 3 (9e-4) or 400 at lam 12 (9e-5): the lam-12 surrogates stop at
+#: 1e-4 (biased MF at lam 5 needs about 800 sweeps for it, at lam 12 about 150). The biased
+#: surrogate stops on its KKT residual only (its objective-change stop leaves about 1e-3).
+PRESETS: dict[str, SurrogatePanel] = {
+    "default": SurrogatePanel(
+        (
+            SurrogateSpec("self", "als"),
+            SurrogateSpec("als-split1", "als", split_offset=1, seed=11),
+            SurrogateSpec(
+                "als-lam12-split2",
+                "als",
+                {"lambda_u": 12.0, "lambda_v": 12.0, "kkt_tol": 1e-4},
+                split_offset=2,
+                seed=12,
+            ),
+            SurrogateSpec(
+                "biased-lam12-split3",
+                "biased",
+                {
+                    "lambda_u": 12.0,
+                    "lambda_v": 12.0,
+                    "tol": 0.0,
+                    "kkt_tol": 1e-4,
+                    "max_sweeps": 1000,
+                },
+                split_offset=3,
+                seed=13,
+            ),
+        )
+    )
+}
+
+
+def load_surrogates(text: str) -> SurrogatePanel:
+    """A preset name, else the path of a TOML file of ``[[surrogates]]`` tables (the fields of
+    :class:`SurrogateSpec`)."""
+    if text in PRESETS:
+        return PRESETS[text]
+    path = Path(text)
+    if not path.is_file():
+        presets = ", ".join(sorted(PRESETS))
+        raise ConfigError(f"surrogates: {text!r} is neither a preset ({presets}) nor a TOML file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return SurrogatePanel.from_dict(data)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, ConfigError, TypeError) as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def panel_option(value: Any) -> SurrogatePanel:
+    """The panel of ``options["surrogates"]``: a preset name or a panel's dict."""
+    if isinstance(value, str) and value in PRESETS:
+        return PRESETS[value]
+    if isinstance(value, dict):
+        try:
+            return SurrogatePanel.from_dict(value)
+        except TypeError as err:  # a missing required field (name, model)
+            raise ConfigError(f"surrogates: {err}") from None
+    presets = ", ".join(sorted(PRESETS))
+    raise ConfigError(f"robust: option surrogates must be a preset ({presets}) or a panel object")
+
+
+def subsample(train: Ratings, fraction: float, rng: np.random.Generator) -> Ratings:
+    """``round(fraction * |Omega|)`` of the stored ratings, drawn without replacement; the same
+    users and items (explicit zeros kept)."""
+    matrix = train.matrix
+    keep = np.sort(rng.choice(matrix.nnz, size=round(fraction * matrix.nnz), replace=False))
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))[keep]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=matrix.shape[0]))])
+    sub = sp.csr_array((matrix.data[keep], matrix.indices[keep], indptr), shape=matrix.shape)
+    return train.with_matrix(sub, step={"step": "subsample", "fraction": fraction})
+
+
+def _on_pattern(values: sp.csr_array, pattern: sp.csr_array) -> np.ndarray:
+    """The entries of ``values`` at the stored entries of ``pattern`` (same set), in
+    ``pattern``'s CSR order."""
+    n = pattern.shape[1]
+
+    def keys(matrix: sp.csr_array) -> np.ndarray:
+        rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+        return rows * n + np.asarray(matrix.indices, dtype=np.int64)
+
+    source = keys(values)
+    order = np.argsort(source, kind="stable")
+    where = order[np.searchsorted(source, keys(pattern), sorter=order)]
+    return np.asarray(values.data[where], dtype=np.float64)
+
+
+@dataclasses.dataclass
+class Surrogate:
+    """One surrogate at attack time: its data, learner config, clean fit, utility and the
+    adjoint of its last solve (the next solve's warm start)."""
+
+    name: str
+    train: Ratings
+    learner: LearnerConfig | BiasedConfig
+    clean: Learner | BiasedLearner
+    utility: Utility
+    adjoint: np.ndarray | None = None
+
+    def fit(
+        self, fake: sp.csr_array, previous: Learner | BiasedLearner | None
+    ) -> Learner | BiasedLearner:
+        """Refit on the surrogate's ratings plus ``fake``, warm-started from ``previous``."""
+        init = (previous or self.clean).factors
+        return build_learner(self.learner).fit(self.train, init=init, fake=fake)
+
+    def value(self, learner: Learner | BiasedLearner) -> float:
+        return self.utility.value(learner.user_factors, learner.item_factors)
+
+    def gradient(
+        self,
+        learner: Learner | BiasedLearner,
+        fake: sp.csr_array,
+        ctx: AttackContext,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """``dR_s/dM~`` on ``fake``'s stored entries (CSR order) and its diagnostics, with the
+        attack config's solve tolerance and cap."""
+        config = ctx.config
+        if isinstance(learner, BiasedLearner):
+            value, grad_user, grad_item = self.utility.gradient(
+                learner.user_factors, learner.item_factors
+            )
+            iterations = 0
+            for _ in range(MINRES_RESTARTS + 1):  # MINRES's own estimate can drift: restart
+                biased = implicit_gradient(
+                    learner,
+                    grad_user,
+                    grad_item,
+                    tol=config.solve_tol,
+                    max_iterations=config.solve_max_iter,
+                    x0=self.adjoint,
+                )
+                self.adjoint = biased.adjoint
+                iterations += biased.solver_iterations
+                solved = biased.solver_residual <= config.solve_tol
+                if solved or iterations >= config.solve_max_iter:
+                    break
+            values = _on_pattern(biased.values, fake)
+            diagnostics = {
+                "utility": value,
+                "kkt_residual": biased.kkt_residual,
+                "fit_converged": bool(learner.converged),
+                "solve_iterations": iterations,
+                "solve_residual": biased.solver_residual,
+                "solve_converged": solved,
+                "gradient_trustworthy": bool(learner.converged) and solved,
+            }
+        else:
+            grad = utility_gradient(
+                learner,
+                self.train.matrix,
+                fake,
+                self.utility,
+                config.gradient,
+                solve_tol=config.solve_tol,
+                solve_max_iter=config.solve_max_iter,
+                warm_start=self.adjoint,
+            )
+            self.adjoint = grad.adjoint
+            values = grad.on_pattern(fake)
+            diagnostics = {"utility": grad.utility, **grad.diagnostics()}
+        warn_untrustworthy(f"{config.method} surrogate '{self.name}'", diagnostics)
+        return values, diagnostics
+
+
+def build_surrogates(ctx: AttackContext, panel: SurrogatePanel) -> list[Surrogate]:
+    """The panel's surrogates against ``ctx``: each split drawn, each clean model fitted (the
+    attack's own clean fit for a surrogate identical to the attacked learner), each utility on
+    the attack's targets and weights against the surrogate's own clean predictions."""
+    attacked = ctx.config.learner
+    out = []
+    for spec in panel.surrogates:
+        config = spec.learner_config(attacked)
+        train = ctx.train
+        if spec.split_offset > 0:
+            rng = np.random.default_rng([ctx.config.seed, spec.split_offset])
+            train = subsample(ctx.train, spec.fraction, rng)
+        if config == attacked and train is ctx.train:
+            clean: Learner | BiasedLearner = ctx.clean
+        else:
+            clean = build_learner(config).fit(train)
+        if not clean.converged:
+            log.warning(
+                "%s surrogate '%s': clean fit unconverged (KKT %.1e)",
+                ctx.config.method,
+                spec.name,
+                clean.kkt_residual(),
+            )
+        base = ctx.utility
+        utility = Utility(
+            base.mu1,
+            base.mu2,
+            ctx.train.matrix,
+            clean.user_factors.copy(),
+            clean.item_factors.copy(),
+            base.targets,
+            base.weights,
+        )
+        out.append(Surrogate(spec.name, train, config, clean, utility))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanGradient:
+    """``(1/S) sum_s dR_s/dM~`` on one fake pattern, with each surrogate's diagnostics."""
+
+    pattern: sp.csr_array
+    values: np.ndarray
+    parts: dict[str, dict[str, Any]]
+
+    def on_pattern(self, pattern: sp.csr_array) -> np.ndarray:
+        """The mean gradient on ``pattern`` (the one it was computed on)."""
+        if pattern is not self.pattern:
+            raise ValueError("robust gradient: asked on another pattern than its own")
+        return self.values
+
+    def diagnostics(self) -> dict[str, Any]:
+        """The worst fit and solve over the surrogates (PGA's keys), then each surrogate's."""
+        parts = list(self.parts.values())
+        return {
+            "kkt_residual": max(p["kkt_residual"] for p in parts),
+            "fit_converged": all(p["fit_converged"] for p in parts),
+            "solve_iterations": sum(p["solve_iterations"] for p in parts),
+            "solve_residual": max(p["solve_residual"] for p in parts),
+            "solve_converged": all(p["solve_converged"] for p in parts),
+            "gradient_trustworthy": all(p["gradient_trustworthy"] for p in parts),
+            "surrogates": self.parts,
+        }
+
+
+class RobustObjective:
+    """PGA's objective (:class:`cfpoison.attacks.pga.Objective`) over surrogates: the state is
+    one fitted learner per surrogate, the value their mean utility."""
+
+    options: frozenset[str] = frozenset({"surrogates"})
+
+    def __init__(self, ctx: AttackContext, surrogates: list[Surrogate]):
+        self.ctx = ctx
+        self.surrogates = surrogates
+
+    def fit(
+        self, fake: sp.csr_array, previous: list[Learner | BiasedLearner] | None
+    ) -> list[Learner | BiasedLearner]:
+        if previous is None:
+            return [s.fit(fake, None) for s in self.surrogates]
+        return [s.fit(fake, p) for s, p in zip(self.surrogates, previous, strict=True)]
+
+    def values(self, state: list[Learner | BiasedLearner]) -> dict[str, float]:
+        """Each surrogate's utility ``R_s`` at ``state``."""
+        return {s.name: s.value(f) for s, f in zip(self.surrogates, state, strict=True)}
+
+    def value(self, state: list[Learner | BiasedLearner]) -> float:
+        return float(np.mean(list(self.values(state).values())))
+
+    def gradient(self, state: list[Learner | BiasedLearner], fake: sp.csr_array) -> MeanGradient:
+        parts = [s.gradient(f, fake, self.ctx) for s, f in zip(self.surrogates, state, strict=True)]
+        mean = np.mean([values for values, _ in parts], axis=0)
+        names = [s.name for s in self.surrogates]
+        return MeanGradient(fake, mean, dict(zip(names, [d for _, d in parts], strict=True)))
+
+    def record(self, state: list[Learner | BiasedLearner]) -> dict[str, Any]:
+        return {"surrogate_utility": self.values(state)}
+
+
+@register_method("robust")
+def run_robust(ctx: AttackContext) -> MethodOutput:
+    """PGA on the mean utility over ``options["surrogates"]`` (module docstring)."""
+    config = ctx.config
+    if config.threat.item_selection != "random":
+        raise ConfigError("robust: item selection must be random (greedy needs one learner)")
+    panel = panel_option(config.options.get("surrogates", "default"))
+    if config.gradient != "exact" and any(s.model == "biased" for s in panel.surrogates):
+        raise ConfigError("robust: biased surrogates take the exact gradient only")
+    surrogates = build_surrogates(ctx, panel)
+    output = run_pga(ctx, RobustObjective(ctx, surrogates))
+    output.info["surrogates"] = {
+        s.name: {
+            "learner": s.learner.to_dict(),
+            "ratings": s.train.nnz,
+            "clean_converged": bool(s.clean.converged),
+        }
+        for s in surrogates
+    }
+    return output
