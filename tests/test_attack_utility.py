@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cfpoison.attacks._sparse import sddmm
-from cfpoison.attacks.hessian import FactorHessian, solve
 from cfpoison.attacks.utility import Utility, UtilityConfig, choose_auto_target
 from cfpoison.errors import ConfigError
+from cfpoison.learners._sparse import sddmm
+from cfpoison.learners.hessian import FactorHessian, solve
 
 
 def _sparse(rng: np.random.Generator, rows: int, cols: int, density: float) -> sp.csr_array:

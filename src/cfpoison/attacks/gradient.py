@@ -1,6 +1,6 @@
 """Gradient of the attacker's utility with respect to the fake ratings (paper Eq. 11).
 
-At a stationary point ``theta = (U, U~, V)`` of L (see :mod:`cfpoison.attacks.hessian`), the
+At a stationary point ``theta = (U, U~, V)`` of L (see :mod:`cfpoison.learners.hessian`), the
 implicit function theorem and the adjoint trick give, for every fake entry (i, j) at once::
 
     z = H^{-1} g,   g = dR/dtheta = (dR/dU, 0, dR/dV)
@@ -10,7 +10,7 @@ because the mixed partial of grad L with respect to ``M~_ij`` is ``-2 v_j`` in t
 ``u~_i`` and ``-2 u~_i`` in the block of ``v_j`` (``docs/math.md`` section 3).
 
 * ``exact``: z from block-Jacobi-preconditioned MINRES on Hessian-vector products
-  (:func:`cfpoison.attacks.hessian.solve`).
+  (:func:`cfpoison.learners.hessian.solve`).
 * ``paper``: z from H's diagonal blocks alone (Eq. 12: other factors held fixed), which gives
   ``dR/dM~_ij = u~_i' (lam_V I + Sigma_V^(j))^{-1} dR/dv_j``.
 
@@ -31,10 +31,10 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.attacks._sparse import sddmm
-from cfpoison.attacks.hessian import FactorHessian, solve
 from cfpoison.attacks.utility import Utility
+from cfpoison.learners._sparse import sddmm
 from cfpoison.learners.base import Learner
+from cfpoison.learners.hessian import FactorHessian, solve
 
 GradientMethod = Literal["exact", "paper"]
 

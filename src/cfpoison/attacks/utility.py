@@ -22,10 +22,10 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.attacks._sparse import sddmm, with_values
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import ConfigError
+from cfpoison.learners._sparse import sddmm, with_values
 
 #: The paper's integrity setting: a target whose mean predicted rating is about 0.8 on the
 #: shifted scale, with weight 2.

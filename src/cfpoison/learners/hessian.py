@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from cfpoison.attacks._sparse import hessian_rows, row_grams, sddmm, with_values
+from cfpoison.learners._sparse import hessian_rows, row_grams, sddmm, with_values
 from cfpoison.learners.base import cached_csc
 
 

@@ -5,7 +5,7 @@
   k = 10); it wraps the learners' ``csr_dot`` kernel;
 * :func:`row_grams`: ``sum_{j in row i} f_j f_j^T`` per row (the Hessian's diagonal blocks);
 * :func:`hessian_rows`: one side of a Hessian-vector product of the factored objective,
-  parallel over rows (:class:`cfpoison.attacks.hessian.FactorHessian`).
+  parallel over rows (:class:`cfpoison.learners.hessian.FactorHessian`).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def hessian_rows(
     Rows ``r`` of the compressed ``pattern`` (CSR: users; CSC: items) with factors ``own``
     (direction ``d_own``), columns with ``other`` (``d_other``), ``residual`` the stored
     residuals ``E = M - x_r.y_c`` in the pattern's order: the data term of ``H x`` for the
-    row block (:mod:`cfpoison.attacks.hessian`), without the ``nnz``-sized temporaries of the
+    row block (:mod:`cfpoison.learners.hessian`), without the ``nnz``-sized temporaries of the
     SciPy route.
     """
     _hessian_rows(
