@@ -67,6 +67,8 @@ def test_a_capped_fit_gives_a_flagged_gradient(subset, caplog) -> None:  # type:
     with caplog.at_level(logging.WARNING):
         result = run_attack(train, config, clean=clean, floor=0.0)
     step = result.history[1]
+    assert result.untrustworthy_gradients == 1
+    assert result.to_dict()["untrustworthy_gradients"] == 1
     assert step["fit_converged"] is False and step["gradient_trustworthy"] is False
     assert step["kkt_residual"] > capped.kkt_tol
     assert any("gradient outside tolerance" in r.getMessage() for r in caplog.records)
