@@ -27,6 +27,9 @@ then optimises. Departure from Algorithm 1: when the utility has an integrity pa
 (``sign(mu2 w_j) Lambda``); with random items only the few fakes whose random pattern
 contains a target could rate it, and the optimised attack lost to the ``average`` baseline.
 
+What is ascended is an :class:`Objective` (fits, utility, gradient): the attack config's learner
+by default; :mod:`cfpoison.attacks.robust` passes the mean over surrogate learners.
+
 Stopping: after ``iterations`` steps, when a step moves no rating by more than ``tol``, or when
 backtracking finds no ascent. The output is the iterate of highest utility, with its ratings
 snapped onto the data set's rating grid (when the attack config asks for it).
