@@ -73,3 +73,12 @@ def test_fold_in_is_the_user_half_step(rng: np.random.Generator) -> None:
         Vr = V[row.indices]
         x = np.linalg.solve(Vr.T @ Vr + 3.0 * np.eye(2), Vr.T @ row.data)
         np.testing.assert_allclose(users[i], x, rtol=1e-10)
+
+
+def test_weighted_als_stops_on_the_kkt_residual(rng: np.random.Generator) -> None:
+    matrix = random_matrix(rng, 25, 15, 0.4)
+    w = rng.uniform(0.2, 1.0, matrix.nnz)
+    problem = WeightedProblem.build(matrix, np.full(25, 1.5), np.full(15, 1.5))
+    fit = weighted_als(problem, w, 0.1 * rng.standard_normal((15, 3)), 5000, 0.0, 1e-6)
+    assert fit.converged and fit.sweeps < 5000
+    assert problem.kkt_residual(w, fit.user, fit.item) <= 1e-6

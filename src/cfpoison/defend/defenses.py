@@ -394,7 +394,7 @@ def huber(
 
     for _ in range(config.iterations):
         weights = irls_weights()
-        fit = weighted_als(problem, weights, item, learner.max_sweeps, learner.tol)
+        fit = weighted_als(problem, weights, item, learner.max_sweeps, learner.tol, learner.kkt_tol)
         user, item = fit.user, fit.item
         sweeps.append(fit.sweeps)
         converged = converged and fit.converged
@@ -425,7 +425,7 @@ def influence_cap(
         matrix, learner.lambda_u * cap, np.full(train.n_items, learner.lambda_v)
     )
     items = _initial_items(learner, train.n_items)
-    fit = weighted_als(problem, weights, items, learner.max_sweeps, learner.tol)
+    fit = weighted_als(problem, weights, items, learner.max_sweeps, learner.tol, learner.kkt_tol)
     info = {
         "median_profile": median,
         "capped_real": int(np.sum(cap[: train.n_users] < 1)),
@@ -447,7 +447,7 @@ def als_wr(
     problem = WeightedProblem.build(matrix, config.lam * user_counts, config.lam * item_counts)
     weights = np.ones(matrix.nnz)
     items = _initial_items(learner, train.n_items)
-    fit = weighted_als(problem, weights, items, learner.max_sweeps, learner.tol)
+    fit = weighted_als(problem, weights, items, learner.max_sweeps, learner.tol, learner.kkt_tol)
     return _weighted_model(problem, weights, fit, train.n_users, {})
 
 

@@ -8,8 +8,9 @@ entries = Omega) with per-rating weights ``w >= 0`` and per-row regularization::
 One sweep solves every user row exactly with ``V`` fixed, then every item row with ``U``
 fixed (:func:`cfpoison.defend.kernels.weighted_solve_rows`). ``w = 1``, ``a = lam_U``,
 ``b = lam_V`` is the objective ``L`` of :mod:`cfpoison.learners.base`. Stopping: relative
-objective change of a sweep ``<= tol``, at most ``max_sweeps`` sweeps; whether the tolerance
-was reached is returned, never hidden.
+objective change of a sweep ``<= tol`` or relative KKT residual ``<= kkt_tol`` (the learner's
+two tolerances), at most ``max_sweeps`` sweeps; whether a tolerance was reached is returned,
+never hidden.
 """
 
 from __future__ import annotations
@@ -125,8 +126,11 @@ def weighted_als(
     item: np.ndarray,
     max_sweeps: int,
     tol: float,
+    kkt_tol: float = 0.0,
 ) -> WeightedFit:
-    """Sweep ``L_w`` from the item factors ``item`` (copied) until ``tol`` or ``max_sweeps``."""
+    """Sweep ``L_w`` from the item factors ``item`` (copied) until the relative objective
+    change is ``<= tol`` or the relative KKT residual ``<= kkt_tol`` (0: off), at most
+    ``max_sweeps`` sweeps."""
     m, _ = problem.shape
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     item = np.array(item, dtype=np.float64, order="C")
@@ -137,7 +141,7 @@ def weighted_als(
         value = problem.solve_items(weights, user, item) + problem.penalty(user, item)
         change = abs(previous - value) / max(abs(value), np.finfo(float).tiny)
         previous = value
-        if change <= tol:
+        if change <= tol or (kkt_tol > 0 and problem.kkt_residual(weights, user, item) <= kkt_tol):
             return WeightedFit(user, item, value, sweep, True)
     return WeightedFit(user, item, previous, max_sweeps, False)
 
