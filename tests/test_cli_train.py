@@ -25,9 +25,10 @@ def test_train_als_on_movielens(
     assert report["ratings_train"] + report["ratings_test"] == 100836
     assert 0.85 <= report["rmse_test"] <= 0.95  # a sensible model on the star scale
     assert report["rmse_train"] < report["rmse_test"]
-    assert report["converged"] and report["sweeps"] == len(report["history"])
+    # history: the accepted sweeps; sweeps also counts the Anderson extrapolations discarded
+    assert report["converged"] and report["sweeps"] >= len(report["history"]) > 1
     assert report["rank"] == 10 and report["config"]["name"] == "als"
-    assert report["kkt_residual"] < 1e-2
+    assert report["kkt_residual"] <= report["config"]["kkt_tol"] == 1e-5
     for key in ("objective", "seconds", "preprocess", "steps"):
         assert key in report
     assert "test" in capsys.readouterr().out
