@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,19 @@ def test_fig2_has_the_paper_subset_and_the_full_set() -> None:
     assert methods == {"pga", "sgld", "uniform"}
     sgld = next(c for c in subset_cells if c.config["attack"]["method"] == "sgld")
     assert sgld.config["attack"]["options"]["beta"] == 0.6
+
+
+@pytest.mark.slow
+def test_reproduce_defenses_quick(tmp_path: Path) -> None:
+    out = tmp_path / "defenses"
+    args = ["reproduce", "defenses", "--quick", "--dataset", "synthetic:small"]
+    code = main([*args, "--out", str(out), "--json", str(tmp_path / "d.json"), "--quiet"])
+    assert code == 0
+    payload = json.loads((tmp_path / "d.json").read_text())
+    attacks = {row["attack"] for row in payload["defenses"]}
+    assert attacks == {"pga", "sgld", "uniform", "average", "bandwagon"}
+    for row in payload["defenses"]:
+        for key in ("name", "rmse_shift", "rmse_shift_undefended", "rmse_shift_noise_floor"):
+            assert key in row
+        assert row["test_rmse_clean"] > 0 and row["test_rmse_clean_defended"] > 0
+    assert (out / "defenses.md").exists() and (out / "cost-benefit.png").exists()

@@ -29,38 +29,17 @@ from cfpoison.data.profiles import read_profiles
 from cfpoison.data.ratings import Ratings
 from cfpoison.defend import (
     DEFENSES,
-    ALSWRConfig,
-    BaggingConfig,
     DefenseConfig,
     DetectRemoveConfig,
-    HuberConfig,
-    InfluenceCapConfig,
-    TrimmedConfig,
 )
 from cfpoison.defend.adaptive import with_evasions
-from cfpoison.defend.defenses import LEARNED, ScoreFunction
+from cfpoison.defend.defenses import DEFAULT_DEFENSES, LEARNED, ScoreFunction
 from cfpoison.defend.grid import evaluate_defenses, run_defense_grid
 from cfpoison.defend.report import table, write_report
 from cfpoison.defend.supervised import learned_score
 from cfpoison.detect import DETECTORS
 from cfpoison.errors import ConfigError
 from cfpoison.learners import ALSConfig, ALSLearner
-
-#: The defenses run when no --defense is given (detect-and-remove takes --fpr, --calibration):
-#: the three detectors that caught PGA on ml-latest-small (rdma, wdma, fmtd), DegSim (which
-#: did not), and one of each other kind.
-DEFAULT_DEFENSES: tuple[DefenseConfig, ...] = (
-    DetectRemoveConfig(detector="rdma"),
-    DetectRemoveConfig(detector="wdma"),
-    DetectRemoveConfig(detector="fmtd"),
-    DetectRemoveConfig(detector="degsim"),
-    BaggingConfig(),
-    TrimmedConfig(fraction=0.02, unit="ratings"),
-    TrimmedConfig(fraction=0.03, unit="users"),
-    HuberConfig(),
-    InfluenceCapConfig(),
-    ALSWRConfig(),
-)
 
 
 def parse_defense(spec: str, detect: dict[str, Any] | None = None) -> DefenseConfig:

@@ -1,4 +1,4 @@
-"""``cfpoison reproduce fig1|fig2``: the paper's Figures 1 and 2, resumable, with a report."""
+"""``cfpoison reproduce fig1|fig2|beta|defenses``: the paper's figures, resumable, with a report."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from cfpoison.cli._common import (
 )
 from cfpoison.cli.sweep import add_execution_options
 from cfpoison.experiments.paper.beta_tradeoff import beta_parts
+from cfpoison.experiments.paper.defenses import reproduce_defenses
 from cfpoison.experiments.paper.figures_1_2 import METHODS, figure_parts
 from cfpoison.experiments.pipeline import run_sweep
 from cfpoison.experiments.sweeps.execute import SweepError
@@ -32,9 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "figure",
-        choices=("fig1", "fig2", "beta"),
+        choices=("fig1", "fig2", "beta", "defenses"),
         help="which figure (beta: SGLD's t-test p-values and utility against beta, and PGA, "
-        "SGLD and uniform side by side at alpha 3%%, B 100)",
+        "SGLD and uniform side by side at alpha 3%%, B 100; defenses: every default defense "
+        "against PGA, SGLD, uniform, average and bandwagon, cost and benefit)",
     )
     parser.add_argument(
         "--dataset", default="ml-latest-small", help="data set (default: ml-latest-small)"
@@ -65,6 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.figure == "defenses":
+        return _defenses(args)
     if args.figure == "beta":
         parts = beta_parts(dataset=args.dataset, quick=args.quick, seeds=args.seeds)
     else:
@@ -96,4 +100,15 @@ def _run(args: argparse.Namespace) -> int:
     errors = [f"{name}: {run.error}" for name, run in runs.items() if run.error]
     if errors:
         raise SweepError("; ".join(errors))
+    return 0
+
+
+def _defenses(args: argparse.Namespace) -> int:
+    """``reproduce defenses``: one grid, no store (the attacks are regenerated each run)."""
+    out = args.out if args.out is not None else Path("results") / "defenses"
+    result, files = reproduce_defenses(
+        args.dataset, data_dir_from(args), out, quick=args.quick, progress=show_progress(args)
+    )
+    text = "\n".join(f"wrote {path}" for path in files)
+    emit(args, result, text)
     return 0

@@ -199,6 +199,23 @@ DEFENSES: dict[str, type[DefenseConfig]] = {
 
 
 # ---------------------------------------------------------------------------- helpers
+#: The defenses ``cfpoison defend`` and ``reproduce defenses`` run by default:
+#: the three detectors that caught PGA on ml-latest-small (rdma, wdma, fmtd), DegSim (which
+#: did not), and one of each other kind.
+DEFAULT_DEFENSES: tuple[DefenseConfig, ...] = (
+    DetectRemoveConfig(detector="rdma"),
+    DetectRemoveConfig(detector="wdma"),
+    DetectRemoveConfig(detector="fmtd"),
+    DetectRemoveConfig(detector="degsim"),
+    BaggingConfig(),
+    TrimmedConfig(fraction=0.02, unit="ratings"),
+    TrimmedConfig(fraction=0.03, unit="users"),
+    HuberConfig(),
+    InfluenceCapConfig(),
+    ALSWRConfig(),
+)
+
+
 def _without_rows(matrix: sp.csr_array, drop: np.ndarray) -> sp.csr_array:
     """``matrix`` with every entry of the rows ``drop`` (mask) removed; shape kept."""
     return _keep_entries(matrix, ~np.repeat(drop, np.diff(matrix.indptr)))
