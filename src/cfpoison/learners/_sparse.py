@@ -70,7 +70,7 @@ def row_grams(pattern: sp.csr_array, factors: np.ndarray) -> np.ndarray:
     )
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
 def _hessian_rows(
     indptr: np.ndarray,
     indices: np.ndarray,
@@ -84,13 +84,20 @@ def _hessian_rows(
     rows = indptr.shape[0] - 1
     k = own.shape[1]
     for r in numba.prange(rows):
+        acc = np.zeros(k)
+        x = own[r]
+        dx = d_own[r]
         for e in range(indptr[r], indptr[r + 1]):
-            c = indices[e]
+            y = other[indices[e]]
+            dy = d_other[indices[e]]
             change = 0.0
             for a in range(k):
-                change += d_own[r, a] * other[c, a] + own[r, a] * d_other[c, a]
+                change += dx[a] * y[a] + x[a] * dy[a]
+            res = residual[e]
             for a in range(k):
-                out[r, a] += 2.0 * (change * other[c, a] - residual[e] * d_other[c, a])
+                acc[a] += change * y[a] - res * dy[a]
+        for a in range(k):
+            out[r, a] += 2.0 * acc[a]
 
 
 def hessian_rows(

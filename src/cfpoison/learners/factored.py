@@ -13,6 +13,7 @@ KKT residual. :class:`cfpoison.learners.als.ALSLearner` sweeps it at rank k;
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 from types import ModuleType
@@ -250,33 +251,37 @@ class Anderson:
 
     With ``r = G(x) - x`` and the differences ``dG``, ``dR`` of the last ``memory`` images and
     residuals, the next point is ``G(x) - dG gamma``, ``gamma = argmin ||r - dR gamma||``
-    (Walker and Ni 2011). Plain iteration is ``memory = 0``, or the first step after
-    :meth:`reset`.
+    (Walker and Ni 2011), solved through the ``memory x memory`` Gram matrix of ``dR``. Plain
+    iteration is ``memory = 0``, or the first step after :meth:`reset`.
     """
 
     def __init__(self, memory: int):
         self.memory = memory
-        self._images: list[np.ndarray] = []
-        self._residuals: list[np.ndarray] = []
+        self._last: tuple[np.ndarray, np.ndarray] | None = None
+        self._d_images: collections.deque[np.ndarray] = collections.deque(maxlen=memory)
+        self._d_residuals: collections.deque[np.ndarray] = collections.deque(maxlen=memory)
 
     def reset(self) -> None:
-        self._images.clear()
-        self._residuals.clear()
+        self._last = None
+        self._d_images.clear()
+        self._d_residuals.clear()
 
     def mix(self, x: np.ndarray, image: np.ndarray) -> np.ndarray:
         """The next point after ``x`` whose image is ``G(x) = image``."""
         residual = image - x
-        self._images.append(image.copy())
-        self._residuals.append(residual)
-        if len(self._images) > self.memory + 1:
-            self._images.pop(0)
-            self._residuals.pop(0)
-        if len(self._images) < 2:
+        if self._last is not None:
+            self._d_images.append(image - self._last[0])
+            self._d_residuals.append(residual - self._last[1])
+        self._last = (image.copy(), residual)
+        if not self._d_residuals:
             return image
-        d_image = np.diff(np.stack(self._images, axis=1), axis=1)
-        d_residual = np.diff(np.stack(self._residuals, axis=1), axis=1)
-        gamma, *_ = np.linalg.lstsq(d_residual, residual, rcond=1e-10)
-        return image - d_image @ gamma
+        d_residuals = np.stack(self._d_residuals)
+        gram = d_residuals @ d_residuals.T
+        gamma, *_ = np.linalg.lstsq(gram, d_residuals @ residual, 1e-12)
+        out = image.copy()
+        for weight, d_image in zip(gamma, self._d_images, strict=True):
+            out -= weight * d_image
+        return out
 
 
 def _ratio(numerator: float, denominator: float) -> float:
