@@ -231,34 +231,85 @@ def _keep_entries(matrix: sp.csr_array, keep: np.ndarray) -> sp.csr_array:
     )  # explicit zeros kept: they are ratings
 
 
-def _refit(
+@dataclasses.dataclass(frozen=True)
+class Subset:
+    """The ratings that one ALS fit inside a defense sees, and the real users it folds in.
+
+    Attributes:
+        real: the kept real ratings, ``m x n`` (rows of set-aside users empty).
+        fake_rows: mask over the ``m'`` fake rows: rows left out of the fit's matrix.
+        fake_entries: mask over the fake CSR's stored entries: ratings kept in kept rows.
+        set_aside: mask over the ``m`` real users predicted by fold-in against the fit's
+            items (with all their ratings) instead of by the fit.
+    """
+
+    real: sp.csr_array
+    fake_rows: np.ndarray
+    fake_entries: np.ndarray
+    set_aside: np.ndarray
+
+    @classmethod
+    def of(
+        cls,
+        real: sp.csr_array,
+        fake: sp.csr_array,
+        set_aside: np.ndarray,
+        fake_rows: np.ndarray | None = None,
+        fake_entries: np.ndarray | None = None,
+    ) -> Subset:
+        """A subset keeping every fake row and rating unless masks are given."""
+        rows = np.ones(fake.shape[0], dtype=bool) if fake_rows is None else fake_rows
+        entries = np.ones(fake.nnz, dtype=bool) if fake_entries is None else fake_entries
+        return cls(real, rows, entries, set_aside)
+
+    def thin(self, fake: sp.csr_array) -> sp.csr_array:
+        """The fake matrix the fit sees: kept ratings of the kept rows (CSR order kept)."""
+        return _keep_entries(fake, self.fake_entries)[self.fake_rows]
+
+    def fake_mask(self, fake: sp.csr_array) -> np.ndarray:
+        """The entries of ``fake`` (CSR order) that :meth:`thin` keeps, in its order."""
+        return self.fake_entries & np.repeat(self.fake_rows, np.diff(fake.indptr))
+
+
+@dataclasses.dataclass
+class SubsetFit:
+    """ALS fitted on a :class:`Subset` (``fitted``); ``user``: its ``U`` with the set-aside
+    real users folded in (the defended prediction is ``user @ fitted.item_factors.T``)."""
+
+    subset: Subset
+    fitted: ALSLearner
+    user: np.ndarray
+
+
+def fit_subset(
     train: Ratings,
-    real: sp.csr_array,
+    subset: Subset,
     fake: sp.csr_array,
     learner: ALSConfig,
-    set_aside: np.ndarray,
     init: Factors | None = None,
-) -> tuple[ALSLearner, np.ndarray]:
-    """ALS on the thinned real rows ``real`` and fake rows ``fake``; the real users in the
-    mask ``set_aside`` are folded in with all their ratings. Returns the learner and ``U``."""
-    fitted = ALSLearner(learner).fit(train.with_matrix(real), init=init, fake=fake)
+) -> SubsetFit:
+    """ALS on ``subset`` of ``train`` + ``fake`` (warm-started from ``init``), the set-aside
+    real users folded in with all their ratings."""
+    fitted = ALSLearner(learner).fit(
+        train.with_matrix(subset.real), init=init, fake=subset.thin(fake)
+    )
     user = fitted.user_factors.copy()
-    if set_aside.any():
-        rows = np.flatnonzero(set_aside)
+    if subset.set_aside.any():
+        rows = np.flatnonzero(subset.set_aside)
         user[rows] = fold_in(train.matrix, fitted.item_factors, learner.lambda_u, rows)
-    return fitted, user
+    return SubsetFit(subset, fitted, user)
 
 
 def _model(
-    fitted: ALSLearner,
-    user: np.ndarray,
+    fit: SubsetFit,
     removed_real: np.ndarray,
     removed_fake: np.ndarray,
     info: dict[str, Any],
 ) -> DefendedModel:
     """A :class:`DefendedModel` of one ALS fit (its sweeps and convergence recorded)."""
+    fitted = fit.fitted
     return DefendedModel(
-        user,
+        fit.user,
         fitted.item_factors.copy(),
         removed_real,
         removed_fake,
@@ -297,6 +348,19 @@ def detect_and_remove(
     ``score`` replaces the config's detector (any :data:`ScoreFunction`; required for
     ``learned``).
     """
+    subset, threshold = flagged_subset(train, fake, config, score)
+    fit = fit_subset(train, subset, fake, learner)
+    return _model(fit, subset.set_aside, ~subset.fake_rows, {"threshold": threshold})
+
+
+def flagged_subset(
+    train: Ratings,
+    fake: sp.csr_array,
+    config: DetectRemoveConfig,
+    score: ScoreFunction | None = None,
+) -> tuple[Subset, float]:
+    """What detect-and-remove refits on: the users at or under the calibrated threshold
+    (the flagged real users set aside, the flagged fake rows dropped); and the threshold."""
     score = score or detector_score(config.detector)
     m = train.n_users
     scores = np.asarray(score(combined(train, fake)), dtype=np.float64)
@@ -306,9 +370,8 @@ def detect_and_remove(
     threshold = float(np.quantile(reference, 1 - config.fpr, method="higher"))
     flagged = scores > threshold
     real_out, fake_out = flagged[:m], flagged[m:]
-    real = _without_rows(train.matrix, real_out)
-    fitted, user = _refit(train, real, fake[~fake_out], learner, real_out)
-    return _model(fitted, user, real_out, fake_out, {"threshold": threshold})
+    subset = Subset.of(_without_rows(train.matrix, real_out), fake, real_out, ~fake_out)
+    return subset, threshold
 
 
 def bagging(
@@ -318,23 +381,40 @@ def bagging(
     config: BaggingConfig,
     rng: np.random.Generator,
 ) -> DefendedModel:
-    """Average of ``bags`` ALS fits on subsamples (bag ``b`` uses learner seed ``seed + b``)."""
-    m, n_all = train.n_users, train.n_users + fake.shape[0]
+    """Average of ``bags`` ALS fits on subsamples (bag ``b`` uses :func:`bag_learner`)."""
     models = []
-    for b in range(config.bags):
+    none_real, none_fake = np.zeros(train.n_users, bool), np.zeros(fake.shape[0], bool)
+    for b, subset in enumerate(bag_subsets(train, fake, config, rng)):
+        fit = fit_subset(train, subset, fake, bag_learner(learner, b))
+        models.append(_model(fit, none_real, none_fake, {}))
+    return DefendedModel.average(models, {"sweeps": [d.info["sweeps"] for d in models]})
+
+
+def bag_learner(learner: ALSConfig, bag: int) -> ALSConfig:
+    """Bag ``bag``'s learner: ``learner`` with seed ``seed + bag``."""
+    return learner.replace(seed=learner.seed + bag)
+
+
+def bag_subsets(
+    train: Ratings, fake: sp.csr_array, config: BaggingConfig, rng: np.random.Generator
+) -> list[Subset]:
+    """Each bag's subsample, drawn in bag order with ``rng`` (it depends on the shapes and
+    counts of ``train`` and ``fake``, not on the ratings' values). ``users``: a ``fraction``
+    of all users, the real ones outside folded in, the fake ones outside dropped;
+    ``ratings``: each rating kept with probability ``fraction``."""
+    m, n_all = train.n_users, train.n_users + fake.shape[0]
+    subsets = []
+    for _ in range(config.bags):
         if config.unit == "users":
             keep = np.zeros(n_all, dtype=bool)
             keep[rng.choice(n_all, max(1, round(config.fraction * n_all)), replace=False)] = True
-            real, thin_fake = _without_rows(train.matrix, ~keep[:m]), fake[keep[m:]]
+            real, rows, entries = _without_rows(train.matrix, ~keep[:m]), keep[m:], None
         else:
             real = _keep_entries(train.matrix, rng.random(train.nnz) < config.fraction)
-            thin_fake = _keep_entries(fake, rng.random(fake.nnz) < config.fraction)
+            rows, entries = None, rng.random(fake.nnz) < config.fraction
         emptied = (np.diff(real.indptr) == 0) & (train.user_counts > 0)
-        seeded = learner.replace(seed=learner.seed + b)
-        fitted, user = _refit(train, real, thin_fake, seeded, emptied)
-        none = np.zeros(m, dtype=bool)
-        models.append(_model(fitted, user, none, np.zeros(fake.shape[0], bool), {}))
-    return DefendedModel.average(models, {"sweeps": [d.info["sweeps"] for d in models]})
+        subsets.append(Subset.of(real, fake, emptied, rows, entries))
+    return subsets
 
 
 def trimmed(
@@ -347,43 +427,69 @@ def trimmed(
 
     ``fraction = 0`` is plain ALS.
     """
+    result = trimmed_fit(train, fake, learner, config)
+    model = _model(result.fit, result.removed_real, result.removed_fake, result.info)
+    model.converged = result.converged
+    return model
+
+
+@dataclasses.dataclass
+class TrimmedFit:
+    """Trimmed ALS's last fit (on the ratings its last round kept), the users it removed
+    (``users`` unit), its info and whether every fit of its rounds converged."""
+
+    fit: SubsetFit
+    removed_real: np.ndarray
+    removed_fake: np.ndarray
+    info: dict[str, Any]
+    converged: bool
+
+
+def trimmed_fit(
+    train: Ratings,
+    fake: sp.csr_array,
+    learner: ALSConfig,
+    config: TrimmedConfig,
+    init: Factors | None = None,
+) -> TrimmedFit:
+    """The rounds of :func:`trimmed`; ``init`` warm-starts the first fit (on all the data)."""
     m = train.n_users
-    fitted, user = _refit(train, train.matrix, fake, learner, np.zeros(m, dtype=bool))
+    fit = fit_subset(train, Subset.of(train.matrix, fake, np.zeros(m, bool)), fake, learner, init)
     matrix = combined(train, fake)
     counts = np.diff(matrix.indptr)
     real_out, fake_out = np.zeros(m, bool), np.zeros(fake.shape[0], bool)
-    info: dict[str, Any] = {"sweeps": [fitted.n_sweeps]}
-    converged = fitted.converged
+    info: dict[str, Any] = {"sweeps": [fit.fitted.n_sweeps]}
+    converged = fit.fitted.converged
     for _ in range(config.rounds if config.fraction > 0 else 0):
+        fitted = fit.fitted
         item = fitted.item_factors
         everyone = fold_in(matrix, item, learner.lambda_u)
         rows = np.repeat(np.arange(matrix.shape[0]), counts)
         residual = matrix.data - np.einsum("pk,pk->p", everyone[rows], item[matrix.indices])
-        init = Factors(fitted.user_factors, item, fitted.fake_user_factors)
+        start = Factors(fitted.user_factors, item, fitted.fake_user_factors)
         if config.unit == "ratings":
             keep = np.ones(matrix.nnz, dtype=bool)
             keep[
                 np.argsort(-np.abs(residual), kind="stable")[: int(config.fraction * matrix.nnz)]
             ] = False
             real = _keep_entries(train.matrix, keep[: train.nnz])
-            thin_fake = _keep_entries(fake, keep[train.nnz :])
-            info["dropped_real_ratings"] = int(train.nnz - real.nnz)
-            info["dropped_fake_ratings"] = int(fake.nnz - thin_fake.nnz)
             emptied = (np.diff(real.indptr) == 0) & (train.user_counts > 0)
+            subset = Subset.of(real, fake, emptied, fake_entries=keep[train.nnz :])
+            info["dropped_real_ratings"] = int(train.nnz - real.nnz)
+            info["dropped_fake_ratings"] = int(fake.nnz - subset.fake_entries.sum())
         else:
             sq = np.bincount(rows, weights=residual**2, minlength=len(counts))
             mean_sq = sq / np.maximum(counts, 1)
             out = np.zeros(len(counts), dtype=bool)
             out[np.argsort(-mean_sq, kind="stable")[: int(config.fraction * len(counts))]] = True
             real_out, fake_out = out[:m], out[m:]
-            real, thin_fake = _without_rows(train.matrix, real_out), _without_rows(fake, fake_out)
-            emptied = real_out
-        fitted, user = _refit(train, real, thin_fake, learner, emptied, init=init)
-        info["sweeps"].append(fitted.n_sweeps)
-        converged = converged and fitted.converged
-    model = _model(fitted, user, real_out, fake_out, info)
-    model.converged = converged
-    return model
+            entries = ~np.repeat(fake_out, np.diff(fake.indptr))
+            real = _without_rows(train.matrix, real_out)
+            subset = Subset.of(real, fake, real_out, fake_entries=entries)
+        fit = fit_subset(train, subset, fake, learner, init=start)
+        info["sweeps"].append(fit.fitted.n_sweeps)
+        converged = converged and fit.fitted.converged
+    return TrimmedFit(fit, real_out, fake_out, info, converged)
 
 
 def huber(
