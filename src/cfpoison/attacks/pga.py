@@ -22,10 +22,11 @@ utility rises (at most :data:`MAX_HALVINGS` times); if it never rises, stop.
 
 Start (``options["start"]``): ``uniform`` (Algorithm 1: B random items per fake user, random
 ratings), or the profiles of a shilling baseline (``average``, ``bandwagon``) whose values PGA
-then optimises. Departure from Algorithm 1: when the utility has an integrity part
-(``mu2 != 0``), every fake profile rates the targets, starting at the push/nuke rating
-(``sign(mu2 w_j) Lambda``); with random items only the few fakes whose random pattern
-contains a target could rate it, and the optimised attack lost to the ``average`` baseline.
+then optimises. Departure from Algorithm 1: when the utility has an integrity or a ranking
+part (``mu2 != 0`` or ``mu3 != 0``), every fake profile rates the targets, starting at the
+push/nuke rating (``sign((mu2 + mu3) w_j) Lambda``); with random items only the few fakes
+whose random pattern contains a target could rate it, and the optimised attack lost to the
+``average`` baseline.
 
 What is ascended is an :class:`Objective` (fits, utility, gradient): the attack config's learner
 by default; :mod:`cfpoison.attacks.robust` passes the mean over surrogate learners.
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
@@ -202,15 +204,23 @@ class LearnerObjective:
         return {}
 
 
-def run_pga(ctx: AttackContext, objective: Objective[Any] | None = None) -> MethodOutput:
+def run_pga(
+    ctx: AttackContext,
+    objective: Objective[Any] | None = None,
+    project: Callable[[sp.csr_array], sp.csr_array] | None = None,
+) -> MethodOutput:
     """Algorithm 1 from :func:`pga_start` on ``objective`` (default: :class:`LearnerObjective`
-    of ``ctx``); see the module docstring."""
+    of ``ctx``); see the module docstring. ``project``, when given, is applied to the start
+    and after every step's clip (a further projection of the feasible set, for example under
+    a detector's threshold: :mod:`cfpoison.attacks.adaptive`)."""
     from cfpoison.attacks.engine import MethodOutput
 
     if objective is None:
         objective = LearnerObjective(ctx)
     config, threat = ctx.config, ctx.config.threat
     fake = pga_start(ctx, objective.options)
+    if project is not None:
+        fake = project(fake)
     start = time.perf_counter()
     learner = objective.fit(fake, None)
     value = objective.value(learner)
@@ -239,6 +249,8 @@ def run_pga(ctx: AttackContext, objective: Objective[Any] | None = None) -> Meth
                 candidate = _greedy_step(fake, grad, step, threat.max_rating, threat.items_per_user)
             else:
                 candidate = _random_step(fake, on_pattern, step, threat.max_rating)
+            if project is not None:
+                candidate = project(candidate)
             if _largest_change(candidate, fake) <= config.tol:
                 stop_reason = "converged"
                 break

@@ -15,6 +15,7 @@ from cfpoison.attacks.engine import (
     available_methods,
     run_attack,
 )
+from cfpoison.attacks.metrics import HIT_K
 from cfpoison.attacks.robust import PRESETS as SURROGATE_PRESETS
 from cfpoison.attacks.robust import load_surrogates
 from cfpoison.cli._common import (
@@ -63,6 +64,14 @@ def attack_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             parser.error("--surrogates runs the robust method (leave out --method)")
         method = "robust"
         options["surrogates"] = load_surrogates(surrogates).to_dict()
+    against = getattr(args, "against", None)
+    if against is not None:
+        if args.method not in (None, "adaptive"):
+            parser.error("--against runs the adaptive method (leave out --method)")
+        from cfpoison.cli.defend import parse_defense  # cli.defend imports this module
+
+        method = "adaptive"
+        options["defense"] = parse_defense(against).to_dict()
     tree = nested(given(args, ATTACK_SETTINGS.values()), ATTACK_SETTINGS)
     tree["method"] = method
     learner = learner_config(args, parser)
@@ -82,6 +91,14 @@ def result_text(payload: dict[str, Any]) -> str:
         payload["targets"], payload["target_mean_before"], payload["target_mean_after"], strict=True
     ):
         lines.append(f"target {item:<7} mean predicted rating {before:.4f} -> {after:.4f}")
+    hits = zip(
+        payload["targets"],
+        payload.get("target_hit_before", []),
+        payload.get("target_hit_after", []),
+        strict=False,
+    )
+    for item, before, after in hits:
+        lines.append(f"target {item:<7} hit ratio at {HIT_K} {before:.4f} -> {after:.4f}")
     test = payload.get("rmse_test")
     test_text = "" if test is None or math.isnan(test) else f", test {test:.4f}"
     lines.append(f"rmse           train {payload['rmse_train']:.4f}{test_text} (rating scale)")
@@ -170,12 +187,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Fit the learner on the data set's training split, compute m' = ceil(alpha m) fake "
             "users that each rate at most B items with |rating| <= Lambda (shifted scale "
-            "[-2, 2]) to maximise mu1 * availability + mu2 * integrity (paper Eq. 7-9), and "
+            "[-2, 2]) to maximise mu1 * availability + mu2 * integrity (paper Eq. 7-9) + mu3 "
+            "* ranking (the targets' smoothed rank among normal users' top items), and "
             "report against the clean model: the RMSE shift on unseen entries (and the "
-            "seed-noise floor), the targets' mean predicted rating before and after, train and "
-            "test RMSE, the paper's t-test p-value and the utility history. Methods: pga "
+            "seed-noise floor), the targets' mean predicted rating and hit ratio at 10 before "
+            "and after, train and test RMSE, the paper's t-test p-value and the utility "
+            "history. Methods: pga "
             "(Algorithm 1), sgld (Algorithm 2), uniform (the paper's baseline), the shilling "
-            "attacks random, average and bandwagon, and robust (PGA over the --surrogates)."
+            "attacks random, average and bandwagon, robust (PGA over the --surrogates) and "
+            "adaptive (PGA against the --against defense)."
         ),
     )
     add_attack_options(parser)
@@ -185,6 +205,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="robust PGA (method robust) on the mean utility over a panel of surrogate "
         f"learners: a preset ({', '.join(sorted(SURROGATE_PRESETS))}) or a TOML file of "
         "[[surrogates]] (name, model als|nuclear|biased, params, split_offset, seed, fraction)",
+    )
+    parser.add_argument(
+        "--against",
+        metavar="SPEC",
+        help="adaptive PGA (method adaptive) against a defense that the attacker knows: "
+        "bagging, trimmed or detect_remove, as NAME[:KEY=VALUE,...] (cfpoison defend's "
+        "--defense specs; bagging draws its bags with --seed)",
     )
     parser.add_argument(
         "--profiles",

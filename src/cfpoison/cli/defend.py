@@ -124,6 +124,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("give --profiles (one or more files) or --grid METHOD[,METHOD...]")
     if args.evade and not args.profiles:
         parser.error("--evade projects --profiles files")
+    if args.adaptive and not (args.grid and "pga" in args.grid):
+        parser.error("--adaptive adapts the --grid's pga attack to each defense")
     learner = learner_config(args, parser)
     if not isinstance(learner, ALSConfig):
         raise ConfigError("defend: the defenses build on ALS; use --learner als")
@@ -135,7 +137,14 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.grid:
         attack_configs = _attack_configs(args, learner)
         result = run_defense_grid(
-            train, test, attack_configs, defenses, args.seed, show_progress(args), scores
+            train,
+            test,
+            attack_configs,
+            defenses,
+            args.seed,
+            show_progress(args),
+            scores,
+            adaptive=args.adaptive,
         )
     else:
         attacks = _profiles(args, train)
@@ -228,6 +237,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DETECTOR",
         help="also defend against each profile file projected under this detector's "
         "threshold at --fpr (the adaptive attacker of cfpoison.defend.adaptive; repeatable)",
+    )
+    parser.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="with --grid pga: also PGA against each defense that has an adaptive attacker "
+        "(bagging, trimmed, detect_remove; cfpoison.attacks.adaptive, seeded with --seed as "
+        "the defense is) and, for detect_remove, PGA projected under its threshold after the "
+        "attack; each evaluated against its own defense",
     )
     parser.add_argument(
         "--fpr",

@@ -10,10 +10,12 @@ shrunk toward the item means ``mbar_j`` of the combined matrix::
 
 with the largest ``t_u`` (bisection, all flagged users at once, every step re-scoring the
 whole combined matrix, so item statistics follow the fakes) that puts the score under
-``margin * tau``; the ratings are then snapped to the rating grid within ``+-max_rating``.
-This is a projection after the attack, not inside its gradient loop: a lower bound on what
-an adaptive attacker keeps. Users that no ``t`` brings under the threshold stay at ``t = 0``
-(item means) and are counted in ``still_flagged``.
+``margin * tau``, each candidate snapped to the rating grid within ``+-max_rating`` before it
+is scored (snapping after the bisection re-created deviations that the detector caught).
+Applied after the attack, this is a lower bound on what an adaptive attacker keeps;
+:mod:`cfpoison.attacks.adaptive` applies it inside PGA's loop, after every step (continuous
+ratings there: ``snap_to_grid = False``). Users that no ``t`` brings under the threshold stay
+at ``t = 0`` (item means) and are counted in ``still_flagged``.
 """
 
 from __future__ import annotations
@@ -56,15 +58,22 @@ def evade(
     max_rating: float = 2.0,
     margin: float = 0.95,
     steps: int = 20,
+    snap_to_grid: bool = True,
 ) -> Evasion:
-    """Project ``fake`` under the detector's reference threshold (module docstring)."""
+    """Project ``fake`` under the detector's reference threshold (module docstring);
+    ``snap_to_grid = False`` leaves the ratings continuous (a projection inside PGA's loop,
+    :mod:`cfpoison.attacks.adaptive`)."""
     m = train.n_users
     threshold = float(np.quantile(score(train.matrix), 1 - fpr, method="higher"))
     rows = np.repeat(np.arange(fake.shape[0]), np.diff(fake.indptr))
     means = item_stats(combined(train, fake))[1][fake.indices]
 
+    grid = grid_values(train.scale, max_rating)
+
     def shrunk(t: np.ndarray) -> sp.csr_array:
         values = means + t[rows] * (fake.data - means)
+        if snap_to_grid:
+            values = snap(values, max_rating, grid)
         return sp.csr_array((values, fake.indices, fake.indptr), shape=fake.shape)
 
     def over(t: np.ndarray) -> np.ndarray:
@@ -79,7 +88,6 @@ def evade(
         high = np.where(bad & ~done, mid, high)
         low = np.where(~bad & ~done, mid, low)
     projected = shrunk(low)
-    projected.data = snap(projected.data, max_rating, grid_values(train.scale, max_rating))
     still = int(np.sum(score(combined(train, projected))[m:] > threshold))
     return Evasion(projected, low, threshold, still)
 

@@ -34,10 +34,18 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.attacks import AttackConfig, run_attack
+from cfpoison.attacks import AttackConfig, AttackResult, run_attack
+from cfpoison.attacks.adaptive import has_adaptive
 from cfpoison.attacks.metrics import noise_floor
 from cfpoison.data.ratings import Ratings
-from cfpoison.defend.defenses import DefenseConfig, ScoreFunction, defend
+from cfpoison.defend.adaptive import evade
+from cfpoison.defend.defenses import (
+    DefenseConfig,
+    DetectRemoveConfig,
+    ScoreFunction,
+    defend,
+    detector_score,
+)
 from cfpoison.defend.model import DefendedModel, rmse, rmse_shift
 from cfpoison.errors import ConfigError
 from cfpoison.learners import ALSConfig, ALSLearner
@@ -68,13 +76,15 @@ def evaluate_defenses(
     seed: int = 0,
     scores: Mapping[str, ScoreFunction] | None = None,
     clean_fit: ALSLearner | None = None,
+    only: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Every defense against every attack (metrics of the module docstring).
 
     ``attacks`` maps a name to fake rows (``m' x n`` CSR, shifted scale); ``targets`` are item
     columns; ``seed`` seeds each defense's generator (bagging); ``scores`` optionally maps a
     detect-and-remove label to its score function; ``clean_fit`` (``learner`` fitted on
-    ``train``) is computed when not given. Returns ``clean`` (undefended numbers),
+    ``train``) is computed when not given; ``only`` maps an attack to the one defense label it
+    is evaluated against (an attack made for that defense). Returns ``clean`` (undefended numbers),
     ``attacks`` (undefended, per attack) and ``defenses`` (one row per defense x attack).
     """
     if not defenses:
@@ -111,6 +121,8 @@ def evaluate_defenses(
         other = defend(train, empty, config, reseeded, np.random.default_rng(seed + 1), score)
         floor_defended = rmse_shift(train, other, on_clean)
         for name, fake in attacks.items():
+            if only and only.get(name, label) != label:
+                continue
             base = undefended[name]
             t0 = time.perf_counter()
             model = defend(train, fake, config, learner, np.random.default_rng(seed), score)
@@ -174,10 +186,18 @@ def run_defense_grid(
     seed: int = 0,
     progress: bool = False,
     scores: Mapping[str, ScoreFunction] | None = None,
+    adaptive: bool = False,
 ) -> dict[str, Any]:
     """Generate each attack with :func:`cfpoison.attacks.run_attack` (all against the same ALS
     learner), then :func:`evaluate_defenses` on them (``scores`` as there); the first attack's
-    targets are used."""
+    targets are used.
+
+    ``adaptive``: for the first ``pga`` attack and every defense with an adaptive attacker
+    (:func:`cfpoison.attacks.adaptive.has_adaptive`), also PGA against that defense (method
+    ``adaptive``, the same settings) and, for detect-and-remove, the PGA profiles projected
+    under its threshold after the attack (:func:`cfpoison.defend.adaptive.evade`); each is
+    evaluated against its defense only and summed up in ``adaptive`` (:func:`adaptive_rows`).
+    """
     if not attacks:
         raise ConfigError("no attacks to run")
     learner = attacks[0].learner
@@ -186,15 +206,93 @@ def run_defense_grid(
     clean = ALSLearner(learner).fit(train)
     floor = noise_floor(train, learner, clean)
     fakes: dict[str, sp.csr_array] = {}
+    seconds: dict[str, float] = {}
     targets = np.zeros(0, dtype=np.int64)
-    for config in attacks:
+
+    def attack(config: AttackConfig, name: str) -> AttackResult:
         result = run_attack(train, config, test=test, clean=clean, floor=floor, progress=progress)
-        fakes[config.method if config.method not in fakes else _unique(config, fakes)] = result.fake
+        fakes[name], seconds[name] = result.fake, result.seconds
+        return result
+
+    for config in attacks:
+        result = attack(
+            config, config.method if config.method not in fakes else _unique(config, fakes)
+        )
         if not len(targets):
             targets = train.item_index(np.asarray(result.targets, dtype=np.int64))
-    report = evaluate_defenses(train, test, fakes, defenses, learner, targets, seed, scores, clean)
+    made_for: dict[str, tuple[str, str, str]] = {}  # attack -> (defense label, base, kind)
+    pga = next((a for a in attacks if a.method == "pga"), None)
+    if adaptive and pga is not None:
+        base = "pga"
+        for defense in filter(has_adaptive, defenses):
+            options = {**pga.options, "defense": defense.to_dict()}
+            name = f"{base}~adaptive-{defense.label}"
+            attack(pga.replace(method="adaptive", options=options), name)
+            made_for[name] = (defense.label, base, "adaptive")
+            if isinstance(defense, DetectRemoveConfig):
+                score = detector_score(defense.detector)
+                name = f"{base}~evade-{defense.label}"
+                t0 = time.perf_counter()
+                fakes[name] = evade(train, fakes[base], score, defense.fpr).fake
+                seconds[name] = seconds[base] + time.perf_counter() - t0
+                made_for[name] = (defense.label, base, "evade")
+    only = {name: label for name, (label, _, _) in made_for.items()}
+    report = evaluate_defenses(
+        train, test, fakes, defenses, learner, targets, seed, scores, clean, only
+    )
     report["attack_configs"] = [a.to_dict() for a in attacks]
+    report["adaptive"] = adaptive_rows(report["defenses"], made_for, seconds)
     return report
+
+
+def adaptive_rows(
+    rows: Sequence[Mapping[str, Any]],
+    made_for: Mapping[str, tuple[str, str, str]],
+    seconds: Mapping[str, float],
+) -> list[dict[str, Any]]:
+    """One record per attack made for a defense (``made_for``: attack name -> the defense's
+    label, the attack it adapts and its kind, ``adaptive`` or ``evade``), beside that base
+    attack against the same defense: the shifts, the floors, the share of the base attack's
+    undefended shift above the floor that the defense removes from each, and
+    ``benefit_surviving``, the adaptive share over the base share (None when the base share
+    is not positive: no benefit to survive)."""
+    by_key = {(r["name"], r["attack"]): r for r in rows}
+    out = []
+    for name, (label, base, kind) in made_for.items():
+        plain, made = by_key[(label, base)], by_key[(label, name)]
+        floor = plain["rmse_shift_noise_floor"]
+        removed = plain["shift_removed"]
+        removed_adaptive = _removed(made["rmse_shift"], plain["rmse_shift_undefended"], floor)
+        surviving = (
+            removed_adaptive / removed
+            if removed is not None and removed_adaptive is not None and removed > 0
+            else None
+        )
+        out.append(
+            {
+                "defense": label,
+                "attack": base,
+                "adaptive_attack": name,
+                "kind": kind,
+                "rmse_shift_undefended": plain["rmse_shift_undefended"],
+                "rmse_shift_undefended_adaptive": made["rmse_shift_undefended"],
+                "rmse_shift_noise_floor": floor,
+                "rmse_shift_noise_floor_defended": plain["rmse_shift_noise_floor_defended"],
+                "rmse_shift": plain["rmse_shift"],
+                "rmse_shift_adaptive": made["rmse_shift"],
+                "rmse_shift_attack": plain["rmse_shift_attack"],
+                "rmse_shift_attack_adaptive": made["rmse_shift_attack"],
+                "shift_removed": removed,
+                "shift_removed_adaptive": removed_adaptive,
+                "benefit_surviving": surviving,
+                "removed_fake": plain["removed_fake"],
+                "removed_fake_adaptive": made["removed_fake"],
+                "n_fake": plain["n_fake"],
+                "seconds_attack": seconds[base],
+                "seconds_attack_adaptive": seconds[name],
+            }
+        )
+    return out
 
 
 def _unique(config: AttackConfig, taken: Mapping[str, Any]) -> str:

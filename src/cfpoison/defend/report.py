@@ -71,6 +71,42 @@ def table(result: Mapping[str, Any]) -> str:
             f"{row['removed_real']} ({100 * row['removed_real_fraction']:.1f}%) | "
             f"{row['seconds']:.1f} |"
         )
+    if result.get("adaptive"):
+        lines += ["", *adaptive_table(result["adaptive"]).splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def _share(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
+def adaptive_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The attacker who knows the defense (:func:`cfpoison.defend.grid.adaptive_rows`)."""
+    lines = [
+        "Adaptive attacker: PGA against the defended model (adaptive: through its implicit "
+        "gradients; for detect-and-remove, projected under the detector's threshold after "
+        "every step) and PGA projected after the attack (evade), each against its own "
+        "defense only. removed: the share of PGA's undefended shift above the floor that the "
+        "defense removes; surviving: adaptive removed / PGA removed (the share of the "
+        "defense's benefit that survives).",
+        "",
+        "| defense | attacker | shift undefended: PGA / adaptive | shift defended: PGA / "
+        "adaptive | floor (defended) | through defense: PGA / adaptive | removed: PGA / "
+        "adaptive | surviving | fakes removed: PGA / adaptive | attack s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['defense']} | {row['kind']} | {_num(row['rmse_shift_undefended'])} / "
+            f"{_num(row['rmse_shift_undefended_adaptive'])} | {_num(row['rmse_shift'])} / "
+            f"{_num(row['rmse_shift_adaptive'])} | {_num(row['rmse_shift_noise_floor'])} "
+            f"({_num(row['rmse_shift_noise_floor_defended'])}) | "
+            f"{_num(row['rmse_shift_attack'])} / {_num(row['rmse_shift_attack_adaptive'])} | "
+            f"{_share(row['shift_removed'])} / {_share(row['shift_removed_adaptive'])} | "
+            f"{_share(row['benefit_surviving'])} | {row['removed_fake']} / "
+            f"{row['removed_fake_adaptive']} of {row['n_fake']} | "
+            f"{row['seconds_attack_adaptive']:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -125,7 +161,9 @@ def write_report(result: Mapping[str, Any], directory: str | Path) -> list[Path]
     directory = Path(directory)
     md, png = directory / "defenses.md", directory / "cost-benefit.png"
     buffer = io.BytesIO()
-    figure(result["defenses"]).savefig(buffer, format="png", dpi=120)
+    made = {row["adaptive_attack"] for row in result.get("adaptive", [])}
+    rows = [row for row in result["defenses"] if row["attack"] not in made]
+    figure(rows).savefig(buffer, format="png", dpi=120)
     with atomic_write(md) as handle:
         handle.write("# Defenses: cost and benefit\n\n" + table(result))
         handle.write(f"\n![cost and benefit]({png.name})\n")

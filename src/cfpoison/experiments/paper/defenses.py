@@ -3,7 +3,7 @@ PGA, SGLD, uniform and the shilling baselines, alpha 3%, B 100, availability, se
 
 ``cfpoison reproduce defenses`` runs :func:`reproduce_defenses`; it is the same grid as
 ``cfpoison defend --grid pga,sgld,uniform,average,bandwagon --iterations 15 --beta 0.6
---seed 7`` (:func:`cfpoison.defend.grid.run_defense_grid`), with the report (table and
+--seed 7 --adaptive`` (:func:`cfpoison.defend.grid.run_defense_grid`), with the report (table and
 cost-benefit figure) of :func:`cfpoison.defend.report.write_report`.
 """
 
@@ -48,9 +48,13 @@ def reproduce_defenses(
     *,
     quick: bool = False,
     progress: bool = False,
+    adaptive: bool = True,
 ) -> tuple[dict[str, Any], list[Path]]:
-    """Run the grid (15 attack steps; 2 with ``quick``) and write its report into ``out``."""
+    """Run the grid (15 attack steps; 2 with ``quick``) and write its report into ``out``;
+    ``adaptive``: with PGA against each defense that has an adaptive attacker."""
     train, test = prepare(load_dataset(dataset, data_dir), PreprocessConfig())
     attacks = defense_attacks(2 if quick else 15)
-    result = run_defense_grid(train, test, attacks, DEFAULT_DEFENSES, SEED, progress)
+    result = run_defense_grid(
+        train, test, attacks, DEFAULT_DEFENSES, SEED, progress, adaptive=adaptive
+    )
     return result, write_report(result, out)

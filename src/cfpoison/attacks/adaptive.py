@@ -1,0 +1,298 @@
+"""Adaptive PGA: Algorithm 1 against a defended learner whose defense the attacker knows.
+
+The defenses of :mod:`cfpoison.defend.defenses` that are differentiable through ALS's own
+implicit gradient: each builds its model from ALS fits ``b = 1..B`` on subsets of the ratings
+(:class:`cfpoison.defend.defenses.Subset`: kept real ratings, kept fake rows and ratings, real
+users set aside and folded in), and predicts for the real users::
+
+    P = (1/B) sum_b U_b^+ V_b',   U_b^+ = U_b with each set-aside row i replaced by its
+    fold-in u_i = A_i^{-1} V_b' m_i,  A_i = V_b,Omega_i' V_b,Omega_i + lam_U I.
+
+The method ascends ``R(P)``, the attack's utility against the clean undefended model (what
+the defense grid measures), with the exact gradient: while the subsets stay fixed, each fit
+is ALS at a stationary point of its own ratings, so by the chain rule ::
+
+    dR/dM~ = sum_b (implicit gradient of fit b, :func:`cfpoison.attacks.gradient.utility_gradient`,
+              with right-hand side g_b = dR/d(U_b, V_b) at the ensemble)
+    g_{U_b} = (1/B) dR/dU^+_b on the fitted rows, 0 on the set-aside rows;
+    g_{V_b} = dR/dV_b + sum_{i set aside} sum_{j in Omega_i} e_j (r_ij w_i - (v_j . w_i) u_i),
+              w_i = A_i^{-1} (1/B) dR/du^+_i, r_ij = m_ij - u_i . v_j  (the fold-in's adjoint),
+
+and zero for the fake ratings a fit does not see.
+
+* ``bagging``: the fits are the defense's bags, drawn exactly as
+  :func:`cfpoison.defend.defenses.bag_subsets` draws them with the generator seeded by the
+  attack's seed (the defense grid seeds the defense with the same seed: the attacker knows
+  it); bag b's learner is :func:`cfpoison.defend.defenses.bag_learner`. The draws depend on
+  the fake pattern's shape and size only, which random item selection keeps fixed.
+* ``trimmed``: the defense's rounds are re-run at every fit
+  (:func:`cfpoison.defend.defenses.trimmed_fit`); its last fit is the only one (B = 1). The
+  kept set is chosen by residual ranks, locally constant in ``M~``: the gradient is that of
+  ALS on the kept ratings (0 on trimmed fake ratings), exact except where a rank swaps.
+* ``detect_remove`` (a detector of :mod:`cfpoison.detect`, reference calibration): every PGA
+  iterate, the start included, is projected under the detector's threshold
+  (:func:`cfpoison.defend.adaptive.evade`, continuous ratings; snapped at the end), and the
+  fit is the defense's refit without the flagged users (the real ones folded in).
+
+Not built: ``huber``, ``influence_cap`` and ``als_wr`` fit weighted objectives (per-rating
+IRLS weights, per-user weights, per-row regularization), whose Hessian
+:class:`cfpoison.learners.hessian.FactorHessian` does not take.
+
+The method is ``adaptive``; its option ``defense`` is the defense's config as a dict (or a
+defense name: its defaults); ``cfpoison attack --against SPEC`` sets both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, cast
+
+import numpy as np
+import scipy.sparse as sp
+
+from cfpoison.attacks.engine import AttackContext, MethodOutput, register_method, warn_untrustworthy
+from cfpoison.attacks.gradient import utility_gradient
+from cfpoison.attacks.pga import run_pga
+from cfpoison.attacks.robust import MeanGradient
+from cfpoison.attacks.utility import Utility
+from cfpoison.defend.adaptive import evade
+from cfpoison.defend.defenses import (
+    DEFENSES,
+    LEARNED,
+    BaggingConfig,
+    DefenseConfig,
+    DetectRemoveConfig,
+    Subset,
+    SubsetFit,
+    TrimmedConfig,
+    bag_learner,
+    bag_subsets,
+    detector_score,
+    fit_subset,
+    flagged_subset,
+    trimmed_fit,
+)
+from cfpoison.defend.weighted import fold_in
+from cfpoison.errors import ConfigError
+from cfpoison.learners import ALSConfig
+
+#: Defenses with an adaptive attacker.
+ADAPTIVE_DEFENSES = ("bagging", "trimmed", "detect_remove")
+
+
+def has_adaptive(defense: DefenseConfig) -> bool:
+    """Whether :func:`run_adaptive` can attack ``defense`` (see the module docstring)."""
+    if isinstance(defense, DetectRemoveConfig):
+        return defense.detector != LEARNED and defense.calibration == "reference"
+    return isinstance(defense, BaggingConfig | TrimmedConfig)
+
+
+def defense_option(value: Any) -> DefenseConfig:
+    """The defense of ``options["defense"]``: a defense config's dict or a defense name."""
+    if isinstance(value, str) and value in DEFENSES:
+        value = {"name": value}
+    if not isinstance(value, dict) or value.get("name") not in DEFENSES:
+        known = ", ".join(DEFENSES)
+        raise ConfigError(f"adaptive: option defense must name a defense ({known}): {value!r}")
+    config = DEFENSES[value["name"]].from_dict(value)
+    if not has_adaptive(config):
+        raise ConfigError(
+            f"adaptive: no adaptive attacker against {config.label} (built: bagging, trimmed, "
+            "detect_remove with a cfpoison.detect detector and reference calibration)"
+        )
+    return config
+
+
+def fold_in_adjoint(
+    matrix: sp.csr_array,
+    item: np.ndarray,
+    user: np.ndarray,
+    grad_user: np.ndarray,
+    rows: np.ndarray,
+    lam_u: float,
+) -> np.ndarray:
+    """``sum_i (du_i/dV)' g_i`` over the folded-in ``rows`` of ``matrix`` (module docstring):
+    ``u_i`` (rows of ``user``) the fold-in against ``item``, ``g_i`` rows of ``grad_user``."""
+    sub = sp.csr_array(matrix[rows])
+    sub.sort_indices()
+    k = item.shape[1]
+    owner = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
+    rated = item[sub.indices]
+    gram = np.zeros((len(rows), k, k))
+    np.add.at(gram, owner, rated[:, :, None] * rated[:, None, :])
+    gram += lam_u * np.eye(k)
+    w = np.linalg.solve(gram, grad_user[rows][:, :, None])[:, :, 0]
+    u = user[rows]
+    residual = sub.data - np.einsum("pk,pk->p", u[owner], rated)
+    along = np.einsum("pk,pk->p", rated, w[owner])
+
+    def scatter(values: np.ndarray, factors: np.ndarray) -> np.ndarray:
+        return np.asarray(sp.csr_array((values, sub.indices, sub.indptr), sub.shape).T @ factors)
+
+    return scatter(residual, w) - scatter(along, u)
+
+
+@dataclasses.dataclass(frozen=True)
+class _FitView:
+    """``R(P)`` as a function of one fit's ALS factors ``(U_b, V_b)``, the other fits held
+    fixed: what :func:`utility_gradient` differentiates for fit b (module docstring)."""
+
+    utility: Utility
+    train: sp.csr_array
+    set_aside: np.ndarray
+    lam_u: float
+    n_fits: int
+    other_user: np.ndarray  # the other fits' U^+ / B, side by side
+    other_item: np.ndarray
+
+    def gradient(self, user: np.ndarray, item: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        rows = np.flatnonzero(self.set_aside)
+        full = user.copy()
+        if len(rows):
+            full[rows] = fold_in(self.train, item, self.lam_u, rows)
+        k = user.shape[1]
+        value, grad_user, grad_item = self.utility.gradient(
+            np.hstack([full / self.n_fits, self.other_user]), np.hstack([item, self.other_item])
+        )
+        g_user = grad_user[:, :k] / self.n_fits
+        g_item = grad_item[:, :k].copy()
+        if len(rows):
+            g_item += fold_in_adjoint(self.train, item, full, g_user, rows, self.lam_u)
+            g_user[rows] = 0.0
+        return value, g_user, g_item
+
+
+@dataclasses.dataclass
+class DefendedState:
+    """The defense's ALS fits at one fake matrix, and what the defense did."""
+
+    fits: list[SubsetFit]
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def ensemble(self) -> tuple[np.ndarray, np.ndarray]:
+        """``[U_1^+ .. U_B^+] / B`` and ``[V_1 .. V_B]``: the defended prediction's factors."""
+        n = len(self.fits)
+        user = np.hstack([f.user for f in self.fits]) / n
+        return user, np.hstack([f.fitted.item_factors for f in self.fits])
+
+
+class DefendedObjective:
+    """PGA's objective (:class:`cfpoison.attacks.pga.Objective`) through a defense."""
+
+    options: frozenset[str] = frozenset({"defense"})
+
+    def __init__(self, ctx: AttackContext, defense: DefenseConfig):
+        learner = ctx.config.learner
+        if not isinstance(learner, ALSConfig):
+            raise ConfigError("adaptive: the defenses build on ALS; use the als learner")
+        self.ctx, self.defense, self.learner = ctx, defense, learner
+        self.bags: list[Subset] | None = None
+        self.adjoints: list[np.ndarray | None] = []
+        self.score = (
+            detector_score(defense.detector) if isinstance(defense, DetectRemoveConfig) else None
+        )
+
+    def fit(self, fake: sp.csr_array, previous: DefendedState | None) -> DefendedState:
+        train, defense = self.ctx.train, self.defense
+        init = [f.fitted.factors for f in previous.fits] if previous else None
+        if isinstance(defense, BaggingConfig):
+            if self.bags is None:
+                rng = np.random.default_rng(self.ctx.config.seed)
+                self.bags = bag_subsets(train, fake, defense, rng)
+            fits = [
+                fit_subset(train, s, fake, bag_learner(self.learner, b), init[b] if init else None)
+                for b, s in enumerate(self.bags)
+            ]
+            return DefendedState(fits)
+        if isinstance(defense, TrimmedConfig):
+            result = trimmed_fit(train, fake, self.learner, defense, init[0] if init else None)
+            return DefendedState([result.fit], {"trimmed_converged": result.converged})
+        assert isinstance(defense, DetectRemoveConfig)
+        subset, _ = flagged_subset(train, fake, defense, self.score)
+        fit = fit_subset(train, subset, fake, self.learner, init[0] if init else None)
+        flagged = {"flagged_real": int(subset.set_aside.sum())}
+        return DefendedState([fit], {**flagged, "flagged_fake": int((~subset.fake_rows).sum())})
+
+    def value(self, state: DefendedState) -> float:
+        return self.ctx.utility.value(*state.ensemble())
+
+    def gradient(self, state: DefendedState, fake: sp.csr_array) -> MeanGradient:
+        """The sum over the fits of each one's implicit gradient (module docstring), in the
+        container of robust PGA (its ``values`` here are the sum, not a mean)."""
+        config, n = self.ctx.config, len(state.fits)
+        if len(self.adjoints) != n:
+            self.adjoints = [None] * n
+        total = np.zeros(fake.nnz)
+        parts = {}
+        for b, fit in enumerate(state.fits):
+            others = [f for c, f in enumerate(state.fits) if c != b]
+            view = _FitView(
+                self.ctx.utility,
+                self.ctx.train.matrix,
+                fit.subset.set_aside,
+                float(fit.fitted.lambda_u),
+                n,
+                np.hstack([f.user for f in others]) / n if others else np.zeros((len(fit.user), 0)),
+                np.hstack([f.fitted.item_factors for f in others])
+                if others
+                else np.zeros((len(fit.fitted.item_factors), 0)),
+            )
+            thin = fit.subset.thin(fake)
+            grad = utility_gradient(
+                fit.fitted,
+                fit.subset.real,
+                thin,
+                cast(Utility, view),  # utility_gradient calls only .gradient(U, V)
+                config.gradient,
+                solve_tol=config.solve_tol,
+                solve_max_iter=config.solve_max_iter,
+                warm_start=self.adjoints[b],
+            )
+            self.adjoints[b] = grad.adjoint
+            total[fit.subset.fake_mask(fake)] += grad.on_pattern(thin)
+            diagnostics = {"utility": grad.utility, **grad.diagnostics()}
+            warn_untrustworthy(f"{config.method} fit {b}", diagnostics)
+            parts[f"fit{b}"] = diagnostics
+        return MeanGradient(fake, total, parts)
+
+    def record(self, state: DefendedState) -> dict[str, Any]:
+        return dict(state.info)
+
+    def project(self, fake: sp.csr_array) -> sp.csr_array:
+        """Detect-and-remove: ``fake`` under the detector's threshold (continuous ratings)."""
+        assert isinstance(self.defense, DetectRemoveConfig) and self.score is not None
+        threat = self.ctx.config.threat
+        return evade(
+            self.ctx.train,
+            fake,
+            self.score,
+            self.defense.fpr,
+            threat.max_rating,
+            snap_to_grid=False,
+        ).fake
+
+
+@register_method("adaptive")
+def run_adaptive(ctx: AttackContext) -> MethodOutput:
+    """PGA against ``options["defense"]`` (module docstring)."""
+    config = ctx.config
+    if config.threat.item_selection != "random":
+        raise ConfigError("adaptive: item selection must be random (the defense's draws)")
+    defense = defense_option(config.options.get("defense", "bagging"))
+    objective = DefendedObjective(ctx, defense)
+    detect = isinstance(defense, DetectRemoveConfig)
+    output = run_pga(ctx, objective, objective.project if detect else None)
+    output.info["defense"] = defense.to_dict()
+    if isinstance(defense, DetectRemoveConfig):
+        assert objective.score is not None
+        final = evade(
+            ctx.train,
+            output.fake,
+            objective.score,
+            defense.fpr,
+            config.threat.max_rating,
+            snap_to_grid=config.snap,
+        )
+        output.fake = final.fake
+        output.info["still_flagged"] = final.still_flagged
+    return output
