@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -18,12 +20,13 @@ from cfpoison.attacks.sgld import (
     candidate_iterations,
     dense_pattern,
     mimic_pattern,
+    row_correlation,
     sgld_attack,
     sgld_chain,
 )
 from cfpoison.attacks.threat import ThreatModel, grid_values, is_feasible, violations
 from cfpoison.attacks.utility import Utility
-from cfpoison.data.ratings import Ratings, RatingScale
+from cfpoison.data.ratings import Ratings, RatingScale, item_moments
 from cfpoison.errors import ConfigError
 from cfpoison.learners.als import ALSConfig, ALSLearner
 from cfpoison.learners.base import Factors, Learner
@@ -32,12 +35,15 @@ SCALE = RatingScale(1.0, 5.0, 1.0)
 TIGHT = ALSConfig(rank=3, lambda_u=3.0, lambda_v=3.0, tol=1e-15, kkt_tol=1e-11, max_sweeps=20000)
 
 
-def tiny_ratings(m: int = 30, n: int = 15, seed: int = 0) -> Ratings:
-    """Low-rank whole-star ratings, about half observed, every item rated."""
+def tiny_ratings(m: int = 30, n: int = 15, seed: int = 0, item_spread: float = 0.0) -> Ratings:
+    """Low-rank whole-star ratings, about half observed, every item rated; plus item biases
+    ``N(0, item_spread^2)`` when ``item_spread > 0`` (a crowd that agrees on items)."""
     rng = np.random.default_rng(seed)
     truth = rng.normal(size=(m, 2)) @ rng.normal(size=(2, n))
     mask = rng.random((m, n)) < 0.5
     mask[rng.integers(0, m, n), np.arange(n)] = True
+    if item_spread > 0:
+        truth += rng.normal(0.0, item_spread, size=n)
     users, items = np.nonzero(mask)
     stars = np.clip(np.round(3 + truth[users, items]), 1, 5)
     return Ratings.from_triples(users, items, stars, SCALE)
@@ -290,6 +296,63 @@ def test_mimic_pattern_copies_a_real_users_shape() -> None:
         assert copies == 30 if window == 0 else copies < 30
 
 
+def test_mimic_profiles_match_the_real_users_length_histogram_and_agreement() -> None:
+    matrix, budget = tiny_ratings(300, 40, seed=15, item_spread=0.8).matrix, 20
+    mimic = mimic_pattern(matrix, budget, 200, 2, np.random.default_rng(7))
+    lengths = np.diff(matrix.indptr)
+    short = lengths <= budget
+    fake_lengths = np.diff(mimic.pattern.indptr)
+    grid = np.arange(lengths.min(), budget + 1)
+    cdf = [
+        np.searchsorted(np.sort(x), grid, side="right") / len(x)
+        for x in (lengths[short], fake_lengths)
+    ]
+    assert np.abs(cdf[0] - cdf[1]).max() < 0.12  # Kolmogorov-Smirnov distance
+    real_values = np.concatenate(
+        [matrix.data[matrix.indptr[u] : matrix.indptr[u + 1]] for u in np.flatnonzero(short)]
+    )
+    stars = np.arange(-2.0, 2.5)
+    share = [np.mean(v[:, None] == stars, axis=0) for v in (real_values, mimic.values)]
+    assert np.abs(share[0] - share[1]).max() < 0.03
+    # a latent order against the crowd's: the floor keeps each fake as much in agreement with
+    # the crowd as real users are; without it, the fakes disagree
+    assert mimic.crowd is not None and mimic.min_agreement is not None
+    against = np.random.default_rng(9).normal(size=mimic.values.size) - mimic.crowd
+    kept = mimic.assign(against)
+    free = dataclasses.replace(mimic, min_agreement=None).assign(against)
+    items = item_moments(matrix)[1]
+    real = row_correlation(matrix.indptr, matrix.data, items[matrix.indices])[short]
+    assert abs(mimic.agreement(kept.data).mean() - real.mean()) < 0.03
+    assert mimic.agreement(free.data).mean() < real.mean() - 0.5
+    for row in range(200):  # each row keeps its template's ratings
+        span = slice(kept.indptr[row], kept.indptr[row + 1])
+        np.testing.assert_array_equal(np.sort(kept.data[span]), mimic.values[span])
+
+
+def test_assign_lands_each_row_near_its_agreement_floor() -> None:
+    matrix = tiny_ratings(60, 20, seed=14, item_spread=0.8).matrix
+    mimic = mimic_pattern(matrix, 12, 25, 2, np.random.default_rng(6))
+    assert mimic.crowd is not None and mimic.min_agreement is not None
+    rng = np.random.default_rng(8)
+    for shift in (-1.0, 0.0):  # latent orders against the crowd's, and indifferent to it
+        latent = rng.normal(size=mimic.values.size) + shift * mimic.crowd
+        got = mimic.agreement(mimic.assign(latent).data)
+        by_crowd = mimic.agreement(mimic._ranked(latent, mimic.crowd))
+        gap = np.abs(got - np.minimum(mimic.min_agreement, by_crowd))
+        assert np.median(gap) < 0.05 and gap.mean() < 0.15
+    # a latent order that already agrees with the crowd is left alone
+    plain = MimicPattern(mimic.pattern, mimic.values)
+    np.testing.assert_array_equal(mimic.assign(mimic.crowd).data, plain.assign(mimic.crowd).data)
+
+
+def test_row_correlation_is_pearsons_per_row() -> None:
+    indptr = np.array([0, 3, 5, 7])
+    a = np.array([1.0, 2.0, 4.0, 1.0, 1.0, 3.0, 2.0])
+    b = np.array([0.5, 0.1, 2.0, 5.0, 6.0, 1.0, 1.0])
+    expected = [np.corrcoef(a[:3], b[:3])[0, 1], 0.0, 0.0]  # rows 1 and 2: a or b constant
+    np.testing.assert_allclose(row_correlation(indptr, a, b), expected)
+
+
 def test_centred_prior_removes_each_users_mean() -> None:
     # user 0 rated item 0 only (centred 0); user 1: +1 and -1
     prior = ItemPrior.from_ratings(
@@ -333,9 +396,9 @@ def test_beta_reorders_mimic_ratings_up_the_utility() -> None:
 
 
 def test_mimic_config_validation() -> None:
-    config = SGLDConfig(mode="mimic", window=3, prior="observed")
+    config = SGLDConfig(mode="mimic", window=3, prior="observed", agreement="free")
     assert SGLDConfig.from_dict(config.to_dict()) == config
     assert config.prior_mode == "observed" and SGLDConfig().prior_mode == "paper"
-    for bad in ({"mode": "copy"}, {"window": -1}, {"prior": "dense"}):
+    for bad in ({"mode": "copy"}, {"window": -1}, {"prior": "dense"}, {"agreement": "crowd"}):
         with pytest.raises(ConfigError):
             SGLDConfig(**bad)  # type: ignore[arg-type]
