@@ -4,7 +4,9 @@ report's numbers are the stored ones.
 Its metrics are a closed-form function of the config, so tests can check that stores, exports,
 figures and reports carry exactly the numbers computed. Each computation appends the cell's
 method, alpha and seed to ``$CFPOISON_FAKE_LOG`` (when set) so tests can count recomputations;
-``sleep`` in the config slows a cell down for the kill test.
+``sleep`` in the config slows a cell down for the kill test. A cell with ``hang`` set, run
+while ``$CFPOISON_FAKE_HANG`` names a folder, writes its process id to ``KEY.pid`` there and
+sleeps for a minute, the first time only (the folder remembers): a test kills that process.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from cfpoison.experiments.presentation.report import fmt
 from cfpoison.experiments.sweeps.runners import CellOutcome, RunContext
 from cfpoison.experiments.sweeps.spec import PlotSpec, SweepSpec, lookup
 from cfpoison.experiments.sweeps.store import ResultStore
+from cfpoison.io import atomic_write
 
 DEFAULTS: dict[str, Any] = {
     "dataset": "toy",
@@ -35,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "sleep": 0.0,
     "fail": False,
+    "hang": False,
 }
 STRENGTH = {"pga": 3.0, "sgld": 2.0, "uniform": 1.0}
 
@@ -67,6 +71,7 @@ class FakeRunner:
             "attack": attack,
             "sleep": float(merged["sleep"]),
             "fail": bool(merged["fail"]),
+            "hang": bool(merged["hang"]),
         }
 
     def run(self, config: Mapping[str, Any], context: RunContext) -> CellOutcome:
@@ -74,6 +79,13 @@ class FakeRunner:
         if log:
             with open(log, "a") as handle:
                 handle.write(digest_of(dict(config)) + "\n")
+        hang = os.environ.get("CFPOISON_FAKE_HANG")
+        if hang and config.get("hang"):
+            signal = Path(hang) / f"{digest_of(dict(config))}.pid"
+            if not signal.exists():
+                with atomic_write(signal) as handle:
+                    handle.write(str(os.getpid()))
+                time.sleep(60)
         time.sleep(config["sleep"])
         if config["fail"]:
             raise ConfigError("fake runner: asked to fail")

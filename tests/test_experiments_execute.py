@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -93,6 +94,59 @@ def test_dask_local_cluster_runs_the_sweep(tmp_path, monkeypatch) -> None:
         assert (outcome.computed, outcome.already_done) == (3, 5)
         _check_store(store, cells)
     assert sorted(log.read_text().split()) == sorted(c.key for c in cells)
+
+
+def _stored(store: ResultStore) -> list[tuple]:
+    """The store's records without their timings, in key order."""
+    rows = sorted(store.rows(), key=lambda r: r.key)
+    return [(r.key, r.config, r.metrics, r.history, r.versions) for r in rows]
+
+
+@pytest.mark.slow
+def test_local_dask_cluster_survives_a_worker_killed_mid_cell(tmp_path, monkeypatch) -> None:
+    """SIGKILL the worker process running a cell: the cell is computed again on another
+    worker, once, and the store ends identical to a single-process run's."""
+    log = _log(monkeypatch, tmp_path)
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    cells = cells_of(_spec(hang=(True,)))[:1] + cells_of(_spec())
+    hung = cells[0].key
+    with ResultStore(tmp_path / "serial.sqlite") as store:
+        run_cells(cells, store, workers=0)
+        serial = _stored(store)
+    log.unlink()
+
+    monkeypatch.setenv("CFPOISON_FAKE_HANG", str(signals))
+    killed: list[int] = []
+
+    def kill_the_hung_worker() -> None:
+        pid_file = signals / f"{hung}.pid"
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if pid_file.exists():
+            pid = int(pid_file.read_text())
+            assert pid != os.getpid()  # a worker process, not this one
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    killer = threading.Thread(target=kill_the_hung_worker, daemon=True)
+    killer.start()
+    with ResultStore(tmp_path / "dask.sqlite") as store:
+        outcome = run_cells(cells, store, workers=2, scheduler="local")
+        killer.join(timeout=5)
+        assert len(killed) == 1, "the hung cell never started"
+        assert (outcome.computed, outcome.failed) == (len(cells), ())
+        assert len(store) == len(cells)
+        assert _stored(store) == serial
+    counts = collections.Counter(log.read_text().split())
+    for cell in cells:
+        assert counts[cell.key] == (2 if cell.key == hung else 1), cell.config
+
+
+def test_a_local_dask_cluster_needs_workers(tmp_path) -> None:
+    with ResultStore(tmp_path / "r.sqlite") as store, pytest.raises(CfpoisonError, match=">= 1"):
+        run_cells(cells_of(_spec()), store, workers=0, scheduler="local")
 
 
 @pytest.mark.slow

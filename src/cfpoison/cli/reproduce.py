@@ -12,13 +12,12 @@ from cfpoison.cli._common import (
     emit,
     show_progress,
 )
-from cfpoison.cli.sweep import add_execution_options
+from cfpoison.cli.sweep import add_execution_options, run_context
 from cfpoison.experiments.paper.beta_tradeoff import beta_parts
 from cfpoison.experiments.paper.defenses import reproduce_defenses
 from cfpoison.experiments.paper.figures_1_2 import METHODS, figure_parts
 from cfpoison.experiments.pipeline import run_sweep
 from cfpoison.experiments.sweeps.execute import SweepError
-from cfpoison.experiments.sweeps.runners import RunContext
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -80,8 +79,7 @@ def _run(args: argparse.Namespace) -> int:
             methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
         )
     out = args.out if args.out is not None else Path("results") / args.figure
-    data_dir = data_dir_from(args)
-    context = RunContext(data_dir=str(data_dir) if data_dir is not None else None)
+    context = run_context(args, out)
     runs = {}
     for part in parts:
         runs[part.name] = run_sweep(

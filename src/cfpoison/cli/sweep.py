@@ -125,8 +125,28 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="run cells on a Dask distributed scheduler (tcp://host:8786) instead",
+        help="run cells on a Dask distributed scheduler (tcp://host:8786) instead; 'local' "
+        "starts a Dask LocalCluster of --workers processes (a killed worker's cell is rerun)",
     )
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="folder of the fits the cells share (clean model, noise floor), on a filesystem "
+        "every worker reaches (default: OUT/cache)",
+    )
+    cache.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="fit the clean model and the noise floor again in every cell",
+    )
+
+
+def run_context(args: argparse.Namespace, out: Path) -> RunContext:
+    """Where cells run: ``--data-dir`` and the shared-fit cache (``--cache``, ``--no-cache``)."""
+    cache = None if args.no_cache else (args.cache or out / "cache")
+    return RunContext(data_dir=_str_or_none(data_dir_from(args)), cache_dir=_str_or_none(cache))
 
 
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:
@@ -141,7 +161,7 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
 
 def _run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
-    context = RunContext(data_dir=_str_or_none(data_dir_from(args)))
+    context = run_context(args, args.out)
     if args.dry_run:
         cells = cells_of(spec)
         store_path = args.out / STORE_NAME

@@ -18,7 +18,9 @@ written ``-``):
 
 ``seed`` seeds the attack and, unless ``learner.seed`` is set, the learner's initialisation,
 so repeated seeds vary everything random. The learner's ``threads`` is an execution setting:
-worker processes override it (``RunContext.threads``) without changing the key.
+worker processes override it (``RunContext.threads``) without changing the key. With a
+``RunContext.cache_dir``, the clean fit and the noise floor come from the sweep's cache
+(:mod:`cfpoison.experiments.shared_fits`): the same metrics, each clean model fitted once.
 
 Metrics are the engine's (:func:`cfpoison.attacks.metrics.evaluate_profiles`), with the
 per-target lists ``target_mean_before`` / ``target_mean_after`` renamed
@@ -45,6 +47,8 @@ from cfpoison.data.registry import CSV_PREFIX, load_dataset, ratings_path, synth
 from cfpoison.data.synthetic import PRESETS
 from cfpoison.detect import run_detectors
 from cfpoison.errors import ConfigError
+from cfpoison.experiments.shared_fits import clean_and_floor
+from cfpoison.experiments.sweeps.cache import Cache
 from cfpoison.experiments.sweeps.runners import CellOutcome, RunContext
 from cfpoison.experiments.sweeps.spec import Cell
 
@@ -91,11 +95,19 @@ class AttackRunner:
         }
 
     def run(self, config: Mapping[str, Any], context: RunContext) -> CellOutcome:
-        train, test = prepared(config["dataset"], config["preprocess"], context.data_dir)
+        dataset, preprocess = config["dataset"], config["preprocess"]
+        train, test = prepared(dataset, preprocess, context.data_dir)
         attack = AttackConfig.from_dict(config["attack"])
         if context.threads:
             attack = attack.replace(learner=attack.learner.replace(threads=context.threads))
-        result = run_attack(train, attack, test=test)
+        clean, floor = None, None
+        if context.cache_dir is not None:
+            data = {
+                "sha256": data_checksum(dataset, context.data_dir)["sha256"],
+                "preprocess": preprocess,
+            }
+            clean, floor = clean_and_floor(Cache(context.cache_dir), data, attack.learner, train)
+        result = run_attack(train, attack, test=test, clean=clean, floor=floor)
         metrics = dict(result.metrics)
         for when in ("before", "after"):
             means = metrics.pop(f"target_mean_{when}")
@@ -154,9 +166,10 @@ def _prepared(dataset: str, preprocess: str, data_dir: str | None) -> tuple[Rati
     return prepare(raw, PreprocessConfig.from_json(preprocess))
 
 
+@functools.lru_cache(maxsize=8)
 def data_checksum(dataset: str, data_dir: str | None) -> dict[str, str]:
     """The source of a data set and its SHA-256: of the ratings file, or of the synthetic
-    generator's config when there is no file."""
+    generator's config when there is no file (read once per process)."""
     preset = synthetic_preset(dataset)
     if preset is not None:
         return {"source": f"synthetic preset {preset!r}", "sha256": PRESETS[preset].digest()}

@@ -7,12 +7,17 @@ missing (the next run retries it); the others go on.
 
 Local execution uses :class:`concurrent.futures.ProcessPoolExecutor` (spawned processes, each
 given ``cpu_count // workers`` threads); ``scheduler`` sends the cells to a Dask
-``distributed`` scheduler instead (its workers need cfpoison installed and the data reachable).
+``distributed`` scheduler instead (its workers need cfpoison installed and the data reachable),
+or, when it is ``"local"``, to a ``LocalCluster`` of ``workers`` processes started here (one
+cell at a time each, ``cpu_count // workers`` numba threads). On Dask a worker that dies
+mid-cell loses only that cell, which the scheduler runs again on another worker: its result
+reaches the store once.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -32,6 +37,7 @@ from cfpoison.experiments.sweeps.spec import Cell
 from cfpoison.experiments.sweeps.store import ResultStore
 
 VERSIONED_PACKAGES = ("cfpoison", "numpy", "scipy", "numba")
+LOCAL_CLUSTER = "local"
 
 
 class SweepError(CfpoisonError):
@@ -97,11 +103,14 @@ def run_cells(
     """Compute the cells missing from ``store`` and store each as it finishes.
 
     ``workers = 0`` runs the cells in this process, one after another; ``scheduler`` (a Dask
-    scheduler address, or a ``distributed.Client``) overrides ``workers``. Raises
-    :class:`SweepError` after the other cells are stored if any cell failed.
+    scheduler address, or a ``distributed.Client``) overrides ``workers``; ``"local"`` starts
+    a Dask ``LocalCluster`` of ``workers`` processes. Raises :class:`SweepError` after the
+    other cells are stored if any cell failed.
     """
     if workers < 0:
         raise CfpoisonError(f"workers must be >= 0, got {workers}")
+    if scheduler == LOCAL_CLUSTER and workers < 1:
+        raise CfpoisonError("a local Dask cluster needs --workers >= 1")
     context = context or RunContext()
     start = time.perf_counter()
     done = store.keys()
@@ -111,7 +120,7 @@ def run_cells(
     failed: list[tuple[str, str]] = []
     computed = 0
     if scheduler is not None:
-        results = _dask_results(missing, context, scheduler)
+        results = _dask_results(missing, context, scheduler, workers)
     elif workers == 0:
         results = _serial_results(missing, context)
     else:
@@ -155,10 +164,15 @@ def _serial_results(cells: Sequence[Cell], context: RunContext) -> Results:
             yield cell.key, err
 
 
+def _threads(workers: int) -> int:
+    """Each of ``workers`` processes' share of this machine's cores."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def _pool_results(cells: Sequence[Cell], context: RunContext, workers: int) -> Results:
     if not cells:
         return
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = _threads(workers)
     if not context.threads:
         context = dataclasses.replace(context, threads=threads)
     with cf.ProcessPoolExecutor(
@@ -202,7 +216,9 @@ def _init_worker(threads: int, parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
-def _dask_results(cells: Sequence[Cell], context: RunContext, scheduler: Any) -> Results:
+def _dask_results(
+    cells: Sequence[Cell], context: RunContext, scheduler: Any, workers: int
+) -> Results:
     try:
         import distributed
     except ImportError:
@@ -211,6 +227,25 @@ def _dask_results(cells: Sequence[Cell], context: RunContext, scheduler: Any) ->
         ) from None
     if not cells:
         return
+    with contextlib.ExitStack() as stack:
+        if scheduler == LOCAL_CLUSTER:
+            threads = context.threads or _threads(workers)
+            context = dataclasses.replace(context, threads=threads)
+            scheduler = stack.enter_context(
+                distributed.LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    env={"NUMBA_NUM_THREADS": str(threads)},
+                )
+            )
+        yield from _on_dask(cells, context, scheduler)
+
+
+def _on_dask(cells: Sequence[Cell], context: RunContext, scheduler: Any) -> Results:
+    import distributed
+
     own = not isinstance(scheduler, distributed.Client)
     try:
         client = distributed.Client(scheduler, timeout=30) if own else scheduler

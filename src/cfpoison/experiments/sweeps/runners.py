@@ -27,11 +27,14 @@ class RunContext:
     """Where and how a cell runs; not part of its identity (the key hashes the config only).
 
     ``threads``: compute threads a cell may use (0: the runner's own setting); worker
-    processes set it to their share of the cores.
+    processes set it to their share of the cores. ``cache_dir``: the folder of the sweep's
+    shared intermediate results (:mod:`~cfpoison.experiments.sweeps.cache`; None: none are
+    shared), reachable by every worker.
     """
 
     data_dir: str | None = None
     threads: int = 0
+    cache_dir: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
