@@ -41,7 +41,7 @@ from cfpoison.attacks.utility import UtilityConfig
 from cfpoison.data.preprocess import PreprocessConfig, prepare
 from cfpoison.data.registry import load_dataset
 from cfpoison.learners import ALSConfig
-from cfpoison.learners.base import Factors
+from cfpoison.learners.base import Factors, serial_blas
 from cfpoison.learners.factored import Engine, Problem, backend_module
 
 #: Plain sweeps timed for the per-sweep cost.
@@ -154,7 +154,8 @@ def main() -> None:
     args.gradcheck = [d for d in args.gradcheck.split(",") if d]
     rows = []
     for dataset in args.datasets.split(","):
-        rows.append(run_one(dataset, args))
+        with serial_blas():  # as the CLI runs: parallel work is numba's
+            rows.append(run_one(dataset, args))
         print(json.dumps(rows[-1], indent=2), flush=True)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"\nmachine: {machine}\n\n{table(rows)}")

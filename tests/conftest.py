@@ -20,6 +20,7 @@ import pytest
 
 from cfpoison.data.ratings import Ratings
 from cfpoison.data.registry import DATASETS, bundled_ratings, find_local, load_dataset
+from cfpoison.learners.base import serial_blas
 
 #: Fixtures that read real MovieLens; a test using one is marked ``realdata``.
 REALDATA_FIXTURES = frozenset({"movielens_dir", "ml_small", "ml_small_zip"})
@@ -29,6 +30,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if REALDATA_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.realdata)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _serial_blas() -> Iterator[None]:
+    """One BLAS thread per test process, as the CLI runs (``learners.base.serial_blas``):
+    with two xdist workers, BLAS threads beside numba's oversubscribe the cores."""
+    with serial_blas():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from cfpoison.learners import (
     build_learner,
 )
 from cfpoison.learners.base import cached_csc
+from cfpoison.learners.factored import Anderson
 from contracts import LearnerCase, LearnerContract
 
 TIGHT = {"tol": 0.0, "kkt_tol": 1e-9, "max_sweeps": 5000}
@@ -260,3 +261,29 @@ class TestALSContract(LearnerContract):
         return LearnerCase(
             ALSConfig(rank=3, lambda_u=0.8, lambda_v=0.8, threads=1, **TIGHT), ratings, fake
         )
+
+
+def test_anderson_mixing_matches_the_least_squares_definition() -> None:
+    """The ring buffer and incremental Gram give Walker-Ni's step, also after wrapping."""
+    rng = np.random.default_rng(3)
+    n, memory = 12, 3
+    a = rng.normal(size=(n, n))
+    a *= 0.9 / np.linalg.norm(a, 2)
+    b = rng.normal(size=n)
+    mixer = Anderson(memory)
+    x, images, residuals = rng.normal(size=n), [], []
+    for _ in range(8):
+        image = a @ x + b
+        images.append(image)
+        residuals.append(image - x)
+        d_images = np.diff(np.array(images[-memory - 1 :]), axis=0)
+        d_residuals = np.diff(np.array(residuals[-memory - 1 :]), axis=0)
+        if len(d_images):
+            gamma = np.linalg.lstsq(d_residuals.T, residuals[-1], rcond=None)[0]
+            expected = image - gamma @ d_images
+        else:
+            expected = image
+        x = mixer.mix(x, image)
+        np.testing.assert_allclose(x, expected, rtol=1e-8, atol=1e-10)
+    mixer.reset()
+    np.testing.assert_array_equal(mixer.mix(x, a @ x + b), a @ x + b)

@@ -95,6 +95,27 @@ def test_residual_rows_against_dense(problem: dict) -> None:
     np.testing.assert_allclose(grad, residual @ p["V"], **TOL)
 
 
+def test_ridge_inverses(problem: dict) -> None:
+    p = problem
+    k = p["V"].shape[1]
+    got = kernels.ridge_inverses(*p["cols"], p["U"], *p["fake_cols"], p["F"], 0.7, 2.0)
+    np.testing.assert_allclose(
+        got, reference.ridge_inverses(*p["cols"], p["U"], *p["fake_cols"], p["F"], 0.7, 2.0), **TOL
+    )
+    # an inverse of the matrix solve_rows factorizes: its solution is inverse @ (2 sum d y)
+    out = np.empty_like(p["V"])
+    kernels.solve_rows(*p["cols"], p["U"], *p["fake_cols"], p["F"], 0.7, out)
+    indptr, indices, data = p["cols"]
+    rhs = np.zeros_like(out)
+    for r in range(len(indptr) - 1):
+        rhs[r] = data[indptr[r] : indptr[r + 1]] @ p["U"][indices[indptr[r] : indptr[r + 1]]]
+    fptr, findices, fdata = p["fake_cols"]
+    for r in range(len(fptr) - 1):
+        rhs[r] += fdata[fptr[r] : fptr[r + 1]] @ p["F"][findices[fptr[r] : fptr[r + 1]]]
+    np.testing.assert_allclose(np.einsum("rab,rb->ra", got, 2.0 * rhs), out, **TOL)
+    assert got.shape == (len(indptr) - 1, k, k)
+
+
 def test_products(problem: dict) -> None:
     p = problem
     indptr, indices, data = p["rows"]

@@ -25,6 +25,7 @@ from typing import Any
 
 from cfpoison import __version__
 from cfpoison.errors import CfpoisonError
+from cfpoison.learners.base import serial_blas
 
 log = logging.getLogger("cfpoison")
 
@@ -100,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
     try:
-        return int(args.func(args) or 0)
+        with serial_blas():  # parallel work is numba's; BLAS threads would oversubscribe
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("cfpoison: interrupted", file=sys.stderr)
         return 130

@@ -3,9 +3,11 @@
 * :func:`sddmm`: ``A[i] . B[j]`` at every stored entry (i, j), without the ``nnz x k``
   temporaries that ``einsum`` over gathered rows would make (1.6 GB each on MovieLens-20M at
   k = 10); it wraps the learners' ``csr_dot`` kernel;
-* :func:`row_grams`: ``sum_{j in row i} f_j f_j^T`` per row (the Hessian's diagonal blocks);
 * :func:`hessian_rows`: one side of a Hessian-vector product of the factored objective,
-  parallel over rows (:class:`cfpoison.learners.hessian.FactorHessian`).
+  parallel over rows (:class:`cfpoison.learners.hessian.FactorHessian`);
+* :func:`block_apply`: many small ``k x k`` blocks times one vector each (the block-Jacobi
+  preconditioner, whose blocks come from :func:`cfpoison.learners.kernels.ridge_inverses`),
+  parallel over blocks.
 """
 
 from __future__ import annotations
@@ -38,35 +40,6 @@ def with_values(pattern: sp.csr_array, values: np.ndarray) -> sp.csr_array:
     return sp.csr_array(
         (np.asarray(values, dtype=np.float64), pattern.indices, pattern.indptr),
         shape=pattern.shape,
-    )
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _row_grams(
-    indptr: np.ndarray, indices: np.ndarray, factors: np.ndarray
-) -> np.ndarray:  # pragma: no cover - compiled
-    rows = indptr.shape[0] - 1
-    k = factors.shape[1]
-    out = np.zeros((rows, k, k), dtype=np.float64)
-    for i in numba.prange(rows):
-        for e in range(indptr[i], indptr[i + 1]):
-            j = indices[e]
-            for a in range(k):
-                fa = factors[j, a]
-                for b in range(a, k):
-                    out[i, a, b] += fa * factors[j, b]
-        for a in range(k):
-            for b in range(a + 1, k):
-                out[i, b, a] = out[i, a, b]
-    return out
-
-
-def row_grams(pattern: sp.csr_array, factors: np.ndarray) -> np.ndarray:
-    """``G[i] = sum_{j in row i} f_j f_j^T`` for every row of ``pattern`` (``rows x k x k``)."""
-    return _row_grams(
-        np.asarray(pattern.indptr, dtype=np.int64),
-        np.asarray(pattern.indices, dtype=np.int64),
-        np.ascontiguousarray(factors, dtype=np.float64),
     )
 
 
@@ -127,3 +100,19 @@ def hessian_rows(
         np.ascontiguousarray(d_other),
         out,
     )
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
+def _block_apply(blocks: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    rows, k = blocks.shape[0], blocks.shape[1]
+    for r in numba.prange(rows):
+        for a in range(k):
+            t = 0.0
+            for b in range(k):
+                t += blocks[r, a, b] * x[r, b]
+            out[r, a] = t
+
+
+def block_apply(blocks: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    """``out[r] = blocks[r] @ x[r]`` for every row (``rows x k x k`` times ``rows x k``)."""
+    _block_apply(blocks, np.ascontiguousarray(x), out)

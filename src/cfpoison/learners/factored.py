@@ -13,7 +13,6 @@ KKT residual. :class:`cfpoison.learners.als.ALSLearner` sweeps it at rank k;
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import math
 from types import ModuleType
@@ -25,7 +24,7 @@ import scipy.sparse as sp
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
 from cfpoison.learners import kernels, reference
-from cfpoison.learners.base import Factors, cached_csc
+from cfpoison.learners.base import Factors, cached_csc, serial_blas
 
 Backend = Literal["numba", "numpy"]
 Structure = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -215,6 +214,12 @@ class Engine:
         last accepted objective is discarded, the last plain output restored and the memory
         cleared (a rejected sweep is not counted in the history).
         """
+        with serial_blas():
+            return self._run(f, max_sweeps, tol, kkt_tol, start, memory)
+
+    def _run(
+        self, f: Factors, max_sweeps: int, tol: float, kkt_tol: float, start: float, memory: int
+    ) -> Trace:
         history: list[float] = []
         previous, kkt = start, math.nan
         mixer = Anderson(memory) if memory > 0 else None
@@ -253,35 +258,49 @@ class Anderson:
     residuals, the next point is ``G(x) - dG gamma``, ``gamma = argmin ||r - dR gamma||``
     (Walker and Ni 2011), solved through the ``memory x memory`` Gram matrix of ``dR``. Plain
     iteration is ``memory = 0``, or the first step after :meth:`reset`.
+
+    The differences live in preallocated ring buffers and the Gram matrix is updated by one
+    row per step (``memory`` dot products), so a step costs ``O(memory n)`` with no copies
+    of the history.
     """
 
     def __init__(self, memory: int):
         self.memory = memory
         self._last: tuple[np.ndarray, np.ndarray] | None = None
-        self._d_images: collections.deque[np.ndarray] = collections.deque(maxlen=memory)
-        self._d_residuals: collections.deque[np.ndarray] = collections.deque(maxlen=memory)
+        self._d_images = np.empty((0, 0))
+        self._d_residuals = np.empty((0, 0))
+        self._gram = np.zeros((memory, memory))
+        self._count = 0  # differences stored (at most memory)
+        self._next = 0  # ring slot of the next difference
 
     def reset(self) -> None:
         self._last = None
-        self._d_images.clear()
-        self._d_residuals.clear()
+        self._count = 0
+        self._next = 0
 
     def mix(self, x: np.ndarray, image: np.ndarray) -> np.ndarray:
         """The next point after ``x`` whose image is ``G(x) = image``."""
         residual = image - x
+        if self._d_images.shape != (self.memory, x.size):
+            self._d_images = np.empty((self.memory, x.size))
+            self._d_residuals = np.empty((self.memory, x.size))
         if self._last is not None:
-            self._d_images.append(image - self._last[0])
-            self._d_residuals.append(residual - self._last[1])
+            slot = self._next
+            np.subtract(image, self._last[0], out=self._d_images[slot])
+            np.subtract(residual, self._last[1], out=self._d_residuals[slot])
+            self._count = min(self._count + 1, self.memory)
+            self._next = (slot + 1) % self.memory
+            row = self._d_residuals[: self._count] @ self._d_residuals[slot]
+            self._gram[slot, : self._count] = row
+            self._gram[: self._count, slot] = row
         self._last = (image.copy(), residual)
-        if not self._d_residuals:
+        if self._count == 0:
             return image
-        d_residuals = np.stack(self._d_residuals)
-        gram = d_residuals @ d_residuals.T
-        gamma, *_ = np.linalg.lstsq(gram, d_residuals @ residual, 1e-12)
-        out = image.copy()
-        for weight, d_image in zip(gamma, self._d_images, strict=True):
-            out -= weight * d_image
-        return out
+        used = self._count
+        gamma, *_ = np.linalg.lstsq(
+            self._gram[:used, :used], self._d_residuals[:used] @ residual, 1e-12
+        )
+        return image - gamma @ self._d_images[:used]
 
 
 def _ratio(numerator: float, denominator: float) -> float:

@@ -29,8 +29,9 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from cfpoison.learners._sparse import hessian_rows, row_grams, sddmm, with_values
-from cfpoison.learners.base import cached_csc
+from cfpoison.learners._sparse import block_apply, hessian_rows, sddmm, with_values
+from cfpoison.learners.base import cached_csc, serial_blas
+from cfpoison.learners.kernels import empty_source, ridge_inverses
 
 
 @dataclasses.dataclass
@@ -120,15 +121,27 @@ class FactorHessian:
 
     def block_inverse(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Inverses of H's diagonal ``k x k`` blocks, for U, U~ and V."""
-        eye = np.eye(self.rank)
-        item_gram = row_grams(_transposed(self._train_csc), self.user)
-        item_gram += row_grams(_transposed(self._fake_csc), self.fake_user)
-        blocks = (
-            row_grams(self.train, self.item) + self.lambda_u * eye,
-            row_grams(self.fake, self.item) + self.lambda_u * eye,
-            item_gram + self.lambda_v * eye,
+        k = self.rank
+        return (
+            ridge_inverses(
+                *_parts(self.train), self.item, *empty_source(len(self.user), k), self.lambda_u, 2.0
+            ),
+            ridge_inverses(
+                *_parts(self.fake),
+                self.item,
+                *empty_source(len(self.fake_user), k),
+                self.lambda_u,
+                2.0,
+            ),
+            ridge_inverses(
+                *_parts(self._train_csc),
+                self.user,
+                *_parts(self._fake_csc),
+                self.fake_user,
+                self.lambda_v,
+                2.0,
+            ),
         )
-        return tuple(np.linalg.inv(2.0 * b) for b in blocks)  # type: ignore[return-value]
 
     def block_jacobi(self) -> BlockJacobi:
         """The block-Jacobi preconditioner ``diag(H)^{-1}`` (the paper's Eq. 12 blocks)."""
@@ -142,6 +155,15 @@ def _sorted_csc(matrix: sp.csr_array, cached: bool) -> sp.csc_array:
     csc = sp.csc_array(matrix)
     csc.sort_indices()
     return csc
+
+
+def _parts(matrix: sp.csr_array | sp.csc_array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(indptr, indices, data)`` of a compressed matrix as the kernels take them."""
+    return (
+        np.asarray(matrix.indptr, dtype=np.int64),
+        np.asarray(matrix.indices, dtype=np.int32),
+        np.asarray(matrix.data, dtype=np.float64),
+    )
 
 
 def _transposed(csc: sp.csc_array) -> sp.csr_array:
@@ -166,7 +188,7 @@ class BlockJacobi:
             self.hessian.split(out),
             strict=True,
         ):
-            dst[:] = np.einsum("rab,rb->ra", block, src)
+            block_apply(block, src, dst)
         return out
 
 
@@ -221,18 +243,19 @@ def solve(
         iterations += 1
 
     x = np.zeros_like(rhs) if x0 is None else np.array(x0, dtype=np.float64)
-    residual = float(np.linalg.norm(rhs - hessian.matvec(x))) / norm_b if x0 is not None else 1.0
-    inner = tol
-    while residual > tol and iterations < max_iter and inner > 1e-16:
-        x, _ = spla.minres(
-            operator,
-            rhs,
-            x0=x,
-            M=inverse,
-            rtol=inner,
-            maxiter=max_iter - iterations,
-            callback=count,
-        )
-        residual = float(np.linalg.norm(rhs - hessian.matvec(x))) / norm_b
-        inner *= 0.1
+    with serial_blas():
+        residual = 1.0 if x0 is None else float(np.linalg.norm(rhs - hessian.matvec(x))) / norm_b
+        inner = tol
+        while residual > tol and iterations < max_iter and inner > 1e-16:
+            x, _ = spla.minres(
+                operator,
+                rhs,
+                x0=x,
+                M=inverse,
+                rtol=inner,
+                maxiter=max_iter - iterations,
+                callback=count,
+            )
+            residual = float(np.linalg.norm(rhs - hessian.matvec(x))) / norm_b
+            inner *= 0.1
     return SolveResult(x, iterations, residual, residual <= tol)

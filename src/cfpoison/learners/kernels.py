@@ -12,6 +12,8 @@ path that the tests cross-check against):
 
 * :func:`solve_rows`: ridge least squares per row, ``x_r = (sum y y^T + lam I)^(-1) sum d y``
   (Gram accumulation and a k x k Cholesky solve in one pass), returning each row's fit term;
+* :func:`ridge_inverses`: per row, ``(scale (sum y y^T + lam I))^(-1)``, the inverse of the
+  matrix :func:`solve_rows` factorizes (the Hessian's diagonal blocks, with ``scale = 2``);
 * :func:`residual_rows`: per row, the squared residual ``sum (d - x_r.y)^2`` and the
   residual-weighted sum ``sum (d - x_r.y) y`` (objective and gradient in one pass);
 * :func:`csr_dot`: ``x_r . y_c`` at every stored entry (predictions on Omega);
@@ -173,6 +175,66 @@ def solve_rows(
         fit[r] = max(dd - xb - lam * xx, 0.0)
         out[r] = x
     return fit
+
+
+@njit(cache=True, inline="always")
+def _cholesky_inverse(A: np.ndarray, out: np.ndarray) -> None:
+    """``out = A^-1`` (full, symmetric) from the lower triangle of SPD ``A`` (destroyed)."""
+    k = A.shape[0]
+    for j in range(k):  # A = L L^T, L in the lower triangle
+        Aj = A[j]
+        djj = np.sqrt(Aj[j] - _dot_prefix(Aj, Aj, j))
+        Aj[j] = djj
+        for i in range(j + 1, k):
+            Ai = A[i]
+            Ai[j] = (Ai[j] - _dot_prefix(Ai, Aj, j)) / djj
+    inv_l = np.zeros((k, k))  # L^-1, lower triangular, by forward substitution
+    for j in range(k):
+        inv_l[j, j] = 1.0 / A[j, j]
+        for i in range(j + 1, k):
+            t = 0.0
+            for c in range(j, i):
+                t -= A[i, c] * inv_l[c, j]
+            inv_l[i, j] = t / A[i, i]
+    for a in range(k):  # A^-1 = L^-T L^-1
+        for b in range(a, k):
+            t = 0.0
+            for c in range(b, k):
+                t += inv_l[c, a] * inv_l[c, b]
+            out[a, b] = t
+            out[b, a] = t
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def ridge_inverses(
+    p1: np.ndarray,
+    i1: np.ndarray,
+    d1: np.ndarray,
+    Y1: np.ndarray,
+    p2: np.ndarray,
+    i2: np.ndarray,
+    d2: np.ndarray,
+    Y2: np.ndarray,
+    lam: float,
+    scale: float,
+) -> np.ndarray:
+    """out[r] = (scale (sum_sources sum_p y_p y_p^T + lam I))^(-1) for every row r
+    (``rows x k x k``): the Gram of :func:`solve_rows`, accumulated the same way, inverted."""
+    n_rows = p1.shape[0] - 1
+    k = Y1.shape[1]
+    out = np.empty((n_rows, k, k))
+    for r in prange(n_rows):
+        A = np.zeros((k, k))
+        b = np.zeros(k)
+        for a in range(k):
+            A[a, a] = lam
+        _accumulate(p1, i1, d1, Y1, r, A, b)
+        _accumulate(p2, i2, d2, Y2, r, A, b)
+        for a in range(k):
+            for c in range(a + 1):
+                A[a, c] *= scale
+        _cholesky_inverse(A, out[r])
+    return out
 
 
 @njit(cache=True, inline="always")

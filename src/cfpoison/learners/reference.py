@@ -74,6 +74,27 @@ def solve_rows(
     return fit
 
 
+def ridge_inverses(
+    p1: np.ndarray,
+    i1: np.ndarray,
+    d1: np.ndarray,
+    Y1: np.ndarray,
+    p2: np.ndarray,
+    i2: np.ndarray,
+    d2: np.ndarray,
+    Y2: np.ndarray,
+    lam: float,
+    scale: float,
+) -> np.ndarray:
+    """out[r] = (scale (sum_sources sum_p y_p y_p^T + lam I))^(-1) for every row r."""
+    k = Y1.shape[1]
+    out = np.empty((len(p1) - 1, k, k))
+    for r in range(len(p1) - 1):
+        G, _ = _stacked(p1, i1, d1, Y1, p2, i2, d2, Y2, r)
+        out[r] = np.linalg.inv(scale * (G.T @ G + lam * np.eye(k)))
+    return out
+
+
 def residual_rows(
     p1: np.ndarray,
     i1: np.ndarray,
