@@ -6,10 +6,18 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cfpoison.attacks.utility import Utility, UtilityConfig, choose_auto_target
+from cfpoison.attacks.utility import (
+    Utility,
+    UtilityConfig,
+    build_utility,
+    candidate_pattern,
+    choose_auto_target,
+)
+from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.errors import ConfigError
 from cfpoison.learners._sparse import sddmm
 from cfpoison.learners.hessian import FactorHessian, solve
+from cfpoison.ranking import top_unrated
 
 
 def _sparse(rng: np.random.Generator, rows: int, cols: int, density: float) -> sp.csr_array:
@@ -34,9 +42,13 @@ def problem() -> tuple[sp.csr_array, np.ndarray, np.ndarray, np.ndarray, np.ndar
     )
 
 
-def _utility(problem, mu1: float, mu2: float) -> Utility:  # type: ignore[no-untyped-def]
+def _utility(problem, mu1: float, mu2: float, mu3: float = 0.0) -> Utility:  # type: ignore[no-untyped-def]
     omega, _, _, ubar, vbar = problem
-    return Utility(mu1, mu2, omega, ubar, vbar, np.array([1, 4]), np.array([2.0, -0.5]))
+    targets = np.array([1, 4])
+    top = top_unrated(omega, ubar, vbar, 6, exclude=targets)
+    candidates = candidate_pattern(top, omega.shape[1])
+    weights = np.array([2.0, -0.5])
+    return Utility(mu1, mu2, omega, ubar, vbar, targets, weights, mu3, candidates, 0.3)
 
 
 def test_low_rank_values_match_dense(problem) -> None:  # type: ignore[no-untyped-def]
@@ -60,10 +72,53 @@ def test_explicit_zero_ratings_count_as_seen() -> None:
     assert utility.availability(user, item) == pytest.approx(1.0)  # only column 2 is unseen
 
 
-@pytest.mark.parametrize(("mu1", "mu2"), [(1.0, 0.0), (0.0, 1.0), (1.0, -1.0), (-1.0, 1.0)])
-def test_utility_gradient_matches_finite_differences(problem, mu1: float, mu2: float) -> None:  # type: ignore[no-untyped-def]
+def test_ranking_value_matches_dense_smoothed_rank(problem) -> None:  # type: ignore[no-untyped-def]
+    omega, user, item, _, _ = problem
+    utility = _utility(problem, 0.0, 0.0, 1.0)
+    pattern = utility.candidates
+    assert pattern is not None
+    rated = np.zeros(omega.shape, dtype=bool)
+    rated[omega.nonzero()] = True
+    scores = user @ item.T
+    total, pairs = 0.0, 0
+    for target, weight in zip(utility.targets, utility.weights, strict=True):
+        for i in np.flatnonzero(~rated[:, target]):
+            columns = pattern.indices[pattern.indptr[i] : pattern.indptr[i + 1]]
+            assert len(columns) == 6 and not rated[i, columns].any()
+            assert not np.isin(columns, utility.targets).any()
+            beat = 1.0 / (1.0 + np.exp(-(scores[i, columns] - scores[i, target]) / 0.3))
+            total += weight * beat.sum()
+            pairs += 1
+    assert utility.ranking(user, item) == pytest.approx(-total / pairs, rel=1e-12)
+    # the clean top-6 lists beat a target they outscore: at the clean model the count is high
+    assert utility.value(user, item) == pytest.approx(-total / pairs, rel=1e-12)
+
+
+def test_top_unrated_skips_rated_and_excluded_items(problem) -> None:  # type: ignore[no-untyped-def]
+    omega, _, _, ubar, vbar = problem
+    top = top_unrated(omega, ubar, vbar, 4, exclude=np.array([0]))
+    scores = ubar @ vbar.T
+    scores[omega.nonzero()] = -np.inf
+    scores[:, 0] = -np.inf
+    np.testing.assert_array_equal(top, np.argsort(-scores, axis=1, kind="stable")[:, :4])
+
+
+@pytest.mark.parametrize(
+    ("mu1", "mu2", "mu3"),
+    [
+        (1.0, 0.0, 0.0),
+        (0.0, 1.0, 0.0),
+        (1.0, -1.0, 0.0),
+        (-1.0, 1.0, 0.0),
+        (0.0, 0.0, 1.0),
+        (1.0, 0.5, -2.0),
+    ],
+)
+def test_utility_gradient_matches_finite_differences(  # type: ignore[no-untyped-def]
+    problem, mu1: float, mu2: float, mu3: float
+) -> None:
     _, user, item, _, _ = problem
-    utility = _utility(problem, mu1, mu2)
+    utility = _utility(problem, mu1, mu2, mu3)
     value, grad_user, grad_item = utility.gradient(user, item)
     assert value == pytest.approx(utility.value(user, item), rel=1e-12)
     rng = np.random.default_rng(1)
@@ -137,9 +192,31 @@ def test_utility_config_validation_and_round_trip() -> None:
     config = UtilityConfig(mu1=1.0, mu2=-1.0, targets=(10, 20), weights=(2.0, 1.0))
     assert UtilityConfig.from_json(config.to_json()) == config
     assert UtilityConfig.from_json(UtilityConfig().to_json()).targets == "auto"
+    ranking = UtilityConfig(mu1=0.0, mu3=1.0, targets=(3,), rank_candidates=5, rank_temperature=0.2)
+    assert UtilityConfig.from_json(ranking.to_json()) == ranking
     with pytest.raises(ConfigError):
         UtilityConfig(mu1=0.0, mu2=0.0)
+    for bad in ({"rank_candidates": 0}, {"rank_temperature": 0.0}, {"mu3": float("nan")}):
+        with pytest.raises(ConfigError):
+            UtilityConfig(**bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         UtilityConfig(targets=(1, 2), weights=(1.0,))
     with pytest.raises(ConfigError):
         UtilityConfig(targets=())
+
+
+def test_build_utility_takes_the_ranking_candidates_from_the_clean_model(problem) -> None:  # type: ignore[no-untyped-def]
+    omega, _, _, ubar, vbar = problem
+    rows, cols = omega.nonzero()
+    ratings = Ratings.from_triples(rows, cols, omega[rows, cols], RatingScale(-2, 2, 0), "tiny")
+    config = UtilityConfig(mu1=0.0, mu3=1.0, targets=(4,), rank_candidates=3)
+    utility = build_utility(config, ratings, ubar, vbar, np.random.default_rng(0))
+    assert utility.candidates is not None and utility.temperature == 0.1
+    expected = top_unrated(ratings.matrix, ubar, vbar, 3, exclude=np.array([4]))
+    np.testing.assert_array_equal(utility.candidates.indices, np.sort(expected, axis=1).ravel())
+    assert (
+        build_utility(UtilityConfig(), ratings, ubar, vbar, np.random.default_rng(0)).candidates
+        is None
+    )
+    with pytest.raises(ConfigError, match="candidates"):
+        Utility(0.0, 0.0, omega, ubar, vbar, np.array([4]), np.array([1.0]), mu3=1.0)

@@ -57,7 +57,7 @@ class AttackConfig(JsonConfig):
             method registered with :func:`register_method` (checked against the registry).
         learner: the attacked learner (its config; the attacker knows it, Kerckhoffs).
         threat: the budget (alpha, B, Lambda, item selection).
-        utility: ``mu1``, ``mu2``, targets and weights.
+        utility: ``mu1``, ``mu2``, ``mu3``, targets, weights and the ranking's settings.
         gradient: ``exact`` (implicit, one MINRES solve) or ``paper`` (Eq. 12).
         iterations: gradient steps (PGA; SGLD reads it too).
         step_schedule, step_size: see :mod:`cfpoison.attacks.pga` (rating units).
@@ -180,11 +180,10 @@ class AttackContext:
         return grad
 
     def target_ratings(self) -> tuple[np.ndarray, np.ndarray]:
-        """Targets and their push/nuke ratings ``sign(mu2 w_j) Lambda`` (none if mu2 = 0)."""
+        """Targets and their push/nuke ratings ``sign((mu2 + mu3) w_j) Lambda`` (none if that
+        is 0): integrity and ranking both rise with a target's scores when ``mu w_j > 0``."""
         utility, lam = self.utility, self.config.threat.max_rating
-        if utility.mu2 == 0:
-            return np.array([], dtype=np.int64), np.array([], dtype=np.float64)
-        direction = np.sign(utility.mu2 * utility.weights)
+        direction = np.sign((utility.mu2 + utility.mu3) * utility.weights)
         keep = direction != 0
         return utility.targets[keep], direction[keep] * lam
 

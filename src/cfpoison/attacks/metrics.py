@@ -8,6 +8,9 @@
   this floor is no evidence of an attack. (For nuclear norm it is the solver's tolerance.)
 * ``target_mean_before`` / ``target_mean_after``: for each target item, the mean predicted
   rating over the normal users, ``mean_i(u_i) . v_j``, on the data set's own scale.
+* ``target_hit_before`` / ``target_hit_after`` (when there are targets): for each target, the
+  share of the normal users who have not rated it that see it among their top
+  :data:`HIT_K` unrated items;
 * ``rmse_train`` / ``rmse_test`` (and their ``_clean`` twins): RMSE of the unclipped predictions
   on the observed training / test entries of the normal users, on the data set's own scale.
 
@@ -28,6 +31,7 @@ from cfpoison.data.ratings import SHIFTED_HIGH, SHIFTED_LOW, Ratings
 from cfpoison.detect.ttest import rating_frequency_ttest
 from cfpoison.learners import LearnerConfig, build_learner
 from cfpoison.learners.base import Factors, Learner
+from cfpoison.ranking import target_hit_ratio
 
 
 def fit_learner(
@@ -62,6 +66,10 @@ def target_means(train: Ratings, model: Learner, targets: np.ndarray) -> list[fl
     """Mean predicted rating of each target over the normal users, on the original scale."""
     shifted = model.item_factors[np.asarray(targets, dtype=np.int64)] @ model.user_factors.mean(0)
     return [float(v) for v in train.scale.to_original(shifted)]
+
+
+#: The top-k of ``target_hit_before`` / ``target_hit_after``.
+HIT_K = 10
 
 
 def rmse_original(model: Learner, ratings: Ratings) -> float:
@@ -106,6 +114,7 @@ def evaluate_profiles(
         "rmse_shift_noise_floor": floor,
         "target_mean_before": target_means(train, clean, targets),
         "target_mean_after": target_means(train, poisoned, targets),
+        **_hits(train, clean, poisoned, targets),
         "rmse_train": rmse_original(poisoned, train),
         "rmse_train_clean": rmse_original(clean, train),
         "ttest_pvalue": _ttest_pvalue(train, fake, "items"),
@@ -118,6 +127,21 @@ def evaluate_profiles(
         metrics["rmse_test"] = rmse_original(poisoned, test)
         metrics["rmse_test_clean"] = rmse_original(clean, test)
     return metrics
+
+
+def _hits(train: Ratings, clean: Learner, poisoned: Learner, targets: np.ndarray) -> dict:
+    """``target_hit_before`` / ``target_hit_after`` (none without targets)."""
+    if len(targets) == 0:
+        return {}
+    return {
+        f"target_hit_{when}": [
+            float(h)
+            for h in target_hit_ratio(
+                train.matrix, model.user_factors, model.item_factors, targets, HIT_K
+            )
+        ]
+        for when, model in (("before", clean), ("after", poisoned))
+    }
 
 
 def _ttest_pvalue(train: Ratings, fake: sp.csr_array, pairing: Literal["items", "users"]) -> float:

@@ -3,7 +3,8 @@
 The attacker does not know the victim's seed, split, regularization or whether it has biases.
 With surrogates ``s = 1..S``, each fitted on its own training ratings ``Omega_s`` plus the
 fakes, with its own clean model ``Pbar_s`` and utility ``R_s`` (availability against its own
-clean predictions; integrity on the attack's targets), the method ascends::
+clean predictions; integrity and ranking on the attack's targets and candidates), the
+method ascends::
 
     Rbar(M~) = (1/S) sum_s R_s(theta_s*(M~)),     dRbar/dM~ = (1/S) sum_s dR_s/dM~
 
@@ -316,16 +317,7 @@ def build_surrogates(ctx: AttackContext, panel: SurrogatePanel) -> list[Surrogat
                 spec.name,
                 clean.kkt_residual(),
             )
-        base = ctx.utility
-        utility = Utility(
-            base.mu1,
-            base.mu2,
-            ctx.train.matrix,
-            clean.user_factors.copy(),
-            clean.item_factors.copy(),
-            base.targets,
-            base.weights,
-        )
+        utility = ctx.utility.with_clean(clean.user_factors.copy(), clean.item_factors.copy())
         out.append(Surrogate(spec.name, train, config, clean, utility))
     return out
 

@@ -22,9 +22,7 @@ import scipy.sparse as sp
 
 from cfpoison.data.ratings import SHIFTED_HIGH, SHIFTED_LOW, Ratings
 from cfpoison.learners.factored import check_indices
-
-#: Score entries per block of users in :meth:`Victim.top_k` (32 MiB of float64).
-BLOCK_ENTRIES = 1 << 22
+from cfpoison.ranking import top_unrated
 
 
 class Victim(abc.ABC):
@@ -94,23 +92,7 @@ class Victim(abc.ABC):
         ``k`` unrated items. Scores are computed for blocks of users at a time.
         """
         train, user, item = self._fitted()
-        users = np.arange(len(user)) if users is None else np.asarray(users, dtype=np.int64)
-        n = len(item)
-        k = min(k, n)
-        out = np.empty((len(users), k), dtype=np.int64)
-        step = max(1, BLOCK_ENTRIES // max(n, 1))
-        for start in range(0, len(users), step):
-            block = users[start : start + step]
-            scores = user[block] @ item.T
-            rated = train.matrix[block]
-            rows = np.repeat(np.arange(len(block)), np.diff(rated.indptr))
-            scores[rows, rated.indices] = -np.inf
-            best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-            order = np.argsort(-np.take_along_axis(scores, best, axis=1), axis=1, kind="stable")
-            best = np.take_along_axis(best, order, axis=1)
-            best[np.take_along_axis(scores, best, axis=1) == -np.inf] = -1
-            out[start : start + len(block)] = best
-        return out
+        return top_unrated(train.matrix, user, item, k, users)
 
     def rmse(self, ratings: Ratings) -> float:
         """RMSE of the unclipped predictions on the stored entries of ``ratings``, on the

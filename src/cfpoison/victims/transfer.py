@@ -38,6 +38,7 @@ from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
 from cfpoison.io import to_jsonable
+from cfpoison.ranking import target_hit_ratio
 from cfpoison.victims.base import Victim
 from cfpoison.victims.spec import VictimSpec, build_victim
 
@@ -215,15 +216,7 @@ def victim_shift(train: Ratings, clean: Victim, other: Victim) -> float:
 def hit_ratio(train: Ratings, victim: Victim, targets: np.ndarray, k: int) -> np.ndarray:
     """Per target: the share of normal users without a training rating of it who see it in
     their top ``k`` unrated items (NaN when every user rated it)."""
-    top = victim.top_k(k)
-    rated = train.matrix[:, targets].tocsc()
-    out = np.empty(len(targets))
-    for t, target in enumerate(targets):
-        unrated = np.ones(train.n_users, dtype=bool)
-        unrated[rated.indices[rated.indptr[t] : rated.indptr[t + 1]]] = False
-        seen = np.any(top == target, axis=1)
-        out[t] = seen[unrated].mean() if unrated.any() else math.nan
-    return out
+    return target_hit_ratio(train.matrix, victim.user_factors, victim.item_factors, targets, k)
 
 
 def _measure(
