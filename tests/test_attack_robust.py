@@ -92,6 +92,22 @@ def test_mean_gradient_is_the_average_of_each_surrogates_own_gradient(tiny: Rati
     assert [s.learner.name for s in surrogates] == ["als", "als", "biased"]
     assert not np.allclose(singles[0], singles[2], rtol=0.1)  # the surrogates differ
     np.testing.assert_allclose(mean, np.mean(singles, axis=0), rtol=1e-6, atol=1e-8)
+    # the soft minimum of the utilities relative to the start: there each r_s = 1 and p_s = 1/S
+    worst = RobustObjective(ctx, surrogates, "worst")
+    state = worst.fit(fake, None)
+    start = np.array(list(worst.values(state).values()))
+    assert np.all(start > 0) and worst.value(state) == pytest.approx(1.0, rel=1e-12)
+    expected = np.mean([g / r for g, r in zip(singles, start, strict=True)], axis=0)
+    np.testing.assert_allclose(
+        worst.gradient(state, fake).on_pattern(fake), expected, rtol=1e-6, atol=1e-12
+    )
+    moved = fake.copy()
+    moved.data = -moved.data
+    later = worst.fit(moved, state)
+    relative = np.array(list(worst.values(later).values())) / start
+    assert relative.min() <= worst.value(later) <= relative.min() + 0.05 * np.log(3)
+    with pytest.raises(ConfigError, match="aggregate"):
+        RobustObjective(ctx, surrogates, "median")
 
 
 def test_surrogates_see_their_own_split_and_learner(tiny: Ratings) -> None:

@@ -21,6 +21,16 @@ drawn with the generator seeded by ``(attack seed, split_offset)``; ``split_offs
 of them. A surrogate of the attacked learner's kind starts from the attack's learner config
 (``params`` override it); another kind from its own defaults.
 
+Option ``aggregate``: ``mean`` (above) or ``worst``, the soft minimum over the surrogates of
+each utility relative to its value at PGA's start, ``r_s = R_s / |R_s(M~_0)|``::
+
+    Rbar = -tau log (1/S) sum_s exp(-r_s / tau),   dRbar/dM~ = sum_s p_s dR_s/dM~ / |R_s(M~_0)|
+
+with ``p = softmax(-r / tau)``: the step serves the surrogate that has gained least over the
+start (for availability from ``start=uniform``: the one where the attack beats uniform least),
+so that no surrogate's scale (a biased model's availability utility is about ten times an
+ALS one's on ml-latest-small) dominates the step.
+
 The method is ``robust``; its option ``surrogates`` is a panel (:class:`SurrogatePanel` as a
 dict) or a preset name (:data:`PRESETS`); ``cfpoison attack --surrogates PANEL`` sets both.
 """
@@ -60,6 +70,12 @@ log = logging.getLogger(__name__)
 #: ``|r| / (|A| |x| + |g|)``, which on ml-latest-small is met at a true residual near 0.1, so
 #: each restart tightens its tolerance by the factor it missed by.
 MINRES_RESTARTS = 3
+
+#: How the surrogates' utilities combine (option ``aggregate``; module docstring).
+AGGREGATES = ("mean", "worst")
+#: ``worst``: the soft minimum's temperature, in units of each utility at PGA's start (0.05:
+#: a surrogate 0.1 behind the others weighs e^2 = 7.4 times as much).
+WORST_TEMPERATURE = 0.05
 
 #: Kinds a surrogate may be: cfpoison's learners, whose implicit gradients are exact.
 SURROGATE_KINDS = ("als", "nuclear", "biased")
@@ -324,7 +340,8 @@ def build_surrogates(ctx: AttackContext, panel: SurrogatePanel) -> list[Surrogat
 
 @dataclasses.dataclass(frozen=True)
 class MeanGradient:
-    """``(1/S) sum_s dR_s/dM~`` on one fake pattern, with each surrogate's diagnostics."""
+    """``sum_s p_s dR_s/dM~`` on one fake pattern (``p_s = 1/S``: the mean; or the soft
+    minimum's weights), with each surrogate's diagnostics."""
 
     pattern: sp.csr_array
     values: np.ndarray
@@ -352,33 +369,62 @@ class MeanGradient:
 
 class RobustObjective:
     """PGA's objective (:class:`cfpoison.attacks.pga.Objective`) over surrogates: the state is
-    one fitted learner per surrogate, the value their mean utility."""
+    one fitted learner per surrogate, the value their mean utility, or with ``aggregate``
+    ``worst`` the soft minimum of their utilities relative to PGA's start (module docstring)."""
 
-    options: frozenset[str] = frozenset({"surrogates"})
+    options: frozenset[str] = frozenset({"surrogates", "aggregate"})
 
-    def __init__(self, ctx: AttackContext, surrogates: list[Surrogate]):
+    def __init__(self, ctx: AttackContext, surrogates: list[Surrogate], aggregate: str = "mean"):
+        if aggregate not in AGGREGATES:
+            raise ConfigError(
+                f"robust: option aggregate must be one of {', '.join(AGGREGATES)}, "
+                f"got {aggregate!r}"
+            )
         self.ctx = ctx
         self.surrogates = surrogates
+        self.aggregate = aggregate
+        self.scales = np.ones(len(surrogates))
 
     def fit(
         self, fake: sp.csr_array, previous: list[Learner | BiasedLearner] | None
     ) -> list[Learner | BiasedLearner]:
-        if previous is None:
-            return [s.fit(fake, None) for s in self.surrogates]
-        return [s.fit(fake, p) for s, p in zip(self.surrogates, previous, strict=True)]
+        if previous is not None:
+            return [s.fit(fake, p) for s, p in zip(self.surrogates, previous, strict=True)]
+        state = [s.fit(fake, None) for s in self.surrogates]
+        if self.aggregate == "worst":  # PGA's start: each utility's unit
+            start = np.abs(list(self.values(state).values()))
+            if not np.all(start > 0):
+                raise ConfigError("robust: aggregate worst needs nonzero utilities at the start")
+            self.scales = 1.0 / start
+        return state
 
     def values(self, state: list[Learner | BiasedLearner]) -> dict[str, float]:
         """Each surrogate's utility ``R_s`` at ``state``."""
         return {s.name: s.value(f) for s, f in zip(self.surrogates, state, strict=True)}
 
+    def _weights(self, state: list[Learner | BiasedLearner]) -> tuple[float, np.ndarray]:
+        """The value and ``dvalue/dR_s``: the mean (``1/S`` each), or the soft minimum
+        ``-tau log mean_s exp(-r_s / tau)`` of ``r_s = R_s / |R_s(start)|`` (weights
+        ``softmax(-r / tau)_s / |R_s(start)|``)."""
+        raw = np.array(list(self.values(state).values()))
+        if self.aggregate == "mean":
+            return float(np.mean(raw)), np.full(len(raw), 1.0 / len(raw))
+        relative = -(raw * self.scales) / WORST_TEMPERATURE
+        shift = relative.max()
+        softmax = np.exp(relative - shift)
+        total = softmax.sum()
+        value = -WORST_TEMPERATURE * (shift + np.log(total / len(raw)))
+        return float(value), softmax / total * self.scales
+
     def value(self, state: list[Learner | BiasedLearner]) -> float:
-        return float(np.mean(list(self.values(state).values())))
+        return self._weights(state)[0]
 
     def gradient(self, state: list[Learner | BiasedLearner], fake: sp.csr_array) -> MeanGradient:
         parts = [s.gradient(f, fake, self.ctx) for s, f in zip(self.surrogates, state, strict=True)]
-        mean = np.mean([values for values, _ in parts], axis=0)
+        weights = self._weights(state)[1]
+        total = np.sum([w * values for w, (values, _) in zip(weights, parts, strict=True)], axis=0)
         names = [s.name for s in self.surrogates]
-        return MeanGradient(fake, mean, dict(zip(names, [d for _, d in parts], strict=True)))
+        return MeanGradient(fake, total, dict(zip(names, [d for _, d in parts], strict=True)))
 
     def record(self, state: list[Learner | BiasedLearner]) -> dict[str, Any]:
         return {"surrogate_utility": self.values(state)}
@@ -393,14 +439,15 @@ def run_robust(ctx: AttackContext) -> MethodOutput:
     panel = panel_option(config.options.get("surrogates", "default"))
     if config.gradient != "exact" and any(s.model == "biased" for s in panel.surrogates):
         raise ConfigError("robust: biased surrogates take the exact gradient only")
-    surrogates = build_surrogates(ctx, panel)
-    output = run_pga(ctx, RobustObjective(ctx, surrogates))
+    aggregate = str(config.options.get("aggregate", "mean"))
+    objective = RobustObjective(ctx, build_surrogates(ctx, panel), aggregate)
+    output = run_pga(ctx, objective)
     output.info["surrogates"] = {
         s.name: {
             "learner": s.learner.to_dict(),
             "ratings": s.train.nnz,
             "clean_converged": bool(s.clean.converged),
         }
-        for s in surrogates
+        for s in objective.surrogates
     }
     return output
