@@ -95,13 +95,15 @@ def test_residual_rows_against_dense(problem: dict) -> None:
     np.testing.assert_allclose(grad, residual @ p["V"], **TOL)
 
 
-def test_ridge_inverses(problem: dict) -> None:
+def test_ridge_blocks(problem: dict) -> None:
     p = problem
     k = p["V"].shape[1]
-    got = kernels.ridge_inverses(*p["cols"], p["U"], *p["fake_cols"], p["F"], 0.7, 2.0)
-    np.testing.assert_allclose(
-        got, reference.ridge_inverses(*p["cols"], p["U"], *p["fake_cols"], p["F"], 0.7, 2.0), **TOL
-    )
+    args = (*p["cols"], p["U"], *p["fake_cols"], p["F"], 0.7, 2.0)
+    got = kernels.ridge_blocks(*args, True)
+    np.testing.assert_allclose(got, reference.ridge_blocks(*args, True), **TOL)
+    blocks = kernels.ridge_blocks(*args, False)
+    np.testing.assert_allclose(blocks, reference.ridge_blocks(*args, False), **TOL)
+    np.testing.assert_allclose(blocks @ got, np.broadcast_to(np.eye(k), got.shape), atol=1e-9)
     # an inverse of the matrix solve_rows factorizes: its solution is inverse @ (2 sum d y)
     out = np.empty_like(p["V"])
     kernels.solve_rows(*p["cols"], p["U"], *p["fake_cols"], p["F"], 0.7, out)

@@ -12,8 +12,8 @@ path that the tests cross-check against):
 
 * :func:`solve_rows`: ridge least squares per row, ``x_r = (sum y y^T + lam I)^(-1) sum d y``
   (Gram accumulation and a k x k Cholesky solve in one pass), returning each row's fit term;
-* :func:`ridge_inverses`: per row, ``(scale (sum y y^T + lam I))^(-1)``, the inverse of the
-  matrix :func:`solve_rows` factorizes (the Hessian's diagonal blocks, with ``scale = 2``);
+* :func:`ridge_blocks`: per row, ``scale (sum y y^T + lam I)``, the matrix :func:`solve_rows`
+  factorizes, or its inverse (the Hessian's diagonal blocks, with ``scale = 2``);
 * :func:`residual_rows`: per row, the squared residual ``sum (d - x_r.y)^2`` and the
   residual-weighted sum ``sum (d - x_r.y) y`` (objective and gradient in one pass);
 * :func:`csr_dot`: ``x_r . y_c`` at every stored entry (predictions on Omega);
@@ -206,7 +206,7 @@ def _cholesky_inverse(A: np.ndarray, out: np.ndarray) -> None:
 
 
 @njit(cache=True, parallel=True, fastmath=False)
-def ridge_inverses(
+def ridge_blocks(
     p1: np.ndarray,
     i1: np.ndarray,
     d1: np.ndarray,
@@ -217,9 +217,10 @@ def ridge_inverses(
     Y2: np.ndarray,
     lam: float,
     scale: float,
+    invert: bool,
 ) -> np.ndarray:
-    """out[r] = (scale (sum_sources sum_p y_p y_p^T + lam I))^(-1) for every row r
-    (``rows x k x k``): the Gram of :func:`solve_rows`, accumulated the same way, inverted."""
+    """out[r] = scale (sum_sources sum_p y_p y_p^T + lam I) for every row r (``rows x k x
+    k``), inverted if ``invert``: the Gram of :func:`solve_rows`, accumulated the same way."""
     n_rows = p1.shape[0] - 1
     k = Y1.shape[1]
     out = np.empty((n_rows, k, k))
@@ -233,7 +234,13 @@ def ridge_inverses(
         for a in range(k):
             for c in range(a + 1):
                 A[a, c] *= scale
-        _cholesky_inverse(A, out[r])
+        if invert:
+            _cholesky_inverse(A, out[r])
+        else:
+            for a in range(k):
+                for c in range(a + 1):
+                    out[r, a, c] = A[a, c]
+                    out[r, c, a] = A[a, c]
     return out
 
 

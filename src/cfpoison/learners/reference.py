@@ -74,7 +74,7 @@ def solve_rows(
     return fit
 
 
-def ridge_inverses(
+def ridge_blocks(
     p1: np.ndarray,
     i1: np.ndarray,
     d1: np.ndarray,
@@ -85,13 +85,15 @@ def ridge_inverses(
     Y2: np.ndarray,
     lam: float,
     scale: float,
+    invert: bool,
 ) -> np.ndarray:
-    """out[r] = (scale (sum_sources sum_p y_p y_p^T + lam I))^(-1) for every row r."""
+    """out[r] = scale (sum_sources sum_p y_p y_p^T + lam I) for every row r, or its inverse."""
     k = Y1.shape[1]
     out = np.empty((len(p1) - 1, k, k))
     for r in range(len(p1) - 1):
         G, _ = _stacked(p1, i1, d1, Y1, p2, i2, d2, Y2, r)
-        out[r] = np.linalg.inv(scale * (G.T @ G + lam * np.eye(k)))
+        block = scale * (G.T @ G + lam * np.eye(k))
+        out[r] = np.linalg.inv(block) if invert else block
     return out
 
 

@@ -1,0 +1,74 @@
+"""The Schur-complement MINRES solve of H x = g: both orientations, true residuals, warm starts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from cfpoison.data.ratings import Ratings, RatingScale
+from cfpoison.learners import ALSConfig, ALSLearner
+from cfpoison.learners.hessian import FactorHessian, _SchurSystem, solve
+
+
+def _problem(seed: int, m: int, m_fake: int, n: int) -> FactorHessian:
+    """H at a stationary ALS fit (KKT 1e-12) of random ratings plus a fake block."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((m, n)) < 0.5
+    mask[:, 0] = mask[0, :] = True
+    rows, cols = np.nonzero(mask)
+    train = sp.csr_array((rng.uniform(-2, 2, len(rows)), (rows, cols)), shape=(m, n))
+    fake_mask = rng.random((m_fake, n)) < 0.6
+    fr, fc = np.nonzero(fake_mask)
+    fake = sp.csr_array((rng.uniform(-2, 2, len(fr)), (fr, fc)), shape=(m_fake, n))
+    ratings = Ratings(train, np.arange(m) + 1, np.arange(n) + 1, RatingScale(1, 5, 0.5), "t")
+    config = ALSConfig(rank=3, lambda_u=0.5, lambda_v=0.7, tol=0, kkt_tol=1e-12, max_sweeps=20000)
+    learner = ALSLearner(config).fit(ratings, fake=fake)
+    assert learner.converged
+    f = learner.factors
+    return FactorHessian(train, fake, f.user, f.fake_user, f.item, 0.5, 0.7)
+
+
+def _dense(hessian: FactorHessian) -> np.ndarray:
+    return np.column_stack([hessian.matvec(e) for e in np.eye(hessian.size)])
+
+
+@pytest.mark.parametrize(("m", "m_fake", "n"), [(20, 3, 12), (6, 2, 25)])
+def test_schur_solve_matches_the_dense_system(m: int, m_fake: int, n: int) -> None:
+    hessian = _problem(m + n, m, m_fake, n)
+    system = _SchurSystem(hessian, hessian.block_jacobi(), np.zeros(hessian.size))
+    assert system.keep_items == (n <= m + m_fake)
+    dense = _dense(hessian)
+    np.testing.assert_allclose(dense, dense.T, atol=1e-9)
+    rng = np.random.default_rng(1)
+    rhs = dense @ rng.normal(size=hessian.size)  # consistent, as the utility's gradient is
+    result = solve(hessian, rhs, tol=1e-9, max_iter=5000)
+    assert result.converged and result.relative_residual <= 1e-9
+    residual = np.linalg.norm(rhs - dense @ result.x) / np.linalg.norm(rhs)
+    assert residual == pytest.approx(result.relative_residual, rel=1e-3, abs=1e-12)
+    # the same solution as the dense least-norm one, up to H's null space (the rotations)
+    reference = np.linalg.lstsq(dense, rhs, rcond=1e-10)[0]
+    np.testing.assert_allclose(dense @ result.x, dense @ reference, atol=1e-8 * np.linalg.norm(rhs))
+    # the Schur operator is the exact elimination: its products agree with the dense one
+    keep = (
+        slice(hessian.size - hessian.item.size, None)
+        if system.keep_items
+        else slice(0, hessian.size - hessian.item.size)
+    )
+    drop = np.setdiff1d(np.arange(hessian.size), np.arange(hessian.size)[keep])
+    schur = dense[keep][:, keep] - dense[keep][:, drop] @ np.linalg.solve(
+        dense[drop][:, drop], dense[drop][:, keep]
+    )
+    probe = rng.normal(size=system.size)
+    np.testing.assert_allclose(system.matvec(probe), schur @ probe, rtol=1e-9, atol=1e-9)
+
+
+def test_warm_start_and_the_iteration_cap_are_reported() -> None:
+    hessian = _problem(3, 20, 3, 12)
+    rhs = hessian.matvec(np.random.default_rng(2).normal(size=hessian.size))
+    cold = solve(hessian, rhs, tol=1e-8, max_iter=5000)
+    warm = solve(hessian, rhs, tol=1e-8, max_iter=5000, x0=cold.x)
+    assert warm.converged and warm.iterations == 0
+    capped = solve(hessian, rhs, tol=1e-14, max_iter=2)
+    assert not capped.converged and capped.iterations <= 2
+    assert capped.relative_residual > 1e-14
