@@ -316,10 +316,10 @@ def test_mimic_profiles_match_the_real_users_length_histogram_and_agreement() ->
     assert np.abs(share[0] - share[1]).max() < 0.03
     # a latent order against the crowd's: the floor keeps each fake as much in agreement with
     # the crowd as real users are; without it, the fakes disagree
-    assert mimic.crowd is not None and mimic.min_agreement is not None
+    assert mimic.crowd is not None and mimic.agreement_target is not None
     against = np.random.default_rng(9).normal(size=mimic.values.size) - mimic.crowd
     kept = mimic.assign(against)
-    free = dataclasses.replace(mimic, min_agreement=None).assign(against)
+    free = dataclasses.replace(mimic, agreement_target=None).assign(against)
     items = item_moments(matrix)[1]
     real = row_correlation(matrix.indptr, matrix.data, items[matrix.indices])[short]
     assert abs(mimic.agreement(kept.data).mean() - real.mean()) < 0.03
@@ -329,20 +329,22 @@ def test_mimic_profiles_match_the_real_users_length_histogram_and_agreement() ->
         np.testing.assert_array_equal(np.sort(kept.data[span]), mimic.values[span])
 
 
-def test_assign_lands_each_row_near_its_agreement_floor() -> None:
+def test_assign_lands_each_row_near_its_agreement_target() -> None:
     matrix = tiny_ratings(60, 20, seed=14, item_spread=0.8).matrix
     mimic = mimic_pattern(matrix, 12, 25, 2, np.random.default_rng(6))
-    assert mimic.crowd is not None and mimic.min_agreement is not None
+    assert mimic.crowd is not None and mimic.agreement_target is not None
     rng = np.random.default_rng(8)
-    for shift in (-1.0, 0.0):  # latent orders against the crowd's, and indifferent to it
-        latent = rng.normal(size=mimic.values.size) + shift * mimic.crowd
-        got = mimic.agreement(mimic.assign(latent).data)
-        by_crowd = mimic.agreement(mimic._ranked(latent, mimic.crowd))
-        gap = np.abs(got - np.minimum(mimic.min_agreement, by_crowd))
-        assert np.median(gap) < 0.05 and gap.mean() < 0.15
-    # a latent order that already agrees with the crowd is left alone
-    plain = MimicPattern(mimic.pattern, mimic.values)
-    np.testing.assert_array_equal(mimic.assign(mimic.crowd).data, plain.assign(mimic.crowd).data)
+    for at_least in (False, True):
+        rows = dataclasses.replace(mimic, at_least=at_least)
+        for shift in (-1.0, 0.0, 1.0):  # latent orders against, across and with the crowd's
+            latent = rng.normal(size=mimic.values.size) + shift * mimic.crowd
+            got = rows.agreement(rows.assign(latent).data)
+            reach = [rows.agreement(rows._ranked(latent, s * mimic.crowd)) for s in (-1, 1)]
+            want = np.clip(mimic.agreement_target, *reach)
+            if at_least:  # rows above their target are left alone
+                want = np.maximum(want, rows.agreement(rows._ranked(latent)))
+            gap = np.abs(got - want)
+            assert np.median(gap) < 0.05 and gap.mean() < 0.15
 
 
 def test_row_correlation_is_pearsons_per_row() -> None:

@@ -147,7 +147,8 @@ class SGLDConfig(JsonConfig):
             ``2 window + 1`` items nearest to it in popularity rank.
         agreement: mimic mode: ``template`` (each fake's ratings correlate with the crowd's
             item means as much as its template's do, as near as the ranks allow;
-            :meth:`MimicPattern.assign`) or ``free`` (the gradient reorders them at will).
+            :meth:`MimicPattern.assign`), ``floor`` (at least as much) or ``free`` (the
+            gradient reorders them at will).
         preconditioner: ``prior`` (``P = Sigma``) or ``identity`` (Eq. 17 as printed).
         min_variance: floor of ``sigma_j^2``.
         box: clip every iterate to ``[-Lambda, Lambda]`` (projected Langevin).
@@ -162,7 +163,7 @@ class SGLDConfig(JsonConfig):
     mode: Literal["paper", "mimic"] = "paper"
     prior: PriorMode | Literal["auto"] = "auto"
     window: int = 10
-    agreement: Literal["template", "free"] = "template"
+    agreement: Literal["template", "floor", "free"] = "template"
     preconditioner: Literal["prior", "identity"] = "prior"
     min_variance: float = 1e-4
     box: bool = True
@@ -187,8 +188,8 @@ class SGLDConfig(JsonConfig):
         )
         require(self.window >= 0, f"SGLD window must be >= 0, got {self.window}")
         require(
-            self.agreement in ("template", "free"),
-            f"SGLD agreement: template or free, got {self.agreement!r}",
+            self.agreement in ("template", "floor", "free"),
+            f"SGLD agreement: template, floor or free, got {self.agreement!r}",
         )
         require(self.preconditioner in ("prior", "identity"), "preconditioner: prior or identity")
         require(
@@ -314,14 +315,15 @@ class MimicPattern:
     ``pattern`` is the ``m' x n`` CSR of rated items (sorted indices, placeholder values);
     ``values`` holds, per stored entry in CSR order, each row's ratings sorted ascending.
     ``crowd`` (per stored entry) is the item's mean observed rating ``r_j`` and
-    ``min_agreement`` (per row) the least Pearson correlation of the row's ratings with
-    ``crowd`` that :meth:`assign` lets through (None: no floor).
+    ``agreement_target`` (per row) the Pearson correlation of the row's ratings with ``crowd``
+    that :meth:`assign` aims at (None: none); ``at_least``: only rows below it are moved.
     """
 
     pattern: sp.csr_array
     values: np.ndarray
     crowd: np.ndarray | None = None
-    min_agreement: np.ndarray | None = None
+    agreement_target: np.ndarray | None = None
+    at_least: bool = False
 
     def _ranked(self, latent: np.ndarray, first: np.ndarray | None = None) -> np.ndarray:
         """The row's k-th smallest ``latent`` gets its k-th smallest rating (ties by column);
@@ -345,44 +347,51 @@ class MimicPattern:
         """Rank-preserving map: in each row the item of the k-th smallest ``latent`` value
         gets the row's k-th smallest rating (ties by column, stable).
 
-        With ``min_agreement``, a row whose ratings correlate less with the crowd is ranked
-        by ``latent + lam crowd`` instead: ``lam`` is bracketed on ``0, 2^-4, ..., 2^10``
-        between the last that misses the floor and the first that meets it, bisected 12
-        times, and of the bracket's two ends the one whose correlation is nearer the floor
-        is kept (ranks are discrete: always meeting the floor would overshoot it on average;
-        by ``crowd`` alone, ties by ``latent``, if no ``lam`` meets it).
+        With ``agreement_target``, a row whose ratings correlate less (or, unless
+        ``at_least``, more) with the crowd than its target is ranked by
+        ``latent + s lam crowd`` instead (``s = +1`` below the target, ``-1`` above):
+        ``lam`` is bracketed on ``0, 2^-4, ..., 2^10`` between the last that does not reach
+        the target and the first that does, bisected 12 times, and of the bracket's two ends
+        the one whose correlation is nearer the target is kept (ranks are discrete: always
+        reaching it would overshoot on average); by ``s crowd`` alone, ties by ``latent``, if
+        no ``lam`` reaches it.
         """
         data = self._ranked(latent)
-        if self.min_agreement is not None and self.crowd is not None:
-            floor, rows, crowd = self.min_agreement, self._rows, self.crowd
+        if self.agreement_target is not None and self.crowd is not None:
+            target, rows, crowd = self.agreement_target, self._rows, self.crowd
+            now = self.agreement(data)
+            sign = np.where(now < target, 1.0, -1.0)
+            pending = now < target if self.at_least else np.abs(now - target) > 1e-12
 
-            def meets(lam: np.ndarray) -> np.ndarray:
-                return self.agreement(self._ranked(latent + lam[rows] * crowd)) >= floor
+            def order(lam: np.ndarray) -> np.ndarray:
+                return self._ranked(latent + (sign * lam)[rows] * crowd)
 
-            pending = self.agreement(data) < floor
-            low, high = np.zeros(len(floor)), np.full(len(floor), np.inf)
+            def reaches(lam: np.ndarray) -> np.ndarray:
+                return sign * (self.agreement(order(lam)) - target) >= 0
+
+            low, high = np.zeros(len(target)), np.full(len(target), np.inf)
             for lam in 2.0 ** np.arange(-4, 11):
                 open_ = pending & np.isinf(high)
                 if not open_.any():
                     break
-                met = open_ & meets(np.full(len(floor), lam))
+                met = open_ & reaches(np.full(len(target), lam))
                 high[met] = lam
                 low[open_ & ~met] = lam
             bracketed = pending & np.isfinite(high)
             for _ in range(12):
                 mid = np.where(bracketed, (low + high) / 2, 0.0)
-                met = meets(mid)
+                met = reaches(mid)
                 high = np.where(bracketed & met, mid, high)
                 low = np.where(bracketed & ~met, mid, low)
-            above = self._ranked(latent + np.where(bracketed, high, 0.0)[rows] * crowd)
-            below = self._ranked(latent + np.where(bracketed, low, 0.0)[rows] * crowd)
-            nearer = np.abs(self.agreement(below) - floor) < np.abs(self.agreement(above) - floor)
-            take = (bracketed & ~nearer)[rows]
+            above = order(np.where(bracketed, high, 0.0))
+            below = order(np.where(bracketed, low, 0.0))
+            gap = np.abs(self.agreement(below) - target) < np.abs(self.agreement(above) - target)
+            take = (bracketed & ~gap)[rows]
             data[take] = above[take]
-            take = (bracketed & nearer)[rows]
+            take = (bracketed & gap)[rows]
             data[take] = below[take]
             take = (pending & ~bracketed)[rows]
-            data[take] = self._ranked(latent, crowd)[take]
+            data[take] = self._ranked(latent, sign[rows] * crowd)[take]
         return sp.csr_array(
             (data, self.pattern.indices, self.pattern.indptr), shape=self.pattern.shape
         )
@@ -420,7 +429,7 @@ def mimic_pattern(
     nearest to it in popularity rank, drawn with probability proportional to
     ``eps + w_j``, ``w_j = sum_{u != t} |I_u cap I_t| [u rated j]`` (how much the users who
     share the template's items rate ``j``: taste, not just popularity), all distinct. Each
-    row's ``min_agreement`` is its template's correlation with the crowd on the template's own
+    row's ``agreement_target`` is its template's correlation with the crowd on the template's own
     items (:func:`row_correlation`), ``crowd`` the items' mean observed ratings.
     """
     n = train.shape[1]
@@ -577,7 +586,9 @@ def _setup_chain(
     mimic = mimic_pattern(train, threat.items_per_user, n_fake, config.window, rng)
     mimic = dataclasses.replace(mimic, values=snap(mimic.values, threat.max_rating, grid))
     if config.agreement == "free":
-        mimic = dataclasses.replace(mimic, min_agreement=None)
+        mimic = dataclasses.replace(mimic, agreement_target=None)
+    elif config.agreement == "floor":
+        mimic = dataclasses.replace(mimic, at_least=True)
     local = ItemPrior(prior.mean[mimic.pattern.indices], prior.variance[mimic.pattern.indices])
     posterior = Posterior(local, config.beta, fit, gradient, mimic.assign, pattern_gradient)
     return posterior, local.sample(1, rng)[0], mimic.assign, None
