@@ -201,7 +201,9 @@ class LearnerObjective:
         return self.ctx.gradient(state, fake)
 
     def record(self, state: Learner) -> dict[str, Any]:
-        return {}
+        """The refit's sweeps, where the learner counts them (ALS, biased MF)."""
+        sweeps = getattr(state, "n_sweeps", None)
+        return {} if sweeps is None else {"fit_sweeps": int(sweeps)}
 
 
 def run_pga(
