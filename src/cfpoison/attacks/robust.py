@@ -65,12 +65,6 @@ from cfpoison.victims.spec import VictimSpec
 
 log = logging.getLogger(__name__)
 
-#: Restarts of a biased surrogate's MINRES solve from its last iterate while the true
-#: residual ``|g - H z| / |g|`` exceeds the attack's ``solve_tol``: SciPy's MINRES stops on
-#: ``|r| / (|A| |x| + |g|)``, which on ml-latest-small is met at a true residual near 0.1, so
-#: each restart tightens its tolerance by the factor it missed by.
-MINRES_RESTARTS = 3
-
 #: How the surrogates' utilities combine (option ``aggregate``; module docstring).
 AGGREGATES = ("mean", "worst")
 #: ``worst``: the soft minimum's temperature, in units of each utility at PGA's start (0.05:
@@ -266,22 +260,16 @@ class Surrogate:
             value, grad_user, grad_item = self.utility.gradient(
                 learner.user_factors, learner.item_factors
             )
-            iterations, rtol = 0, config.solve_tol
-            for _ in range(MINRES_RESTARTS + 1):
-                biased = implicit_gradient(
-                    learner,
-                    grad_user,
-                    grad_item,
-                    tol=rtol,
-                    max_iterations=config.solve_max_iter - iterations,
-                    x0=self.adjoint,
-                )
-                self.adjoint = biased.adjoint
-                iterations += biased.solver_iterations
-                solved = biased.solver_residual <= config.solve_tol
-                if solved or iterations >= config.solve_max_iter:
-                    break
-                rtol *= config.solve_tol / biased.solver_residual
+            biased = implicit_gradient(  # MINRES stopped on the true residual
+                learner,
+                grad_user,
+                grad_item,
+                tol=config.solve_tol,
+                max_iterations=config.solve_max_iter,
+                x0=self.adjoint,
+            )
+            self.adjoint = biased.adjoint
+            iterations, solved = biased.solver_iterations, biased.solver_converged
             values = _on_pattern(biased.values, fake)
             diagnostics = {
                 "utility": value,

@@ -32,14 +32,14 @@ from typing import ClassVar, Literal, Self
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
 from cfpoison.learners import kernels
-from cfpoison.learners.base import Factors, FactorViews
+from cfpoison.learners.base import Factors, FactorViews, serial_blas
 from cfpoison.learners.factored import Backend, Problem, Structure, backend_module, check_indices
+from cfpoison.learners.hessian import minres
 
 
 @dataclasses.dataclass(frozen=True)
@@ -420,16 +420,10 @@ def implicit_gradient(
     g_x[: p.n_users] = np.column_stack([grad_user[:, :k], grad_user[:, k]])
     g_y = np.column_stack([grad_item[:, :k], grad_item[:, k + 1]])
     g = np.concatenate([g_x.ravel(), g_y.ravel()])
-    iterations = 0
-
-    def count(_: np.ndarray) -> None:
-        nonlocal iterations
-        iterations += 1
-
-    operator = spla.LinearOperator((size, size), matvec=matvec, dtype=np.float64)
-    start = x0 if x0 is not None and x0.shape == g.shape else None
-    z, info = spla.minres(operator, g, x0=start, rtol=tol, maxiter=max_iterations, callback=count)
+    start = x0 if x0 is not None and x0.shape == g.shape else np.zeros(size)
     norm = float(np.linalg.norm(g))
+    with serial_blas():  # MINRES stopped on the true residual |g - H z| <= tol |g|
+        z, iterations, _ = minres(matvec, lambda v: v, g, start, tol * norm, max_iterations)
     residual_norm = float(np.linalg.norm(g - matvec(z))) / norm if norm > 0 else 0.0
     z_x, z_y = split(z)
     ones = sp.csr_array((np.ones(n_obs), indices, indptr), shape=stacked.shape)
@@ -448,7 +442,7 @@ def implicit_gradient(
         sp.csr_array((values, fake.indices, fake.indptr), shape=fake.shape),
         iterations,
         residual_norm,
-        info == 0,
+        residual_norm <= tol,
         learner.kkt_residual(),
         z,
     )

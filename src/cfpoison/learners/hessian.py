@@ -320,7 +320,7 @@ class _SchurSystem:
         return np.concatenate([xu.ravel(), xf.ravel(), xv.ravel()])
 
 
-def _minres(
+def minres(
     matvec: Callable[[np.ndarray], np.ndarray],
     precondition: Callable[[np.ndarray], np.ndarray],
     b: np.ndarray,
@@ -420,7 +420,7 @@ def solve(
         residual = float(np.linalg.norm(rhs - hessian.matvec(x))) / norm_b
         while residual > tol and iterations < max_iter:
             # the recurrence drifts from the true residual by rounding: re-measure, resume
-            kept, done, _ = _minres(
+            kept, done, _ = minres(
                 system.matvec,
                 system.precondition,
                 reduced,

@@ -133,7 +133,10 @@ QUICK = BetaBudget(
     1,
     {"iterations": 2, "sgld.chains": 1, "sgld.samples": 1},
     2,
-    {"learner.tol": 1e-4, "learner.kkt_tol": 1e-3, "learner.max_sweeps": 30},
+    # stationary enough for the gradient (cos 0.987 at PGA's first step on ml-latest-small,
+    # `cfpoison gradcheck --learner.kkt-tol 1e-4 --learner.max-sweeps 300`); the earlier
+    # objective-change stop 1e-4 with 30 sweeps left KKT 1.2e-2 and cos -0.06
+    {"learner.kkt_tol": 1e-4, "learner.max_sweeps": 300},
 )
 
 
