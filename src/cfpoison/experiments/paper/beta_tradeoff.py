@@ -40,11 +40,12 @@ detector and of the learned one, and runs SGLD in mimic mode (``sgld_mode``; ``p
 Algorithm 2 as printed).
 
 Measured, mimic mode at beta 0.6 (same budget, 15 iterations, 2 chains, seeds 0-4; see
-:mod:`cfpoison.attacks.sgld`): RMSE shift 0.061 +- 0.005 (uniform 0.045 +- 0.009, floor
-0.046 +- 0.009), activity-matched p 0.53 to 0.97, learned two-sided AUC 0.72 +- 0.05, best
-detector 0.80 +- 0.02. The learned detector's AUC between two groups of real users is not
-0.5 either: 0.57 on average over 10 held-out groups of 19 (the best of nine detectors 0.63),
-since ``max(AUC, 1 - AUC)`` of a noisy score is above 0.5.
+:mod:`cfpoison.attacks.sgld`): RMSE shift 0.062 +- 0.004 (uniform 0.043 +- 0.005, floor
+0.034 +- 0.020), activity-matched p 0.53 to 0.97, learned two-sided AUC 0.65 +- 0.05, best
+detector 0.70 +- 0.02; the learned AUC stays at 0.67-0.71 for beta 0 to 1 (the length
+bound, docs/math.md section 5). The learned detector's AUC between two groups of real users
+is not 0.5 either: 0.57 on average over 10 held-out groups of 19 (the best of nine detectors
+0.63), since ``max(AUC, 1 - AUC)`` of a noisy score is above 0.5.
 """
 
 from __future__ import annotations

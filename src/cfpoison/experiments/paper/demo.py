@@ -37,7 +37,7 @@ NOTES = (
     "shift 0.008 against uniform's 0.056 when measured), while uniform's random ratings "
     "contradict the data and every detector catches them. Paper-mode SGLD is caught too "
     "(the learned detector; RDMA and WDMA inverted). Mimic mode (cfpoison attack --method "
-    "sgld --option mode=mimic) is caught by none here (learned AUC 0.82) but is weaker "
+    "sgld --option mode=mimic) is caught by none here (learned AUC 0.76) but is weaker "
     "still than uniform on this set (0.014): its fakes copy real users' lengths, 53 ratings "
     "on average against uniform's 100, and agree with the crowd as much as a real user "
     "does. On ml-latest-small with 15 steps mimic SGLD is 1.4x uniform "
