@@ -11,8 +11,11 @@ sleeps for a minute, the first time only (the folder remembers): a test kills th
 
 from __future__ import annotations
 
+import base64
+import html.parser
 import json
 import os
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "fail": False,
     "hang": False,
 }
-STRENGTH = {"pga": 3.0, "sgld": 2.0, "uniform": 1.0}
+STRENGTH = {"pga": 3.0, "sgld": 2.0, "uniform": 1.0, "average": 1.5, "bandwagon": 1.2}
 
 
 def expected_metrics(config: Mapping[str, Any]) -> dict[str, float]:
@@ -54,6 +57,7 @@ def expected_metrics(config: Mapping[str, Any]) -> dict[str, float]:
         "rmse_shift_noise_floor": 0.004 + jitter,
         "target_mean_before": 3.0,
         "target_mean_after": 3.0 + strength * a * mu2 * 10 + jitter,
+        "utility": strength * a * (1.0 + mu2),
     }
 
 
@@ -128,3 +132,65 @@ def check_report_against_store(out: Path) -> int:
             assert f"<td>{fmt(point['mean'])}</td>" in page
             checked += 1
     return checked
+
+
+class _Page(html.parser.HTMLParser):
+    """The parts of a report page the structural check looks at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.tables: list[list[list[str]]] = []  # body rows of each table
+        self.headings: list[str] = []
+        self.text: list[str] = []
+        self._cell: list[str] | None = None
+        self._heading = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.images.append(dict(attrs).get("src") or "")
+        elif tag == "table":
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif tag == "td":
+            self._cell = []
+        self._heading = tag in ("h1", "h2", "h3")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._cell is not None:
+            self.tables[-1][-1].append("".join(self._cell).strip())
+            self._cell = None
+        self._heading = False
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._heading:
+            self.headings.append(data)
+
+
+def check_report_structure(out: Path) -> None:
+    """The report in ``out`` is whole: every figure file is embedded in the HTML as a valid
+    PNG and linked from the Markdown, every table has rows and no empty cell, the panels are
+    read in prose, and no number anywhere is NaN (or ``n/a``, which is how tables print it)."""
+    page = _Page()
+    page.feed((out / "report.html").read_text())
+    pngs = sorted((out / "figures").glob("*.png"))
+    assert pngs and len(page.images) == len(pngs)
+    for src in page.images:
+        prefix = "data:image/png;base64,"
+        assert src.startswith(prefix)
+        data = base64.b64decode(src[len(prefix) :], validate=True)
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    markdown = (out / "report.md").read_text()
+    linked = re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown)
+    assert sorted(out / link for link in linked) == pngs
+    assert page.tables and all(len(table) > 1 for table in page.tables)  # header + rows
+    for table in page.tables:
+        assert all(row and all(cell for cell in row) for row in table[1:]), table[:3]
+    assert "Reading the panels" in page.headings
+    text = " ".join(page.text)
+    assert not re.search(r"\bnan\b|n/a", text, re.IGNORECASE), "a NaN in the report"
+    assert not re.search(r"\bnan\b", markdown, re.IGNORECASE), "a NaN in the Markdown"

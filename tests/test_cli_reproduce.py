@@ -16,7 +16,7 @@ from cfpoison.cli import main
 from cfpoison.experiments.paper.figures_1_2 import figure_parts
 from cfpoison.experiments.sweeps.runners import cells_of
 from cfpoison.experiments.sweeps.store import ResultStore
-from experiments_fakes import check_report_against_store
+from experiments_fakes import check_report_against_store, check_report_structure
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_quick_fig1_produces_figures_and_report(quick_fig1) -> None:
     code, out, summary = quick_fig1
     assert code == 0, summary
     cells = cells_of(figure_parts("fig1", quick=True)[0].spec)
-    assert len(cells) == 4 * 3 * 2 * 2  # panels x methods x alphas x seeds
+    assert len(cells) == 4 * 5 * 2 * 2  # panels x methods (3 + 2 shilling) x alphas x seeds
     assert summary["fig1"]["outcome"]["computed"] == len(cells)
     with ResultStore(out / "results.sqlite") as store:
         rows = store.rows()
@@ -40,16 +40,21 @@ def test_quick_fig1_produces_figures_and_report(quick_fig1) -> None:
     for name in ("report.md", "report.html", "results.parquet", "figures/fig1.png"):
         assert (out / name).stat().st_size > 0
     svg = (out / "figures" / "fig1.svg").read_text()
-    for label in ("pga", "sgld", "uniform", "noise floor"):
+    for label in ("pga", "sgld", "uniform", "noise floor", "clean model"):
         assert f"<!-- {label} -->" in svg  # legend entries
+    assert "(strongest shilling) -->" in svg
     with open(out / "results.csv", newline="") as handle:
         assert len(list(csv.DictReader(handle))) == len(cells)
+    # every cell shared the clean fits: seeds 0 and 1, and seed 2 for seed 1's noise floor
+    assert len(list((out / "cache").glob("*.npz"))) == 3
 
 
 def test_quick_fig1_report_numbers_are_the_stored_ones(quick_fig1) -> None:
     _, out, _ = quick_fig1
-    assert check_report_against_store(out) == 2 * 4 * 3 * 2
+    assert check_report_against_store(out) == 2 * 4 * 5 * 2
+    check_report_structure(out)
     markdown = (out / "report.md").read_text()
+    assert "# Figure 1: alternating minimization on ml-latest-small: 610 users x 9,724" in markdown
     assert "aa289ca83157595d0df6aea1be6a4ded676ddc4385472e8313a8ed9805352646" in markdown
     assert "QUICK RUN" in markdown and "Seed-noise floor" in markdown
     page = (out / "report.html").read_text()
@@ -62,7 +67,7 @@ def test_rerun_resumes_without_recomputing(quick_fig1, movielens_dir) -> None:
     args = ["--quiet", "reproduce", "fig1", "--quick", "--out", str(out), "--json", str(again)]
     assert main([*args, "--data-dir", str(movielens_dir)]) == 0
     outcome = json.loads(again.read_text())["fig1"]["outcome"]
-    assert (outcome["computed"], outcome["already_done"]) == (0, 48)
+    assert (outcome["computed"], outcome["already_done"]) == (0, 80)
 
 
 def test_bad_requests_are_one_line_errors(capsys, tmp_path) -> None:
@@ -82,7 +87,8 @@ def test_fig2_has_the_paper_subset_and_the_full_set() -> None:
     assert full_cells[0].config["preprocess"]["top_users"] is None
     assert {c.config["attack"]["learner"]["name"] for c in subset_cells + full_cells} == {"nuclear"}
     methods = {c.config["attack"]["method"] for c in subset_cells}
-    assert methods == {"pga", "sgld", "uniform"}
+    assert methods == {"pga", "sgld", "uniform", "average", "bandwagon"}
+    assert "610 users" not in subset.title  # the real size is added from the data
     sgld = next(c for c in subset_cells if c.config["attack"]["method"] == "sgld")
     assert sgld.config["attack"]["options"]["beta"] == 0.6
 

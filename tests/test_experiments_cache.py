@@ -95,8 +95,10 @@ def test_clean_fit_and_floor_are_the_uncached_ones_and_fit_once(
     assert len(list(tmp_path.iterdir())) == 2
 
 
-@pytest.mark.parametrize("method", ["uniform", "pga"])
-def test_a_cell_has_the_same_metrics_with_and_without_the_cache(tmp_path, method) -> None:
+@pytest.mark.parametrize(
+    ("method", "learner"), [("uniform", "als"), ("pga", "als"), ("uniform", "nuclear")]
+)
+def test_a_cell_has_the_same_metrics_with_and_without_the_cache(tmp_path, method, learner) -> None:
     settings = {
         "dataset": "synthetic:small",
         "method": method,
@@ -104,6 +106,7 @@ def test_a_cell_has_the_same_metrics_with_and_without_the_cache(tmp_path, method
         "iterations": 1,
         "mu1": 1.0,
         "mu2": 1.0,
+        "learner": learner,
         "learner.rank": 4,
         "seed": 1,
     }

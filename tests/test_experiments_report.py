@@ -11,9 +11,14 @@ import pytest
 from cfpoison.cli import main
 from cfpoison.experiments.pipeline import run_sweep
 from cfpoison.experiments.presentation import figures
+from cfpoison.experiments.presentation.report import fmt
 from cfpoison.experiments.sweeps.spec import PlotSpec, SweepSpec
 from cfpoison.experiments.sweeps.store import ResultStore
-from experiments_fakes import check_report_against_store, expected_metrics
+from experiments_fakes import (
+    check_report_against_store,
+    check_report_structure,
+    expected_metrics,
+)
 
 FAKE = "experiments_fakes:RUNNER"
 GRID = {
@@ -53,8 +58,49 @@ def test_figures_show_every_method_and_the_floor(sweep) -> None:
     with ResultStore(out / "results.sqlite") as store:
         fig = figures.draw(store.rows(), PlotSpec(), "t")
     labels = {text.get_text() for legend in fig.legends for text in legend.get_texts()}
-    assert labels == {"pga", "sgld", "uniform", "noise floor", "clean model"}
+    assert labels == {
+        "pga",
+        "sgld",
+        "uniform",
+        "within the noise floor",
+        "noise floor",
+        "clean model",
+    }
     assert len(fig.axes) == 2 * 4
+
+
+def test_report_structure_and_panel_readings(sweep) -> None:
+    _, out = sweep
+    check_report_structure(out)
+    readings = json.loads((out / "report.json").read_text())["readings"]
+    assert len(readings) == 4  # one per panel
+    # panel mu1=1, mu2=0 at x = 3 (%): pga 3 * 0.03 * 1 + jitter over seeds 0, 1, 3
+    mean = np.mean([0.09 + 0.001 * s for s in (0, 1, 3)])
+    floor = np.mean([0.004 + 0.001 * s for s in (0, 1, 3)])
+    first = next(r for r in readings if r.startswith("Panel mu1=1, mu2=0."))
+    assert "at x = 3 (malicious users (%)): noise floor" in first
+    assert f"pga {fmt(mean)} ± " in first and f"({mean / floor:.2f}x the floor)" in first
+    assert "noise floor " + fmt(floor) in first and "pga largest" in first
+    assert "Above the floor: pga at 2 of 2, sgld at 2 of 2, uniform at 2 of 2" in first
+    # the integrity panel (mu1=0, mu2=1) reads the target against the clean model: 3.0
+    integrity = next(r for r in readings if r.startswith("Panel mu1=0, mu2=1."))
+    change = 3 * 0.03 * 10
+    assert f"clean model 3; pga {fmt(3.0 + change + 0.004 / 3)} ± " in integrity
+    assert f"({change + 0.004 / 3:+.3g} from the clean model)" in integrity
+
+
+def test_the_strongest_baseline_is_the_reference_curve(tmp_path) -> None:
+    grid = {**GRID, "method": ("pga", "average", "bandwagon"), "seed": (0, 1)}
+    plot = PlotSpec(baselines=("average", "bandwagon"))
+    run = run_sweep(SweepSpec(runner=FAKE, grid=(grid,), plot=plot), tmp_path, workers=0)
+    with ResultStore(tmp_path / "results.sqlite") as store:
+        fig = figures.draw(store.rows(), plot, "t")
+    labels = {text.get_text() for legend in fig.legends for text in legend.get_texts()}
+    assert "average (strongest shilling)" in labels  # utility 1.5 a against bandwagon's 1.2 a
+    assert not any(label.startswith("bandwagon") for label in labels)
+    assert check_report_against_store(tmp_path) == 2 * 4 * 3 * 2  # tables keep both
+    readings = json.loads(run.files["json"].read_text())["readings"]
+    assert all("average" in r and "bandwagon" not in r for r in readings)
 
 
 def test_html_page_is_self_contained(sweep) -> None:

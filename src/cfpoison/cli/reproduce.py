@@ -15,7 +15,7 @@ from cfpoison.cli._common import (
 from cfpoison.cli.sweep import add_execution_options, run_context
 from cfpoison.experiments.paper.beta_tradeoff import beta_parts
 from cfpoison.experiments.paper.defenses import reproduce_defenses
-from cfpoison.experiments.paper.figures_1_2 import METHODS, figure_parts
+from cfpoison.experiments.paper.figures_1_2 import METHODS, SHILLING, figure_parts
 from cfpoison.experiments.pipeline import run_sweep
 from cfpoison.experiments.sweeps.execute import SweepError
 
@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="reproduce the paper's Figures 1 and 2",
         description="RMSE shift and the target item's mean predicted rating against the "
         "percentage of malicious users, panels mu = (1,0), (1,-1), (0,1), (-1,1), curves PGA, "
-        "SGLD (beta 0.6) and uniform, mean and min-max over seeds, with the seed-noise floor. "
+        "SGLD (beta 0.6) and uniform beside the stronger shilling attack (average or "
+        "bandwagon), mean and standard deviation over seeds, with the seed-noise floor. "
         "fig1: alternating minimization; fig2: nuclear norm on the 1000 x 1700 subset and on "
         "the full set. Results go to a store in --out; rerun the same command to resume.",
     )
@@ -55,9 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", type=int, default=None, metavar="N", help="seeds per point")
     parser.add_argument(
         "--methods",
-        default=",".join(METHODS),
+        default=",".join(METHODS + SHILLING),
         metavar="M1,M2",
-        help=f"curves to compute (default: {','.join(METHODS)})",
+        help=f"curves to compute (default: {','.join(METHODS + SHILLING)}; the figure draws "
+        "the stronger shilling attack per panel)",
     )
     add_execution_options(parser)
     add_data_dir_option(parser)

@@ -25,7 +25,9 @@ worker processes override it (``RunContext.threads``) without changing the key. 
 Metrics are the engine's (:func:`cfpoison.attacks.metrics.evaluate_profiles`), with the
 per-target lists ``target_mean_before`` / ``target_mean_after`` renamed
 ``target_means_before`` / ``target_means_after`` and the singular names holding their mean
-(the paper has one target), plus ``seconds``, ``targets`` and, with ``detect``, ``detection``.
+(the paper has one target), ``rmse_shift_stars`` and ``rmse_shift_noise_floor_stars`` (the
+shift and its floor in the data set's rating units, stars on MovieLens), plus ``seconds``,
+``targets`` and, with ``detect``, ``detection``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import numpy as np
 from cfpoison.attacks.engine import AttackConfig, attack_settings, run_attack
 from cfpoison.config import digest_of, set_path, settings_of
 from cfpoison.data.preprocess import PreprocessConfig, prepare
-from cfpoison.data.ratings import Ratings
+from cfpoison.data.ratings import SHIFTED_HIGH, SHIFTED_LOW, Ratings
 from cfpoison.data.registry import CSV_PREFIX, load_dataset, ratings_path, synthetic_preset
 from cfpoison.data.synthetic import PRESETS
 from cfpoison.detect import run_detectors
@@ -113,6 +115,9 @@ class AttackRunner:
             means = metrics.pop(f"target_mean_{when}")
             metrics[f"target_means_{when}"] = means
             metrics[f"target_mean_{when}"] = float(np.mean(means)) if means else None
+        stars = (train.scale.high - train.scale.low) / (SHIFTED_HIGH - SHIFTED_LOW)
+        for name in ("rmse_shift", "rmse_shift_noise_floor"):
+            metrics[f"{name}_stars"] = metrics[name] * stars
         metrics.update(seconds=result.seconds, targets=result.targets)
         if config["detect"]:
             metrics["detection"] = run_detectors(train, result.fake).to_dict()

@@ -100,14 +100,15 @@ def run_sweep(
     else:
         log.info("pyarrow is not installed: no results.parquet (results.csv has the same rows)")
     plot = spec.plot or PlotSpec()
+    runner = resolve_runner(spec.runner)
+    provenance = runner.provenance(cells, context) if hasattr(runner, "provenance") else []
+    title = sized_title(title, provenance)
     figure_paths = []
     if rows:
         fig = draw(rows, title) if draw is not None else figures.draw(rows, plot, title)
         png, svg = figures.save(fig, out / "figures" / name)
         files.update({"png": png, "svg": svg})
         figure_paths.append((png, svg))
-    runner = resolve_runner(spec.runner)
-    provenance = runner.provenance(cells, context) if hasattr(runner, "provenance") else []
     paths = report.write(
         report.ReportInput(
             title,
@@ -126,3 +127,10 @@ def run_sweep(
     )
     files.update(paths)
     return SweepRun(cells, outcome, error, files)
+
+
+def sized_title(title: str, provenance: Sequence[dict[str, Any]]) -> str:
+    """``title`` with the real size of its one data set (users x items after preprocessing)."""
+    if len(provenance) != 1 or not {"users", "items"} <= set(provenance[0]):
+        return title
+    return f"{title}: {provenance[0]['users']:,} users x {provenance[0]['items']:,} items"

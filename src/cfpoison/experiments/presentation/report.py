@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from cfpoison import __version__
-from cfpoison.experiments.presentation.tables import aggregate, summary_of
+from cfpoison.experiments.presentation.figures import METRIC_LABELS
+from cfpoison.experiments.presentation.tables import (
+    Point,
+    aggregate,
+    panel_rows,
+    panel_title,
+    shown_curves,
+    summary_of,
+)
 from cfpoison.experiments.sweeps.spec import (
     Cell,
     PlotSpec,
@@ -104,6 +112,17 @@ def build(inp: ReportInput) -> tuple[list[Block], dict[str, Any]]:
     summary: dict[str, Any] = {"cells": len(inp.cells), "stored": len(inp.rows), "metrics": {}}
     for png, svg in inp.figures:
         blocks.append(Image(png, svg, inp.title))
+    readings = panel_readings(inp.rows, inp.plot)
+    if readings:
+        summary["readings"] = readings
+        blocks += [
+            Heading("Reading the panels"),
+            Para(
+                "Written from the stored numbers below (not by hand): each metric at the "
+                "largest x, mean and standard deviation over seeds."
+            ),
+            *(Para(text) for text in readings),
+        ]
     blocks += inp.extra
     for metric in inp.plot.metrics:
         table, points = _metric_table(inp.rows, inp.plot, metric)
@@ -131,6 +150,71 @@ def build(inp: ReportInput) -> tuple[list[Block], dict[str, Any]]:
         ),
     ]
     return blocks, summary
+
+
+def panel_readings(rows: Sequence[StoredCell], plot: PlotSpec) -> list[str]:
+    """One paragraph per panel: for each metric, the curves drawn (:func:`shown_curves`) at
+    the largest x, against the noise floor (ratio, and at how many x each clears it) or the
+    clean model (change), strongest first, with a warning when the first two are closer than
+    their spread over seeds."""
+    series = {metric: aggregate(rows, plot, metric) for metric in plot.metrics}
+    panels = list(dict.fromkeys(p for by_panel in series.values() for p in by_panel))
+    readings = []
+    for panel in panels:
+        cells = panel_rows(rows, plot, panel)
+        sentences = [
+            _reading(cells, plot, metric, shown_curves(cells, plot, series[metric][panel]))
+            for metric in plot.metrics
+            if series[metric].get(panel)
+        ]
+        head = f"Panel {panel_title(plot, panel)}." if plot.panel else ""
+        readings.append(" ".join([head, *sentences]).strip())
+    return readings
+
+
+def _reading(
+    cells: Sequence[StoredCell], plot: PlotSpec, metric: str, curves: dict[Any, list[Point]]
+) -> str:
+    x = max(p.x for points in curves.values() for p in points)
+    at = {c: p for c, points in curves.items() for p in points if p.x == x}
+    floor = summary_of(cells, plot.floors.get(metric))
+    reference = summary_of(cells, plot.references.get(metric))
+    label = METRIC_LABELS.get(metric, metric)
+    where = f"{label[0].upper()}{label[1:]} at x = {x:g} ({plot.x_label})"
+
+    def shown(curve: Any) -> str:
+        p = at[curve]
+        text = f"{curve} {fmt(p.mean)} ± {fmt(p.std)}"
+        if floor is not None and floor.mean > 0:
+            text += f" ({p.mean / floor.mean:.2f}x the floor)"
+        elif reference is not None:
+            text += f" ({p.mean - reference.mean:+.3g} from the clean model)"
+        return text
+
+    if floor is not None:
+        order = sorted(at, key=lambda c: -at[c].mean)
+        context = f"noise floor {fmt(floor.mean)}"
+    elif reference is not None:
+        order = sorted(at, key=lambda c: -abs(at[c].mean - reference.mean))
+        context = f"clean model {fmt(reference.mean)}"
+    else:
+        order, context = sorted(at, key=lambda c: -at[c].mean), ""
+    text = f"{where}: {context}{'; ' if context else ''}{', '.join(map(shown, order))}."
+    if floor is not None:
+        clears = [
+            f"{c} at {sum(p.mean > floor.mean for p in curves[c])} of {len(curves[c])}"
+            for c in order
+        ]
+        text += f" Above the floor: {', '.join(clears)} x values."
+    if len(order) > 1:
+        first, second = at[order[0]], at[order[1]]
+        verb = "largest" if floor is not None or reference is None else "moved most"
+        text += f" {order[0]} {verb}"
+        gap = abs(first.mean - second.mean)
+        if gap <= max(first.std, second.std):
+            text += f", but within one standard deviation of {order[1]}"
+        text += "."
+    return text
 
 
 def _metric_table(

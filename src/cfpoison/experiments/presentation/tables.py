@@ -96,3 +96,26 @@ def summary_of(rows: Sequence[StoredCell], metric: str | None) -> Point | None:
         return None
     values = [v for v in (metric_value(row, metric) for row in rows) if v is not None]
     return _point(0.0, values) if values else None
+
+
+def panel_rows(rows: Sequence[StoredCell], plot: PlotSpec, panel: Panel) -> list[StoredCell]:
+    """The cells of one panel (all of them when the plot has no panel fields)."""
+    return [r for r in rows if tuple(lookup(r.flat(), f) for f in plot.panel) == panel]
+
+
+def strongest_baseline(rows: Sequence[StoredCell], plot: PlotSpec) -> Any:
+    """Of ``plot.baselines``, the curve value whose cells among ``rows`` have the highest mean
+    ``plot.strength`` metric (None: no baseline there reports it)."""
+    best, best_mean = None, -math.inf
+    for baseline in plot.baselines:
+        cells = [r for r in rows if lookup(r.flat(), plot.curve) == baseline]
+        point = summary_of(cells, plot.strength)
+        if point is not None and point.mean > best_mean:
+            best, best_mean = baseline, point.mean
+    return best
+
+
+def shown_curves(rows: Sequence[StoredCell], plot: PlotSpec, curves: Curves) -> Curves:
+    """``curves`` without the baselines other than the strongest (see :class:`PlotSpec`)."""
+    best = strongest_baseline(rows, plot)
+    return {c: p for c, p in curves.items() if c not in plot.baselines or c == best}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import dataclasses
+import logging
 import multiprocessing
 import os
 import platform
@@ -229,6 +230,9 @@ def _dask_results(
         return
     with contextlib.ExitStack() as stack:
         if scheduler == LOCAL_CLUSTER:
+            chatty = logging.getLogger("distributed")  # INFO on every start and stop
+            stack.callback(chatty.setLevel, chatty.level)
+            chatty.setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
             threads = context.threads or _threads(workers)
             context = dataclasses.replace(context, threads=threads)
             scheduler = stack.enter_context(
@@ -238,6 +242,7 @@ def _dask_results(
                     processes=True,
                     dashboard_address=None,
                     env={"NUMBA_NUM_THREADS": str(threads)},
+                    silence_logs=logging.ERROR,
                 )
             )
         yield from _on_dask(cells, context, scheduler)

@@ -52,9 +52,13 @@ class PlotSpec(JsonConfig):
     """How a sweep is drawn: ``metrics`` (one figure row each) against ``x``.
 
     One curve per value of ``curve``, one panel column per combination of ``panel`` fields,
-    mean over the remaining fields (seeds) with their min-max band. ``floors`` maps a metric
-    to the metric holding its noise floor (dashed line), ``references`` to the metric holding
-    its clean-model value (dotted line). ``x_scale`` multiplies x (100: fraction to percent).
+    mean over the remaining fields (seeds) with error bars of one standard deviation.
+    ``floors`` maps a metric to the metric holding its noise floor (dashed line over a shaded
+    band from zero), ``references`` to the metric holding its clean-model value (dotted line).
+    ``baselines``: curve values of which each panel draws only the strongest, the one with the
+    highest mean ``strength`` metric over the panel's cells, as a reference curve (the tables
+    list them all). ``x_scale`` multiplies x (100: fraction to percent). ``y_spans``: the
+    least y range of a metric's panels, so that a small effect looks small.
     """
 
     x: str = "alpha"
@@ -69,6 +73,9 @@ class PlotSpec(JsonConfig):
     references: dict[str, str] = dataclasses.field(
         default_factory=lambda: {"target_mean_after": "target_mean_before"}
     )
+    baselines: tuple[str, ...] = ()
+    strength: str = "utility"
+    y_spans: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         require(bool(self.metrics), "plot: at least one metric is needed")
