@@ -3,6 +3,9 @@ defended models, the attacker's model against the defense's own, and a short att
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,6 +14,7 @@ from cfpoison.attacks.adaptive import DefendedObjective, defense_option
 from cfpoison.attacks.engine import attack_context
 from cfpoison.attacks.threat import ThreatModel
 from cfpoison.attacks.utility import UtilityConfig
+from cfpoison.cli import main
 from cfpoison.data.preprocess import PreprocessConfig, prepare
 from cfpoison.data.synthetic import PRESETS, make_synthetic
 from cfpoison.defend.defenses import (
@@ -110,3 +114,15 @@ def test_adaptive_pga_ascends_the_defended_utility(defense: DefenseConfig) -> No
         assert result.info["still_flagged"] == 0
         subset, _ = flagged_subset(train, result.fake, defense)
         assert subset.fake_rows.all()  # the defense removes none of the fakes
+
+
+def test_cli_against_runs_the_adaptive_method(tmp_path: Path) -> None:
+    out = tmp_path / "a.json"
+    args = ["attack", "--dataset", "synthetic:small", "--against", "trimmed:fraction=0.02"]
+    settings = ["--iterations", "1", "--alpha", "0.02", "--items-per-user", "20"]
+    assert main([*args, *settings, "--json", str(out), "--quiet"]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["method"] == "adaptive"
+    assert payload["config"]["options"]["defense"] == TrimmedConfig(fraction=0.02).to_dict()
+    with pytest.raises(SystemExit):  # --against is the adaptive method's
+        main(["attack", "--dataset", "synthetic:small", "--method", "pga", "--against", "trimmed"])

@@ -172,6 +172,7 @@ def test_registered_methods_are_checked_against_the_budget(small: Ratings) -> No
 #: Per method, what keeps the contract run small (the rest is ``_config``'s).
 CONTRACT_CHANGES: dict[str, dict[str, object]] = {
     "pga": {"iterations": 2},
+    "adaptive": {"iterations": 1, "options": {"defense": {"name": "bagging", "bags": 2}}},
     "sgld": {"iterations": 2, "options": {"chains": 1, "samples": 1}},
 }
 
