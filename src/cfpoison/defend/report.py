@@ -4,8 +4,10 @@ Figure: one panel per attack; one marker per defense at ``x`` = the clean test R
 (%, the defense's cost on unpoisoned data) and ``y`` = the share of the attack's RMSE shift
 above the seed-noise floor that the defense removes (``shift_removed`` of
 :mod:`cfpoison.defend.grid`), shown where the undefended shift is at least :data:`CLEAR`
-times the floor (attacks with no such row have no panel). The dashed lines mark the goal:
-``y >= 0.8`` at ``x <= 1``.
+times the floor (attacks with no such row have no panel; attacks made for one defense, the
+``adaptive`` records of :func:`cfpoison.defend.grid.adaptive_rows`, have their own table,
+:func:`adaptive_table`, and no panel). The dashed lines mark the goal: ``y >= 0.8`` at
+``x <= 1``.
 """
 
 from __future__ import annotations
