@@ -12,8 +12,9 @@ items; alpha 3% below 10,000 users, 1% above), then ``--iterations`` PGA steps o
 availability attack with a constant step (exactly one warm refit per step), each timed as
 refit + gradient (the adjoint MINRES solve of the Schur complement on numba products, to a
 true residual of 1e-4), median and mean (the mean carries the rare refits that cross a
-plateau), with each refit's sweeps and each solve's iterations. Beside them, the seconds of one plain ALS sweep of the same poisoned
-problem (median of 5, same kernels and threads): an iteration's cost in sweeps is the ratio.
+plateau), with each refit's sweeps and each solve's iterations. Beside them, the seconds of
+one plain ALS sweep of the same poisoned problem (median of 5, same kernels and threads): an
+iteration's cost in sweeps is the ratio.
 ``--gradcheck`` also compares the gradient at PGA's first iteration with the true one
 (``cfpoison gradcheck``: refit to KKT 1e-10, adjoint to 1e-8, finite differences) and reports
 the cosine. The peak resident memory of the process (Linux ``ru_maxrss``) covers every data set

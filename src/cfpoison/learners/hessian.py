@@ -396,8 +396,8 @@ def solve(
     complement, warm-started from the kept part of ``x0``. Measured at PGA's first step
     (tolerance 1e-4): 37 iterations where the same MINRES on the whole H takes 71
     (availability, ml-latest-small; integrity 27 and 51; the ML-1M shape 18 and 36), each on
-    vectors of the kept side only. MINRES rather than CG: at a solution that is stationary only to a tolerance, H
-    (and S) is slightly indefinite along the rotations (differentiating
+    vectors of the kept side only. MINRES rather than CG: at a solution that is stationary
+    only to a tolerance, H (and S) is slightly indefinite along the rotations (differentiating
     ``L(theta exp(tS))`` twice gives ``(theta S)' H (theta S) = -grad L . (theta S^2)``),
     where CG breaks down; MINRES needs only symmetry, and the rotation components of x do
     not change ``dR/dM~`` (module :mod:`cfpoison.attacks.gradient`).
