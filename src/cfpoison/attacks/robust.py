@@ -26,10 +26,11 @@ each utility relative to its value at PGA's start, ``r_s = R_s / |R_s(M~_0)|``::
 
     Rbar = -tau log (1/S) sum_s exp(-r_s / tau),   dRbar/dM~ = sum_s p_s dR_s/dM~ / |R_s(M~_0)|
 
-with ``p = softmax(-r / tau)``: the step serves the surrogate that has gained least over the
-start (for availability from ``start=uniform``: the one where the attack beats uniform least),
-so that no surrogate's scale (a biased model's availability utility is about ten times an
-ALS one's on ml-latest-small) dominates the step.
+with ``p = softmax(-r / tau)``: the step serves the surrogate that has gained least over
+PGA's start, so that no surrogate's scale (a biased model's availability utility is about ten
+times an ALS one's on ml-latest-small) dominates the step. (PGA's ``uniform`` start, with
+continuous ratings, is not the ``uniform`` baseline: on ml-latest-small, seed 7, its
+availability is a quarter to a third of the baseline's.)
 
 The method is ``robust``; its option ``surrogates`` is a panel (:class:`SurrogatePanel` as a
 dict) or a preset name (:data:`PRESETS`); ``cfpoison attack --surrogates PANEL`` sets both.
