@@ -28,9 +28,7 @@ each utility relative to its value at PGA's start, ``r_s = R_s / |R_s(M~_0)|``::
 
 with ``p = softmax(-r / tau)``: the step serves the surrogate that has gained least over
 PGA's start, so that no surrogate's scale (a biased model's availability utility is about ten
-times an ALS one's on ml-latest-small) dominates the step. (PGA's ``uniform`` start, with
-continuous ratings, is not the ``uniform`` baseline: on ml-latest-small, seed 7, its
-availability is a quarter to a third of the baseline's.)
+times an ALS one's on ml-latest-small) dominates the step.
 
 The method is ``robust``; its option ``surrogates`` is a panel (:class:`SurrogatePanel` as a
 dict) or a preset name (:data:`PRESETS`); ``cfpoison attack --surrogates PANEL`` sets both.
