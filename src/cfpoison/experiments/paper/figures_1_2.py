@@ -58,7 +58,9 @@ class Budget:
     sgld: dict[str, Any]  # SGLD settings beyond the defaults (besides beta)
 
 
-FULL = Budget((0.01, 0.02, 0.03, 0.04, 0.05), 3, 20, 20, {}, {}, {})
+# One SGLD chain of 20 steps: SGLD was 80% of the full Figure 1's projected 45 minutes with
+# two chains (benchmarks/RESULTS.md, issue 13); one keeps the grid within 30 minutes on 2 cores.
+FULL = Budget((0.01, 0.02, 0.03, 0.04, 0.05), 3, 20, 20, {}, {}, {"sgld.chains": 1})
 QUICK = Budget(
     (0.01, 0.03),
     2,
@@ -169,7 +171,8 @@ def _notes(budget: Budget, quick: bool) -> tuple[str, ...]:
         "Not given in the paper, chosen here: the x values, B = 100 items per fake user, "
         "Lambda = 2 (the whole shifted scale), ALS's default rank and regularization, "
         f"nuclear norm's lam = {NUCLEAR_LAM:g}.",
-        f"SGLD uses beta = {SGLD_BETA} (the paper's choice) with its default prior and chains.",
+        f"SGLD uses beta = {SGLD_BETA} (the paper's choice) with its default prior, "
+        f"{budget.sgld_iterations} steps on one chain (Algorithm 2, the paper's mode).",
     ]
     if quick:
         notes.append(
