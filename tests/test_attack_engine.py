@@ -185,3 +185,22 @@ class TestEveryMethod(AttackMethodContract):
         changes = {"iterations": 0, **CONTRACT_CHANGES.get(request.param, {})}
         utility = UtilityConfig(mu1=1.0, mu2=1.0, targets=(7,))
         return AttackCase(small, _config(method=request.param, utility=utility, **changes))
+
+
+def test_backtracking_sets_aside_refits_that_are_not_stationary(small: Ratings) -> None:
+    """A candidate refit not stationary after CANDIDATE_SWEEPS is set aside for smaller steps;
+    only when none of them ascends at a stationary fit does it finish with the full budget."""
+    from cfpoison.attacks.pga import CANDIDATE_SWEEPS
+
+    reachable = run_attack(small, _config(iterations=3))
+    assert len(reachable.history) == 4
+    assert all(0 < r["fit_sweeps"] <= CANDIDATE_SWEEPS for r in reachable.history[1:])
+    # KKT 1e-300 cannot be met: no candidate is ever stationary, so every accepted step is a
+    # set-aside candidate finished with the learner's whole budget, and says so
+    unreachable = run_attack(
+        small, _config(iterations=3, learner=LEARNER.replace(kkt_tol=1e-300, tol=0.0))
+    )
+    assert len(unreachable.history) == 4
+    for record in unreachable.history[1:]:
+        assert record["fit_sweeps"] == LEARNER.max_sweeps  # the finishing refit's own
+    assert not unreachable.history[2]["fit_converged"]

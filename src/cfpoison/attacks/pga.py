@@ -18,7 +18,15 @@ along the current pattern.
 
 Step schedules: ``constant`` (``s_t = s``), ``invsqrt`` (``s_t = s / sqrt(t + 1)``) and
 ``backtracking``: start from ``min(s, 2 s_{t-1})``, halve until the refitted model's true
-utility rises (at most :data:`MAX_HALVINGS` times); if it never rises, stop.
+utility rises at a stationary fit (at most :data:`MAX_HALVINGS` times); if it never does, stop.
+A candidate's warm refit gets at most :data:`CANDIDATE_SWEEPS` sweeps: a typical one takes
+25-60, and one that needs more is crossing a saddle of the poisoned objective (docs/math.md
+3.5), which took up to the learner's 3,000 sweeps (40 s on ml-latest-small) for a step that
+was often halved anyway. Such a candidate is set aside and the step halved; only if no
+smaller step ascends at a stationary fit does the largest set-aside candidate that ascended
+finish its refit with the learner's full budget (from where it stopped) and, still
+ascending, become the step. An accepted step is thus always a stationary fit (or says it is
+not), where the next gradient is exact.
 
 Start (``options["start"]``): ``uniform`` (Algorithm 1: B random items per fake user, random
 ratings), or the profiles of a shilling baseline (``average``, ``bandwagon``) whose values PGA
@@ -51,14 +59,18 @@ from cfpoison.attacks.baselines import average_attack, bandwagon_attack, uniform
 from cfpoison.attacks.gradient import ImplicitGradient
 from cfpoison.attacks.threat import clip_values, include_items, pattern_matrix, top_b_pattern
 from cfpoison.errors import ConfigError
+from cfpoison.learners.nuclear import NuclearConfig
 
 if TYPE_CHECKING:
     from cfpoison.attacks.engine import AttackContext, MethodOutput
+    from cfpoison.learners import LearnerConfig
     from cfpoison.learners.base import Learner
 
 State = TypeVar("State")
 #: Most halvings of one backtracking step.
 MAX_HALVINGS = 6
+#: Sweeps (nuclear norm: iterations) a backtracking candidate's warm refit may take.
+CANDIDATE_SWEEPS = 300
 #: Where PGA may start (``AttackConfig.options["start"]``).
 STARTS = {"uniform": None, "average": average_attack, "bandwagon": bandwagon_attack}
 
@@ -192,7 +204,18 @@ class LearnerObjective:
         self.ctx = ctx
 
     def fit(self, fake: sp.csr_array, previous: Learner | None) -> Learner:
-        return self.ctx.fit(fake, init=(previous or self.ctx.clean).factors)
+        """The learner refitted warm; a backtracking candidate's refit is capped at
+        :data:`CANDIDATE_SWEEPS` (module docstring)."""
+        if previous is None:
+            return self.ctx.fit(fake, init=self.ctx.clean.factors)
+        learner = self.ctx.config.learner
+        if self.ctx.config.step_schedule == "backtracking":
+            learner = _capped(learner)
+        return self.ctx.fit_with(learner, fake, init=previous.factors)
+
+    def finish(self, fake: sp.csr_array, partial: Learner) -> Learner:
+        """A capped refit continued, from where it stopped, with the learner's full budget."""
+        return self.ctx.fit(fake, init=partial.factors)
 
     def value(self, state: Learner) -> float:
         return self.ctx.utility.value(state.user_factors, state.item_factors)
@@ -243,6 +266,7 @@ def run_pga(
         step = _step_size(config.step_schedule, config.step_size, t, last_step)
         retrain_seconds = 0.0
         accepted: tuple[sp.csr_array, Any, float] | None = None
+        crossing: tuple[sp.csr_array, Any] | None = None  # ascended, not yet stationary
         reselect = threat.item_selection == "greedy"
         for _ in range(MAX_HALVINGS + 1):
             if reselect:
@@ -260,13 +284,26 @@ def run_pga(
             refit = objective.fit(candidate, learner)
             retrain_seconds += time.perf_counter() - tock
             new_value = objective.value(refit)
-            if config.step_schedule != "backtracking" or new_value > value:
+            stationary = bool(getattr(refit, "converged", True))
+            if config.step_schedule != "backtracking" or (new_value > value and stationary):
                 accepted = (candidate, refit, new_value)
                 break
+            if new_value > value and crossing is None:
+                crossing = (candidate, refit)
             if reselect:  # keep the items, backtrack along the fixed pattern instead
                 reselect = False
                 continue
             step *= 0.5
+        finish = getattr(objective, "finish", None)
+        if accepted is None and crossing is not None and finish is not None:
+            # no smaller step reached a stationary ascent: let the largest one finish crossing
+            tock = time.perf_counter()
+            refit = finish(*crossing)
+            retrain_seconds += time.perf_counter() - tock
+            new_value = objective.value(refit)
+            if new_value > value:
+                accepted = (crossing[0], refit, new_value)
+                stop_reason = "iterations"
         if accepted is None:
             if stop_reason != "converged":
                 stop_reason = "no ascent"
@@ -295,6 +332,13 @@ def run_pga(
         history=history,
         info={"stop_reason": stop_reason, "best_utility": best_value},
     )
+
+
+def _capped(learner: LearnerConfig) -> LearnerConfig:
+    """``learner`` with its sweep cap lowered to :data:`CANDIDATE_SWEEPS`."""
+    if isinstance(learner, NuclearConfig):
+        return learner.replace(max_iters=min(learner.max_iters, CANDIDATE_SWEEPS))
+    return learner.replace(max_sweeps=min(learner.max_sweeps, CANDIDATE_SWEEPS))
 
 
 def _record(
