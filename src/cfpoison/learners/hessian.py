@@ -391,7 +391,7 @@ def solve(
     """``H x = rhs`` to a true relative residual ``|rhs - H x| / |rhs| <= tol``.
 
     The larger of the user and item blocks is eliminated exactly (:class:`_SchurSystem`) and
-    preconditioned MINRES (``scipy.sparse.linalg.minres``, the kept side's inverse diagonal
+    preconditioned MINRES (:func:`minres`, the kept side's inverse diagonal
     blocks, from ``preconditioner`` or :meth:`FactorHessian.block_jacobi`) solves the Schur
     complement, warm-started from the kept part of ``x0``. Measured at PGA's first step
     (tolerance 1e-4): 37 iterations where the same MINRES on the whole H takes 71
@@ -402,12 +402,11 @@ def solve(
     where CG breaks down; MINRES needs only symmetry, and the rotation components of x do
     not change ``dR/dM~`` (module :mod:`cfpoison.attacks.gradient`).
 
-    SciPy's ``rtol`` is a backward-error test on the preconditioned residual, looser than the
-    true residual by a problem-dependent factor; so the solve runs in rounds: after each, the
-    true residual of the full system is measured (one product with H), and if it is above
-    ``tol`` MINRES restarts from the current x with a ten times tighter internal tolerance,
-    until ``tol`` or ``max_iter`` iterations in all (then ``converged`` is False and the
-    residual reached is reported).
+    :func:`minres` stops on the true residual of the Schur system (the full system's, the
+    eliminated block being exact); the residual is then re-measured with one product with H,
+    and if rounding left it above ``tol`` MINRES resumes from the current x, until ``tol`` or
+    ``max_iter`` iterations in all (then ``converged`` is False and the residual reached is
+    reported).
     """
     norm_b = float(np.linalg.norm(rhs))
     if norm_b == 0.0:
