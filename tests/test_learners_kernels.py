@@ -148,3 +148,22 @@ def test_set_threads() -> None:
     assert numba.get_num_threads() == 1
     kernels.set_threads(0)
     assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+
+
+def test_solve_rows_shared_is_solve_rows_with_the_dense_block_as_a_source(problem: dict) -> None:
+    """The shared block's Gram, right-hand sides and norms stand for a fully dense source."""
+    p = problem
+    rng = np.random.default_rng(p["V"].shape[1])
+    n, k = p["V"].shape
+    dense = rng.uniform(-2, 2, (5, n))
+    dense[:, 2] = 0.0
+    block = sp.csr_array((dense.ravel(), np.tile(np.arange(n), 5), np.arange(6) * n), (5, n))
+    Z = rng.normal(size=(5, k))
+    expected = np.empty_like(p["V"])
+    fit = kernels.solve_rows(*p["cols"], p["U"], *_structure(block.tocsc()), Z, 0.7, expected)
+    shared = (Z.T @ Z, dense.T @ Z, np.sum(dense**2, axis=0))
+    for ops in (kernels, reference):
+        out = np.empty_like(p["V"])
+        got = ops.solve_rows_shared(*p["cols"], p["U"], *shared, 0.7, out)
+        np.testing.assert_allclose(out, expected, **TOL)
+        np.testing.assert_allclose(got, fit, rtol=1e-9, atol=1e-9)

@@ -36,11 +36,44 @@ def backend_module(backend: Backend) -> ModuleType:
 
 
 @dataclasses.dataclass(frozen=True)
+class DenseBlock:
+    """Fake rows that rate every item: ``D`` (``m' x n``), ``D^T`` stored contiguous, and
+    ``sum_i D_ij^2`` per item. The residual ``E~ = D - U~ V^T`` is never formed: its products
+    come from ``D V``, ``D^T U~`` and the k x k Grams (BLAS, ``O(m' n k)``)."""
+
+    values: np.ndarray
+    transposed: np.ndarray
+    column_sq: np.ndarray
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> DenseBlock:
+        return cls(values, np.ascontiguousarray(values.T), np.einsum("ij,ij->j", values, values))
+
+    def user_pass(self, f: Factors) -> tuple[float, np.ndarray]:
+        """``||E~||^2`` and ``E~ V = D V - U~ (V^T V)``."""
+        dv = self.values @ f.item
+        gram = f.item.T @ f.item
+        sq = float(
+            self.column_sq.sum()
+            - 2.0 * np.einsum("ik,ik->", f.fake_user, dv)
+            + np.einsum("ab,ab->", f.fake_user.T @ f.fake_user, gram)
+        )
+        return max(sq, 0.0), dv - f.fake_user @ gram
+
+    def item_pass(self, f: Factors) -> np.ndarray:
+        """``E~^T U~ = D^T U~ - V (U~^T U~)``."""
+        return self.transposed @ f.fake_user - f.item @ (f.fake_user.T @ f.fake_user)
+
+
+@dataclasses.dataclass(frozen=True)
 class Problem:
     """The observed data of one fit: the real ratings and the fake rows, both orientations.
 
     ``rows``/``cols`` are the real matrix as CSR/CSC structures ``(indptr, indices, data)``,
     ``fake_rows``/``fake_cols`` the fake matrix (``m' x n``, possibly ``m' = 0``).
+    ``fake_dense`` is the fake matrix again, dense, when every fake row rates every item
+    (SGLD's chains): the half-steps then treat it as one block through BLAS
+    (:meth:`Engine.update_users`), the same minimisers at a fraction of the cost.
     """
 
     rows: Structure
@@ -50,9 +83,14 @@ class Problem:
     n_users: int
     n_fake: int
     n_items: int
+    fake_dense: DenseBlock | None = None
 
     @classmethod
-    def build(cls, ratings: Ratings, fake: sp.csr_array | None) -> Problem:
+    def build(
+        cls, ratings: Ratings, fake: sp.csr_array | None, dense_block: bool = True
+    ) -> Problem:
+        """The structures of ``ratings`` and ``fake``; ``dense_block=False`` keeps fully
+        dense fake rows on the sparse path (for cross-checking the two)."""
         m, n = ratings.matrix.shape
         if fake is None:
             fake = sp.csr_array((0, n), dtype=np.float64)
@@ -64,14 +102,20 @@ class Problem:
         if not fake.has_canonical_format:  # never modify the caller's matrix
             fake = fake.copy()
             fake.sum_duplicates()
+        fake_rows = _structure(fake)
+        dense = None
+        if dense_block and fake.shape[0] and fake.nnz == fake.shape[0] * n:
+            values = fake_rows[2].reshape(fake.shape[0], n)  # sorted: row-major dense
+            dense = DenseBlock.of(values)
         return cls(
             rows=_structure(ratings.matrix),
             cols=_structure(cached_csc(ratings.matrix)),
-            fake_rows=_structure(fake),
+            fake_rows=fake_rows,
             fake_cols=_structure(fake.tocsc()),
             n_users=m,
             n_fake=int(fake.shape[0]),
             n_items=n,
+            fake_dense=dense,
         )
 
 
@@ -121,7 +165,10 @@ class Engine:
         self.ops.solve_rows(
             *p.rows, f.item, *kernels.empty_source(p.n_users, k), self.lambda_u, f.user
         )
-        if p.n_fake:
+        if p.fake_dense is not None:  # one k x k system shared by every fake row
+            gram = f.item.T @ f.item + self.lambda_u * np.eye(k)
+            f.fake_user[:] = np.linalg.solve(gram, (p.fake_dense.values @ f.item).T).T
+        elif p.n_fake:
             self.ops.solve_rows(
                 *p.fake_rows, f.item, *kernels.empty_source(p.n_fake, k), self.lambda_u, f.fake_user
             )
@@ -130,7 +177,20 @@ class Engine:
         """``V`` exactly minimises ``L`` for fixed ``U, U~`` (in place); returns the data
         term ``sum_Omega (M - UV^T)^2 + sum_Omega~ (M~ - U~V^T)^2`` at the new ``V``."""
         p = self.problem
-        fit = self.ops.solve_rows(*p.cols, f.user, *p.fake_cols, f.fake_user, self.lambda_v, f.item)
+        if p.fake_dense is not None:
+            fit = self.ops.solve_rows_shared(
+                *p.cols,
+                f.user,
+                f.fake_user.T @ f.fake_user,
+                p.fake_dense.transposed @ f.fake_user,
+                p.fake_dense.column_sq,
+                self.lambda_v,
+                f.item,
+            )
+        else:
+            fit = self.ops.solve_rows(
+                *p.cols, f.user, *p.fake_cols, f.fake_user, self.lambda_v, f.item
+            )
         return float(np.sum(fit))
 
     # ------------------------------------------------------------------ measurements
@@ -143,7 +203,10 @@ class Engine:
             *p.rows, f.item, *kernels.empty_source(p.n_users, k), f.user, g_user
         )
         total = float(np.sum(sq))
-        if p.n_fake:
+        if p.fake_dense is not None:
+            sq_fake, g_fake = p.fake_dense.user_pass(f)
+            total += sq_fake
+        elif p.n_fake:
             sq = self.ops.residual_rows(
                 *p.fake_rows, f.item, *kernels.empty_source(p.n_fake, k), f.fake_user, g_fake
             )
@@ -154,7 +217,14 @@ class Engine:
         """``R^T U + R~^T U~``."""
         p = self.problem
         g_item = np.empty_like(f.item)
-        self.ops.residual_rows(*p.cols, f.user, *p.fake_cols, f.fake_user, f.item, g_item)
+        if p.fake_dense is not None:
+            k = f.item.shape[1]
+            self.ops.residual_rows(
+                *p.cols, f.user, *kernels.empty_source(p.n_items, k), f.item, g_item
+            )
+            g_item += p.fake_dense.item_pass(f)
+        else:
+            self.ops.residual_rows(*p.cols, f.user, *p.fake_cols, f.fake_user, f.item, g_item)
         return g_item
 
     def penalty(self, f: Factors) -> float:

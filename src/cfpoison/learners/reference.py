@@ -21,6 +21,7 @@ __all__ = [
     "residual_rows",
     "set_threads",
     "solve_rows",
+    "solve_rows_shared",
 ]
 
 
@@ -71,6 +72,29 @@ def solve_rows(
         G, d = _stacked(p1, i1, d1, Y1, p2, i2, d2, Y2, r)
         out[r] = np.linalg.solve(G.T @ G + lam * np.eye(k), G.T @ d)
         fit[r] = np.sum((d - G @ out[r]) ** 2)
+    return fit
+
+
+def solve_rows_shared(
+    p: np.ndarray,
+    i: np.ndarray,
+    d: np.ndarray,
+    Y: np.ndarray,
+    gram: np.ndarray,
+    rhs: np.ndarray,
+    dd: np.ndarray,
+    lam: float,
+    out: np.ndarray,
+) -> np.ndarray:
+    """:func:`solve_rows` with one sparse source plus a shared dense block (``Z'Z``, ``Z'D_r``,
+    ``D_r.D_r``); returns each row's fit term, sparse part plus dense part."""
+    k = out.shape[1]
+    fit = np.zeros(out.shape[0])
+    for r in range(out.shape[0]):
+        G, v = _gather(p, i, d, Y, r)
+        out[r] = np.linalg.solve(G.T @ G + gram + lam * np.eye(k), G.T @ v + rhs[r])
+        x = out[r]
+        fit[r] = np.sum((v - G @ x) ** 2) + dd[r] - 2 * x @ rhs[r] + x @ gram @ x
     return fit
 
 
