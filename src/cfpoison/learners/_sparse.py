@@ -4,7 +4,10 @@
   temporaries that ``einsum`` over gathered rows would make (1.6 GB each on MovieLens-20M at
   k = 10); it wraps the learners' ``csr_dot`` kernel;
 * :func:`hessian_rows`: one side of a Hessian-vector product of the factored objective,
-  parallel over rows (:class:`cfpoison.learners.hessian.FactorHessian`);
+  optionally with per-rating curvature weights, parallel over rows
+  (:class:`cfpoison.learners.hessian.FactorHessian`);
+* :func:`weighted_blocks`: the diagonal ``k x k`` blocks of a weighted objective's Hessian
+  (per-rating weights, per-row regularization), or their inverses;
 * :func:`block_apply`: many small ``k x k`` blocks times one vector each (the block-Jacobi
   preconditioner, whose blocks come from :func:`cfpoison.learners.kernels.ridge_inverses`),
   parallel over blocks.
@@ -48,6 +51,7 @@ def _hessian_rows(
     indptr: np.ndarray,
     indices: np.ndarray,
     residual: np.ndarray,
+    weight: np.ndarray,
     own: np.ndarray,
     d_own: np.ndarray,
     other: np.ndarray,
@@ -56,6 +60,7 @@ def _hessian_rows(
 ) -> None:  # pragma: no cover - compiled
     rows = indptr.shape[0] - 1
     k = own.shape[1]
+    weighted = weight.shape[0] > 0
     for r in numba.prange(rows):
         acc = np.zeros(k)
         x = own[r]
@@ -66,6 +71,8 @@ def _hessian_rows(
             change = 0.0
             for a in range(k):
                 change += dx[a] * y[a] + x[a] * dy[a]
+            if weighted:
+                change *= weight[e]
             res = residual[e]
             for a in range(k):
                 acc[a] += change * y[a] - res * dy[a]
@@ -81,25 +88,75 @@ def hessian_rows(
     other: np.ndarray,
     d_other: np.ndarray,
     out: np.ndarray,
+    weight: np.ndarray | None = None,
 ) -> None:
-    """``out[r] += sum_{c in row r} 2 ((dx_r.y_c + x_r.dy_c) y_c - E_rc dy_c)`` in place.
+    """``out[r] += sum_{c in row r} 2 (h_rc (dx_r.y_c + x_r.dy_c) y_c - E_rc dy_c)`` in place.
 
     Rows ``r`` of the compressed ``pattern`` (CSR: users; CSC: items) with factors ``own``
     (direction ``d_own``), columns with ``other`` (``d_other``), ``residual`` the stored
     residuals ``E = M - x_r.y_c`` in the pattern's order: the data term of ``H x`` for the
     row block (:mod:`cfpoison.learners.hessian`), without the ``nnz``-sized temporaries of the
-    SciPy route.
+    SciPy route. A weighted loss ``sum rho_rc(E_rc)`` passes ``E = rho'(E) / 2`` and its
+    curvature ``h = rho''(E) / 2`` in ``weight`` (pattern order; None: ``h = 1``).
     """
     _hessian_rows(
         np.asarray(pattern.indptr, dtype=np.int64),
         np.asarray(pattern.indices, dtype=np.int64),
         np.ascontiguousarray(residual, dtype=np.float64),
+        np.zeros(0) if weight is None else np.ascontiguousarray(weight, dtype=np.float64),
         own,
         np.ascontiguousarray(d_own),
         other,
         np.ascontiguousarray(d_other),
         out,
     )
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _weighted_blocks(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    weight: np.ndarray,
+    other: np.ndarray,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    rows = indptr.shape[0] - 1
+    k = other.shape[1]
+    for r in numba.prange(rows):
+        for e in range(indptr[r], indptr[r + 1]):
+            y = other[indices[e]]
+            h = weight[e]
+            for a in range(k):
+                hy = h * y[a]
+                for b in range(k):
+                    out[r, a, b] += hy * y[b]
+
+
+def weighted_blocks(
+    sources: list[tuple[sp.csr_array | sp.csc_array, np.ndarray, np.ndarray]],
+    lam: np.ndarray,
+    invert: bool,
+) -> np.ndarray:
+    """``2 (lam_r I + sum_sources sum_{c in row r} h_rc y_c y_c')`` for every row r (``rows x
+    k x k``; inverted if ``invert``): the diagonal blocks of a weighted objective's Hessian.
+
+    Each source is ``(pattern, h, Y)``: a compressed pattern whose rows are the blocks' rows,
+    its curvature weights ``h >= 0`` in pattern order and the factors its columns index;
+    ``lam`` is each row's regularization (``> 0``, so every block is positive definite).
+    """
+    k = sources[0][2].shape[1]
+    out = np.zeros((len(lam), k, k))
+    for pattern, weight, other in sources:
+        _weighted_blocks(
+            np.asarray(pattern.indptr, dtype=np.int64),
+            np.asarray(pattern.indices, dtype=np.int64),
+            np.ascontiguousarray(weight, dtype=np.float64),
+            np.ascontiguousarray(other, dtype=np.float64),
+            out,
+        )
+    out += np.asarray(lam, dtype=np.float64)[:, None, None] * np.eye(k)
+    out *= 2.0
+    return np.linalg.inv(out) if invert else out
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)

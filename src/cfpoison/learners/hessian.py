@@ -19,6 +19,18 @@ preconditioner of :func:`solve` and, applied alone, the paper's Eq. 12.
 H is singular along the ``k(k-1)/2`` rotations ``(W S, V S)`` (S skew-symmetric), which leave
 L unchanged; right-hand sides that depend on ``U V'`` only are orthogonal to them, so the
 system is consistent and a Krylov method converges on it (``docs/math.md`` section 3).
+
+The weighted objective of the reweighting defenses (``docs/math.md`` section 3.6)::
+
+    L = sum_Omega c_ij rho(M_ij - w_i.v_j) + sum_i a_i |w_i|^2 + sum_j b_j |v_j|^2
+
+with ``rho(r) = r^2``, or Huber's ``rho`` with threshold ``delta`` (``r^2`` for ``|r| <= delta``,
+``2 delta |r| - delta^2`` beyond), has the same products with ``E`` replaced by
+``Psi = c rho'(E) / 2`` (``c E``, or ``c clip(E, -delta, delta)``), the first term's ``dE`` by
+``h dE`` with the curvature ``h = c rho''(E) / 2`` (``c``, or ``c 1{|E| <= delta}``), and
+``lam_U``, ``lam_V`` by the per-row ``a_i``, ``b_j``; its diagonal blocks are
+``2 (a_i I + sum_j h_ij v_j v_j')`` and ``2 (b_j I + sum_i h_ij w_i w_i')``. Without weights,
+threshold or per-row regularization, H is exactly the unweighted one above.
 """
 
 from __future__ import annotations
@@ -30,7 +42,13 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.learners._sparse import block_apply, hessian_rows, sddmm, with_values
+from cfpoison.learners._sparse import (
+    block_apply,
+    hessian_rows,
+    sddmm,
+    weighted_blocks,
+    with_values,
+)
 from cfpoison.learners.base import cached_csc, serial_blas
 from cfpoison.learners.kernels import empty_source, ridge_blocks
 
@@ -46,6 +64,12 @@ class FactorHessian:
             matrix object (``learners.base.cached_csc``), so repeated calls on the same
             training matrix pay for the transpose once.
         fake: fake users' ratings (m' x n CSR).
+        lambda_u: ``lam_U``, or one regularization ``a_i > 0`` per row of ``[U; U~]``
+            (``m + m'``: the weighted objective of the module docstring).
+        lambda_v: ``lam_V``, or one ``b_j > 0`` per item.
+        weights: the per-rating weights ``c_ij >= 0`` of ``train`` and of ``fake`` (each in its
+            CSR order); None: all 1.
+        delta: Huber's threshold (shifted scale); ``inf``: the squared loss.
     """
 
     train: sp.csr_array
@@ -53,28 +77,68 @@ class FactorHessian:
     user: np.ndarray
     fake_user: np.ndarray
     item: np.ndarray
-    lambda_u: float
-    lambda_v: float
+    lambda_u: float | np.ndarray
+    lambda_v: float | np.ndarray
+    weights: tuple[np.ndarray, np.ndarray] | None = None
+    delta: float = math.inf
 
     def __post_init__(self) -> None:
         k = self.item.shape[1]
         self.user = np.ascontiguousarray(self.user, dtype=np.float64).reshape(-1, k)
         self.fake_user = np.ascontiguousarray(self.fake_user, dtype=np.float64).reshape(-1, k)
         self.item = np.ascontiguousarray(self.item, dtype=np.float64)
-        self._residual_train = with_values(
-            self.train, self.train.data - sddmm(self.train, self.user, self.item)
-        )
-        self._residual_fake = with_values(
-            self.fake, self.fake.data - sddmm(self.fake, self.fake_user, self.item)
-        )
+        m, n = len(self.user), len(self.item)
+        # a scalar stays a float (exactly today's products); a vector becomes a column
+        lam_users = _per_row(self.lambda_u, m + len(self.fake_user), "lambda_u")
+        lam_items = _per_row(self.lambda_v, n, "lambda_v")
+        self._lam_user: float | np.ndarray = lam_users
+        self._lam_fake: float | np.ndarray = lam_users
+        self._lam_item: float | np.ndarray = lam_items
+        if isinstance(lam_users, np.ndarray):
+            self._lam_user, self._lam_fake = lam_users[:m, None], lam_users[m:, None]
+        if isinstance(lam_items, np.ndarray):
+            self._lam_item = lam_items[:, None]
+        if not (self.delta > 0):
+            raise ValueError(f"Huber threshold must be > 0, got {self.delta}")
+        self.weighted = self.weights is not None or math.isfinite(self.delta)
         self._train_csc = _sorted_csc(self.train, cached=True)
         self._fake_csc = _sorted_csc(self.fake, cached=False)
-        self._residual_train_csc = self._train_csc.data - sddmm(
-            _transposed(self._train_csc), self.item, self.user
-        )
-        self._residual_fake_csc = self._fake_csc.data - sddmm(
-            _transposed(self._fake_csc), self.item, self.fake_user
-        )
+        residual_train = self.train.data - sddmm(self.train, self.user, self.item)
+        residual_fake = self.fake.data - sddmm(self.fake, self.fake_user, self.item)
+        self._curvature: tuple[np.ndarray | None, ...] = (None,) * 4
+        if not self.weighted:
+            self._residual_train = with_values(self.train, residual_train)
+            self._residual_fake = with_values(self.fake, residual_fake)
+            self._residual_train_csc = self._train_csc.data - sddmm(
+                _transposed(self._train_csc), self.item, self.user
+            )
+            self._residual_fake_csc = self._fake_csc.data - sddmm(
+                _transposed(self._fake_csc), self.item, self.fake_user
+            )
+            return
+        weights = self.weights or (np.ones(self.train.nnz), np.ones(self.fake.nnz))
+        parts = []
+        for pattern, residual, c in zip(
+            (self.train, self.fake), (residual_train, residual_fake), weights, strict=True
+        ):
+            c = np.asarray(c, dtype=np.float64)
+            if c.shape != (pattern.nnz,) or not np.all(c >= 0):
+                raise ValueError(f"expected {pattern.nnz} rating weights >= 0")
+            psi = c * np.clip(residual, -self.delta, self.delta)
+            curvature = c * (np.abs(residual) <= self.delta)
+            to_csc = _csc_order(pattern)
+            parts.append((psi, curvature, psi[to_csc], curvature[to_csc]))
+        (psi_t, h_t, psi_t_csc, h_t_csc), (psi_f, h_f, psi_f_csc, h_f_csc) = parts
+        self._residual_train = with_values(self.train, psi_t)
+        self._residual_fake = with_values(self.fake, psi_f)
+        self._residual_train_csc, self._residual_fake_csc = psi_t_csc, psi_f_csc
+        self._curvature = (h_t, h_f, h_t_csc, h_f_csc)
+
+    @property
+    def fake_curvature(self) -> np.ndarray | None:
+        """``h = c rho''(E) / 2`` on the fake ratings (CSR order; None: 1 everywhere): the mixed
+        partial ``d grad L / d M~_ij`` is ``-2 h_ij`` times ``v_j`` and ``u~_i``."""
+        return self._curvature[1]
 
     @property
     def rank(self) -> int:
@@ -95,15 +159,28 @@ class FactorHessian:
         )
 
     def gradient(self) -> np.ndarray:
-        """``grad L`` (flat): ``-2 E V + 2 lam_U W`` and ``-2 E'W + 2 lam_V V``."""
-        gu = -2.0 * (self._residual_train @ self.item) + 2.0 * self.lambda_u * self.user
-        gf = -2.0 * (self._residual_fake @ self.item) + 2.0 * self.lambda_u * self.fake_user
+        """``grad L`` (flat): ``-2 Psi V + 2 a W`` and ``-2 Psi'W + 2 b V`` (unweighted:
+        ``Psi = E``, ``a = lam_U``, ``b = lam_V``)."""
+        gu = -2.0 * (self._residual_train @ self.item) + 2.0 * self._lam_user * self.user
+        gf = -2.0 * (self._residual_fake @ self.item) + 2.0 * self._lam_fake * self.fake_user
         gv = (
             -2.0 * (self._residual_train.T @ self.user)
             - 2.0 * (self._residual_fake.T @ self.fake_user)
-            + 2.0 * self.lambda_v * self.item
+            + 2.0 * self._lam_item * self.item
         )
         return np.concatenate([gu.ravel(), gf.ravel(), gv.ravel()])
+
+    def kkt_residual(self) -> float:
+        """``|grad L| / |grad penalty|``: the learners' relative KKT residual, of this L."""
+        penalty = np.concatenate(
+            [
+                (2.0 * self._lam_user * self.user).ravel(),
+                (2.0 * self._lam_fake * self.fake_user).ravel(),
+                (2.0 * self._lam_item * self.item).ravel(),
+            ]
+        )
+        scale = float(np.linalg.norm(penalty))
+        return float(np.linalg.norm(self.gradient())) / scale if scale > 0 else math.inf
 
     def matvec(self, flat: np.ndarray) -> np.ndarray:
         """``H x`` for a flat direction ``x`` (see the module docstring); numba, parallel."""
@@ -111,13 +188,20 @@ class FactorHessian:
         du, df, dv = self.split(flat)
         out = np.empty_like(flat)
         hu, hf, hv = self.split(out)
-        hu[:] = 2.0 * self.lambda_u * du
-        hf[:] = 2.0 * self.lambda_u * df
-        hv[:] = 2.0 * self.lambda_v * dv
-        hessian_rows(self.train, self._residual_train.data, self.user, du, self.item, dv, hu)
-        hessian_rows(self.fake, self._residual_fake.data, self.fake_user, df, self.item, dv, hf)
-        hessian_rows(self._train_csc, self._residual_train_csc, self.item, dv, self.user, du, hv)
-        hessian_rows(self._fake_csc, self._residual_fake_csc, self.item, dv, self.fake_user, df, hv)
+        hu[:] = 2.0 * self._lam_user * du
+        hf[:] = 2.0 * self._lam_fake * df
+        hv[:] = 2.0 * self._lam_item * dv
+        h_t, h_f, h_t_csc, h_f_csc = self._curvature
+        hessian_rows(self.train, self._residual_train.data, self.user, du, self.item, dv, hu, h_t)
+        hessian_rows(
+            self.fake, self._residual_fake.data, self.fake_user, df, self.item, dv, hf, h_f
+        )
+        hessian_rows(
+            self._train_csc, self._residual_train_csc, self.item, dv, self.user, du, hv, h_t_csc
+        )
+        hessian_rows(
+            self._fake_csc, self._residual_fake_csc, self.item, dv, self.fake_user, df, hv, h_f_csc
+        )
         return out
 
     def couple_to_users(self, dv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,29 +209,54 @@ class FactorHessian:
         k = self.rank
         hu, hf = np.zeros((len(self.user), k)), np.zeros((len(self.fake_user), k))
         zero_u, zero_f = np.zeros_like(hu), np.zeros_like(hf)
-        hessian_rows(self.train, self._residual_train.data, self.user, zero_u, self.item, dv, hu)
-        hessian_rows(self.fake, self._residual_fake.data, self.fake_user, zero_f, self.item, dv, hf)
+        h_t, h_f, _, _ = self._curvature
+        hessian_rows(
+            self.train, self._residual_train.data, self.user, zero_u, self.item, dv, hu, h_t
+        )
+        hessian_rows(
+            self.fake, self._residual_fake.data, self.fake_user, zero_f, self.item, dv, hf, h_f
+        )
         return hu, hf
 
     def couple_to_items(self, du: np.ndarray, df: np.ndarray) -> np.ndarray:
         """The off-diagonal block ``B' dW`` of ``H`` (rows of V)."""
         hv = np.zeros_like(self.item)
         zero = np.zeros_like(hv)
-        hessian_rows(self._train_csc, self._residual_train_csc, self.item, zero, self.user, du, hv)
+        _, _, h_t_csc, h_f_csc = self._curvature
         hessian_rows(
-            self._fake_csc, self._residual_fake_csc, self.item, zero, self.fake_user, df, hv
+            self._train_csc, self._residual_train_csc, self.item, zero, self.user, du, hv, h_t_csc
+        )
+        hessian_rows(
+            self._fake_csc,
+            self._residual_fake_csc,
+            self.item,
+            zero,
+            self.fake_user,
+            df,
+            hv,
+            h_f_csc,
         )
         return hv
 
     def user_blocks(self, invert: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """H's diagonal ``k x k`` blocks of U and U~, ``2 (lam_U I + sum v v')`` (or inverses)."""
+        """H's diagonal ``k x k`` blocks of U and U~, ``2 (lam_U I + sum v v')`` (or inverses;
+        weighted: ``2 (a_i I + sum h v v')``)."""
         k = self.rank
+        if isinstance(self._lam_user, np.ndarray) or self.weighted:
+            h_t, h_f, _, _ = self._curvature
+            return tuple(  # type: ignore[return-value]
+                weighted_blocks([(pattern, _ones(pattern, h), self.item)], _column(lam, n), invert)
+                for pattern, h, lam, n in (
+                    (self.train, h_t, self._lam_user, len(self.user)),
+                    (self.fake, h_f, self._lam_fake, len(self.fake_user)),
+                )
+            )
         return tuple(  # type: ignore[return-value]
             ridge_blocks(
                 *_parts(pattern),
                 self.item,
                 *empty_source(rows, k),
-                self.lambda_u,
+                self._lam_user,
                 2.0,
                 invert,
             )
@@ -155,13 +264,21 @@ class FactorHessian:
         )
 
     def item_blocks(self, invert: bool = False) -> np.ndarray:
-        """H's diagonal ``k x k`` blocks of V, ``2 (lam_V I + sum w w')`` (or inverses)."""
+        """H's diagonal ``k x k`` blocks of V, ``2 (lam_V I + sum w w')`` (or inverses;
+        weighted: ``2 (b_j I + sum h w w')``)."""
+        if isinstance(self._lam_item, np.ndarray) or self.weighted:
+            _, _, h_t, h_f = self._curvature
+            sources = [
+                (self._train_csc, _ones(self._train_csc, h_t), self.user),
+                (self._fake_csc, _ones(self._fake_csc, h_f), self.fake_user),
+            ]
+            return weighted_blocks(sources, _column(self._lam_item, len(self.item)), invert)
         return ridge_blocks(
             *_parts(self._train_csc),
             self.user,
             *_parts(self._fake_csc),
             self.fake_user,
-            self.lambda_v,
+            self._lam_item,
             2.0,
             invert,
         )
@@ -182,6 +299,32 @@ def _sorted_csc(matrix: sp.csr_array, cached: bool) -> sp.csc_array:
     csc = sp.csc_array(matrix)
     csc.sort_indices()
     return csc
+
+
+def _per_row(lam: float | np.ndarray, rows: int, name: str) -> float | np.ndarray:
+    """A scalar regularization as a float, a per-row one as a validated vector."""
+    if np.ndim(lam) == 0:
+        return float(lam)
+    vector = np.asarray(lam, dtype=np.float64)
+    if vector.shape != (rows,) or not np.all(vector > 0):
+        raise ValueError(f"{name}: expected {rows} per-row values > 0, got shape {vector.shape}")
+    return vector
+
+
+def _column(lam: float | np.ndarray, rows: int) -> np.ndarray:
+    """Per-row regularization as a vector of ``rows`` (a scalar repeated)."""
+    return np.full(rows, lam) if isinstance(lam, float) else lam.ravel()
+
+
+def _ones(pattern: sp.csr_array | sp.csc_array, weight: np.ndarray | None) -> np.ndarray:
+    """``weight``, or 1 for every stored entry of ``pattern``."""
+    return np.ones(pattern.nnz) if weight is None else weight
+
+
+def _csc_order(matrix: sp.csr_array) -> np.ndarray:
+    """Entry p of ``matrix``'s sorted CSC order is entry ``order[p]`` of its CSR order."""
+    position = with_values(matrix, np.arange(1, matrix.nnz + 1, dtype=np.float64))
+    return _sorted_csc(position, cached=False).data.astype(np.int64) - 1
 
 
 def _parts(matrix: sp.csr_array | sp.csc_array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
