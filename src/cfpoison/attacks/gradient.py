@@ -14,6 +14,12 @@ because the mixed partial of grad L with respect to ``M~_ij`` is ``-2 v_j`` in t
 * ``paper``: z from H's diagonal blocks alone (Eq. 12: other factors held fixed), which gives
   ``dR/dM~_ij = u~_i' (lam_V I + Sigma_V^(j))^{-1} dR/dv_j``.
 
+A weighted objective (:class:`cfpoison.learners.hessian.FactorHessian` with rating weights, a
+Huber threshold or per-row regularization: the reweighting defenses) has the mixed partial
+``-2 h_ij`` times ``v_j`` and ``u~_i``, ``h = c rho''(E) / 2`` its curvature at the rating, so
+``dR/dM~_ij = 2 h_ij (v_j . z[u~_i] + u~_i . z[v_j])`` (``docs/math.md`` section 3.6):
+:func:`hessian_gradient` on such a Hessian.
+
 Nuclear norm uses the same code at its balanced factors ``U = A S^(1/2)``, ``V = B S^(1/2)``,
 a stationary point of L with ``lam_U = lam_V = lam`` (``docs/math.md`` section 4).
 
@@ -57,6 +63,8 @@ class ImplicitGradient:
             ``|g - H z| / |g|`` (0 and 0.0 for ``paper``, which solves nothing).
         solver_converged: whether the solve reached its tolerance within its cap.
         seconds: wall time of the whole computation.
+        fake_curvature: a weighted objective's ``h`` on the fake ratings (CSR order), which
+            scales their gradient; None: 1 (the mixed partial of the unweighted L).
     """
 
     fake_user: np.ndarray
@@ -71,6 +79,7 @@ class ImplicitGradient:
     solver_residual: float
     solver_converged: bool
     seconds: float
+    fake_curvature: np.ndarray | None = None
 
     @property
     def trustworthy(self) -> bool:
@@ -89,15 +98,24 @@ class ImplicitGradient:
         }
 
     def on_pattern(self, pattern: sp.csr_array) -> np.ndarray:
-        """``dR/dM~_ij`` for the stored entries of ``pattern`` (m' x n CSR), in CSR order."""
-        return 2.0 * sddmm(
+        """``dR/dM~_ij`` for the stored entries of ``pattern`` (m' x n CSR), in CSR order (a
+        weighted objective's: on the pattern it was computed on)."""
+        values = 2.0 * sddmm(
             pattern,
             np.hstack([self.adjoint_fake_user, self.fake_user]),
             np.hstack([self.item, self.adjoint_item]),
         )
+        if self.fake_curvature is None:
+            return values
+        if len(self.fake_curvature) != pattern.nnz:
+            raise ValueError("weighted gradient: asked on another pattern than its own")
+        return self.fake_curvature * values
 
     def dense(self) -> np.ndarray:
-        """``dR/dM~`` on all ``m' x n`` entries: ``2 (z[U~] V' + U~ z[V]')``."""
+        """``dR/dM~`` on all ``m' x n`` entries: ``2 (z[U~] V' + U~ z[V]')`` (unweighted only:
+        a weighted objective gives no weight to a rating it does not hold)."""
+        if self.fake_curvature is not None:
+            raise ValueError("weighted gradient: defined on the fake pattern only")
         return 2.0 * (self.adjoint_fake_user @ self.item.T + self.fake_user @ self.adjoint_item.T)
 
 
@@ -130,6 +148,36 @@ def utility_gradient(
         float(learner.lambda_u),
         float(learner.lambda_v),
     )
+    return hessian_gradient(
+        hessian,
+        utility,
+        method,
+        kkt_residual=float(learner.kkt_residual()),
+        fit_converged=bool(learner.converged),
+        solve_tol=solve_tol,
+        solve_max_iter=solve_max_iter,
+        warm_start=warm_start,
+        start=start,
+    )
+
+
+def hessian_gradient(
+    hessian: FactorHessian,
+    utility: Utility,
+    method: GradientMethod = "exact",
+    *,
+    kkt_residual: float,
+    fit_converged: bool,
+    solve_tol: float = 1e-6,
+    solve_max_iter: int = 200,
+    warm_start: np.ndarray | None = None,
+    start: float | None = None,
+) -> ImplicitGradient:
+    """dR/dM~ at the stationary point ``hessian`` was built at (of its objective, weighted or
+    not); ``kkt_residual`` and ``fit_converged`` say how stationary the fit is, ``start``
+    (``time.perf_counter()``) when the computation began (default: now); the rest as in
+    :func:`utility_gradient`."""
+    start = time.perf_counter() if start is None else start
     value, grad_user, grad_item = utility.gradient(hessian.user, hessian.item)
     rhs = np.concatenate([grad_user.ravel(), np.zeros(hessian.fake_user.size), grad_item.ravel()])
     preconditioner = hessian.block_jacobi()
@@ -150,10 +198,11 @@ def utility_gradient(
         adjoint_item=adj_item.copy(),
         adjoint=adjoint,
         utility=value,
-        kkt_residual=float(learner.kkt_residual()),
-        fit_converged=bool(learner.converged),
+        kkt_residual=kkt_residual,
+        fit_converged=fit_converged,
         solver_iterations=iterations,
         solver_residual=residual,
         solver_converged=converged,
         seconds=time.perf_counter() - start,
+        fake_curvature=hessian.fake_curvature,
     )
