@@ -492,21 +492,56 @@ def trimmed_fit(
     return TrimmedFit(fit, real_out, fake_out, info, converged)
 
 
-def huber(
+@dataclasses.dataclass
+class ReweightedFit:
+    """A reweighting defense's fit of the combined matrix (real rows, then fake rows), and the
+    objective it is stationary for (``docs/math.md`` section 3.6)::
+
+        L = sum_Omega c_i rho(X_ij - u_i.v_j) + sum_i a_i |u_i|^2 + sum_j b_j |v_j|^2
+
+    Attributes:
+        problem: the combined matrix and the per-row ``a_i`` (``lam_users``), ``b_j``.
+        weights: the weights of the last weighted ALS (Huber: IRLS's last weights).
+        fit: the factors (all rows) and how the sweeps ended.
+        row_weights: ``c_i`` per row (the same for each of its ratings).
+        delta: Huber's threshold (``rho`` Huber); ``inf``: ``rho(r) = r^2``.
+        info: the defense's own numbers; start: Huber's plain ALS start (warm start).
+    """
+
+    problem: WeightedProblem
+    weights: np.ndarray
+    fit: WeightedFit
+    row_weights: np.ndarray
+    delta: float
+    info: dict[str, Any]
+    start: Factors | None = None
+
+    @property
+    def converged(self) -> bool:
+        """Whether every fit inside the defense reached its tolerance."""
+        return self.fit.converged
+
+    def model(self, m: int) -> DefendedModel:
+        """The :class:`DefendedModel` of the ``m`` real users (sweeps, KKT residual recorded)."""
+        return _weighted_model(self.problem, self.weights, self.fit, m, self.info)
+
+
+def huber_fit(
     train: Ratings,
     fake: sp.csr_array,
     learner: ALSConfig,
     config: HuberConfig,
-) -> DefendedModel:
-    """IRLS for the Huber loss (module docstring), from the plain ALS fit of the data."""
-    m = train.n_users
+    init: ReweightedFit | None = None,
+) -> ReweightedFit:
+    """IRLS for the Huber loss (module docstring), from the plain ALS fit of the data (warm
+    from ``init``'s start when given)."""
     matrix = combined(train, fake)
     problem = WeightedProblem.build(
         matrix,
         np.full(matrix.shape[0], learner.lambda_u),
         np.full(train.n_items, learner.lambda_v),
     )
-    start = ALSLearner(learner).fit(train, fake=fake)
+    start = ALSLearner(learner).fit(train, init=init.start if init else None, fake=fake)
     user = np.vstack([start.user_factors, start.fake_user_factors])
     item = start.item_factors
     sweeps, converged = [start.n_sweeps], start.converged
@@ -521,7 +556,6 @@ def huber(
         user, item = fit.user, fit.item
         sweeps.append(fit.sweeps)
         converged = converged and fit.converged
-    fit = WeightedFit(user, item, math.nan, sum(sweeps), converged)
     info = {
         "irls_sweeps": sweeps,
         # how far the last weights are from their fixed point (0: IRLS has converged)
@@ -529,7 +563,52 @@ def huber(
         "mean_weight_real": float(np.mean(weights[: train.nnz])) if train.nnz else math.nan,
         "mean_weight_fake": float(np.mean(weights[train.nnz :])) if fake.nnz else math.nan,
     }
-    return _weighted_model(problem, weights, fit, m, info)
+    return ReweightedFit(
+        problem,
+        weights,
+        WeightedFit(user, item, math.nan, sum(sweeps), converged),
+        np.ones(matrix.shape[0]),
+        config.delta,
+        info,
+        start.factors.copy(),
+    )
+
+
+def huber(
+    train: Ratings,
+    fake: sp.csr_array,
+    learner: ALSConfig,
+    config: HuberConfig,
+) -> DefendedModel:
+    """IRLS for the Huber loss (module docstring), from the plain ALS fit of the data."""
+    return huber_fit(train, fake, learner, config).model(train.n_users)
+
+
+def influence_cap_fit(
+    train: Ratings,
+    fake: sp.csr_array,
+    learner: ALSConfig,
+    config: InfluenceCapConfig,
+    init: ReweightedFit | None = None,
+) -> ReweightedFit:
+    """Weighted ALS with user weights ``c_i = min(1, cap * median / n_i)`` (module docstring),
+    from ALS's random start (``init``'s items when given)."""
+    matrix = combined(train, fake)
+    counts = np.diff(matrix.indptr)
+    median = float(np.median(counts[counts > 0])) if matrix.nnz else 1.0
+    cap = np.minimum(1.0, config.cap * median / np.maximum(counts, 1))
+    weights = np.repeat(cap, counts)
+    problem = WeightedProblem.build(
+        matrix, learner.lambda_u * cap, np.full(train.n_items, learner.lambda_v)
+    )
+    items = init.fit.item if init else _initial_items(learner, train.n_items)
+    fit = weighted_als(problem, weights, items, learner.max_sweeps, learner.tol, learner.kkt_tol)
+    info = {
+        "median_profile": median,
+        "capped_real": int(np.sum(cap[: train.n_users] < 1)),
+        "capped_fake": int(np.sum(cap[train.n_users :] < 1)),
+    }
+    return ReweightedFit(problem, weights, fit, cap, math.inf, info)
 
 
 def influence_cap(
@@ -539,22 +618,25 @@ def influence_cap(
     config: InfluenceCapConfig,
 ) -> DefendedModel:
     """Weighted ALS with user weights ``c_i = min(1, cap * median / n_i)`` (module docstring)."""
+    return influence_cap_fit(train, fake, learner, config).model(train.n_users)
+
+
+def als_wr_fit(
+    train: Ratings,
+    fake: sp.csr_array,
+    learner: ALSConfig,
+    config: ALSWRConfig,
+    init: ReweightedFit | None = None,
+) -> ReweightedFit:
+    """ALS-WR's fit (:func:`als_wr`), from ALS's random start (``init``'s items when given)."""
     matrix = combined(train, fake)
-    counts = np.diff(matrix.indptr)
-    median = float(np.median(counts[counts > 0])) if matrix.nnz else 1.0
-    cap = np.minimum(1.0, config.cap * median / np.maximum(counts, 1))
-    weights = np.repeat(cap, counts)
-    problem = WeightedProblem.build(
-        matrix, learner.lambda_u * cap, np.full(train.n_items, learner.lambda_v)
-    )
-    items = _initial_items(learner, train.n_items)
+    user_counts = np.maximum(np.diff(matrix.indptr), 1)
+    item_counts = np.maximum(np.bincount(matrix.indices, minlength=train.n_items), 1)
+    problem = WeightedProblem.build(matrix, config.lam * user_counts, config.lam * item_counts)
+    weights = np.ones(matrix.nnz)
+    items = init.fit.item if init else _initial_items(learner, train.n_items)
     fit = weighted_als(problem, weights, items, learner.max_sweeps, learner.tol, learner.kkt_tol)
-    info = {
-        "median_profile": median,
-        "capped_real": int(np.sum(cap[: train.n_users] < 1)),
-        "capped_fake": int(np.sum(cap[train.n_users :] < 1)),
-    }
-    return _weighted_model(problem, weights, fit, train.n_users, info)
+    return ReweightedFit(problem, weights, fit, np.ones(matrix.shape[0]), math.inf, {})
 
 
 def als_wr(
@@ -564,14 +646,26 @@ def als_wr(
     config: ALSWRConfig,
 ) -> DefendedModel:
     """ALS-WR: ``L`` with ``lam n_i |u_i|^2 + lam n_j |v_j|^2`` (counts of at least 1)."""
-    matrix = combined(train, fake)
-    user_counts = np.maximum(np.diff(matrix.indptr), 1)
-    item_counts = np.maximum(np.bincount(matrix.indices, minlength=train.n_items), 1)
-    problem = WeightedProblem.build(matrix, config.lam * user_counts, config.lam * item_counts)
-    weights = np.ones(matrix.nnz)
-    items = _initial_items(learner, train.n_items)
-    fit = weighted_als(problem, weights, items, learner.max_sweeps, learner.tol, learner.kkt_tol)
-    return _weighted_model(problem, weights, fit, train.n_users, {})
+    return als_wr_fit(train, fake, learner, config).model(train.n_users)
+
+
+#: The defenses that fit a weighted objective (:class:`ReweightedFit`).
+ReweightedConfig = HuberConfig | InfluenceCapConfig | ALSWRConfig
+
+
+def reweighted_fit(
+    train: Ratings,
+    fake: sp.csr_array,
+    learner: ALSConfig,
+    config: ReweightedConfig,
+    init: ReweightedFit | None = None,
+) -> ReweightedFit:
+    """The fit of a reweighting defense (``init``: an earlier fit to warm-start from)."""
+    if isinstance(config, HuberConfig):
+        return huber_fit(train, fake, learner, config, init)
+    if isinstance(config, InfluenceCapConfig):
+        return influence_cap_fit(train, fake, learner, config, init)
+    return als_wr_fit(train, fake, learner, config, init)
 
 
 def defend(

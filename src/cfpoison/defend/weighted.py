@@ -129,8 +129,8 @@ def weighted_als(
     kkt_tol: float = 0.0,
 ) -> WeightedFit:
     """Sweep ``L_w`` from the item factors ``item`` (copied) until the relative objective
-    change is ``<= tol`` or the relative KKT residual ``<= kkt_tol`` (0: off), at most
-    ``max_sweeps`` sweeps."""
+    change is ``<= tol`` or the relative KKT residual ``<= kkt_tol`` (either 0: off, as for the
+    learners), at most ``max_sweeps`` sweeps."""
     m, _ = problem.shape
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     item = np.array(item, dtype=np.float64, order="C")
@@ -141,7 +141,9 @@ def weighted_als(
         value = problem.solve_items(weights, user, item) + problem.penalty(user, item)
         change = abs(previous - value) / max(abs(value), np.finfo(float).tiny)
         previous = value
-        if change <= tol or (kkt_tol > 0 and problem.kkt_residual(weights, user, item) <= kkt_tol):
+        if (tol > 0 and change <= tol) or (
+            kkt_tol > 0 and problem.kkt_residual(weights, user, item) <= kkt_tol
+        ):
             return WeightedFit(user, item, value, sweep, True)
     return WeightedFit(user, item, previous, max_sweeps, False)
 
