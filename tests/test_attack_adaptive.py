@@ -18,6 +18,7 @@ from cfpoison.cli import main
 from cfpoison.data.preprocess import PreprocessConfig, prepare
 from cfpoison.data.synthetic import PRESETS, make_synthetic
 from cfpoison.defend.defenses import (
+    LEARNED,
     BaggingConfig,
     DefenseConfig,
     DetectRemoveConfig,
@@ -92,7 +93,9 @@ def test_defense_option_round_trips_and_refuses_what_is_not_built() -> None:
     assert AttackConfig.from_dict(config.to_dict()) == config
     assert defense_option(config.options["defense"]) == BaggingConfig(bags=3)
     assert defense_option("trimmed") == TrimmedConfig()
-    for bad in (HuberConfig().to_dict(), DetectRemoveConfig(calibration="poisoned").to_dict()):
+    assert defense_option("huber") == HuberConfig()  # tests/test_adaptive_weighted.py
+    learned = DetectRemoveConfig(detector=LEARNED).to_dict()
+    for bad in (learned, DetectRemoveConfig(calibration="poisoned").to_dict(), "nonsense"):
         with pytest.raises(ConfigError):
             defense_option(bad)
 

@@ -103,10 +103,10 @@ def test_reproduce_defenses_quick(tmp_path: Path) -> None:
     attacks = {row["attack"] for row in payload["defenses"]}
     made = {row["adaptive_attack"] for row in payload["adaptive"]}
     assert attacks == {"pga", "sgld", "uniform", "average", "bandwagon"} | made
-    # PGA against each of the 7 default defenses with an adaptive attacker (4 detectors,
-    # bagging, 2 trimmed), and PGA projected after the attack for each detector
+    # PGA against each of the 10 default defenses (4 detectors, bagging, 2 trimmed, Huber,
+    # influence cap, ALS-WR), and PGA projected after the attack for each detector
     kinds = [row["kind"] for row in payload["adaptive"]]
-    assert kinds.count("adaptive") == 7 and kinds.count("evade") == 4
+    assert kinds.count("adaptive") == 10 and kinds.count("evade") == 4
     for row in payload["adaptive"]:
         made_rows = [r for r in payload["defenses"] if r["attack"] == row["adaptive_attack"]]
         assert [r["name"] for r in made_rows] == [row["defense"]]

@@ -34,9 +34,26 @@ and zero for the fake ratings a fit does not see.
   (:func:`cfpoison.defend.adaptive.evade`, continuous ratings; snapped at the end), and the
   fit is the defense's refit without the flagged users (the real ones folded in).
 
-Not built: ``huber``, ``influence_cap`` and ``als_wr`` fit weighted objectives (per-rating
-IRLS weights, per-user weights, per-row regularization), whose Hessian
-:class:`cfpoison.learners.hessian.FactorHessian` does not take.
+The reweighting defenses fit one model of the combined matrix, stationary for a weighted
+objective (:class:`cfpoison.defend.defenses.ReweightedFit`)::
+
+    L = sum_Omega c_i rho(X_ij - w_i.v_j) + sum_i a_i |w_i|^2 + sum_j b_j |v_j|^2
+
+whose implicit gradient is that of section 3.1 with the weighted Hessian
+(:class:`cfpoison.learners.hessian.FactorHessian` with rating weights, a Huber threshold and
+per-row regularization) and the mixed partial scaled by the curvature ``h_ij`` of each fake
+rating (``docs/math.md`` section 3.6). The attacker runs the defense's own fit at every
+iterate (warm-started from the last one), so its model is the defense's:
+
+* ``huber``: ``rho`` Huber's, ``c = 1``, ``a = lam_U``, ``b = lam_V``; the gradient is exact
+  at IRLS's fixed point (a stationary point of the Huber objective), and the fit's KKT
+  residual of the Huber objective travels with it (the defense's ``iterations`` IRLS steps
+  may stop short of it). A fake rating beyond ``delta`` from its prediction has ``h = 0``:
+  it enters only through its sign, and its gradient is 0.
+* ``influence_cap``: ``rho(r) = r^2``, ``c_i`` the user's cap and ``a_i = c_i lam_U`` (both
+  depend on profile lengths only, fixed while the values move).
+* ``als_wr``: ``rho(r) = r^2``, ``c = 1``, ``a_i = lam n_i``, ``b_j = lam n_j`` (counts,
+  fixed while the values move).
 
 The method is ``adaptive``; its option ``defense`` is the defense's config as a dict (or a
 defense name: its defaults); ``cfpoison attack --against SPEC`` sets both.
@@ -45,13 +62,14 @@ defense name: its defaults); ``cfpoison attack --against SPEC`` sets both.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
 
 from cfpoison.attacks.engine import AttackContext, MethodOutput, register_method, warn_untrustworthy
-from cfpoison.attacks.gradient import utility_gradient
+from cfpoison.attacks.gradient import ImplicitGradient, hessian_gradient, utility_gradient
 from cfpoison.attacks.pga import run_pga
 from cfpoison.attacks.robust import MeanGradient
 from cfpoison.attacks.utility import Utility
@@ -59,9 +77,13 @@ from cfpoison.defend.adaptive import evade
 from cfpoison.defend.defenses import (
     DEFENSES,
     LEARNED,
+    ALSWRConfig,
     BaggingConfig,
     DefenseConfig,
     DetectRemoveConfig,
+    HuberConfig,
+    InfluenceCapConfig,
+    ReweightedFit,
     Subset,
     SubsetFit,
     TrimmedConfig,
@@ -70,21 +92,23 @@ from cfpoison.defend.defenses import (
     detector_score,
     fit_subset,
     flagged_subset,
+    reweighted_fit,
     trimmed_fit,
 )
 from cfpoison.defend.weighted import fold_in
 from cfpoison.errors import ConfigError
 from cfpoison.learners import ALSConfig
+from cfpoison.learners.hessian import FactorHessian
 
 #: Defenses with an adaptive attacker.
-ADAPTIVE_DEFENSES = ("bagging", "trimmed", "detect_remove")
+ADAPTIVE_DEFENSES = ("bagging", "trimmed", "detect_remove", "huber", "influence_cap", "als_wr")
 
 
 def has_adaptive(defense: DefenseConfig) -> bool:
     """Whether :func:`run_adaptive` can attack ``defense`` (see the module docstring)."""
     if isinstance(defense, DetectRemoveConfig):
         return defense.detector != LEARNED and defense.calibration == "reference"
-    return isinstance(defense, BaggingConfig | TrimmedConfig)
+    return True
 
 
 def defense_option(value: Any) -> DefenseConfig:
@@ -97,8 +121,8 @@ def defense_option(value: Any) -> DefenseConfig:
     config = DEFENSES[value["name"]].from_dict(value)
     if not has_adaptive(config):
         raise ConfigError(
-            f"adaptive: no adaptive attacker against {config.label} (built: bagging, trimmed, "
-            "detect_remove with a cfpoison.detect detector and reference calibration)"
+            f"adaptive: no adaptive attacker against {config.label} (built: every defense but "
+            "detect_remove with a learned detector or poisoned calibration)"
         )
     return config
 
@@ -272,6 +296,72 @@ class DefendedObjective:
         ).fake
 
 
+def reweighted_hessian(
+    state: ReweightedFit, train: sp.csr_array, fake: sp.csr_array
+) -> FactorHessian:
+    """The weighted objective's Hessian at a reweighting defense's fit (module docstring):
+    ``train`` and ``fake`` the real and fake rows of its combined matrix."""
+    m, c = train.shape[0], state.row_weights
+    return FactorHessian(
+        train,
+        fake,
+        state.fit.user[:m],
+        state.fit.user[m:],
+        state.fit.item,
+        state.problem.lam_users,
+        state.problem.lam_items,
+        weights=(np.repeat(c[:m], np.diff(train.indptr)), np.repeat(c[m:], np.diff(fake.indptr))),
+        delta=state.delta,
+    )
+
+
+class ReweightedObjective:
+    """PGA's objective (:class:`cfpoison.attacks.pga.Objective`) through a reweighting defense:
+    the state is the defense's fit, the gradient the weighted objective's (module docstring)."""
+
+    options: frozenset[str] = frozenset({"defense"})
+
+    def __init__(self, ctx: AttackContext, defense: HuberConfig | InfluenceCapConfig | ALSWRConfig):
+        learner = ctx.config.learner
+        if not isinstance(learner, ALSConfig):
+            raise ConfigError("adaptive: the defenses build on ALS; use the als learner")
+        self.ctx, self.defense, self.learner = ctx, defense, learner
+        self.adjoint: np.ndarray | None = None
+
+    def fit(self, fake: sp.csr_array, previous: ReweightedFit | None) -> ReweightedFit:
+        return reweighted_fit(self.ctx.train, fake, self.learner, self.defense, previous)
+
+    def value(self, state: ReweightedFit) -> float:
+        return self.ctx.utility.value(state.fit.user[: self.ctx.train.n_users], state.fit.item)
+
+    def gradient(self, state: ReweightedFit, fake: sp.csr_array) -> ImplicitGradient:
+        """The implicit gradient of the weighted objective; its fit counts as converged when the
+        defense's fits did and the objective's KKT residual is within the learner's ``kkt_tol``
+        (for Huber, IRLS may stop short of its fixed point)."""
+        start = time.perf_counter()
+        config = self.ctx.config
+        hessian = reweighted_hessian(state, self.ctx.train.matrix, fake)
+        kkt = hessian.kkt_residual()
+        grad = hessian_gradient(
+            hessian,
+            self.ctx.utility,
+            config.gradient,
+            kkt_residual=kkt,
+            fit_converged=state.converged
+            and (self.learner.kkt_tol <= 0 or kkt <= self.learner.kkt_tol),
+            solve_tol=config.solve_tol,
+            solve_max_iter=config.solve_max_iter,
+            warm_start=self.adjoint,
+            start=start,
+        )
+        self.adjoint = grad.adjoint
+        warn_untrustworthy(config.method, grad.diagnostics())
+        return grad
+
+    def record(self, state: ReweightedFit) -> dict[str, Any]:
+        return {"sweeps": state.fit.sweeps, **state.info}
+
+
 @register_method("adaptive")
 def run_adaptive(ctx: AttackContext) -> MethodOutput:
     """PGA against ``options["defense"]`` (module docstring)."""
@@ -279,6 +369,10 @@ def run_adaptive(ctx: AttackContext) -> MethodOutput:
     if config.threat.item_selection != "random":
         raise ConfigError("adaptive: item selection must be random (the defense's draws)")
     defense = defense_option(config.options.get("defense", "bagging"))
+    if isinstance(defense, HuberConfig | InfluenceCapConfig | ALSWRConfig):
+        output = run_pga(ctx, ReweightedObjective(ctx, defense))
+        output.info["defense"] = defense.to_dict()
+        return output
     objective = DefendedObjective(ctx, defense)
     detect = isinstance(defense, DetectRemoveConfig)
     output = run_pga(ctx, objective, objective.project if detect else None)

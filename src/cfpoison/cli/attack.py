@@ -210,8 +210,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--against",
         metavar="SPEC",
         help="adaptive PGA (method adaptive) against a defense that the attacker knows: "
-        "bagging, trimmed or detect_remove, as NAME[:KEY=VALUE,...] (cfpoison defend's "
-        "--defense specs; bagging draws its bags with --seed)",
+        "bagging, trimmed, detect_remove, huber, influence_cap or als_wr, as "
+        "NAME[:KEY=VALUE,...] (cfpoison defend's --defense specs; bagging draws its bags "
+        "with --seed)",
     )
     parser.add_argument(
         "--profiles",

@@ -242,9 +242,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--adaptive",
         action="store_true",
         help="with --grid pga: also PGA against each defense that has an adaptive attacker "
-        "(bagging, trimmed, detect_remove; cfpoison.attacks.adaptive, seeded with --seed as "
-        "the defense is) and, for detect_remove, PGA projected under its threshold after the "
-        "attack; each evaluated against its own defense",
+        "(all but detect_remove with a learned detector or poisoned calibration; "
+        "cfpoison.attacks.adaptive, seeded with --seed as the defense is) and, for "
+        "detect_remove, PGA projected under its threshold after the attack; each evaluated "
+        "against its own defense",
     )
     parser.add_argument(
         "--fpr",
