@@ -187,20 +187,38 @@ class TestEveryMethod(AttackMethodContract):
         return AttackCase(small, _config(method=request.param, utility=utility, **changes))
 
 
-def test_backtracking_sets_aside_refits_that_are_not_stationary(small: Ratings) -> None:
+def test_backtracking_sets_aside_refits_that_are_not_stationary(
+    small: Ratings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A candidate refit not stationary after CANDIDATE_SWEEPS is set aside for smaller steps;
-    only when none of them ascends at a stationary fit does it finish with the full budget."""
-    from cfpoison.attacks.pga import CANDIDATE_SWEEPS
+    only when none of them ascends at a stationary fit does it finish (FINISH_SWEEPS more),
+    and it is accepted only if it ends stationary; the last step is never finished."""
+    from cfpoison.attacks import pga
 
     reachable = run_attack(small, _config(iterations=3))
     assert len(reachable.history) == 4
-    assert all(0 < r["fit_sweeps"] <= CANDIDATE_SWEEPS for r in reachable.history[1:])
-    # KKT 1e-300 cannot be met: no candidate is ever stationary, so every accepted step is a
-    # set-aside candidate finished with the learner's whole budget, and says so
+    assert all(0 < r["fit_sweeps"] <= pga.CANDIDATE_SWEEPS for r in reachable.history[1:])
+    # two sweeps never reach KKT 1e-5 here: every candidate is set aside, and every step
+    # taken is a finished one, stationary
+    monkeypatch.setattr(pga, "CANDIDATE_SWEEPS", 2)
+    finished = run_attack(small, _config(iterations=3))
+    assert finished.info["stop_reason"] == "last step set aside"
+    assert len(finished.history) == 3  # the start and two finished steps
+    for record in finished.history[1:]:
+        assert record["fit_converged"] and record["kkt_residual"] <= LEARNER.kkt_tol
+        assert 0 < record["fit_sweeps"] <= pga.FINISH_SWEEPS
+        assert record["candidates"] == pga.MAX_HALVINGS + 1
+    # a KKT tolerance no fit meets: nothing is ever stationary, so no step is taken
     unreachable = run_attack(
         small, _config(iterations=3, learner=LEARNER.replace(kkt_tol=1e-300, tol=0.0))
     )
-    assert len(unreachable.history) == 4
-    for record in unreachable.history[1:]:
-        assert record["fit_sweeps"] == LEARNER.max_sweeps  # the finishing refit's own
-    assert not unreachable.history[2]["fit_converged"]
+    assert unreachable.info["stop_reason"] == "no ascent"
+    assert len(unreachable.history) == 1
+
+
+def test_backtracking_does_not_retry_a_step_that_was_just_halved() -> None:
+    from cfpoison.attacks.pga import _step_size
+
+    assert _step_size("backtracking", 1.0, 3, 0.25) == 0.5
+    assert _step_size("backtracking", 1.0, 3, 0.25, grow=False) == 0.25
+    assert _step_size("backtracking", 1.0, 3, 0.75) == 1.0

@@ -17,16 +17,20 @@ than the paper's); when the re-selected step does not raise the utility, backtra
 along the current pattern.
 
 Step schedules: ``constant`` (``s_t = s``), ``invsqrt`` (``s_t = s / sqrt(t + 1)``) and
-``backtracking``: start from ``min(s, 2 s_{t-1})``, halve until the refitted model's true
-utility rises at a stationary fit (at most :data:`MAX_HALVINGS` times); if it never does, stop.
-A candidate's warm refit gets at most :data:`CANDIDATE_SWEEPS` sweeps: a typical one takes
-25-60, and one that needs more is crossing a saddle of the poisoned objective (docs/math.md
-3.5), which took up to the learner's 3,000 sweeps (40 s on ml-latest-small) for a step that
-was often halved anyway. Such a candidate is set aside and the step halved; only if no
-smaller step ascends at a stationary fit does the largest set-aside candidate that ascended
-finish its refit with the learner's full budget (from where it stopped) and, still
-ascending, become the step. An accepted step is thus always a stationary fit (or says it is
-not), where the next gradient is exact.
+``backtracking``: start from ``min(s, 2 s_{t-1})`` (from ``s_{t-1}`` itself when step
+``t - 1`` had to be halved: a step that just failed is not retried at once), halve until the
+refitted model's true utility rises at a stationary fit (at most :data:`MAX_HALVINGS` times);
+if it never does, stop. A candidate's warm refit gets at most :data:`CANDIDATE_SWEEPS`
+sweeps: a typical one takes 15-60, and one that needs more is usually crossing a saddle of
+the poisoned objective (docs/math.md 3.5), which took up to the learner's 3,000 sweeps (40 s
+on ml-latest-small) for a step that was often halved anyway. Such a candidate is set aside
+and the step halved; only if no smaller step ascends at a stationary fit does the largest
+set-aside candidate that ascended finish its refit with the learner's full budget (from
+where it stopped) and, still ascending, become the step. An accepted step is thus always a
+stationary fit (or says it is not), where the next gradient is exact. At the last step no
+gradient follows, so a set-aside candidate is not finished there (the attack ends at the
+last stationary iterate, ``stop_reason`` "last step set aside"). Each history record counts
+the candidate refits its step took (``candidates``).
 
 Start (``options["start"]``): ``uniform`` (Algorithm 1: B random items per fake user, random
 ratings), or the profiles of a shilling baseline (``average``, ``bandwagon``) whose values PGA
@@ -70,7 +74,9 @@ State = TypeVar("State")
 #: Most halvings of one backtracking step.
 MAX_HALVINGS = 6
 #: Sweeps (nuclear norm: iterations) a backtracking candidate's warm refit may take.
-CANDIDATE_SWEEPS = 300
+CANDIDATE_SWEEPS = 120
+#: Sweeps (nuclear norm: iterations) a set-aside candidate may take to finish its refit.
+FINISH_SWEEPS = 1000
 #: Where PGA may start (``AttackConfig.options["start"]``).
 STARTS = {"uniform": None, "average": average_attack, "bandwagon": bandwagon_attack}
 
@@ -99,12 +105,14 @@ def pga_start(ctx: AttackContext, options: frozenset[str] = frozenset()) -> sp.c
     return baseline(ctx.train.matrix, threat, ctx.n_fake, ctx.grid, ctx.rng, targets, ratings)
 
 
-def _step_size(schedule: str, size: float, t: int, last: float) -> float:
+def _step_size(schedule: str, size: float, t: int, last: float, grow: bool = True) -> float:
+    """The first step tried at iteration ``t``; ``last`` is the previous accepted step and
+    ``grow`` whether it was accepted without halving (backtracking only)."""
     if schedule == "constant":
         return size
     if schedule == "invsqrt":
         return size / math.sqrt(t + 1)
-    return min(size, 2.0 * last)
+    return min(size, 2.0 * last) if grow else last
 
 
 def _random_step(
@@ -214,8 +222,9 @@ class LearnerObjective:
         return self.ctx.fit_with(learner, fake, init=previous.factors)
 
     def finish(self, fake: sp.csr_array, partial: Learner) -> Learner:
-        """A capped refit continued, from where it stopped, with the learner's full budget."""
-        return self.ctx.fit(fake, init=partial.factors)
+        """A capped refit continued, from where it stopped, for :data:`FINISH_SWEEPS` more."""
+        learner = _capped(self.ctx.config.learner, FINISH_SWEEPS)
+        return self.ctx.fit_with(learner, fake, init=partial.factors)
 
     def value(self, state: Learner) -> float:
         return self.ctx.utility.value(state.user_factors, state.item_factors)
@@ -254,7 +263,7 @@ def run_pga(
         _record(0, value, 0.0, 0.0, first_fit, first_fit, 0.0, objective.record(learner))
     ]
     best_value, best_fake = value, fake
-    last_step = config.step_size
+    last_step, grow = config.step_size, True
     stop_reason = "iterations"
     bar = tqdm(total=config.iterations, desc="pga", disable=not ctx.progress, leave=False)
     for t in range(config.iterations):
@@ -263,10 +272,11 @@ def run_pga(
         grad_seconds = time.perf_counter() - tick
         on_pattern = grad.on_pattern(fake)
         grad_norm = float(np.linalg.norm(on_pattern))
-        step = _step_size(config.step_schedule, config.step_size, t, last_step)
+        step = first = _step_size(config.step_schedule, config.step_size, t, last_step, grow)
         retrain_seconds = 0.0
+        tried = 0
         accepted: tuple[sp.csr_array, Any, float] | None = None
-        crossing: tuple[sp.csr_array, Any] | None = None  # ascended, not yet stationary
+        crossing: tuple[sp.csr_array, Any, float] | None = None  # ascended, not stationary
         reselect = threat.item_selection == "greedy"
         for _ in range(MAX_HALVINGS + 1):
             if reselect:
@@ -282,6 +292,7 @@ def run_pga(
                 break
             tock = time.perf_counter()
             refit = objective.fit(candidate, learner)
+            tried += 1
             retrain_seconds += time.perf_counter() - tock
             new_value = objective.value(refit)
             stationary = bool(getattr(refit, "converged", True))
@@ -289,27 +300,29 @@ def run_pga(
                 accepted = (candidate, refit, new_value)
                 break
             if new_value > value and crossing is None:
-                crossing = (candidate, refit)
+                crossing = (candidate, refit, step)
             if reselect:  # keep the items, backtrack along the fixed pattern instead
                 reselect = False
                 continue
             step *= 0.5
         finish = getattr(objective, "finish", None)
-        if accepted is None and crossing is not None and finish is not None:
+        last = t + 1 == config.iterations
+        if accepted is None and crossing is not None and finish is not None and not last:
             # no smaller step reached a stationary ascent: let the largest one finish crossing
             tock = time.perf_counter()
-            refit = finish(*crossing)
+            refit = finish(crossing[0], crossing[1])
             retrain_seconds += time.perf_counter() - tock
             new_value = objective.value(refit)
-            if new_value > value:
+            if new_value > value and getattr(refit, "converged", True):
                 accepted = (crossing[0], refit, new_value)
+                step = crossing[2]
                 stop_reason = "iterations"
         if accepted is None:
             if stop_reason != "converged":
-                stop_reason = "no ascent"
+                stop_reason = "last step set aside" if last and crossing else "no ascent"
             break
         fake, learner, value = accepted
-        last_step = step
+        last_step, grow = step, step == first
         if value > best_value:
             best_value, best_fake = value, fake
         history.append(
@@ -321,7 +334,7 @@ def run_pga(
                 time.perf_counter() - tick,
                 retrain_seconds,
                 grad_seconds,
-                {**grad.diagnostics(), **objective.record(learner)},
+                {**grad.diagnostics(), **objective.record(learner), "candidates": tried},
             )
         )
         bar.update(1)
@@ -334,11 +347,12 @@ def run_pga(
     )
 
 
-def _capped(learner: LearnerConfig) -> LearnerConfig:
-    """``learner`` with its sweep cap lowered to :data:`CANDIDATE_SWEEPS`."""
+def _capped(learner: LearnerConfig, sweeps: int | None = None) -> LearnerConfig:
+    """``learner`` with its sweep cap lowered to ``sweeps`` (:data:`CANDIDATE_SWEEPS`)."""
+    sweeps = CANDIDATE_SWEEPS if sweeps is None else sweeps
     if isinstance(learner, NuclearConfig):
-        return learner.replace(max_iters=min(learner.max_iters, CANDIDATE_SWEEPS))
-    return learner.replace(max_sweeps=min(learner.max_sweeps, CANDIDATE_SWEEPS))
+        return learner.replace(max_iters=min(learner.max_iters, sweeps))
+    return learner.replace(max_sweeps=min(learner.max_sweeps, sweeps))
 
 
 def _record(
