@@ -72,3 +72,32 @@ def test_warm_start_and_the_iteration_cap_are_reported() -> None:
     capped = solve(hessian, rhs, tol=1e-14, max_iter=2)
     assert not capped.converged and capped.iterations <= 2
     assert capped.relative_residual > 1e-14
+
+
+@pytest.mark.parametrize(("m", "m_fake", "n"), [(20, 3, 12), (6, 4, 25)])
+def test_dense_fake_block_products_equal_the_sparse_ones(m: int, m_fake: int, n: int) -> None:
+    """Fake rows that rate every item (SGLD's chains) go through BLAS; H, its off-diagonal
+    blocks and a solve are those of the per-rating kernels, at a point that is not
+    stationary (so the residual terms count)."""
+    rng = np.random.default_rng(m + n)
+    base = _problem(m + n, m, m_fake, n)
+    values = rng.uniform(-2, 2, (m_fake, n))
+    values[:, 1] = 0.0  # a stored zero is a rating too
+    fake = sp.csr_array((values.ravel(), np.tile(np.arange(n), m_fake), np.arange(m_fake + 1) * n))
+    point = (base.user, rng.normal(size=(m_fake, 3)), base.item + 0.1 * rng.normal(size=(n, 3)))
+    fast = FactorHessian(base.train, fake, *point, 0.5, 0.7)
+    slow = FactorHessian(base.train, fake, *point, 0.5, 0.7)
+    assert fast._dense is not None
+    slow._dense = None
+    np.testing.assert_allclose(_dense(fast), _dense(slow), rtol=1e-10, atol=1e-10)
+    dv = rng.normal(size=(n, 3))
+    du, df = rng.normal(size=(m, 3)), rng.normal(size=(m_fake, 3))
+    for a, b in zip(fast.couple_to_users(dv), slow.couple_to_users(dv), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        fast.couple_to_items(du, df), slow.couple_to_items(du, df), rtol=1e-10, atol=1e-10
+    )
+    rhs = _dense(slow) @ rng.normal(size=slow.size)
+    x_fast, x_slow = (solve(h, rhs, tol=1e-10, max_iter=5000) for h in (fast, slow))
+    assert x_fast.converged and x_slow.converged
+    np.testing.assert_allclose(x_fast.x, x_slow.x, rtol=1e-6, atol=1e-8)

@@ -11,7 +11,9 @@ For a direction ``(dW, dV)``, with ``dE_ij = -(dw_i.v_j + w_i.dv_j)`` on the obs
     H_W = -2 dE V  - 2 E dV  + 2 lam_U dW
     H_V = -2 dE'W  - 2 E'dW  + 2 lam_V dV
 
-which costs ``O(|Omega| k)`` and never forms H. The exact diagonal blocks of H are
+which costs ``O(|Omega| k)`` and never forms H (fake rows that rate every item, SGLD's
+chains, are one dense block ``D`` whose products go through BLAS: with ``E~ = D - U~V'``,
+``-2 E~ dV = -2 D dV + 2 U~ (V'dV)`` and ``-2 E~'dU~ = -2 D'dU~ + 2 V (U~'dU~)``). The exact diagonal blocks of H are
 ``2 (lam_U I + sum_{j in Omega_i} v_j v_j')`` for user i and
 ``2 (lam_V I + sum_{i in Omega'_j} w_i w_i')`` for item j; their inverses are the block-Jacobi
 preconditioner of :func:`solve` and, applied alone, the paper's Eq. 12.
@@ -50,6 +52,7 @@ from cfpoison.learners._sparse import (
     with_values,
 )
 from cfpoison.learners.base import cached_csc, serial_blas
+from cfpoison.learners.factored import DenseBlock
 from cfpoison.learners.kernels import empty_source, ridge_blocks
 
 
@@ -106,6 +109,11 @@ class FactorHessian:
         residual_train = self.train.data - sddmm(self.train, self.user, self.item)
         residual_fake = self.fake.data - sddmm(self.fake, self.fake_user, self.item)
         self._curvature: tuple[np.ndarray | None, ...] = (None,) * 4
+        self._dense: DenseBlock | None = None
+        n_fake = len(self.fake_user)
+        dense = n_fake and self.fake.nnz == n_fake * n and self.fake.has_sorted_indices
+        if dense and not self.weighted:  # SGLD's dense rows: their products through BLAS
+            self._dense = DenseBlock.of(np.asarray(self.fake.data).reshape(n_fake, n))
         if not self.weighted:
             self._residual_train = with_values(self.train, residual_train)
             self._residual_fake = with_values(self.fake, residual_fake)
@@ -194,14 +202,38 @@ class FactorHessian:
         h_t, h_f, h_t_csc, h_f_csc = self._curvature
         hessian_rows(self.train, self._residual_train.data, self.user, du, self.item, dv, hu, h_t)
         hessian_rows(
-            self.fake, self._residual_fake.data, self.fake_user, df, self.item, dv, hf, h_f
-        )
-        hessian_rows(
             self._train_csc, self._residual_train_csc, self.item, dv, self.user, du, hv, h_t_csc
+        )
+        if self._dense is not None:
+            hf += self._dense_users(df, dv)
+            hv += self._dense_items(df, dv)
+            return out
+        hessian_rows(
+            self.fake, self._residual_fake.data, self.fake_user, df, self.item, dv, hf, h_f
         )
         hessian_rows(
             self._fake_csc, self._residual_fake_csc, self.item, dv, self.fake_user, df, hv, h_f_csc
         )
+        return out
+
+    def _dense_users(self, df: np.ndarray | None, dv: np.ndarray) -> np.ndarray:
+        """The dense fake block's part of ``H_U~``: ``2 dU~ (V'V) + 2 U~ (dV'V + V'dV)
+        - 2 D dV`` (``-2 dE V - 2 E dV`` with ``E = D - U~V'``, ``dE = -(dU~ V' + U~ dV')``)."""
+        assert self._dense is not None
+        v, w = self.item, self.fake_user
+        out = 2.0 * (w @ (dv.T @ v + v.T @ dv)) - 2.0 * (self._dense.values @ dv)
+        if df is not None:
+            out += 2.0 * (df @ (v.T @ v))
+        return out
+
+    def _dense_items(self, df: np.ndarray, dv: np.ndarray | None) -> np.ndarray:
+        """The dense fake block's part of ``H_V``: ``2 dV (U~'U~) + 2 V (dU~'U~ + U~'dU~)
+        - 2 D' dU~``."""
+        assert self._dense is not None
+        v, w = self.item, self.fake_user
+        out = 2.0 * (v @ (df.T @ w + w.T @ df)) - 2.0 * (self._dense.transposed @ df)
+        if dv is not None:
+            out += 2.0 * (dv @ (w.T @ w))
         return out
 
     def couple_to_users(self, dv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,6 +245,8 @@ class FactorHessian:
         hessian_rows(
             self.train, self._residual_train.data, self.user, zero_u, self.item, dv, hu, h_t
         )
+        if self._dense is not None:
+            return hu, self._dense_users(None, dv)
         hessian_rows(
             self.fake, self._residual_fake.data, self.fake_user, zero_f, self.item, dv, hf, h_f
         )
@@ -226,6 +260,8 @@ class FactorHessian:
         hessian_rows(
             self._train_csc, self._residual_train_csc, self.item, zero, self.user, du, hv, h_t_csc
         )
+        if self._dense is not None:
+            return hv + self._dense_items(df, None)
         hessian_rows(
             self._fake_csc,
             self._residual_fake_csc,
