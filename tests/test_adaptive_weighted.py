@@ -38,16 +38,14 @@ from test_attack_engine import _config as _engine_config
 from test_attack_gradient import LEARNERS, STEP, _problem
 
 #: The reweighting defenses on the tiny problem of ``test_attack_gradient``: Huber with a
-#: threshold that leaves fake ratings on both sides of it, at IRLS's fixed point (KKT of the
-#: Huber objective about 1e-10); a cap that binds on fake and real users; ALS-WR.
+#: threshold that leaves fake ratings on both sides of it (the defense's 60 IRLS steps reach
+#: the fixed point that the attacker's fit stops at, KKT 1e-10, so their models agree); a cap
+#: that binds on fake and real users; ALS-WR.
 CASES: dict[str, DefenseConfig] = {
     "huber": HuberConfig(delta=1.0, iterations=60),
     "influence_cap": InfluenceCapConfig(cap=0.5),
     "als_wr": ALSWRConfig(lam=0.2),
 }
-#: Fake ratings differenced: Huber's refit (60 IRLS steps) costs 0.15 s, so the first two
-#: fake users' 12 of 18 (inliers and outliers both); all of them for the others.
-DIFFERENCED = {"huber": 12}
 
 
 def _random_hessian(
@@ -208,17 +206,16 @@ def test_gradient_through_the_reweighting_defense_matches_finite_differences(cas
     assert objective.value(state) == pytest.approx(ctx.utility.value(model.user, model.item))
     hessian = reweighted_hessian(state, ratings.matrix, fake)
     assert hessian.kkt_residual() <= 1e-8  # a stationary point of the weighted objective
-    entries = DIFFERENCED.get(case, fake.nnz)
     if isinstance(defense, HuberConfig):  # fake ratings in- and outside the threshold
         assert hessian.fake_curvature is not None
-        assert 0 < hessian.fake_curvature[:entries].sum() < entries
+        assert 0 < hessian.fake_curvature.sum() < fake.nnz
     if isinstance(defense, InfluenceCapConfig):
         assert state.info["capped_fake"] > 0 and state.info["capped_real"] > 0
     grad = objective.gradient(state, fake)
     assert grad.trustworthy
-    values = grad.on_pattern(fake)[:entries]
-    fd = np.zeros(entries)
-    for entry in range(entries):
+    values = grad.on_pattern(fake)
+    fd = np.zeros(fake.nnz)
+    for entry in range(fake.nnz):
         sides = []
         for sign in (1.0, -1.0):
             moved = fake.copy()

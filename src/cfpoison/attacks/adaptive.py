@@ -43,13 +43,16 @@ whose implicit gradient is that of section 3.1 with the weighted Hessian
 (:class:`cfpoison.learners.hessian.FactorHessian` with rating weights, a Huber threshold and
 per-row regularization) and the mixed partial scaled by the curvature ``h_ij`` of each fake
 rating (``docs/math.md`` section 3.6). The attacker runs the defense's own fit at every
-iterate (warm-started from the last one), so its model is the defense's:
+iterate (warm-started from the last one), so its model is the defense's, except Huber's:
 
 * ``huber``: ``rho`` Huber's, ``c = 1``, ``a = lam_U``, ``b = lam_V``; the gradient is exact
-  at IRLS's fixed point (a stationary point of the Huber objective), and the fit's KKT
-  residual of the Huber objective travels with it (the defense's ``iterations`` IRLS steps
-  may stop short of it). A fake rating beyond ``delta`` from its prediction has ``h = 0``:
-  it enters only through its sign, and its gradient is 0.
+  at IRLS's fixed point (a stationary point of the Huber objective), so the attacker's model
+  is IRLS run to it (:func:`cfpoison.defend.defenses.huber_fit` with ``stationary``: KKT
+  residual of the Huber objective within the learner's ``kkt_tol``, warm from the last
+  iterate's fixed point), the estimator that the defense's ``iterations`` steps approximate
+  (on ml-latest-small 5 steps leave a KKT residual of about 3e-3; the gradient taken there
+  did not ascend, ``benchmarks/RESULTS.md``). A fake rating beyond ``delta`` from its
+  prediction has ``h = 0``: it enters only through its sign, and its gradient is 0.
 * ``influence_cap``: ``rho(r) = r^2``, ``c_i`` the user's cap and ``a_i = c_i lam_U`` (both
   depend on profile lengths only, fixed while the values move).
 * ``als_wr``: ``rho(r) = r^2``, ``c = 1``, ``a_i = lam n_i``, ``b_j = lam n_j`` (counts,
@@ -329,7 +332,9 @@ class ReweightedObjective:
         self.adjoint: np.ndarray | None = None
 
     def fit(self, fake: sp.csr_array, previous: ReweightedFit | None) -> ReweightedFit:
-        return reweighted_fit(self.ctx.train, fake, self.learner, self.defense, previous)
+        return reweighted_fit(
+            self.ctx.train, fake, self.learner, self.defense, previous, stationary=True
+        )
 
     def value(self, state: ReweightedFit) -> float:
         return self.ctx.utility.value(state.fit.user[: self.ctx.train.n_users], state.fit.item)

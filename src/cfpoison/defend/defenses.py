@@ -526,43 +526,69 @@ class ReweightedFit:
         return _weighted_model(self.problem, self.weights, self.fit, m, self.info)
 
 
+#: Most IRLS steps of a fit to Huber's fixed point (:func:`huber_fit` with ``stationary``).
+MAX_IRLS_STEPS = 300
+
+
 def huber_fit(
     train: Ratings,
     fake: sp.csr_array,
     learner: ALSConfig,
     config: HuberConfig,
     init: ReweightedFit | None = None,
+    stationary: bool = False,
 ) -> ReweightedFit:
-    """IRLS for the Huber loss (module docstring), from the plain ALS fit of the data (warm
-    from ``init``'s start when given)."""
+    """IRLS for the Huber loss (module docstring): ``config.iterations`` steps from the plain
+    ALS fit of the data (warm from ``init``'s start when given).
+
+    ``stationary``: instead, IRLS steps (from ``init``'s fit when given) until the Huber
+    objective's relative KKT residual is at most the learner's ``kkt_tol`` (at most
+    :data:`MAX_IRLS_STEPS`): the estimator that the defense's steps approximate, a stationary
+    point of the Huber objective (``converged`` says whether it was reached).
+    """
     matrix = combined(train, fake)
     problem = WeightedProblem.build(
         matrix,
         np.full(matrix.shape[0], learner.lambda_u),
         np.full(train.n_items, learner.lambda_v),
     )
-    start = ALSLearner(learner).fit(train, init=init.start if init else None, fake=fake)
-    user = np.vstack([start.user_factors, start.fake_user_factors])
-    item = start.item_factors
-    sweeps, converged = [start.n_sweeps], start.converged
+    if stationary and init is not None:
+        start, user, item = init.start, init.fit.user, init.fit.item
+        sweeps, converged = [0], True
+    else:
+        als = ALSLearner(learner).fit(train, init=init.start if init else None, fake=fake)
+        start = als.factors.copy()
+        user = np.vstack([als.user_factors, als.fake_user_factors])
+        item = als.item_factors
+        sweeps, converged = [als.n_sweeps], als.converged
 
     def irls_weights() -> np.ndarray:
         residual = np.abs(problem.residuals(user, item))
         return np.minimum(1.0, config.delta / np.maximum(residual, np.finfo(float).tiny))
 
-    for _ in range(config.iterations):
+    def huber_kkt() -> float:  # w r = clip(r): the weighted gradient at IRLS weights is Huber's
+        return problem.kkt_residual(irls_weights(), user, item)
+
+    weights = irls_weights()
+    steps = MAX_IRLS_STEPS if stationary else config.iterations
+    for _ in range(steps):
+        if stationary and huber_kkt() <= learner.kkt_tol:
+            break
         weights = irls_weights()
         fit = weighted_als(problem, weights, item, learner.max_sweeps, learner.tol, learner.kkt_tol)
         user, item = fit.user, fit.item
         sweeps.append(fit.sweeps)
         converged = converged and fit.converged
-    info = {
+    info: dict[str, Any] = {
         "irls_sweeps": sweeps,
         # how far the last weights are from their fixed point (0: IRLS has converged)
         "irls_weight_change": float(np.max(np.abs(irls_weights() - weights), initial=0.0)),
         "mean_weight_real": float(np.mean(weights[: train.nnz])) if train.nnz else math.nan,
         "mean_weight_fake": float(np.mean(weights[train.nnz :])) if fake.nnz else math.nan,
     }
+    if stationary:
+        info["huber_kkt_residual"] = kkt = huber_kkt()
+        converged = converged and kkt <= learner.kkt_tol
     return ReweightedFit(
         problem,
         weights,
@@ -570,7 +596,7 @@ def huber_fit(
         np.ones(matrix.shape[0]),
         config.delta,
         info,
-        start.factors.copy(),
+        start,
     )
 
 
@@ -659,10 +685,12 @@ def reweighted_fit(
     learner: ALSConfig,
     config: ReweightedConfig,
     init: ReweightedFit | None = None,
+    stationary: bool = False,
 ) -> ReweightedFit:
-    """The fit of a reweighting defense (``init``: an earlier fit to warm-start from)."""
+    """The fit of a reweighting defense (``init``: an earlier fit to warm-start from;
+    ``stationary``: Huber's IRLS to its fixed point, :func:`huber_fit`)."""
     if isinstance(config, HuberConfig):
-        return huber_fit(train, fake, learner, config, init)
+        return huber_fit(train, fake, learner, config, init, stationary)
     if isinstance(config, InfluenceCapConfig):
         return influence_cap_fit(train, fake, learner, config, init)
     return als_wr_fit(train, fake, learner, config, init)
