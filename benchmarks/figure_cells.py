@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from cfpoison.attacks.engine import AttackConfig
-from cfpoison.experiments.attack_runner import RUNNER, data_checksum, prepared
+from cfpoison.experiments.attack_runner import data_checksum, prepared
 from cfpoison.experiments.paper.figures_1_2 import METHODS, SHILLING, figure_parts
 from cfpoison.experiments.shared_fits import clean_and_floor
 from cfpoison.experiments.sweeps.cache import Cache
+from cfpoison.experiments.sweeps.execute import execute_cell
 from cfpoison.experiments.sweeps.runners import RunContext, cells_of
+from cfpoison.learners.base import serial_blas
 
 
 def timed(fn: Any) -> tuple[Any, dict[str, float]]:
@@ -77,7 +79,9 @@ def main() -> None:
     }
     print(json.dumps(result), flush=True)
     for method in args.methods.split(","):
-        outcome, seconds = timed(lambda m=method: RUNNER.run(cell(m).config, context))
+        outcome, seconds = timed(
+            lambda m=method: execute_cell(cell(m).key, dict(cell(m).config), context)
+        )
         metrics = outcome.metrics
         result[method] = {
             **seconds,
@@ -97,4 +101,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with serial_blas():  # as the CLI and a sweep's workers run: the parallel work is numba's
+        main()
