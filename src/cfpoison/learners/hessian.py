@@ -13,8 +13,8 @@ For a direction ``(dW, dV)``, with ``dE_ij = -(dw_i.v_j + w_i.dv_j)`` on the obs
 
 which costs ``O(|Omega| k)`` and never forms H (fake rows that rate every item, SGLD's
 chains, are one dense block ``D`` whose products go through BLAS: with ``E~ = D - U~V'``,
-``-2 E~ dV = -2 D dV + 2 U~ (V'dV)`` and ``-2 E~'dU~ = -2 D'dU~ + 2 V (U~'dU~)``). The exact diagonal blocks of H are
-``2 (lam_U I + sum_{j in Omega_i} v_j v_j')`` for user i and
+``-2 E~ dV = -2 D dV + 2 U~ (V'dV)`` and ``-2 E~'dU~ = -2 D'dU~ + 2 V (U~'dU~)``). The exact
+diagonal blocks of H are ``2 (lam_U I + sum_{j in Omega_i} v_j v_j')`` for user i and
 ``2 (lam_V I + sum_{i in Omega'_j} w_i w_i')`` for item j; their inverses are the block-Jacobi
 preconditioner of :func:`solve` and, applied alone, the paper's Eq. 12.
 
