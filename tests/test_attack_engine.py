@@ -191,8 +191,8 @@ def test_backtracking_sets_aside_refits_that_are_not_stationary(
     small: Ratings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A candidate refit not stationary after CANDIDATE_SWEEPS is set aside for smaller steps;
-    only when none of them ascends at a stationary fit does it finish (FINISH_SWEEPS more),
-    and it is accepted only if it ends stationary; the last step is never finished."""
+    only when none of them ascends at a stationary fit does it finish (FINISH_SWEEPS more);
+    the last step is never finished."""
     from cfpoison.attacks import pga
 
     reachable = run_attack(small, _config(iterations=3))
@@ -208,12 +208,16 @@ def test_backtracking_sets_aside_refits_that_are_not_stationary(
         assert record["fit_converged"] and record["kkt_residual"] <= LEARNER.kkt_tol
         assert 0 < record["fit_sweeps"] <= pga.FINISH_SWEEPS
         assert record["candidates"] == pga.MAX_HALVINGS + 1
-    # a KKT tolerance no fit meets: nothing is ever stationary, so no step is taken
+    # a KKT tolerance no fit meets: every step is a finished candidate that is still not
+    # stationary, and the history says so
     unreachable = run_attack(
         small, _config(iterations=3, learner=LEARNER.replace(kkt_tol=1e-300, tol=0.0))
     )
-    assert unreachable.info["stop_reason"] == "no ascent"
-    assert len(unreachable.history) == 1
+    assert unreachable.info["stop_reason"] == "last step set aside"
+    assert len(unreachable.history) == 3
+    for record in unreachable.history[1:]:
+        assert record["fit_sweeps"] == min(LEARNER.max_sweeps, pga.FINISH_SWEEPS)
+    assert not unreachable.history[2]["fit_converged"]
 
 
 def test_backtracking_does_not_retry_a_step_that_was_just_halved() -> None:

@@ -25,12 +25,12 @@ sweeps: a typical one takes 15-60, and one that needs more is usually crossing a
 the poisoned objective (docs/math.md 3.5), which took up to the learner's 3,000 sweeps (40 s
 on ml-latest-small) for a step that was often halved anyway. Such a candidate is set aside
 and the step halved; only if no smaller step ascends at a stationary fit does the largest
-set-aside candidate that ascended finish its refit with the learner's full budget (from
-where it stopped) and, still ascending, become the step. An accepted step is thus always a
-stationary fit (or says it is not), where the next gradient is exact. At the last step no
-gradient follows, so a set-aside candidate is not finished there (the attack ends at the
-last stationary iterate, ``stop_reason`` "last step set aside"). Each history record counts
-the candidate refits its step took (``candidates``).
+set-aside candidate that ascended continue its refit for :data:`FINISH_SWEEPS` more sweeps
+(from where it stopped) and, still ascending, become the step; if it is still not stationary
+then, the next gradient says so (``gradient_trustworthy``) like any fit that hit its cap. At
+the last step no gradient follows, so a set-aside candidate is not finished there (the
+attack ends at the last accepted iterate, ``stop_reason`` "last step set aside"). Each
+history record counts the candidate refits its step took (``candidates``).
 
 Start (``options["start"]``): ``uniform`` (Algorithm 1: B random items per fake user, random
 ratings), or the profiles of a shilling baseline (``average``, ``bandwagon``) whose values PGA
@@ -74,7 +74,7 @@ State = TypeVar("State")
 #: Most halvings of one backtracking step.
 MAX_HALVINGS = 6
 #: Sweeps (nuclear norm: iterations) a backtracking candidate's warm refit may take.
-CANDIDATE_SWEEPS = 120
+CANDIDATE_SWEEPS = 200
 #: Sweeps (nuclear norm: iterations) a set-aside candidate may take to finish its refit.
 FINISH_SWEEPS = 1000
 #: Where PGA may start (``AttackConfig.options["start"]``).
@@ -313,7 +313,7 @@ def run_pga(
             refit = finish(crossing[0], crossing[1])
             retrain_seconds += time.perf_counter() - tock
             new_value = objective.value(refit)
-            if new_value > value and getattr(refit, "converged", True):
+            if new_value > value:  # not stationary after FINISH_SWEEPS: flagged, as any fit
                 accepted = (crossing[0], refit, new_value)
                 step = crossing[2]
                 stop_reason = "iterations"
