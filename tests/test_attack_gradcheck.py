@@ -61,8 +61,10 @@ def test_pga_gradient_is_the_true_one(subset, mu: tuple[float, float], iteration
 def test_a_capped_fit_gives_a_flagged_gradient(subset, caplog) -> None:  # type: ignore[no-untyped-def]
     train, clean = subset
     capped = LEARNER.replace(max_sweeps=2)
+    # two steps: a last step is never a set-aside candidate's finish, and with 2 sweeps every
+    # candidate is one, so the first step is the one that records its gradient
     config = AttackConfig(
-        learner=capped, threat=THREAT, utility=UtilityConfig(mu1=1.0, mu2=0.0), iterations=1
+        learner=capped, threat=THREAT, utility=UtilityConfig(mu1=1.0, mu2=0.0), iterations=2
     )
     with caplog.at_level(logging.WARNING):
         result = run_attack(train, config, clean=clean, floor=0.0)
