@@ -143,6 +143,20 @@ def _cholesky_solve(A: np.ndarray, b: np.ndarray) -> None:
             b[c] -= Ai[c] * bi
 
 
+@njit(cache=True, inline="always")
+def _ridge_solve(A: np.ndarray, b: np.ndarray, dd: float, lam: float, x: np.ndarray) -> float:
+    """``x = A^-1 b`` (``A`` destroyed) and the fit term ``d.d - x.b - lam |x|^2`` from the
+    normal equations, ``dd = d.d``: one row of :func:`solve_rows` after accumulation."""
+    x[:] = b
+    _cholesky_solve(A, x)
+    xb = 0.0
+    xx = 0.0
+    for a in range(x.shape[0]):
+        xb += x[a] * b[a]
+        xx += x[a] * x[a]
+    return max(dd - xb - lam * xx, 0.0)
+
+
 @njit(cache=True, parallel=True, fastmath=False)
 def solve_rows(
     p1: np.ndarray,
@@ -169,15 +183,7 @@ def solve_rows(
         for a in range(k):
             A[a, a] = lam
         dd = _accumulate(p1, i1, d1, Y1, r, A, b) + _accumulate(p2, i2, d2, Y2, r, A, b)
-        x = b.copy()
-        _cholesky_solve(A, x)
-        xb = 0.0
-        xx = 0.0
-        for a in range(k):
-            xb += x[a] * b[a]
-            xx += x[a] * x[a]
-        fit[r] = max(dd - xb - lam * xx, 0.0)
-        out[r] = x
+        fit[r] = _ridge_solve(A, b, dd, lam, out[r])
     return fit
 
 
@@ -204,15 +210,7 @@ def solve_rows_shared(
         for a in range(k):
             A[a, a] += lam
         total = _accumulate(p, i, d, Y, r, A, b) + dd[r]
-        x = b.copy()
-        _cholesky_solve(A, x)
-        xb = 0.0
-        xx = 0.0
-        for a in range(k):
-            xb += x[a] * b[a]
-            xx += x[a] * x[a]
-        fit[r] = max(total - xb - lam * xx, 0.0)
-        out[r] = x
+        fit[r] = _ridge_solve(A, b, total, lam, out[r])
     return fit
 
 
