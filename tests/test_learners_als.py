@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from cfpoison.attacks.sgld import dense_pattern
 from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.errors import ConfigError, DataError
 from cfpoison.learners import (
@@ -164,8 +165,7 @@ def test_dense_fake_rows() -> None:
     rng = np.random.default_rng(6)
     dense = rng.uniform(-2, 2, (5, ratings.n_items))
     dense[:, 3] = 0.0
-    columns = np.tile(np.arange(ratings.n_items), 5)
-    fake = sp.csr_array((dense.ravel(), columns, np.arange(6) * ratings.n_items), dense.shape)
+    fake = dense_pattern(dense)
     assert fake.nnz == dense.size
     learner = ALSLearner(ALSConfig(rank=3, lambda_u=1, lambda_v=1, **TIGHT))
     learner.fit(ratings, fake=fake)
@@ -303,8 +303,7 @@ def test_dense_fake_block_takes_the_sparse_paths_sweeps(backend: str) -> None:
     rng = np.random.default_rng(7)
     dense = rng.uniform(-2, 2, (4, ratings.n_items))
     dense[:, 5] = 0.0
-    columns = np.tile(np.arange(ratings.n_items), 4)
-    fake = sp.csr_array((dense.ravel(), columns, np.arange(5) * ratings.n_items), dense.shape)
+    fake = dense_pattern(dense)
     ops = backend_module(backend)
     engines = [
         Engine(Problem.build(ratings, fake, dense_block=block), 0.6, 0.9, ops)
