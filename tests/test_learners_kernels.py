@@ -24,7 +24,7 @@ def _random_csr(rng: np.random.Generator, m: int, n: int, density: float) -> sp.
     return matrix
 
 
-@pytest.fixture(params=[1, 3, 8, 13])
+@pytest.fixture(params=[1, 3, 8, 13, 30])
 def problem(request: pytest.FixtureRequest) -> dict[str, np.ndarray | tuple[np.ndarray, ...]]:
     k = request.param
     rng = np.random.default_rng(k)
