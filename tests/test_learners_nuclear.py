@@ -211,8 +211,15 @@ def residual_spectral_norm(learner: NuclearNormLearner, ratings, fake: sp.csr_ar
     return float(np.linalg.norm(residual, 2))
 
 
+@pytest.mark.parametrize("route", ["gram", "arpack"])
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
-def test_warm_refits_with_a_clustered_residual_do_not_crash(seed: int) -> None:
+def test_warm_refits_with_a_clustered_residual_do_not_crash(
+    seed: int, route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cfpoison.learners import nuclear
+
+    if route == "arpack":  # the sparse routes, as on a problem with both sides > GRAM_SIDE
+        monkeypatch.setattr(nuclear, "GRAM_SIDE", 0)
     ratings, fake, rng = arpack_stress_problem(seed)
     learner = NuclearNormLearner(NuclearConfig(lam=1.5, threads=1)).fit(ratings, fake=fake)
     for _ in range(6):  # warm refits on nudged fake ratings, as PGA takes them
@@ -220,7 +227,7 @@ def test_warm_refits_with_a_clustered_residual_do_not_crash(seed: int) -> None:
         fake.data = np.clip(fake.data + 0.05 * rng.standard_normal(fake.nnz), -2, 2)
         learner = NuclearNormLearner(learner.config).fit(ratings, init=learner.factors, fake=fake)
         certificate = learner.certificate()
-        assert certificate["ok"] and certificate["svd_solver"] is not None
+        assert certificate["ok"] and certificate["svd_solver"] == route
         assert certificate["svd_residual"] <= 1e-8 * certificate["spectral_norm"]
     assert 11 <= learner.rank <= 20
     dense = residual_spectral_norm(learner, ratings, fake)
@@ -228,10 +235,14 @@ def test_warm_refits_with_a_clustered_residual_do_not_crash(seed: int) -> None:
 
 
 def failing_svds(monkeypatch: pytest.MonkeyPatch, solvers: set[str]) -> list[str]:
-    """Make ``scipy.sparse.linalg.svds`` fail for ``solvers`` as when they do not converge;
+    """Make ``scipy.sparse.linalg.svds`` fail for ``solvers`` as when they do not converge
+    (and skip the dense Gram route, which these small problems would otherwise take first);
     returns the list of solvers called."""
     import scipy.sparse.linalg as spla
 
+    from cfpoison.learners import nuclear
+
+    monkeypatch.setattr(nuclear, "GRAM_SIDE", 0)
     svds, called = spla.svds, []
 
     def patched(*args, solver: str = "arpack", **kwargs):
@@ -260,15 +271,16 @@ def test_arpack_failure_falls_back_to_propack(monkeypatch: pytest.MonkeyPatch) -
     assert certificate["spectral_norm"] == pytest.approx(dense, rel=1e-8)
 
 
-@pytest.mark.parametrize("route", ["arpack", "propack", "lobpcg", "dense"])
-def test_each_svd_route_matches_a_dense_svd(route: str) -> None:
-    import scipy.sparse.linalg as spla
-
+@pytest.mark.parametrize("route", ["gram", "arpack", "propack", "lobpcg", "dense"])
+@pytest.mark.parametrize("shape", [(90, 70), (70, 90)])
+def test_each_svd_route_matches_a_dense_svd(route: str, shape: tuple[int, int]) -> None:
+    """On a residual operator with sparse real rows and dense fake rows, tall and wide."""
     from cfpoison.learners import nuclear
 
     rng = np.random.default_rng(41)
-    matrix = sp.random_array((90, 70), density=0.3, rng=rng, format="csr")
-    u, s, vt = getattr(nuclear, f"_{route}")(spla.aslinearoperator(matrix), 3, rng)
+    matrix = sp.random_array(shape, density=0.3, rng=rng, format="csr")
+    op = nuclear.ResidualOperator(matrix[:60], matrix[60:].toarray())
+    u, s, vt = getattr(nuclear, f"_{route}")(op, 3, rng)
     order = np.argsort(s)[::-1][:3]
     u, s, v = u[:, order], s[order], vt[order].T
     dense_u, dense_s, _ = np.linalg.svd(matrix.toarray())
