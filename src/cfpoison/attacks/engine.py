@@ -32,7 +32,7 @@ from cfpoison.attacks.baselines import (
     uniform_attack,
 )
 from cfpoison.attacks.gradient import GradientMethod, ImplicitGradient, utility_gradient
-from cfpoison.attacks.metrics import evaluate_profiles, fit_learner, noise_floor
+from cfpoison.attacks.metrics import evaluate_profiles, fit_learner, noise_floor, victim_start
 from cfpoison.attacks.pga import run_pga
 from cfpoison.attacks.threat import ThreatModel, grid_values, snap, violations
 from cfpoison.attacks.utility import Utility, UtilityConfig, build_utility
@@ -155,7 +155,13 @@ class AttackContext:
     def fit_with(
         self, learner: LearnerConfig, fake: sp.csr_array, init: Factors | None = None
     ) -> Learner:
-        """A learner of another config (a tighter one, say) refitted like :meth:`fit`."""
+        """A learner of another config (a tighter one, say) refitted like :meth:`fit`.
+
+        ``init=None`` is the victim's own start; for a learner whose every start reaches the
+        same minimiser (``unique_optimum``) that is the clean model's factors (same result,
+        fewer sweeps)."""
+        if init is None:
+            init = victim_start(learner, self.clean)
         return fit_learner(learner, self.train, fake, init)
 
     def gradient(self, learner: Learner, fake: sp.csr_array) -> ImplicitGradient:

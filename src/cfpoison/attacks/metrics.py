@@ -44,6 +44,12 @@ def fit_learner(
     return build_learner(config).fit(train, init=init, fake=fake)
 
 
+def victim_start(config: LearnerConfig, clean: Learner) -> Factors | None:
+    """Where a victim's refit on poisoned data starts: its own (random) start, except for
+    a learner whose every start reaches the same minimiser, which starts from ``clean``."""
+    return clean.factors if config.unique_optimum else None
+
+
 def rmse_shift(train: Ratings, clean: Learner, other: Learner) -> float:
     """Footnote 4's RMSE between two models on the unseen entries of the normal users."""
     unseen = train.n_users * train.n_items - train.nnz
@@ -107,7 +113,7 @@ def evaluate_profiles(
         clean = fit_learner(learner_config, train)
     if floor is None:
         floor = noise_floor(train, learner_config, clean)
-    poisoned = fit_learner(learner_config, train, fake)
+    poisoned = fit_learner(learner_config, train, fake, victim_start(learner_config, clean))
     metrics: dict[str, Any] = {
         "n_fake": int(fake.shape[0]),
         "rmse_shift": rmse_shift(train, clean, poisoned),

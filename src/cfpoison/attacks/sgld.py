@@ -32,7 +32,8 @@ Chains start from prior samples (Algorithm 2, line 3). The learner sees the fake
 evenly spaced over its second half) are projected onto the feasible set: each row's B
 entries of largest absolute value, clipped to ``+-Lambda`` and snapped to the rating scale;
 the learner is refitted on each projected candidate from the caller's default start
-(``fit(fake, None)``, what the victim would do; a warm start from the chain's dense-row
+(``fit(fake, None)``, what the victim would do, which for nuclear norm is the clean model:
+every start gives the same minimiser there; for ALS a warm start from the chain's dense-row
 solution can settle in another local optimum, with a utility measured at 3x the victim's
 on a small test problem) and the candidate of highest utility is kept.
 

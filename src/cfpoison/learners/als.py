@@ -72,6 +72,9 @@ class ALSConfig(JsonConfig):
     """
 
     kind: ClassVar[str] = "learner"
+    #: Whether every start reaches the same minimiser (:class:`NuclearConfig`): ALS's
+    #: objective is not convex, so a fit's start is part of the experiment.
+    unique_optimum: ClassVar[bool] = False
     name: Literal["als"] = "als"
     rank: int = 10
     lambda_u: float = 8.0

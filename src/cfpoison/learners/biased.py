@@ -57,6 +57,7 @@ class BiasedConfig(JsonConfig):
     """
 
     kind: ClassVar[str] = "learner"
+    unique_optimum: ClassVar[bool] = False  # as ALS (ALSConfig.unique_optimum)
     name: Literal["biased"] = "biased"
     rank: int = 10
     lambda_u: float = 8.0
