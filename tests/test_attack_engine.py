@@ -59,16 +59,22 @@ def test_config_round_trips_with_either_learner() -> None:
 
 
 @pytest.mark.parametrize(
-    ("learner", "mu1", "mu2", "items"),
-    [("als", 1.0, 0.0, "random"), ("als", 0.0, 1.0, "greedy"), ("nuclear", 1.0, 0.0, "random")],
+    ("learner", "mu1", "mu2", "items", "direction"),
+    [
+        ("als", 1.0, 0.0, "random", "gradient"),
+        ("als", 0.0, 1.0, "greedy", "gradient"),
+        ("nuclear", 1.0, 0.0, "random", "gradient"),
+        ("als", 1.0, 0.0, "random", "vertex"),
+    ],
 )
 def test_pga_ascends_is_feasible_and_deterministic(
-    small: Ratings, learner: str, mu1: float, mu2: float, items: str
+    small: Ratings, learner: str, mu1: float, mu2: float, items: str, direction: str
 ) -> None:
     config = _config(
         learner=LEARNER if learner == "als" else NuclearConfig(lam=3.0, threads=1),
         utility=UtilityConfig(mu1=mu1, mu2=mu2),
         threat=ThreatModel(alpha=0.05, items_per_user=10, item_selection=items),  # type: ignore[arg-type]
+        step_direction=direction,
     )
     result = run_attack(small, config)
     history = result.utility_history
@@ -226,3 +232,24 @@ def test_backtracking_does_not_retry_a_step_that_was_just_halved() -> None:
     assert _step_size("backtracking", 1.0, 3, 0.25) == 0.5
     assert _step_size("backtracking", 1.0, 3, 0.25, grow=False) == 0.25
     assert _step_size("backtracking", 1.0, 3, 0.75) == 1.0
+
+
+def test_vertex_step_moves_toward_lambda_sign_gradient() -> None:
+    from cfpoison.attacks.pga import _vertex_step
+
+    fake = sp.csr_array(np.array([[0.5, 0.0, -1.0], [2.0, 1.5, 0.0]]))
+    gradient = np.array([3.0, -0.1, 0.0, 2.0])  # per stored entry (0.5, -1, 2, 1.5)
+    full = _vertex_step(fake, gradient, 5.0, 2.0)  # a step > 1 is the whole way
+    np.testing.assert_array_equal(full.data, [2.0, -2.0, 2.0, 2.0])  # G = 0 keeps its rating
+    half = _vertex_step(fake, gradient, 0.5, 2.0)
+    np.testing.assert_allclose(half.data, [1.25, -1.5, 2.0, 1.75])
+    assert np.array_equal(half.indices, fake.indices) and np.abs(half.data).max() <= 2.0
+
+
+def test_vertex_direction_needs_random_items(small: Ratings) -> None:
+    config = _config(
+        threat=ThreatModel(alpha=0.05, items_per_user=10, item_selection="greedy"),
+        step_direction="vertex",
+    )
+    with pytest.raises(ConfigError, match="vertex"):
+        run_attack(small, config)

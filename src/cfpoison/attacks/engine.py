@@ -45,6 +45,7 @@ from cfpoison.learners.base import Factors, Learner
 log = logging.getLogger(__name__)
 
 StepSchedule = Literal["constant", "invsqrt", "backtracking"]
+StepDirection = Literal["gradient", "vertex"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +61,11 @@ class AttackConfig(JsonConfig):
         utility: ``mu1``, ``mu2``, ``mu3``, targets, weights and the ranking's settings.
         gradient: ``exact`` (implicit, one MINRES solve) or ``paper`` (Eq. 12).
         iterations: gradient steps (PGA; SGLD reads it too).
-        step_schedule, step_size: see :mod:`cfpoison.attacks.pga` (rating units).
+        step_schedule, step_size: see :mod:`cfpoison.attacks.pga` (rating units; for the
+            ``vertex`` direction the fraction of the way to the vertex, at most 1).
+        step_direction: ``gradient`` (Algorithm 1's projected gradient step) or ``vertex``
+            (toward the box's vertex ``Lambda sign(G)``, Frank-Wolfe's direction:
+            :mod:`cfpoison.attacks.pga`).
         tol: stop when a step moves no rating by more than this.
         solve_tol, solve_max_iter: the exact gradient's adjoint solve: its true relative
             residual ``|g - H z| / |g|`` and its iteration cap. 1e-4 gives cos >= 0.9999 with
@@ -80,6 +85,7 @@ class AttackConfig(JsonConfig):
     iterations: int = 20
     step_schedule: StepSchedule = "backtracking"
     step_size: float = 1.0
+    step_direction: StepDirection = "gradient"
     tol: float = 1e-3
     solve_tol: float = 1e-4
     solve_max_iter: int = 500

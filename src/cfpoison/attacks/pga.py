@@ -32,6 +32,15 @@ the last step no gradient follows, so a set-aside candidate is not finished ther
 attack ends at the last accepted iterate, ``stop_reason`` "last step set aside"). Each
 history record counts the candidate refits its step took (``candidates``).
 
+Direction (``step_direction``): ``gradient`` is Algorithm 1's step above; ``vertex`` moves a
+fraction ``s_t <= 1`` of the way to the box's vertex ``Lambda sign(G)`` on the pattern,
+``M~ + s_t (Lambda sign(G) - M~)`` (Frank-Wolfe's direction: the vertex maximises the
+utility's linearisation over the box). A utility that is convex in the fake ratings, as
+availability is when the predictions move about linearly with them, has its maximum at a
+vertex, and a full step (``s_t = 1``) then never lowers it; the gradient step reaches the
+vertices only entry by entry (after 15 steps on ml-latest-small, 27-75% of PGA's ratings sit
+at ``+-Lambda``). Backtracking halves ``s_t`` as for the gradient step. Random items only.
+
 Start (``options["start"]``): ``uniform`` (Algorithm 1: B random items per fake user, random
 ratings), or the profiles of a shilling baseline (``average``, ``bandwagon``) whose values PGA
 then optimises. Departure from Algorithm 1: when the utility has an integrity or a ranking
@@ -132,6 +141,16 @@ def _random_step(
     if scale > 0:
         moved.data = moved.data + step * gradient / scale
     return clip_values(moved, max_rating)
+
+
+def _vertex_step(
+    fake: sp.csr_array, gradient: np.ndarray, step: float, max_rating: float
+) -> sp.csr_array:
+    """``M~ + min(s, 1) (Lambda sign(G) - M~)`` on the pattern (an entry with ``G = 0`` stays)."""
+    vertex = np.where(gradient == 0, fake.data, max_rating * np.sign(gradient))
+    moved = fake.copy()
+    moved.data = fake.data + min(step, 1.0) * (vertex - fake.data)
+    return moved
 
 
 def _greedy_step(
@@ -252,6 +271,9 @@ def run_pga(
     if objective is None:
         objective = LearnerObjective(ctx)
     config, threat = ctx.config, ctx.config.threat
+    take_step = _vertex_step if config.step_direction == "vertex" else _random_step
+    if config.step_direction == "vertex" and threat.item_selection == "greedy":
+        raise ConfigError("the vertex step direction needs random item selection")
     fake = pga_start(ctx, objective.options)
     if project is not None:
         fake = project(fake)
@@ -284,7 +306,7 @@ def run_pga(
                     raise ConfigError("greedy item selection needs one learner's full gradient")
                 candidate = _greedy_step(fake, grad, step, threat.max_rating, threat.items_per_user)
             else:
-                candidate = _random_step(fake, on_pattern, step, threat.max_rating)
+                candidate = take_step(fake, on_pattern, step, threat.max_rating)
             if project is not None:
                 candidate = project(candidate)
             if _largest_change(candidate, fake) <= config.tol:
