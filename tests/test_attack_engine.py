@@ -65,6 +65,7 @@ def test_config_round_trips_with_either_learner() -> None:
         ("als", 0.0, 1.0, "greedy", "gradient"),
         ("nuclear", 1.0, 0.0, "random", "gradient"),
         ("als", 1.0, 0.0, "random", "vertex"),
+        ("als", 1.0, 0.0, "rare", "vertex"),
     ],
 )
 def test_pga_ascends_is_feasible_and_deterministic(

@@ -19,6 +19,7 @@ from cfpoison.attacks.threat import (
     clip_values,
     grid_values,
     is_feasible,
+    item_pool,
     project_dense,
     random_pattern,
     snap,
@@ -40,6 +41,7 @@ def budgets(draw: st.DrawFn) -> tuple[ThreatModel, RatingScale, int, int]:
         alpha=draw(st.floats(0.001, 1.0)),
         items_per_user=draw(st.integers(1, n_items)),
         max_rating=lam,
+        item_selection=draw(st.sampled_from(["random", "rare"])),
     )
     return threat, scale, n_users, n_items
 
@@ -126,6 +128,10 @@ def test_every_projection_and_baseline_is_feasible(
     targets = rng.choice(n_items, size=min(2, n_items), replace=False)
     push = np.full(len(targets), threat.max_rating)
     fakes = [uniform_attack(train, threat, n_fake, grid, rng)]
+    if threat.item_selection == "rare":  # uniform's items come from the least-rated ones
+        counts = np.bincount(train.indices, minlength=n_items)
+        size = min(n_items, max(n_fake, 2) * threat.items_per_user)
+        assert counts[fakes[0].indices].max() <= np.sort(counts)[size - 1]
     for attack in (random_attack, average_attack, bandwagon_attack):
         fake = attack(train, threat, n_fake, grid, rng, targets, push)
         fakes.append(fake)
@@ -157,3 +163,16 @@ def test_bandwagon_rates_popular_items_at_lambda_and_nukes_targets() -> None:
     fake = bandwagon_attack(train, threat, 3, None, rng, np.array([40]), np.array([-2.0]))
     assert np.all(fake[:, [40]].toarray() == -2.0)
     assert np.all(fake[:, [0, 1]].toarray() == 2.0)
+
+
+def test_item_pool_is_the_least_rated_items() -> None:
+    rng = np.random.default_rng(4)
+    counts = np.array([5, 0, 3, 1, 1, 8, 2, 0, 4, 6])
+    rows = np.concatenate([np.arange(c) for c in counts])
+    cols = np.repeat(np.arange(10), counts)
+    train = sp.csr_array((np.ones(len(rows)), (rows, cols)), shape=(8, 10))
+    assert item_pool(train, ThreatModel(0.25, 2), 2, rng) is None  # random: every item
+    pool = item_pool(train, ThreatModel(0.25, 2, item_selection="rare"), 2, rng)
+    assert pool is not None and sorted(pool.tolist()) == [1, 3, 4, 7]  # counts 0, 1, 1, 0
+    everything = item_pool(train, ThreatModel(0.25, 6, item_selection="rare"), 2, rng)
+    assert everything is not None and len(everything) == 10  # fewer items than m' B

@@ -371,8 +371,8 @@ class ReweightedObjective:
 def run_adaptive(ctx: AttackContext) -> MethodOutput:
     """PGA against ``options["defense"]`` (module docstring)."""
     config = ctx.config
-    if config.threat.item_selection != "random":
-        raise ConfigError("adaptive: item selection must be random (the defense's draws)")
+    if config.threat.item_selection == "greedy":
+        raise ConfigError("adaptive: item selection must be random or rare (a fixed pattern)")
     defense = defense_option(config.options.get("defense", "bagging"))
     if isinstance(defense, HuberConfig | InfluenceCapConfig | ALSWRConfig):
         output = run_pga(ctx, ReweightedObjective(ctx, defense))

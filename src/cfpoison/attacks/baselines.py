@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.attacks.threat import ThreatModel, pattern_matrix, snap
+from cfpoison.attacks.threat import ThreatModel, item_pool, pattern_matrix, snap
 from cfpoison.data.ratings import item_moments
 
 #: Fraction of a bandwagon profile given to the most popular items.
@@ -38,9 +38,12 @@ def uniform_attack(
     grid: np.ndarray | None,
     rng: np.random.Generator,
 ) -> sp.csr_array:
-    """The paper's uniform attack: random items, ratings uniform on ``[-Lambda, Lambda]``."""
+    """The paper's uniform attack: random items (from :func:`item_pool`), ratings uniform on
+    ``[-Lambda, Lambda]``."""
     n_items = train.shape[1]
-    columns = _choose_items(n_items, n_fake, threat.items_per_user, np.array([], np.int64), rng)
+    pool = item_pool(train, threat, n_fake, rng)
+    none = np.array([], np.int64)
+    columns = _choose_items(n_items, n_fake, threat.items_per_user, none, rng, pool)
     lam = threat.max_rating
     if grid is None:
         values = rng.uniform(-lam, lam, size=columns.shape)
@@ -50,11 +53,20 @@ def uniform_attack(
 
 
 def _choose_items(
-    n_items: int, n_fake: int, budget: int, fixed: np.ndarray, rng: np.random.Generator
+    n_items: int,
+    n_fake: int,
+    budget: int,
+    fixed: np.ndarray,
+    rng: np.random.Generator,
+    pool: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``n_fake x budget`` columns: ``fixed`` first, then distinct random others per row."""
+    """``n_fake x budget`` columns: ``fixed`` first, then distinct random others per row, from
+    ``pool`` (default: every item; topped up from the rest if it is too small)."""
     free = budget - len(fixed)
-    others = np.setdiff1d(np.arange(n_items), fixed)
+    others = np.setdiff1d(np.arange(n_items) if pool is None else pool, fixed)
+    if len(others) < free:
+        rest = np.setdiff1d(np.arange(n_items), np.concatenate([fixed, others]))
+        others = np.concatenate([others, rng.permutation(rest)[: free - len(others)]])
     keys = rng.random((n_fake, len(others)))
     picked = others[np.argpartition(keys, free - 1, axis=1)[:, :free]] if free > 0 else None
     head = np.tile(fixed, (n_fake, 1))
@@ -84,7 +96,7 @@ def _shilling(
     order = np.argsort(-counts, kind="stable")
     popular = order[~np.isin(order, targets)][: max(0, min(n_popular, b - len(targets)))]
     fixed = np.concatenate([targets, popular])
-    columns = _choose_items(n_items, n_fake, b, fixed, rng)
+    columns = _choose_items(n_items, n_fake, b, fixed, rng, item_pool(train, threat, n_fake, rng))
     means, stds = filler(columns[:, len(fixed) :])
     fill = rng.normal(means, stds)
     head = np.concatenate([target_ratings, np.full(len(popular), threat.max_rating)])

@@ -421,8 +421,8 @@ class RobustObjective:
 def run_robust(ctx: AttackContext) -> MethodOutput:
     """PGA on the mean utility over ``options["surrogates"]`` (module docstring)."""
     config = ctx.config
-    if config.threat.item_selection != "random":
-        raise ConfigError("robust: item selection must be random (greedy needs one learner)")
+    if config.threat.item_selection == "greedy":
+        raise ConfigError("robust: item selection must be random or rare (greedy: one learner)")
     panel = panel_option(config.options.get("surrogates", "default"))
     if config.gradient != "exact" and any(s.model == "biased" for s in panel.surrogates):
         raise ConfigError("robust: biased surrogates take the exact gradient only")

@@ -664,6 +664,11 @@ def run_sgld(ctx: AttackContext) -> MethodOutput:
     every projected candidate's utility.
     """
     config = sgld_config(ctx.config)
+    if ctx.config.threat.item_selection != "random":
+        raise ConfigError(
+            "sgld chooses its own items (each row's B largest, or a real user's shape); "
+            f"item selection {ctx.config.threat.item_selection!r} does not apply"
+        )
     bar = tqdm(
         total=config.chains * config.iterations, desc="sgld", disable=not ctx.progress, leave=False
     )

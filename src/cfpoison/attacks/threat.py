@@ -41,14 +41,16 @@ class ThreatModel(JsonConfig):
         items_per_user: ``B``, the most items one fake user rates.
         max_rating: ``Lambda``, the bound on ``|M~_ij|`` on the shifted scale ``[-2, 2]``.
         item_selection: ``random`` (Algorithm 1: B random items per fake user, fixed for the
-            whole run) or ``greedy`` (each step re-selects each fake user's B items by the
-            gradient's magnitude).
+            whole run), ``greedy`` (each step re-selects each fake user's B items by the
+            gradient's magnitude) or ``rare`` (B random items per fake user among the
+            ``m' B`` least-rated ones, fixed: a regularized model's parameters for an item with
+            few ratings move most per fake rating; :func:`item_pool`).
     """
 
     alpha: float = 0.03
     items_per_user: int = 100
     max_rating: float = 2.0
-    item_selection: Literal["random", "greedy"] = "random"
+    item_selection: Literal["random", "greedy", "rare"] = "random"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.alpha) and 0 < self.alpha <= 1):
@@ -60,7 +62,10 @@ class ThreatModel(JsonConfig):
                 f"max rating (Lambda) must be in (0, {SHIFTED_HIGH:g}] on the shifted scale,"
                 f" got {self.max_rating}"
             )
-        require(self.item_selection in ("random", "greedy"), "item selection: random or greedy")
+        require(
+            self.item_selection in ("random", "greedy", "rare"),
+            "item selection: random, greedy or rare",
+        )
 
     def n_fake(self, n_users: int) -> int:
         """``m' = ceil(alpha * m)`` (at least one)."""
@@ -212,3 +217,18 @@ def include_items(fake: sp.csr_array, columns: np.ndarray, values: np.ndarray) -
         rows.append(np.concatenate([others, columns]))
         data.append(np.concatenate([fake.data[start:stop][keep][: width - columns.size], values]))
     return pattern_matrix(np.array(rows), np.array(data), fake.shape[1])
+
+
+def item_pool(
+    train: sp.csr_array, threat: ThreatModel, n_fake: int, rng: np.random.Generator
+) -> np.ndarray | None:
+    """The items fake users draw from: all (None) unless ``item_selection`` is ``rare``, then
+    the ``max(m' B, 2 B)`` items with the fewest ratings in ``train`` (ties in random order;
+    every item when the data set has fewer)."""
+    if threat.item_selection != "rare":
+        return None
+    n_items = train.shape[1]
+    size = min(n_items, max(n_fake, 2) * threat.items_per_user)
+    counts = np.bincount(train.indices, minlength=n_items)
+    order = np.lexsort((rng.random(n_items), counts))
+    return np.sort(order[:size])
