@@ -252,6 +252,19 @@ def test_cli_surrogates_flag_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
     assert exit_info.value.code == 2
 
 
+def test_vertex_steps_on_rare_items_ascend_within_the_pool(tiny: Ratings) -> None:
+    threat = ThreatModel(alpha=0.06, items_per_user=8, item_selection="rare")
+    config = _config(threat=threat, step_direction="vertex")
+    result = run_attack(tiny, config)
+    history = result.utility_history
+    assert len(history) > 1 and all(b > a for a, b in itertools.pairwise(history))
+    counts = np.bincount(tiny.matrix.indices, minlength=tiny.n_items)
+    size = max(threat.n_fake(tiny.n_users), 2) * threat.items_per_user
+    target = tiny.item_index(np.array([7]))[0]  # rated by every profile (integrity part)
+    rated = np.setdiff1d(result.fake.indices, [target])
+    assert counts[rated].max() <= np.sort(counts)[size - 1]
+
+
 def test_greedy_items_are_refused(tiny: Ratings) -> None:
     config = _config(threat=ThreatModel(alpha=0.06, items_per_user=8, item_selection="greedy"))
     with pytest.raises(ConfigError, match="random"):

@@ -39,7 +39,8 @@ utility's linearisation over the box). A utility that is convex in the fake rati
 availability is when the predictions move about linearly with them, has its maximum at a
 vertex, and a full step (``s_t = 1``) then never lowers it; the gradient step reaches the
 vertices only entry by entry (after 15 steps on ml-latest-small, 27-75% of PGA's ratings sit
-at ``+-Lambda``). Backtracking halves ``s_t`` as for the gradient step. Random items only.
+at ``+-Lambda``). Backtracking halves ``s_t`` as for the gradient step. On a fixed pattern
+(``random`` or ``rare`` items) only; ``docs/math.md`` 3.7.
 
 Start (``options["start"]``): ``uniform`` (Algorithm 1: B random items per fake user, random
 ratings), or the profiles of a shilling baseline (``average``, ``bandwagon``) whose values PGA
@@ -273,7 +274,7 @@ def run_pga(
     config, threat = ctx.config, ctx.config.threat
     take_step = _vertex_step if config.step_direction == "vertex" else _random_step
     if config.step_direction == "vertex" and threat.item_selection == "greedy":
-        raise ConfigError("the vertex step direction needs random item selection")
+        raise ConfigError("the vertex step direction needs a fixed pattern (random or rare items)")
     fake = pga_start(ctx, objective.options)
     if project is not None:
         fake = project(fake)

@@ -43,8 +43,8 @@ class ThreatModel(JsonConfig):
         item_selection: ``random`` (Algorithm 1: B random items per fake user, fixed for the
             whole run), ``greedy`` (each step re-selects each fake user's B items by the
             gradient's magnitude) or ``rare`` (B random items per fake user among the
-            ``m' B`` least-rated ones, fixed: a regularized model's parameters for an item with
-            few ratings move most per fake rating; :func:`item_pool`).
+            ``max(m', 2) B`` least-rated ones, fixed: a regularized model's parameters for an
+            item with few ratings move most per fake rating; :func:`item_pool`).
     """
 
     alpha: float = 0.03
