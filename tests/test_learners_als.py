@@ -19,7 +19,7 @@ from cfpoison.learners import (
     NuclearNormLearner,
     build_learner,
 )
-from cfpoison.learners.base import cached_csc
+from cfpoison.learners.base import cached_csc, caps_expected
 from cfpoison.learners.factored import (
     Anderson,
     Engine,
@@ -321,3 +321,14 @@ def test_dense_fake_block_takes_the_sparse_paths_sweeps(backend: str) -> None:
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     evaluations = [engine.evaluate(f) for engine, f in zip(engines, runs, strict=True)]
     assert evaluations[0] == pytest.approx(evaluations[1], rel=1e-9)
+
+
+def test_a_capped_fit_warns_unless_the_caller_expects_it(caplog: pytest.LogCaptureFixture) -> None:
+    ratings, fake, _, _ = tiny_problem(3)
+    config = ALSConfig(rank=3, max_sweeps=2, tol=0, kkt_tol=1e-12)
+    with caplog.at_level("DEBUG", logger="cfpoison.learners.als"):
+        ALSLearner(config).fit(ratings, fake=fake)
+        with caps_expected():
+            quiet = ALSLearner(config).fit(ratings, fake=fake)
+    levels = [r.levelname for r in caplog.records if "max_sweeps=2" in r.getMessage()]
+    assert levels == ["WARNING", "DEBUG"] and not quiet.converged

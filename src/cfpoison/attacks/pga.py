@@ -73,6 +73,7 @@ from cfpoison.attacks.baselines import average_attack, bandwagon_attack, uniform
 from cfpoison.attacks.gradient import ImplicitGradient
 from cfpoison.attacks.threat import clip_values, include_items, pattern_matrix, top_b_pattern
 from cfpoison.errors import ConfigError
+from cfpoison.learners.base import caps_expected
 from cfpoison.learners.nuclear import NuclearConfig
 
 if TYPE_CHECKING:
@@ -237,9 +238,10 @@ class LearnerObjective:
         if previous is None:
             return self.ctx.fit(fake, init=self.ctx.clean.factors)
         learner = self.ctx.config.learner
-        if self.ctx.config.step_schedule == "backtracking":
-            learner = _capped(learner)
-        return self.ctx.fit_with(learner, fake, init=previous.factors)
+        if self.ctx.config.step_schedule != "backtracking":
+            return self.ctx.fit_with(learner, fake, init=previous.factors)
+        with caps_expected():  # an unfinished candidate is set aside, never used as is
+            return self.ctx.fit_with(_capped(learner), fake, init=previous.factors)
 
     def finish(self, fake: sp.csr_array, partial: Learner) -> Learner:
         """A capped refit continued, from where it stopped, for :data:`FINISH_SWEEPS` more."""

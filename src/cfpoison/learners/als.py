@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
-from cfpoison.learners.base import Factors, FactorViews
+from cfpoison.learners.base import Factors, FactorViews, cap_log_level
 from cfpoison.learners.factored import (
     Backend,
     Engine,
@@ -141,7 +141,8 @@ class ALSLearner(FactorViews):
         self._trace = engine.run(f, c.max_sweeps, c.tol, c.kkt_tol, start, c.anderson_memory)
         self._engine, self._factors = engine, f
         if not self._trace.converged:
-            log.warning(
+            log.log(
+                cap_log_level(),
                 "als: stopped at max_sweeps=%d with relative KKT residual %.2e (kkt_tol %.0e)",
                 c.max_sweeps,
                 self._trace.kkt,

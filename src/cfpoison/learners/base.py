@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import contextvars
 import dataclasses
+import logging
 import weakref
 from collections.abc import Iterator
 from typing import Protocol, Self, runtime_checkable
@@ -127,6 +129,26 @@ def cached_csc(matrix: sp.csr_array) -> sp.csc_array:
 
     _CSC_CACHE[key] = (weakref.ref(matrix, forget), csc)
     return csc
+
+
+_CAPS_EXPECTED = contextvars.ContextVar("cfpoison_caps_expected", default=False)
+
+
+@contextlib.contextmanager
+def caps_expected() -> Iterator[None]:
+    """Inside the block a fit that stops at its sweep cap logs at debug level, not as a
+    warning: for callers that cap fits on purpose and read ``converged`` themselves (PGA's
+    backtracking candidates, whose unfinished refits are set aside)."""
+    token = _CAPS_EXPECTED.set(True)
+    try:
+        yield
+    finally:
+        _CAPS_EXPECTED.reset(token)
+
+
+def cap_log_level() -> int:
+    """The level of a learner's "stopped at its cap" message (:func:`caps_expected`)."""
+    return logging.DEBUG if _CAPS_EXPECTED.get() else logging.WARNING
 
 
 @contextlib.contextmanager

@@ -41,7 +41,7 @@ import scipy.sparse.linalg as spla
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import ConvergenceError
-from cfpoison.learners.base import Factors, FactorViews
+from cfpoison.learners.base import Factors, FactorViews, cap_log_level
 from cfpoison.learners.factored import (
     Backend,
     Engine,
@@ -241,7 +241,8 @@ class NuclearNormLearner(FactorViews):
         self._certificate = certificate | {"sweeps": len(history), "rounds": rounds}
         self._history = history
         if not certificate["ok"]:
-            log.warning(
+            log.log(
+                cap_log_level(),
                 "nuclear norm: certificate not met after %d sweeps (spectral ratio %.6g, "
                 "relative gap %.2e, tol %.0e)%s",
                 len(history),
