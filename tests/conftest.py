@@ -15,11 +15,25 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+# Each of pytest-xdist's `-n N` worker processes shares the cores with the others: one numba
+# thread each, as every figure worker runs (numba reads NUMBA_NUM_THREADS once, at import, so
+# this precedes the imports below). With two threads per worker beside a busy second worker,
+# numba's pool spins on the many small kernel launches: the quick defenses grid took 342 s
+# in the suite and 45 s with one thread. Threads > 1 are tested in a fresh process
+# (tests/test_learners_kernels.py).
+if os.environ.get("PYTEST_XDIST_WORKER") and "NUMBA_NUM_THREADS" not in os.environ:
+    os.environ["NUMBA_NUM_THREADS"] = "1"
+
 import numpy as np
 import pytest
 
 from cfpoison.data.ratings import Ratings
-from cfpoison.data.registry import DATASETS, bundled_ratings, find_local, load_dataset
+from cfpoison.data.registry import (
+    DATASETS,
+    bundled_ratings,
+    find_local,
+    load_dataset,
+)
 from cfpoison.learners.base import serial_blas
 
 #: Fixtures that read real MovieLens; a test using one is marked ``realdata``.

@@ -167,3 +167,44 @@ def test_solve_rows_shared_is_solve_rows_with_the_dense_block_as_a_source(proble
         got = ops.solve_rows_shared(*p["cols"], p["U"], *shared, 0.7, out)
         np.testing.assert_allclose(out, expected, **TOL)
         np.testing.assert_allclose(got, fit, rtol=1e-9, atol=1e-9)
+
+
+THREADED = """
+import numpy as np, scipy.sparse as sp
+from cfpoison.learners import kernels, reference
+from cfpoison.learners.factored import _structure
+kernels.set_threads(2)
+assert kernels.numba.get_num_threads() == 2
+rng = np.random.default_rng(0)
+m, n, k = 300, 200, 12  # items with fewer and more ratings than 3k/4: both routes
+real = sp.random_array((m, n), density=0.05, rng=rng, format="csr")
+U, V = rng.normal(size=(m, k)), rng.normal(size=(n, k))
+cols = _structure(real.tocsc())
+empty = kernels.empty_source(n, k)
+Z, D = rng.normal(size=(5, k)), rng.normal(size=(5, n))  # a dense block: 5 rows rate all
+gram, rhs, dd = Z.T @ Z, D.T @ Z, np.sum(D**2, axis=0)
+for ops_args in [(*cols, U, *empty, 0.7), (*cols, U, gram, rhs, dd, 0.7)]:
+    name = "solve_rows" if len(ops_args) == 9 else "solve_rows_shared"
+    got, want = np.empty((n, k)), np.empty((n, k))
+    fit_got = getattr(kernels, name)(*ops_args, got)
+    fit_want = getattr(reference, name)(*ops_args, want)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(fit_got, fit_want, rtol=1e-10, atol=1e-10)
+grad = np.empty((n, k))
+sq = kernels.residual_rows(*cols, U, *empty, V, grad)
+np.testing.assert_allclose(sq, reference.residual_rows(*cols, U, *empty, V, np.empty((n, k))))
+"""
+
+
+def test_kernels_with_two_threads_in_a_fresh_process() -> None:
+    """The parallel loops with 2 numba threads (the suite's xdist workers run one each:
+    tests/conftest.py), against the NumPy path."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    done = subprocess.run(
+        [sys.executable, "-c", THREADED], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
