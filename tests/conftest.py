@@ -16,13 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 # Each of pytest-xdist's `-n N` worker processes shares the cores with the others: one numba
-# thread each, as every figure worker runs (numba reads NUMBA_NUM_THREADS once, at import, so
-# this precedes the imports below). With two threads per worker beside a busy second worker,
-# numba's pool spins on the many small kernel launches: the quick defenses grid took 342 s
-# in the suite and 45 s with one thread. Threads > 1 are tested in a fresh process
-# (tests/test_learners_kernels.py).
-if os.environ.get("PYTEST_XDIST_WORKER") and "NUMBA_NUM_THREADS" not in os.environ:
-    os.environ["NUMBA_NUM_THREADS"] = "1"
+# and one OpenMP thread each, as every figure worker runs (both are read once, at import, so
+# this precedes the imports below). With two threads per worker beside a busy second worker
+# the thread pools spin: in the suite the quick defenses grid took 342 s (45 s with one numba
+# thread) and the learned detector's test on ml-latest-small 129 s (4 s alone; scikit-learn's
+# OpenMP). Threads > 1 are tested in a fresh process (tests/test_learners_kernels.py).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for variable in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
 
 import numpy as np
 import pytest
