@@ -271,7 +271,7 @@ class NuclearNormLearner(FactorViews):
                 f"nuclear norm: the solution needs rank > max_rank={c.max_rank} at "
                 f"lam={c.lam}; raise max_rank or lam"
             )
-        top = _top_singular(engine, f, min(room, max(1, rank)), rng)
+        top = _top_singular(_operator(engine, f), min(room, max(1, rank)), rng)
         if top.solver is None:
             return None  # no verified direction; the certificate stays unproven
         u, sigma, v = top.u, top.s, top.v
@@ -400,9 +400,12 @@ def _as_array(x: sp.sparray | np.ndarray) -> np.ndarray:
     return x.toarray() if isinstance(x, sp.sparray) else np.asarray(x)
 
 
-def _operator(engine: Engine, f: Factors) -> ResidualOperator:
-    """The residual ``[Rr; Rr~]`` at ``f``: :class:`ResidualOperator`."""
-    real, fake = _residuals(engine, f)
+def _operator(
+    engine: Engine, f: Factors, residuals: tuple[sp.csr_array, sp.csr_array] | None = None
+) -> ResidualOperator:
+    """The residual ``[Rr; Rr~]`` at ``f``: :class:`ResidualOperator` (from ``residuals``,
+    :func:`_residuals` at ``f``, when the caller has them)."""
+    real, fake = _residuals(engine, f) if residuals is None else residuals
     dense = engine.problem.fake_dense
     if dense is None:
         return ResidualOperator(real, fake)
@@ -426,7 +429,7 @@ class Singular:
     failures: tuple[str, ...]
 
 
-def _top_singular(engine: Engine, f: Factors, q: int, rng: np.random.Generator) -> Singular:
+def _top_singular(op: ResidualOperator, q: int, rng: np.random.Generator) -> Singular:
     """Top ``q`` singular triplets of the residual ``[Rr; Rr~]``, each verified.
 
     Routes in order, the first whose triplets pass the ``SVD_RTOL`` residual test wins: the
@@ -437,7 +440,6 @@ def _top_singular(engine: Engine, f: Factors, q: int, rng: np.random.Generator) 
     ``DENSE_SIDE``. Operators too small for the sparse routes (``q >= min(shape) - 1``) go
     straight to the dense SVD.
     """
-    op = _operator(engine, f)
     small = min(op.shape)
     q = max(1, min(q, small))
     routes: list[tuple[str, Route]] = [("gram", _gram)] if small <= GRAM_SIDE else []
@@ -557,7 +559,7 @@ def _certificate(
     inner = float(real.data @ p.rows[2] + fake.data @ p.fake_rows[2])  # <Rr, M>
     nuclear = float(np.sum(low.s))
     objective = residual_sq + 2.0 * lam * nuclear
-    top = _top_singular(engine, f, 1, rng)
+    top = _top_singular(_operator(engine, f, (real, fake)), 1, rng)
     common = {
         "svd_solver": top.solver,
         "svd_residual": top.residual,
