@@ -1,0 +1,117 @@
+"""Implicit feedback: who interacted with what, users x items.
+
+An :class:`Interactions` holds an ``m x n`` CSR whose stored entries are the observed
+interactions and whose values are their weights ``r_ij > 0`` (1 for a binarised explicit set,
+a play count or a confidence weight for a native implicit set). An entry that is not stored
+is "no interaction", never a zero rating. Fake users are ``m' x n`` CSR rows of relaxed
+interaction weights in ``[0, 1]`` (an attack's variables), passed to a learner's ``fit``
+beside the data set, as in the explicit world.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from cfpoison.data.ratings import Ratings
+from cfpoison.errors import ConfigError, DataError
+
+#: Explicit ratings at or above this (on the data set's own scale) count as an interaction
+#: when an explicit set is binarised: 4 of 5 stars, the convention of the implicit-feedback
+#: attack literature on MovieLens.
+DEFAULT_THRESHOLD = 4.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Interactions:
+    """An ``m x n`` CSR of interaction weights (stored entries = observed interactions).
+
+    Attributes:
+        matrix: ``m x n`` CSR, sorted indices, values > 0 and finite.
+        user_ids, item_ids: the data set's own ids of the rows and columns.
+        name: the data set's name (with its binarisation, e.g. ``ml-latest-small>=4``).
+    """
+
+    matrix: sp.csr_array
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        m, n = self.matrix.shape
+        if len(self.user_ids) != m or len(self.item_ids) != n:
+            raise DataError(
+                f"interactions: {m} x {n} matrix but {len(self.user_ids)} user ids and "
+                f"{len(self.item_ids)} item ids"
+            )
+        data = np.asarray(self.matrix.data)
+        if data.size and not (np.all(np.isfinite(data)) and data.min() > 0):
+            raise DataError("interactions: weights must be finite and > 0")
+        if not self.matrix.has_sorted_indices:
+            self.matrix.sort_indices()
+
+    @classmethod
+    def from_ratings(cls, ratings: Ratings, threshold: float = DEFAULT_THRESHOLD) -> Interactions:
+        """Binarise an explicit set: an interaction (weight 1) wherever the rating, on the
+        data set's own scale, is at least ``threshold``; users and items keep their rows and
+        columns (some may be left without interactions)."""
+        if not math.isfinite(threshold):
+            raise ConfigError(f"binarisation threshold must be finite, got {threshold}")
+        rows, cols, values = ratings.triples()
+        keep = ratings.scale.to_original(values) >= threshold - 1e-9
+        matrix = sp.csr_array(
+            (np.ones(int(keep.sum())), (rows[keep], cols[keep])), shape=ratings.matrix.shape
+        )
+        matrix.sort_indices()
+        return cls(matrix, ratings.user_ids, ratings.item_ids, f"{ratings.name}>={threshold:g}")
+
+    @classmethod
+    def from_triples(
+        cls, users: Any, items: Any, weights: Any | None = None, name: str = ""
+    ) -> Interactions:
+        """From parallel arrays of the data set's own user and item ids (and optional
+        weights, default 1); repeated pairs add their weights."""
+        users, items = np.asarray(users), np.asarray(items)
+        if len(users) != len(items):
+            raise DataError("interactions: user and item arrays differ in length")
+        w = np.ones(len(users)) if weights is None else np.asarray(weights, dtype=np.float64)
+        if len(w) != len(users):
+            raise DataError("interactions: weights and ids differ in length")
+        user_ids, rows = np.unique(users, return_inverse=True)
+        item_ids, cols = np.unique(items, return_inverse=True)
+        matrix = sp.csr_array((w, (rows, cols)), shape=(len(user_ids), len(item_ids)))
+        matrix.sum_duplicates()
+        matrix.sort_indices()
+        return cls(matrix, user_ids, item_ids, name)
+
+    @property
+    def n_users(self) -> int:
+        return int(self.matrix.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.matrix.shape[1])
+
+    @property
+    def nnz(self) -> int:
+        return int(self.matrix.nnz)
+
+    @property
+    def user_counts(self) -> np.ndarray:
+        """Interactions per user."""
+        return np.diff(self.matrix.indptr)
+
+    @property
+    def item_counts(self) -> np.ndarray:
+        """Interactions per item."""
+        return np.bincount(self.matrix.indices, minlength=self.n_items)
+
+    def with_matrix(self, matrix: sp.csr_array, name: str | None = None) -> Interactions:
+        """The same ids with another matrix of the same shape (a split or a subsample)."""
+        if matrix.shape != self.matrix.shape:
+            raise DataError(f"interactions: shape {matrix.shape} != {self.matrix.shape}")
+        return Interactions(sp.csr_array(matrix), self.user_ids, self.item_ids, name or self.name)
