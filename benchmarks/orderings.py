@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from cfpoison.attacks.engine import AttackConfig, run_attack
-from cfpoison.attacks.metrics import fit_learner, noise_floor
 from cfpoison.attacks.threat import ThreatModel
 from cfpoison.attacks.utility import UtilityConfig
 from cfpoison.data.preprocess import PreprocessConfig, prepare
 from cfpoison.data.registry import load_dataset
+from cfpoison.models import fit_learner, noise_floor
 
 
 def main() -> None:

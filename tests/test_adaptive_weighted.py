@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from cfpoison.attacks import run_attack
 from cfpoison.attacks.adaptive import ReweightedObjective, defense_option, reweighted_hessian
 from cfpoison.attacks.engine import attack_context
-from cfpoison.attacks.gradient import hessian_gradient, utility_gradient
+from cfpoison.attacks.gradient import system_gradient, utility_gradient
 from cfpoison.attacks.threat import ThreatModel
 from cfpoison.attacks.utility import Utility
 from cfpoison.cli import main
@@ -29,7 +29,7 @@ from cfpoison.defend.defenses import (
     InfluenceCapConfig,
     defend,
 )
-from cfpoison.defend.grid import run_defense_grid
+from cfpoison.experiments.defense_grid import run_defense_grid
 from cfpoison.learners import ALSConfig, ALSLearner
 from cfpoison.learners.hessian import FactorHessian, solve
 from contracts import AttackCase, AttackMethodContract
@@ -181,7 +181,7 @@ def test_unit_weights_give_the_learners_implicit_gradient() -> None:
         np.full(ratings.n_items, config.lambda_v),
         weights=(np.ones(ratings.nnz), np.ones(fake.nnz)),
     )
-    got = hessian_gradient(
+    got = system_gradient(
         unit, utility, kkt_residual=0.0, fit_converged=True, solve_tol=1e-10, solve_max_iter=5000
     )
     np.testing.assert_allclose(

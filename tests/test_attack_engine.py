@@ -10,13 +10,14 @@ import scipy.sparse as sp
 
 from cfpoison.attacks import engine
 from cfpoison.attacks.engine import AttackConfig, MethodOutput, get_method, run_attack
-from cfpoison.attacks.metrics import evaluate_profiles, fit_learner
+from cfpoison.attacks.metrics import evaluate_profiles
 from cfpoison.attacks.threat import ThreatModel, grid_values, is_feasible
 from cfpoison.attacks.utility import UtilityConfig
 from cfpoison.data.preprocess import train_test_split
 from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.errors import BudgetError, ConfigError
 from cfpoison.learners import ALSConfig, NuclearConfig
+from cfpoison.models import fit_learner
 from contracts import AttackCase, AttackMethodContract
 
 LEARNER = ALSConfig(rank=4, lambda_u=3.0, lambda_v=3.0, threads=1)

@@ -23,13 +23,13 @@ import pytest
 
 from cfpoison.attacks.engine import AttackConfig, run_attack
 from cfpoison.attacks.gradcheck import check_gradient
-from cfpoison.attacks.metrics import fit_learner
 from cfpoison.attacks.threat import ThreatModel
 from cfpoison.attacks.utility import UtilityConfig
 from cfpoison.cli import main
 from cfpoison.data.preprocess import PreprocessConfig, prepare
 from cfpoison.data.ratings import Ratings
 from cfpoison.learners import ALSConfig
+from cfpoison.models import fit_learner
 
 LEARNER = ALSConfig(threads=1)
 THREAT = ThreatModel(alpha=0.03, items_per_user=50)

@@ -20,7 +20,7 @@ from cfpoison.attacks.utility import Utility, candidate_pattern
 from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.learners import ALSConfig, LearnerConfig, NuclearConfig, build_learner
 from cfpoison.learners.base import Factors
-from cfpoison.ranking import top_unrated
+from cfpoison.models.ranking import top_unrated
 
 STEP = 1e-4
 #: The paper gradient's cosine with finite differences on ``_problem``: measured -0.29 to 0.70.

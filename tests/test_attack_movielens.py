@@ -15,12 +15,12 @@ from __future__ import annotations
 import pytest
 
 from cfpoison.attacks.engine import AttackConfig, run_attack
-from cfpoison.attacks.metrics import fit_learner, noise_floor
 from cfpoison.attacks.threat import ThreatModel
 from cfpoison.attacks.utility import UtilityConfig
 from cfpoison.data.preprocess import PreprocessConfig, prepare
 from cfpoison.data.ratings import Ratings
 from cfpoison.learners import ALSConfig
+from cfpoison.models import fit_learner, noise_floor
 
 LEARNER = ALSConfig(threads=1)
 BASE = AttackConfig(learner=LEARNER, threat=ThreatModel(alpha=0.03, items_per_user=100), seed=0)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cfpoison.attacks.engine import AttackConfig, attack_context, run_attack
-from cfpoison.attacks.gradient import utility_gradient
+from cfpoison.attacks.gradient import ImplicitGradient, utility_gradient
 from cfpoison.attacks.pga import pga_start
 from cfpoison.attacks.robust import (
     PRESETS,
@@ -27,7 +27,6 @@ from cfpoison.cli import main
 from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.errors import ConfigError
 from cfpoison.learners import ALSConfig, BiasedConfig, BiasedLearner, build_learner
-from cfpoison.learners.biased import implicit_gradient
 
 LEARNER = ALSConfig(rank=3, lambda_u=3.0, lambda_v=3.0, threads=1)
 BIASED = {"rank": 3, "tol": 0.0, "kkt_tol": 1e-9, "max_sweeps": 3000, "threads": 1}
@@ -77,18 +76,10 @@ def test_mean_gradient_is_the_average_of_each_surrogates_own_gradient(tiny: Rati
     mean = objective.gradient(state, fake).on_pattern(fake)
     singles = []
     for surrogate, learner in zip(surrogates, state, strict=True):
-        if isinstance(learner, BiasedLearner):
-            _, grad_user, grad_item = surrogate.utility.gradient(
-                learner.user_factors, learner.item_factors
-            )
-            values = implicit_gradient(learner, grad_user, grad_item).values
-            assert np.array_equal(values.indices, fake.indices)  # fake is canonical
-            singles.append(values.data)
-        else:
-            grad = utility_gradient(
-                learner, surrogate.train.matrix, fake, surrogate.utility, solve_tol=1e-10
-            )
-            singles.append(grad.on_pattern(fake))
+        grad = utility_gradient(
+            learner, surrogate.train.matrix, fake, surrogate.utility, solve_tol=1e-10
+        )
+        singles.append(grad.on_pattern(fake))
     assert [s.learner.name for s in surrogates] == ["als", "als", "biased"]
     assert not np.allclose(singles[0], singles[2], rtol=0.1)  # the surrogates differ
     np.testing.assert_allclose(mean, np.mean(singles, axis=0), rtol=1e-6, atol=1e-8)
@@ -188,11 +179,16 @@ def test_biased_gradient_warm_starts_from_its_adjoint(tiny: Ratings) -> None:
     ctx = attack_context(tiny, _config())
     fake = pga_start(ctx, frozenset({"surrogates"}))
     learner = BiasedLearner(BiasedConfig.from_dict(BIASED)).fit(tiny, fake=fake)
-    _, grad_user, grad_item = ctx.utility.gradient(learner.user_factors, learner.item_factors)
-    cold = implicit_gradient(learner, grad_user, grad_item, tol=1e-8)
-    warm = implicit_gradient(learner, grad_user, grad_item, tol=1e-8, x0=cold.adjoint)
+
+    def gradient(warm_start: np.ndarray | None) -> ImplicitGradient:
+        return utility_gradient(
+            learner, tiny.matrix, fake, ctx.utility, solve_tol=1e-8, warm_start=warm_start
+        )
+
+    cold = gradient(None)
+    warm = gradient(cold.adjoint)
     assert warm.solver_iterations < cold.solver_iterations // 4
-    np.testing.assert_allclose(warm.values.data, cold.values.data, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(warm.on_pattern(fake), cold.on_pattern(fake), rtol=1e-5, atol=1e-8)
 
 
 def test_panel_round_trips_and_bad_panels_fail_in_one_line(tiny: Ratings, tmp_path: Path) -> None:
@@ -279,10 +275,18 @@ def test_biased_solve_meets_the_true_residual(tiny: Ratings) -> None:
     fake = pga_start(ctx, frozenset({"surrogates"}))
     surrogate = build_surrogates(ctx, PANEL)[2]
     learner = surrogate.fit(fake, None)
-    _, grad_user, grad_item = surrogate.utility.gradient(learner.user_factors, learner.item_factors)
-    once = implicit_gradient(learner, grad_user, grad_item, tol=1e-4)
+    once, capped = (
+        utility_gradient(
+            learner,
+            surrogate.train.matrix,
+            fake,
+            surrogate.utility,
+            solve_tol=1e-4,
+            solve_max_iter=cap,
+        )
+        for cap in (200, 3)
+    )
     assert once.solver_converged and once.solver_residual <= 1e-4
-    capped = implicit_gradient(learner, grad_user, grad_item, tol=1e-4, max_iterations=3)
     assert not capped.solver_converged and capped.solver_residual > 1e-4
     _, diagnostics = surrogate.gradient(learner, fake, ctx)
     assert diagnostics["solve_residual"] <= 1e-4 and diagnostics["solve_converged"]

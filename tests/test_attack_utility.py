@@ -17,7 +17,7 @@ from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.errors import ConfigError
 from cfpoison.learners._sparse import sddmm
 from cfpoison.learners.hessian import FactorHessian, solve
-from cfpoison.ranking import top_unrated
+from cfpoison.models.ranking import top_unrated
 
 
 def _sparse(rng: np.random.Generator, rows: int, cols: int, density: float) -> sp.csr_array:

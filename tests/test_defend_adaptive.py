@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from cfpoison.attacks.evasion import evade, with_evasions
 from cfpoison.attacks.threat import grid_values
 from cfpoison.data.preprocess import PreprocessConfig, prepare
 from cfpoison.data.ratings import Ratings
 from cfpoison.data.synthetic import PRESETS, make_synthetic
 from cfpoison.defend import detector_score
-from cfpoison.defend.adaptive import evade, with_evasions
 from cfpoison.defend.model import combined
 
 

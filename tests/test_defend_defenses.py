@@ -20,13 +20,12 @@ from cfpoison.defend import (
     InfluenceCapConfig,
     TrimmedConfig,
     defend,
-    rmse,
-    rmse_shift,
 )
-from cfpoison.defend.grid import evaluate_defenses
 from cfpoison.defend.supervised import learned_score
 from cfpoison.errors import ConfigError
+from cfpoison.experiments.defense_grid import evaluate_defenses
 from cfpoison.learners import ALSConfig, ALSLearner
+from cfpoison.models.measures import predict, rmse, rmse_shift
 
 LEARNER = ALSConfig(rank=5, threads=1)
 
@@ -77,8 +76,8 @@ def test_ensemble_predicts_the_mean_of_its_members(rng: np.random.Generator) -> 
     ]
     mean = DefendedModel.average(members, {})
     users, items = np.repeat(np.arange(4), 5), np.tile(np.arange(5), 4)
-    expected = np.mean([d.predict(users, items) for d in members], axis=0)
-    np.testing.assert_allclose(mean.predict(users, items), expected, rtol=1e-12)
+    expected = np.mean([predict(d, users, items) for d in members], axis=0)
+    np.testing.assert_allclose(predict(mean, users, items), expected, rtol=1e-12)
 
 
 def test_detect_and_remove_catches_a_planted_attack(split: tuple[Ratings, Ratings]) -> None:
@@ -95,7 +94,9 @@ def test_detect_and_remove_catches_a_planted_attack(split: tuple[Ratings, Rating
     clean = ALSLearner(LEARNER).fit(train)
     clean_model = DefendedModel.undefended(clean)
     undefended = DefendedModel.undefended(plain(train, fake))
-    assert rmse_shift(train, model, clean_model) < 0.5 * rmse_shift(train, undefended, clean_model)
+    assert rmse_shift(train.matrix, model, clean_model) < 0.5 * rmse_shift(
+        train.matrix, undefended, clean_model
+    )
 
 
 def test_reference_calibration_hits_its_rate_on_clean_data(split: tuple[Ratings, Ratings]) -> None:

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.defend.kernels import weighted_solve_rows
-from cfpoison.defend.weighted import WeightedProblem, fold_in, weighted_als
+from cfpoison.learners.weighted import WeightedProblem, fold_in, weighted_als
+from cfpoison.learners.weighted_kernels import weighted_solve_rows
 
 
 def random_matrix(rng: np.random.Generator, m: int, n: int, density: float) -> sp.csr_array:

@@ -8,7 +8,6 @@ import logging
 import numpy as np
 import pytest
 
-from cfpoison.attacks.metrics import fit_learner, noise_floor
 from cfpoison.data.preprocess import PreprocessConfig, prepare
 from cfpoison.data.registry import load_dataset
 from cfpoison.experiments import shared_fits
@@ -16,6 +15,7 @@ from cfpoison.experiments.attack_runner import RUNNER
 from cfpoison.experiments.sweeps.cache import Cache
 from cfpoison.experiments.sweeps.runners import RunContext
 from cfpoison.learners import ALSConfig
+from cfpoison.models import fit_learner, noise_floor
 
 KEY = {"entry": "test", "n": 1}
 

@@ -11,8 +11,8 @@ import scipy.sparse as sp
 from cfpoison.data.preprocess import PreprocessConfig, prepare
 from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.data.synthetic import SyntheticConfig, make_synthetic
+from cfpoison.models.measures import hit_ratio, item_means, rmse
 from cfpoison.victims import KINDS, Victim, VictimSpec, build_victim
-from cfpoison.victims.transfer import hit_ratio
 
 SMALL = {"threads": 1}
 
@@ -60,8 +60,8 @@ def test_contract(model: str, data: tuple[Ratings, Ratings, sp.csr_array]) -> No
     dense = U @ V.T
     users, items = np.array([0, 3, m - 1]), np.array([n - 1, 0, 7])
     np.testing.assert_allclose(victim.predict(users, items), dense[users, items], atol=1e-12)
-    np.testing.assert_allclose(victim.item_means(items), dense[:, items].mean(0), atol=1e-12)
-    assert np.isfinite(victim.rmse(test)) and victim.rmse(test) < 2.0  # stars, a sane fit
+    np.testing.assert_allclose(item_means(victim, items), dense[:, items].mean(0), atol=1e-12)
+    assert np.isfinite(rmse(victim, test)) and rmse(victim, test) < 2.0  # stars, a sane fit
     assert victim.converged in (True, False, None)
 
     top = victim.top_k(5)
@@ -91,5 +91,5 @@ def test_top_k_pads_users_with_few_unrated_items_and_hit_ratio_counts_them() -> 
     top = victim.top_k(2)
     np.testing.assert_array_equal(top, [[-1, -1], [0, 1]])  # user 0 rated everything
     # user 0 rated item 2, user 1 sees items 0 and 1 in its top 2 but not item 2
-    np.testing.assert_array_equal(hit_ratio(train, victim, np.array([0, 2]), 2), [1.0, 0.0])
-    np.testing.assert_array_equal(hit_ratio(train, victim, np.array([2]), 3), [1.0])
+    np.testing.assert_array_equal(hit_ratio(train.matrix, victim, np.array([0, 2]), 2), [1.0, 0.0])
+    np.testing.assert_array_equal(hit_ratio(train.matrix, victim, np.array([2]), 3), [1.0])

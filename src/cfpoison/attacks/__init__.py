@@ -23,7 +23,7 @@ from cfpoison.attacks.engine import (
     run_attack,
 )
 from cfpoison.attacks.gradient import ImplicitGradient, utility_gradient
-from cfpoison.attacks.metrics import evaluate_profiles, noise_floor, rmse_shift
+from cfpoison.attacks.metrics import evaluate_profiles
 from cfpoison.attacks.robust import SurrogatePanel, SurrogateSpec, load_surrogates
 from cfpoison.attacks.threat import ThreatModel, is_feasible, project_dense
 from cfpoison.attacks.utility import Utility, UtilityConfig, build_utility
@@ -44,10 +44,8 @@ __all__ = [
     "get_method",
     "is_feasible",
     "load_surrogates",
-    "noise_floor",
     "project_dense",
     "register_method",
-    "rmse_shift",
     "run_attack",
     "utility_gradient",
 ]

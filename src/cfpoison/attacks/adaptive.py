@@ -31,7 +31,7 @@ and zero for the fake ratings a fit does not see.
   ALS on the kept ratings (0 on trimmed fake ratings), exact except where a rank swaps.
 * ``detect_remove`` (a detector of :mod:`cfpoison.detect`, reference calibration): every PGA
   iterate, the start included, is projected under the detector's threshold
-  (:func:`cfpoison.defend.adaptive.evade`, continuous ratings; snapped at the end), and the
+  (:func:`cfpoison.attacks.evasion.evade`, continuous ratings; snapped at the end), and the
   fit is the defense's refit without the flagged users (the real ones folded in).
 
 The reweighting defenses fit one model of the combined matrix, stationary for a weighted
@@ -72,11 +72,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from cfpoison.attacks.engine import AttackContext, MethodOutput, register_method, warn_untrustworthy
-from cfpoison.attacks.gradient import ImplicitGradient, hessian_gradient, utility_gradient
+from cfpoison.attacks.evasion import evade
+from cfpoison.attacks.gradient import ImplicitGradient, system_gradient, utility_gradient
 from cfpoison.attacks.pga import run_pga
 from cfpoison.attacks.robust import MeanGradient
 from cfpoison.attacks.utility import Utility
-from cfpoison.defend.adaptive import evade
 from cfpoison.defend.defenses import (
     DEFENSES,
     LEARNED,
@@ -98,10 +98,10 @@ from cfpoison.defend.defenses import (
     reweighted_fit,
     trimmed_fit,
 )
-from cfpoison.defend.weighted import fold_in
 from cfpoison.errors import ConfigError
 from cfpoison.learners import ALSConfig
 from cfpoison.learners.hessian import FactorHessian
+from cfpoison.learners.weighted import fold_in
 
 #: Defenses with an adaptive attacker.
 ADAPTIVE_DEFENSES = ("bagging", "trimmed", "detect_remove", "huber", "influence_cap", "als_wr")
@@ -347,7 +347,7 @@ class ReweightedObjective:
         config = self.ctx.config
         hessian = reweighted_hessian(state, self.ctx.train.matrix, fake)
         kkt = hessian.kkt_residual()
-        grad = hessian_gradient(
+        grad = system_gradient(
             hessian,
             self.ctx.utility,
             config.gradient,

@@ -32,15 +32,16 @@ from cfpoison.attacks.baselines import (
     uniform_attack,
 )
 from cfpoison.attacks.gradient import GradientMethod, ImplicitGradient, utility_gradient
-from cfpoison.attacks.metrics import evaluate_profiles, fit_learner, noise_floor, victim_start
+from cfpoison.attacks.metrics import evaluate_profiles
 from cfpoison.attacks.pga import run_pga
 from cfpoison.attacks.threat import ThreatModel, grid_values, snap, violations
 from cfpoison.attacks.utility import Utility, UtilityConfig, build_utility
 from cfpoison.config import JsonConfig, Setting, require, settings_of
 from cfpoison.data.ratings import Ratings
-from cfpoison.errors import ConfigError
+from cfpoison.errors import ConfigError, DataError
 from cfpoison.learners import ALSConfig, LearnerConfig, NuclearConfig
 from cfpoison.learners.base import Factors, Learner
+from cfpoison.models import fit_learner, noise_floor, victim_start
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,57 @@ def attack_settings(skip: tuple[str, ...] = ()) -> dict[str, Setting]:
     AttackConfig's fields by their own name, the threat model's and the utility's too
     (``alpha``, ``mu1``), the learner's as ``learner.FIELD`` (:func:`settings_of`)."""
     return settings_of(AttackConfig, inline=("threat", "utility"), skip=skip)
+
+
+#: The settings only gradient steps read.
+STEP_SETTINGS = (
+    "gradient",
+    "iterations",
+    "step_schedule",
+    "step_size",
+    "step_direction",
+    "tol",
+    "solve_tol",
+    "solve_max_iter",
+)
+#: The one-shot methods: no steps, no options.
+BASELINES = ("uniform", "random", "average", "bandwagon")
+#: The settings a method never reads, with why (a method not named here reads them all).
+_UNREAD: dict[str, dict[str, str]] = {
+    "sgld": dict.fromkeys(
+        ("step_schedule", "step_size", "step_direction", "tol"),
+        "sgld steps by its own schedule (--option step_size=S, step_decay=G)",
+    ),
+    **{
+        name: dict.fromkeys((*STEP_SETTINGS, "options"), f"{name} takes no steps and no options")
+        for name in BASELINES
+    },
+}
+
+
+def ignored_settings(config: AttackConfig) -> dict[str, str]:
+    """The settings (``attack_settings`` names, and ``options``) that ``config``'s method does
+    not read at these values, each with the reason: a caller that was given one explicitly
+    refuses it rather than ignore it silently."""
+    ignored = dict(_UNREAD.get(config.method, {}))
+    utility = config.utility
+    if config.gradient == "paper":
+        for name in ("solve_tol", "solve_max_iter"):
+            ignored.setdefault(name, "the paper's gradient (Eq. 12) solves no adjoint system")
+    if utility.mu2 == 0 and utility.mu3 == 0:
+        reason = (
+            "the utility ignores targets when mu2 = mu3 = 0 (the default): for an integrity "
+            "attack give --mu1 0 --mu2 1 (or --mu3 1 for ranking)"
+        )
+        ignored.update(targets=reason, weights=reason)
+    if utility.mu3 == 0:
+        reason = "only the ranking utility (--mu3, nonzero) reads it"
+        ignored.update(rank_candidates=reason, rank_temperature=reason)
+    if config.method in BASELINES and config.threat.item_selection == "greedy":
+        ignored["item_selection"] = (
+            f"{config.method} draws its items once; greedy re-selection needs gradient steps"
+        )
+    return ignored
 
 
 def warn_untrustworthy(label: str, diagnostics: dict[str, Any]) -> None:
@@ -331,6 +383,8 @@ def attack_context(
     """What a method of ``config`` starts from: the checked budget, the clean fit (given or
     computed), the utility (``auto`` targets drawn with the attack's seed) and the rng."""
     threat = config.threat
+    if min(train.n_users, train.n_items, train.nnz) == 0:
+        raise DataError(f"cannot attack {_emptiness(train)}")
     threat.check(train.n_users, train.n_items, train.scale)
     grid = grid_values(train.scale, threat.max_rating)
     rng = np.random.default_rng(config.seed)
@@ -341,6 +395,17 @@ def attack_context(
     )
     n_fake = threat.n_fake(train.n_users)
     return AttackContext(train, config, clean, utility, n_fake, grid, rng, progress)
+
+
+def _emptiness(train: Ratings) -> str:
+    """``NAME: m users, n items, r ratings`` and the preprocessing steps that emptied it."""
+    text = f"{train.name}: {train.n_users} users, {train.n_items} items, {train.nnz} ratings"
+    removals = [
+        f"{step['step']} removed {step['users_removed']} users, {step['items_removed']} items"
+        for step in train.steps
+        if "users_removed" in step
+    ]
+    return text + (f" ({'; '.join(removals)})" if removals else " (an empty data set)")
 
 
 def run_attack(
@@ -355,12 +420,14 @@ def run_attack(
     """Run ``config`` against the learner fitted on ``train``; evaluate on ``test`` if given.
 
     ``clean`` (``config.learner`` fitted on ``train``) and ``floor`` (its seed-noise floor,
-    :func:`cfpoison.attacks.metrics.noise_floor`) may be passed to share them between attacks
+    :func:`cfpoison.models.noise_floor`) may be passed to share them between attacks
     on the same data and learner; they are computed when not given.
     """
     start = time.perf_counter()
     threat = config.threat
     method = get_method(config.method)
+    if config.options and "options" in _UNREAD.get(config.method, {}):
+        raise ConfigError(f"{config.method} takes no options, got {', '.join(config.options)}")
     ctx = attack_context(train, config, clean=clean, progress=progress)
     clean, utility, grid, n_fake = ctx.clean, ctx.utility, ctx.grid, ctx.n_fake
     output = method(ctx)

@@ -2,7 +2,7 @@
 
 * ``rmse_shift`` (paper footnote 4): ``sqrt(sum_{Omega^C} (Pbar - P)^2 / |Omega^C|)`` over the
   unseen entries of the normal users, on the shifted scale ``[-2, 2]``, computed in low-rank
-  form (:func:`cfpoison.attacks.utility.unseen_shift`).
+  form (:func:`cfpoison.models.measures.unseen_shift`).
 * ``rmse_shift_noise_floor``: the same quantity between two clean fits whose random
   initialisations differ (learner seeds ``s`` and ``s + 1``). ALS is non-convex; a shift below
   this floor is no evidence of an attack. (For nuclear norm it is the solver's tolerance.)
@@ -26,66 +26,16 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.attacks.utility import Utility, unseen_shift
-from cfpoison.data.ratings import SHIFTED_HIGH, SHIFTED_LOW, Ratings
+from cfpoison.attacks.utility import Utility
+from cfpoison.data.ratings import Ratings
 from cfpoison.detect.ttest import rating_frequency_ttest
-from cfpoison.learners import LearnerConfig, build_learner
-from cfpoison.learners.base import Factors, Learner
-from cfpoison.ranking import target_hit_ratio
-
-
-def fit_learner(
-    config: LearnerConfig,
-    train: Ratings,
-    fake: sp.csr_array | None = None,
-    init: Factors | None = None,
-) -> Learner:
-    """A fresh learner of ``config`` fitted on ``train`` plus ``fake``."""
-    return build_learner(config).fit(train, init=init, fake=fake)
-
-
-def victim_start(config: LearnerConfig, clean: Learner) -> Factors | None:
-    """Where a victim's refit on poisoned data starts: its own (random) start, except for
-    a learner whose every start reaches the same minimiser, which starts from ``clean``."""
-    return clean.factors if config.unique_optimum else None
-
-
-def rmse_shift(train: Ratings, clean: Learner, other: Learner) -> float:
-    """Footnote 4's RMSE between two models on the unseen entries of the normal users."""
-    unseen = train.n_users * train.n_items - train.nnz
-    if unseen <= 0:
-        return 0.0
-    total, _ = unseen_shift(
-        train.matrix, other.user_factors, other.item_factors, clean.user_factors, clean.item_factors
-    )
-    return math.sqrt(max(total, 0.0) / unseen)
-
-
-def noise_floor(train: Ratings, config: LearnerConfig, clean: Learner | None = None) -> float:
-    """``rmse_shift`` between clean fits with seeds ``s`` and ``s + 1``."""
-    first = clean if clean is not None else fit_learner(config, train)
-    second = fit_learner(config.replace(seed=config.seed + 1), train)
-    return rmse_shift(train, first, second)
-
-
-def target_means(train: Ratings, model: Learner, targets: np.ndarray) -> list[float]:
-    """Mean predicted rating of each target over the normal users, on the original scale."""
-    shifted = model.item_factors[np.asarray(targets, dtype=np.int64)] @ model.user_factors.mean(0)
-    return [float(v) for v in train.scale.to_original(shifted)]
-
+from cfpoison.learners import LearnerConfig
+from cfpoison.learners.base import Learner
+from cfpoison.models import fit_learner, noise_floor, victim_start
+from cfpoison.models.measures import hit_ratio, rmse, rmse_shift, target_means
 
 #: The top-k of ``target_hit_before`` / ``target_hit_after``.
 HIT_K = 10
-
-
-def rmse_original(model: Learner, ratings: Ratings) -> float:
-    """RMSE on the observed entries of ``ratings`` (the model's rows/columns), original scale."""
-    if ratings.nnz == 0:
-        return math.nan
-    rows, cols, values = ratings.triples()
-    error = model.predict(rows, cols) - values
-    span = (ratings.scale.high - ratings.scale.low) / (SHIFTED_HIGH - SHIFTED_LOW)
-    return float(np.sqrt(np.mean(error**2)) * span)
 
 
 def evaluate_profiles(
@@ -116,13 +66,13 @@ def evaluate_profiles(
     poisoned = fit_learner(learner_config, train, fake, victim_start(learner_config, clean))
     metrics: dict[str, Any] = {
         "n_fake": int(fake.shape[0]),
-        "rmse_shift": rmse_shift(train, clean, poisoned),
+        "rmse_shift": rmse_shift(train.matrix, poisoned, clean),
         "rmse_shift_noise_floor": floor,
-        "target_mean_before": target_means(train, clean, targets),
-        "target_mean_after": target_means(train, poisoned, targets),
+        "target_mean_before": target_means(clean, train, targets),
+        "target_mean_after": target_means(poisoned, train, targets),
         **_hits(train, clean, poisoned, targets),
-        "rmse_train": rmse_original(poisoned, train),
-        "rmse_train_clean": rmse_original(clean, train),
+        "rmse_train": rmse(poisoned, train),
+        "rmse_train_clean": rmse(clean, train),
         "ttest_pvalue": _ttest_pvalue(train, fake, "items"),
         "ttest_users_pvalue": _ttest_pvalue(train, fake, "users"),
     }
@@ -130,8 +80,8 @@ def evaluate_profiles(
         metrics["utility"] = utility.value(poisoned.user_factors, poisoned.item_factors)
         metrics["utility_clean"] = utility.value(clean.user_factors, clean.item_factors)
     if test is not None:
-        metrics["rmse_test"] = rmse_original(poisoned, test)
-        metrics["rmse_test_clean"] = rmse_original(clean, test)
+        metrics["rmse_test"] = rmse(poisoned, test)
+        metrics["rmse_test_clean"] = rmse(clean, test)
     return metrics
 
 
@@ -140,12 +90,7 @@ def _hits(train: Ratings, clean: Learner, poisoned: Learner, targets: np.ndarray
     if len(targets) == 0:
         return {}
     return {
-        f"target_hit_{when}": [
-            float(h)
-            for h in target_hit_ratio(
-                train.matrix, model.user_factors, model.item_factors, targets, HIT_K
-            )
-        ]
+        f"target_hit_{when}": [float(h) for h in hit_ratio(train.matrix, model, targets, HIT_K)]
         for when, model in (("before", clean), ("after", poisoned))
     }
 

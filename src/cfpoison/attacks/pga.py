@@ -170,7 +170,7 @@ def _greedy_step(
     ``G_ij (Y_ij - P_ij)``; the B items of largest such gain are kept.
     """
     dense_grad = grad.dense()
-    prediction = grad.fake_user @ grad.item.T
+    prediction = grad.system.unstored_values()
     base = np.clip(prediction, -max_rating, max_rating)
     rows = np.repeat(np.arange(fake.shape[0]), np.diff(fake.indptr))
     base[rows, fake.indices] = fake.data

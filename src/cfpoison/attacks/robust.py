@@ -8,9 +8,9 @@ method ascends::
 
     Rbar(M~) = (1/S) sum_s R_s(theta_s*(M~)),     dRbar/dM~ = (1/S) sum_s dR_s/dM~
 
-each ``dR_s/dM~`` the exact implicit gradient of surrogate s (:mod:`cfpoison.attacks.gradient`
-for ALS and the nuclear norm, :func:`cfpoison.learners.biased.implicit_gradient` for biased
-MF), its fit and its adjoint solve warm-started from the surrogate's previous ones. Steps,
+each ``dR_s/dM~`` the exact implicit gradient of surrogate s (:mod:`cfpoison.attacks.gradient`,
+through the surrogate learner's adjoint system), its fit and its adjoint solve warm-started
+from the surrogate's previous ones. Steps,
 backtracking (a step is accepted when ``Rbar`` rises), the start and the stopping rules are
 PGA's (:mod:`cfpoison.attacks.pga`); item selection is ``random`` only.
 
@@ -57,9 +57,8 @@ from cfpoison.attacks.utility import Utility
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import ConfigError
-from cfpoison.learners import BiasedConfig, BiasedLearner, LearnerConfig, build_learner
+from cfpoison.learners import LearnerConfig, build_learner
 from cfpoison.learners.base import Learner
-from cfpoison.learners.biased import implicit_gradient
 from cfpoison.victims.spec import VictimSpec
 
 log = logging.getLogger(__name__)
@@ -107,7 +106,7 @@ class SurrogateSpec(VictimSpec):
         )
         super().__post_init__()
 
-    def learner_config(self, attacked: LearnerConfig) -> LearnerConfig | BiasedConfig:
+    def learner_config(self, attacked: LearnerConfig) -> LearnerConfig:
         """The surrogate's learner: ``attacked`` with ``params`` when of the same kind, else the
         kind's defaults with ``params``; seeded with ``attacked.seed + seed``."""
         seed = attacked.seed + self.seed
@@ -116,7 +115,7 @@ class SurrogateSpec(VictimSpec):
                 return type(attacked).from_dict({**attacked.to_dict(), **self.params, "seed": seed})
             except ConfigError as err:
                 raise ConfigError(f"surrogate '{self.name}': {err}") from None
-        config: LearnerConfig | BiasedConfig = self.config(seed)
+        config: LearnerConfig = self.config(seed)
         return config
 
 
@@ -211,21 +210,6 @@ def subsample(train: Ratings, fraction: float, rng: np.random.Generator) -> Rati
     return train.with_matrix(sub, step={"step": "subsample", "fraction": fraction})
 
 
-def _on_pattern(values: sp.csr_array, pattern: sp.csr_array) -> np.ndarray:
-    """The entries of ``values`` at the stored entries of ``pattern`` (same set), in
-    ``pattern``'s CSR order."""
-    n = pattern.shape[1]
-
-    def keys(matrix: sp.csr_array) -> np.ndarray:
-        rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
-        return rows * n + np.asarray(matrix.indices, dtype=np.int64)
-
-    source = keys(values)
-    order = np.argsort(source, kind="stable")
-    where = order[np.searchsorted(source, keys(pattern), sorter=order)]
-    return np.asarray(values.data[where], dtype=np.float64)
-
-
 @dataclasses.dataclass
 class Surrogate:
     """One surrogate at attack time: its data, learner config, clean fit, utility and the
@@ -233,68 +217,41 @@ class Surrogate:
 
     name: str
     train: Ratings
-    learner: LearnerConfig | BiasedConfig
-    clean: Learner | BiasedLearner
+    learner: LearnerConfig
+    clean: Learner
     utility: Utility
     adjoint: np.ndarray | None = None
 
-    def fit(
-        self, fake: sp.csr_array, previous: Learner | BiasedLearner | None
-    ) -> Learner | BiasedLearner:
+    def fit(self, fake: sp.csr_array, previous: Learner | None) -> Learner:
         """Refit on the surrogate's ratings plus ``fake``, warm-started from ``previous``."""
         init = (previous or self.clean).factors
         return build_learner(self.learner).fit(self.train, init=init, fake=fake)
 
-    def value(self, learner: Learner | BiasedLearner) -> float:
+    def value(self, learner: Learner) -> float:
         return self.utility.value(learner.user_factors, learner.item_factors)
 
     def gradient(
         self,
-        learner: Learner | BiasedLearner,
+        learner: Learner,
         fake: sp.csr_array,
         ctx: AttackContext,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """``dR_s/dM~`` on ``fake``'s stored entries (CSR order) and its diagnostics, with the
         attack config's solve tolerance and cap."""
         config = ctx.config
-        if isinstance(learner, BiasedLearner):
-            value, grad_user, grad_item = self.utility.gradient(
-                learner.user_factors, learner.item_factors
-            )
-            biased = implicit_gradient(  # MINRES stopped on the true residual
-                learner,
-                grad_user,
-                grad_item,
-                tol=config.solve_tol,
-                max_iterations=config.solve_max_iter,
-                x0=self.adjoint,
-            )
-            self.adjoint = biased.adjoint
-            iterations, solved = biased.solver_iterations, biased.solver_converged
-            values = _on_pattern(biased.values, fake)
-            diagnostics = {
-                "utility": value,
-                "kkt_residual": biased.kkt_residual,
-                "fit_converged": bool(learner.converged),
-                "solve_iterations": iterations,
-                "solve_residual": biased.solver_residual,
-                "solve_converged": solved,
-                "gradient_trustworthy": bool(learner.converged) and solved,
-            }
-        else:
-            grad = utility_gradient(
-                learner,
-                self.train.matrix,
-                fake,
-                self.utility,
-                config.gradient,
-                solve_tol=config.solve_tol,
-                solve_max_iter=config.solve_max_iter,
-                warm_start=self.adjoint,
-            )
-            self.adjoint = grad.adjoint
-            values = grad.on_pattern(fake)
-            diagnostics = {"utility": grad.utility, **grad.diagnostics()}
+        grad = utility_gradient(
+            learner,
+            self.train.matrix,
+            fake,
+            self.utility,
+            config.gradient,
+            solve_tol=config.solve_tol,
+            solve_max_iter=config.solve_max_iter,
+            warm_start=self.adjoint,
+        )
+        self.adjoint = grad.adjoint
+        values = grad.on_pattern(fake)
+        diagnostics = {"utility": grad.utility, **grad.diagnostics()}
         warn_untrustworthy(f"{config.method} surrogate '{self.name}'", diagnostics)
         return values, diagnostics
 
@@ -312,7 +269,7 @@ def build_surrogates(ctx: AttackContext, panel: SurrogatePanel) -> list[Surrogat
             rng = np.random.default_rng([ctx.config.seed, spec.split_offset])
             train = subsample(ctx.train, spec.fraction, rng)
         if config == attacked and train is ctx.train:
-            clean: Learner | BiasedLearner = ctx.clean
+            clean: Learner = ctx.clean
         else:
             clean = build_learner(config).fit(train)
         if not clean.converged:
@@ -374,9 +331,7 @@ class RobustObjective:
         self.aggregate = aggregate
         self.scales = np.ones(len(surrogates))
 
-    def fit(
-        self, fake: sp.csr_array, previous: list[Learner | BiasedLearner] | None
-    ) -> list[Learner | BiasedLearner]:
+    def fit(self, fake: sp.csr_array, previous: list[Learner] | None) -> list[Learner]:
         if previous is not None:
             return [s.fit(fake, p) for s, p in zip(self.surrogates, previous, strict=True)]
         state = [s.fit(fake, None) for s in self.surrogates]
@@ -387,11 +342,11 @@ class RobustObjective:
             self.scales = 1.0 / start
         return state
 
-    def values(self, state: list[Learner | BiasedLearner]) -> dict[str, float]:
+    def values(self, state: list[Learner]) -> dict[str, float]:
         """Each surrogate's utility ``R_s`` at ``state``."""
         return {s.name: s.value(f) for s, f in zip(self.surrogates, state, strict=True)}
 
-    def _weights(self, state: list[Learner | BiasedLearner]) -> tuple[float, np.ndarray]:
+    def _weights(self, state: list[Learner]) -> tuple[float, np.ndarray]:
         """The value and ``dvalue/dR_s``: the mean (``1/S`` each), or the soft minimum
         ``-tau log mean_s exp(-r_s / tau)`` of ``r_s = R_s / |R_s(start)|`` (weights
         ``softmax(-r / tau)_s / |R_s(start)|``)."""
@@ -405,17 +360,17 @@ class RobustObjective:
         value = -WORST_TEMPERATURE * (shift + np.log(total / len(raw)))
         return float(value), softmax / total * self.scales
 
-    def value(self, state: list[Learner | BiasedLearner]) -> float:
+    def value(self, state: list[Learner]) -> float:
         return self._weights(state)[0]
 
-    def gradient(self, state: list[Learner | BiasedLearner], fake: sp.csr_array) -> MeanGradient:
+    def gradient(self, state: list[Learner], fake: sp.csr_array) -> MeanGradient:
         parts = [s.gradient(f, fake, self.ctx) for s, f in zip(self.surrogates, state, strict=True)]
         weights = self._weights(state)[1]
         total = np.sum([w * values for w, (values, _) in zip(weights, parts, strict=True)], axis=0)
         names = [s.name for s in self.surrogates]
         return MeanGradient(fake, total, dict(zip(names, [d for _, d in parts], strict=True)))
 
-    def record(self, state: list[Learner | BiasedLearner]) -> dict[str, Any]:
+    def record(self, state: list[Learner]) -> dict[str, Any]:
         return {"surrogate_utility": self.values(state)}
 
 
@@ -426,8 +381,6 @@ def run_robust(ctx: AttackContext) -> MethodOutput:
     if config.threat.item_selection == "greedy":
         raise ConfigError("robust: item selection must be random or rare (greedy: one learner)")
     panel = panel_option(config.options.get("surrogates", "default"))
-    if config.gradient != "exact" and any(s.model == "biased" for s in panel.surrogates):
-        raise ConfigError("robust: biased surrogates take the exact gradient only")
     aggregate = str(config.options.get("aggregate", "mean"))
     objective = RobustObjective(ctx, build_surrogates(ctx, panel), aggregate)
     output = run_pga(ctx, objective)

@@ -37,7 +37,8 @@ from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import ConfigError
 from cfpoison.learners._sparse import sddmm, with_values
-from cfpoison.ranking import top_unrated, unrated_pairs
+from cfpoison.models.measures import unseen_shift
+from cfpoison.models.ranking import top_unrated, unrated_pairs
 
 #: The paper's integrity setting: a target whose mean predicted rating is about 0.8 on the
 #: shifted scale, with weight 2.
@@ -132,28 +133,6 @@ def resolve_targets(
         else np.full(len(columns), DEFAULT_TARGET_WEIGHT)
     )
     return columns, weights
-
-
-def unseen_shift(
-    omega: sp.csr_array,
-    user: np.ndarray,
-    item: np.ndarray,
-    clean_user: np.ndarray,
-    clean_item: np.ndarray,
-) -> tuple[float, sp.csr_array]:
-    """``sum_{Omega^C} (u_i.v_j - ubar_i.vbar_j)^2`` and the differences D on Omega (CSR).
-
-    ``sum_all = tr(U'U V'V) - 2 tr((Ubar'U)(V'Vbar)) + tr(Ubar'Ubar Vbar'Vbar)`` minus the sum
-    over Omega, whose differences come from one sampled product of ``[U, Ubar]`` and
-    ``[V, -Vbar]``.
-    """
-    total = (
-        np.sum((user.T @ user) * (item.T @ item))
-        - 2.0 * np.sum((clean_user.T @ user) * (clean_item.T @ item))
-        + np.sum((clean_user.T @ clean_user) * (clean_item.T @ clean_item))
-    )
-    diff = sddmm(omega, np.hstack([user, clean_user]), np.hstack([item, -clean_item]))
-    return float(total - diff @ diff), with_values(omega, diff)
 
 
 def candidate_pattern(top: np.ndarray, n_items: int) -> sp.csr_array:

@@ -12,11 +12,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from cfpoison.attacks.engine import AttackConfig, available_methods
+from cfpoison.attacks.evasion import with_evasions
 from cfpoison.attacks.threat import ThreatModel
 from cfpoison.attacks.utility import UtilityConfig, resolve_targets
 from cfpoison.cli._common import (
     add_json_option,
     add_learner_options,
+    check_command_outputs,
     emit,
     learner_config,
     preprocess_config,
@@ -32,13 +34,12 @@ from cfpoison.defend import (
     DefenseConfig,
     DetectRemoveConfig,
 )
-from cfpoison.defend.adaptive import with_evasions
 from cfpoison.defend.defenses import DEFAULT_DEFENSES, LEARNED, ScoreFunction
-from cfpoison.defend.grid import evaluate_defenses, run_defense_grid
 from cfpoison.defend.report import table, write_report
 from cfpoison.defend.supervised import learned_score
 from cfpoison.detect import DETECTORS
 from cfpoison.errors import ConfigError
+from cfpoison.experiments.defense_grid import evaluate_defenses, run_defense_grid
 from cfpoison.learners import ALSConfig, ALSLearner
 
 
@@ -131,6 +132,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise ConfigError("defend: the defenses build on ALS; use --learner als")
     defenses = _defenses(args)
     preprocess = preprocess_config(args)
+    inputs = [("--profiles", Path(t.partition("=")[2] or t)) for t in args.profiles or []]
+    inputs += [("--learned-from", p) for p in args.learned_from or []]
+    check_command_outputs(args, folders={"--report": args.report}, inputs=inputs)
     train, test = prepare(load_from_args(args, args.dataset), preprocess)
     scores = _learned(args, train, defenses)
     evasions: list[dict[str, Any]] = []
@@ -236,7 +240,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=sorted(DETECTORS),
         metavar="DETECTOR",
         help="also defend against each profile file projected under this detector's "
-        "threshold at --fpr (the adaptive attacker of cfpoison.defend.adaptive; repeatable)",
+        "threshold at --fpr (the adaptive attacker of cfpoison.attacks.evasion; repeatable)",
     )
     parser.add_argument(
         "--adaptive",

@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from cfpoison.attacks.metrics import evaluate_profiles, fit_learner
+from cfpoison.attacks.metrics import evaluate_profiles
 from cfpoison.attacks.utility import UtilityConfig, resolve_targets
 from cfpoison.cli._common import (
     add_json_option,
     add_learner_options,
+    check_command_outputs,
     emit,
     learner_config,
     preprocess_config,
@@ -30,12 +31,15 @@ from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.data.preprocess import prepare
 from cfpoison.data.profiles import read_profiles
 from cfpoison.data.ratings import Ratings
+from cfpoison.models import fit_learner
 from cfpoison.victims.panel import PRESETS, load_panel
 from cfpoison.victims.report import text_table, write_report
 from cfpoison.victims.transfer import TransferConfig, evaluate_transfer
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    inputs = [("--profiles", p) for p in args.profiles] + [("--baseline", args.baseline)]
+    check_command_outputs(args, folders={"--report": args.report}, inputs=inputs)
     if args.victims is not None:
         return _run_victims(args, parser)
     for flag in ("baseline", "report"):
@@ -152,7 +156,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "mean predicted rating before and after, train and test RMSE and the paper's "
             "t-test p-value. With --victims PANEL: for each victim of the panel and each "
             "victim seed, clean and poisoned fits of every profile file; the RMSE shift "
-            "(exact, over all unseen entries of the normal users) with a 95%% confidence "
+            "(exact, over all unseen entries of the normal users) with a 95% confidence "
             "interval, the victim's own seed-noise floor, shift / floor, the target's mean "
             "predicted rating and push in stars, its hit ratio at --top-k among normal "
             "users, the test RMSE change and, with --baseline, paired t-tests. The panel "

@@ -6,10 +6,10 @@ import argparse
 import time
 from typing import Any
 
-from cfpoison.attacks.metrics import rmse_original
 from cfpoison.cli._common import (
     add_json_option,
     add_learner_options,
+    check_command_outputs,
     emit,
     learner_config,
     preprocess_config,
@@ -17,11 +17,13 @@ from cfpoison.cli._common import (
 from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.data.preprocess import prepare
 from cfpoison.learners import ALSLearner, NuclearNormLearner, build_learner
+from cfpoison.models.measures import rmse
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     config = learner_config(args, parser)
     preprocess = preprocess_config(args)
+    check_command_outputs(args)
     start = time.perf_counter()
     train, test = prepare(load_from_args(args, args.dataset), preprocess)
     fit_start = time.perf_counter()
@@ -34,8 +36,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         "items": train.n_items,
         "ratings_train": train.nnz,
         "ratings_test": test.nnz,
-        "rmse_train": rmse_original(learner, train),
-        "rmse_test": rmse_original(learner, test),
+        "rmse_train": rmse(learner, train),
+        "rmse_test": rmse(learner, test),
         "objective": learner.objective(),
         "kkt_residual": learner.kkt_residual(),
         "sweeps": learner.n_sweeps,

@@ -20,7 +20,7 @@ from cfpoison.defend.defenses import (
     defend,
     detector_score,
 )
-from cfpoison.defend.model import DefendedModel, rmse, rmse_shift
+from cfpoison.defend.model import DefendedModel
 
 __all__ = [
     "DEFENSES",
@@ -35,6 +35,4 @@ __all__ = [
     "TrimmedConfig",
     "defend",
     "detector_score",
-    "rmse",
-    "rmse_shift",
 ]

@@ -41,11 +41,11 @@ import scipy.sparse as sp
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
 from cfpoison.defend.model import DefendedModel, combined
-from cfpoison.defend.weighted import WeightedFit, WeightedProblem, fold_in, weighted_als
 from cfpoison.detect import DETECTORS, DetectConfig
 from cfpoison.errors import ConfigError, DataError
 from cfpoison.learners import ALSConfig, ALSLearner
 from cfpoison.learners.base import Factors
+from cfpoison.learners.weighted import WeightedFit, WeightedProblem, fold_in, weighted_als
 
 #: A suspicion score for every row of a rating matrix (CSR, shifted scale): higher = more
 #: suspect. Any detector of :mod:`cfpoison.detect` is one; so is any callable of this shape.

@@ -1,21 +1,20 @@
 """A defended model: low-rank predictions for the real users, and what the defense did.
 
-Every defense returns ``P = U V^T`` (shifted scale) for the ``m`` real users, so that the
-metrics of :mod:`cfpoison.attacks.metrics` apply in low-rank form. An ensemble of ``B``
-models ``U_b V_b^T`` is the rank-``B k`` model ``[U_1 .. U_B] / B  [V_1 .. V_B]^T``.
+Every defense returns ``P = U V^T`` (shifted scale) for the ``m`` real users: a
+:class:`cfpoison.models.FittedModel`, measured by :mod:`cfpoison.models.measures`. An
+ensemble of ``B`` models ``U_b V_b^T`` is the rank-``B k`` model
+``[U_1 .. U_B] / B  [V_1 .. V_B]^T``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.attacks.utility import unseen_shift
-from cfpoison.data.ratings import SHIFTED_HIGH, SHIFTED_LOW, Ratings
+from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
 from cfpoison.learners import ALSLearner
 
@@ -65,33 +64,15 @@ class DefendedModel:
             info=info,
         )
 
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """``u_i . v_j`` (shifted scale) for parallel index arrays."""
-        return np.einsum("pk,pk->p", self.user[users], self.item[items])
+    @property
+    def user_factors(self) -> np.ndarray:
+        """``user``: the real users' factors (the :class:`cfpoison.models.FittedModel` view)."""
+        return self.user
 
-    def target_means(self, scale_of: Ratings, targets: np.ndarray) -> np.ndarray:
-        """Mean predicted rating of each target over the real users, on the original scale."""
-        shifted = self.item[np.asarray(targets, dtype=np.int64)] @ self.user.mean(0)
-        return np.asarray(scale_of.scale.to_original(shifted))
-
-
-def rmse_shift(train: Ratings, model: DefendedModel, reference: DefendedModel) -> float:
-    """Footnote 4's ``sqrt(sum_{Omega^C} (P - P_ref)^2 / |Omega^C|)`` on the real users' unseen
-    entries (shifted scale), by :func:`cfpoison.attacks.utility.unseen_shift`."""
-    unseen = train.n_users * train.n_items - train.nnz
-    if unseen <= 0:
-        return 0.0
-    total, _ = unseen_shift(train.matrix, model.user, model.item, reference.user, reference.item)
-    return math.sqrt(max(total, 0.0) / unseen)
-
-
-def rmse(model: DefendedModel, ratings: Ratings) -> float:
-    """RMSE of the unclipped predictions on the stored entries of ``ratings``, original scale."""
-    if ratings.nnz == 0:
-        return math.nan
-    rows, cols, values = ratings.triples()
-    span = (ratings.scale.high - ratings.scale.low) / (SHIFTED_HIGH - SHIFTED_LOW)
-    return float(np.sqrt(np.mean((model.predict(rows, cols) - values) ** 2)) * span)
+    @property
+    def item_factors(self) -> np.ndarray:
+        """``item``: the item factors."""
+        return self.item
 
 
 def combined(train: Ratings, fake: sp.csr_array) -> sp.csr_array:

@@ -3,11 +3,11 @@
 Figure: one panel per attack; one marker per defense at ``x`` = the clean test RMSE increase
 (%, the defense's cost on unpoisoned data) and ``y`` = the share of the attack's RMSE shift
 above the seed-noise floor that the defense removes (``shift_removed`` of
-:mod:`cfpoison.defend.grid`), shown where the undefended shift is at least :data:`CLEAR`
-times the floor (attacks with no such row have no panel; attacks made for one defense, the
-``adaptive`` records of :func:`cfpoison.defend.grid.adaptive_rows`, have their own table,
-:func:`adaptive_table`, and no panel). The dashed lines mark the goal: ``y >= 0.8`` at
-``x <= 1``.
+:mod:`cfpoison.experiments.defense_grid`), shown where the undefended shift is at least
+:data:`CLEAR` times the floor (attacks with no such row have no panel; attacks made for one
+defense, the ``adaptive`` records of :func:`cfpoison.experiments.defense_grid.adaptive_rows`,
+have their own table, :func:`adaptive_table`, and no panel). The dashed lines mark the goal:
+``y >= 0.8`` at ``x <= 1``.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def _share(value: Any) -> str:
 
 
 def adaptive_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The attacker who knows the defense (:func:`cfpoison.defend.grid.adaptive_rows`)."""
+    """The attacker who knows the defense
+    (:func:`cfpoison.experiments.defense_grid.adaptive_rows`)."""
     lines = [
         "Adaptive attacker: PGA against the defended model (adaptive: through its implicit "
         "gradients; for detect-and-remove, projected under the detector's threshold after "

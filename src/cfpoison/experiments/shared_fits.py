@@ -2,7 +2,7 @@
 (data, preprocessing, learner config) and kept in the sweep's content-addressed cache.
 
 Every cell of an attack sweep fits the clean model and, for the floor, a second clean model
-with the learner's seed + 1 (:func:`cfpoison.attacks.metrics.noise_floor`). Both depend only
+with the learner's seed + 1 (:func:`cfpoison.models.noise_floor`). Both depend only
 on the data, its preprocessing and the learner's config (``threads`` aside), so they are
 cached (:class:`~cfpoison.experiments.sweeps.cache.Cache`); the floor's second fit *is* the
 clean fit of the next seed, so a sweep over seeds ``0..S-1`` fits ``S + 1`` clean models in
@@ -20,13 +20,15 @@ from typing import Any, Self
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.attacks.metrics import fit_learner, rmse_shift
 from cfpoison.data.ratings import Ratings
 from cfpoison.experiments.sweeps.cache import Cache
 from cfpoison.experiments.sweeps.execute import package_versions
 from cfpoison.learners import LearnerConfig
+from cfpoison.learners.adjoint import AdjointSystem
 from cfpoison.learners.base import Factors, FactorViews
 from cfpoison.learners.factored import backend_module, check_indices
+from cfpoison.models import fit_learner
+from cfpoison.models.measures import rmse_shift
 
 #: Bump when what a clean-fit entry holds changes.
 ENTRY_VERSION = 1
@@ -98,6 +100,10 @@ class StoredFit(FactorViews):
     def converged(self) -> bool:
         return self._converged
 
+    def adjoint_system(self, train: sp.csr_array, fake: sp.csr_array) -> AdjointSystem:
+        """Refused: a restored fit keeps its factors, not the data to differentiate."""
+        raise TypeError("a fit restored from the cache cannot be differentiated; refit it")
+
 
 def _arrays(entry: dict[str, Any]) -> dict[str, np.ndarray]:
     return {name: np.asarray(value) for name, value in entry.items()}
@@ -123,7 +129,7 @@ def clean_and_floor(
     cache: Cache, data: dict[str, Any], config: LearnerConfig, train: Ratings
 ) -> tuple[StoredFit, float]:
     """The clean fit and its seed-noise floor (``rmse_shift`` to the fit with seed + 1), both
-    from cached fits; the same numbers as :func:`cfpoison.attacks.metrics.noise_floor`."""
+    from cached fits; the same numbers as :func:`cfpoison.models.noise_floor`."""
     clean = clean_fit(cache, data, config, train)
     other = clean_fit(cache, data, config.replace(seed=config.seed + 1), train)
-    return clean, rmse_shift(train, clean, other)
+    return clean, rmse_shift(train.matrix, clean, other)

@@ -5,11 +5,13 @@
   with an optimality certificate;
 * :class:`BiasedLearner` (:class:`BiasedConfig`): biased MF (global mean, user and item
   biases, factors) by ALS, with augmented factors whose product is the prediction;
-* :func:`build_learner`: a fresh learner for any of these configs (``LearnerConfig``, the
-  configs the attacks take, does not include biased MF: no implicit gradient for it yet).
+* :func:`build_learner`: a fresh learner for any config, by the config's ``name``
+  (:data:`LEARNERS`).
 
-All follow :class:`cfpoison.learners.base.Learner` and the regularizer convention stated
-in :mod:`cfpoison.learners.base` (biased MF adds ``lam_b`` on the biases).
+Every learner follows :class:`cfpoison.learners.base.Learner`: a fit is a stationary point of
+its objective (the regularizer convention of :mod:`cfpoison.learners.base`; biased MF adds
+``lam_b`` on the biases), and ``adjoint_system`` differentiates it with respect to the fake
+rows (:mod:`cfpoison.learners.adjoint`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,18 @@ from cfpoison.learners.base import Factors, Learner
 from cfpoison.learners.biased import BiasedConfig, BiasedLearner
 from cfpoison.learners.nuclear import NuclearConfig, NuclearNormLearner
 
-LearnerConfig = ALSConfig | NuclearConfig
+#: The configs of the learners on explicit ratings (the ones ``AttackConfig.learner`` takes).
+LearnerConfig = ALSConfig | NuclearConfig | BiasedConfig
+
+#: Every learner, keyed by its config's ``name``.
+LEARNERS: dict[str, tuple[type, type]] = {
+    "als": (ALSConfig, ALSLearner),
+    "nuclear": (NuclearConfig, NuclearNormLearner),
+    "biased": (BiasedConfig, BiasedLearner),
+}
 
 __all__ = [
+    "LEARNERS",
     "ALSConfig",
     "ALSLearner",
     "BiasedConfig",
@@ -35,14 +46,10 @@ __all__ = [
 ]
 
 
-def build_learner(
-    config: LearnerConfig | BiasedConfig,
-) -> ALSLearner | NuclearNormLearner | BiasedLearner:
-    """A new, unfitted learner for ``config`` (dispatch on its type)."""
-    if isinstance(config, ALSConfig):
-        return ALSLearner(config)
-    if isinstance(config, NuclearConfig):
-        return NuclearNormLearner(config)
-    if isinstance(config, BiasedConfig):
-        return BiasedLearner(config)
-    raise TypeError(f"build_learner: not a learner config: {type(config).__name__}")
+def build_learner(config: LearnerConfig) -> ALSLearner | NuclearNormLearner | BiasedLearner:
+    """A new, unfitted learner for ``config`` (by its ``name``, :data:`LEARNERS`)."""
+    entry = LEARNERS.get(getattr(config, "name", ""))
+    if entry is None or not isinstance(config, entry[0]):
+        raise TypeError(f"build_learner: not a learner config: {type(config).__name__}")
+    learner: ALSLearner | NuclearNormLearner | BiasedLearner = entry[1](config)
+    return learner

@@ -12,7 +12,8 @@ so a system provides ``g`` from ``(dR/dU, dR/dV)`` (:meth:`AdjointSystem.rhs`), 
 ``H z = g`` to a true residual (:meth:`AdjointSystem.solve`), applies H's block diagonal
 inverse (:meth:`AdjointSystem.precondition`: the paper's Eq. 12 when used alone), and turns
 z into ``dR/dM~`` on a pattern of fake entries (:meth:`AdjointSystem.fake_gradient`) or on
-all ``m' x n`` entries (:meth:`AdjointSystem.fake_gradient_dense`). One gradient path,
+all ``m' x n`` entries (:meth:`AdjointSystem.fake_gradient_dense`, at
+:meth:`AdjointSystem.unstored_values` off the pattern). One gradient path,
 :func:`cfpoison.attacks.gradient.utility_gradient`, works on any of them.
 """
 
@@ -66,6 +67,12 @@ class AdjointSystem(Protocol):
     def fake_gradient_dense(self, adjoint: np.ndarray) -> np.ndarray:
         """``dR/dM~`` on every ``m' x n`` entry (raises where the objective defines it on
         the fitted pattern only)."""
+        ...
+
+    def unstored_values(self) -> np.ndarray:
+        """``m' x n``: the value at which an entry the fake rows do not store leaves the fit
+        unchanged (the prediction for a rating objective; 0 for interaction weights), the
+        point :meth:`fake_gradient_dense` differentiates at off the pattern."""
         ...
 
 

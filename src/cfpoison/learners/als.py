@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
-from cfpoison.learners.base import Factors, FactorViews, cap_log_level
+from cfpoison.learners.base import Factors, cap_log_level
 from cfpoison.learners.factored import (
     Backend,
     Engine,
@@ -41,6 +41,7 @@ from cfpoison.learners.factored import (
     checked_init,
     random_factors,
 )
+from cfpoison.learners.hessian import SquaredLossLearner
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class ALSConfig(JsonConfig):
         require(self.threads >= 0, f"als: threads must be >= 0, got {self.threads}")
 
 
-class ALSLearner(FactorViews):
+class ALSLearner(SquaredLossLearner):
     """Alternating minimization; see the module docstring for objective and stopping."""
 
     def __init__(self, config: ALSConfig | None = None):

@@ -25,13 +25,16 @@ import dataclasses
 import logging
 import weakref
 from collections.abc import Iterator
-from typing import Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from cfpoison.data.ratings import Ratings
+
+if TYPE_CHECKING:
+    from cfpoison.learners.adjoint import AdjointSystem
 
 
 @dataclasses.dataclass
@@ -104,6 +107,10 @@ class Learner(Protocol):
     @property
     def converged(self) -> bool:
         """Whether the last fit reached its tolerance (rather than its iteration cap)."""
+        ...
+
+    def adjoint_system(self, train: sp.csr_array, fake: sp.csr_array) -> AdjointSystem:
+        """The fit's Hessian and mixed partials (:mod:`cfpoison.learners.adjoint`)."""
         ...
 
 

@@ -37,9 +37,10 @@ from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
 from cfpoison.learners import kernels
+from cfpoison.learners._sparse import weighted_blocks, with_values
+from cfpoison.learners.adjoint import SolveResult, minres_solve
 from cfpoison.learners.base import Factors, FactorViews, serial_blas
 from cfpoison.learners.factored import Backend, Problem, Structure, backend_module, check_indices
-from cfpoison.learners.hessian import minres
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,6 +316,14 @@ class BiasedLearner(FactorViews):
         """``B`` at the fitted parameters."""
         return self._residuals()[0] + self._penalty(self.state)
 
+    def adjoint_system(self, train: sp.csr_array, fake: sp.csr_array) -> BiasedHessian:
+        """The Hessian of ``B`` at this fit (on the data it was fitted on: ``train`` and
+        ``fake`` must be those rows' shapes)."""
+        p, _ = self._fitted()
+        if train.shape != (p.n_users, p.n_items) or fake.shape != (p.n_fake, p.n_items):
+            raise ValueError("biased MF: the adjoint system of another data set than the fit's")
+        return BiasedHessian(self)
+
     def kkt_residual(self) -> float:
         """Relative KKT residual ``||grad B|| / ||grad penalty||`` over every block."""
         _, blocks = self._residuals()
@@ -325,125 +334,153 @@ class BiasedLearner(FactorViews):
         return math.sqrt(grad / reg) if reg > 0 else math.inf
 
 
-@dataclasses.dataclass(frozen=True)
-class BiasedGradient:
-    """``dR/dM~`` at every stored fake entry, from :func:`implicit_gradient`.
+class BiasedHessian:
+    """The :class:`cfpoison.learners.adjoint.AdjointSystem` of a biased fit.
 
-    Attributes:
-        values: the derivative for each stored entry of the fit's fake matrix, as a CSR of
-            its canonical pattern (sorted, duplicates summed; shifted scale).
-        solver_iterations, solver_residual: of the MINRES solve ``H z = g``; the residual is
-            the true ``|g - H z| / |g|``.
-        solver_converged: whether MINRES met its tolerance.
-        kkt_residual: the fit's relative KKT residual (the formula assumes stationarity).
-        adjoint: the solution z (the warm start ``x0`` of a later, nearby solve).
-    """
-
-    values: sp.csr_array
-    solver_iterations: int
-    solver_residual: float
-    solver_converged: bool
-    kkt_residual: float
-    adjoint: np.ndarray
-
-
-def implicit_gradient(
-    learner: BiasedLearner,
-    grad_user: np.ndarray,
-    grad_item: np.ndarray,
-    tol: float = 1e-10,
-    max_iterations: int = 2000,
-    x0: np.ndarray | None = None,
-) -> BiasedGradient:
-    """Exact implicit gradient of a utility ``R(user_factors, item_factors)`` (augmented
-    factors of the normal users and the items) with respect to the fake ratings.
-
-    ``grad_user`` (m x k+2) and ``grad_item`` (n x k+2) are ``dR`` with respect to the
-    augmented factors. With the free parameters ``theta = ([U, b], [U~, b~], [V, c])`` at a
-    stationary point of ``B``, ``p_ij = mu + b_i + c_j + u_i.v_j`` and ``mu`` the mean of the
-    N observed ratings (so ``dmu/dM~_ij = 1/N``)::
+    With the free parameters ``theta = ([U, b], [U~, b~], [V, c])`` at a stationary point of
+    ``B``, ``p_ij = mu + b_i + c_j + u_i.v_j`` and ``mu`` the mean of the N observed ratings
+    (so ``dmu/dM~_ij = 1/N``), for a utility of the augmented factors::
 
         z = H^-1 g,   g = dR/dtheta
         dR/dM~_ij = (dR/dmu) / N + 2 (z[x~_i].[v_j, 1] + z[y_j].[u~_i, 1]) - z.w / N
 
     where ``w = d(grad B)/dmu`` has ``2 sum_(j in row a) [v_j, 1]`` in user row ``a`` and
     ``2 sum_(i in column j) [u_i, 1]`` in item row ``j``. H is applied matrix-free:
-    ``H d = 2 (dp [y, 1] - r [d_v, 0]) + 2 Lambda d`` (per block) with ``dp`` the
-    first-order change of the predictions and ``r`` the residuals. MINRES starts from ``x0``
-    (an earlier ``adjoint``; ignored when its size differs).
+    ``H d = 2 (dp [y, 1] - r [d_v, 0]) + 2 Lambda d`` (per block) with ``dp`` the first-order
+    change of the predictions and ``r`` the residuals; its exact diagonal blocks
+    ``2 (sum [v_j, 1][v_j, 1]' + Lambda)`` (and the item side's) are the preconditioner.
+    ``dR/dmu`` comes from the last :meth:`rhs`; the derivative exists on the fitted fake
+    pattern only (a new entry would move ``mu``), so :meth:`fake_gradient_dense` refuses.
     """
-    p, s = learner._fitted()
-    c = learner.config
-    k = c.rank
-    stacked = sp.vstack(
-        [
-            sp.csr_array((p.rows[2], p.rows[1], p.rows[0]), shape=(p.n_users, p.n_items)),
-            sp.csr_array(
-                (p.fake_rows[2], p.fake_rows[1], p.fake_rows[0]), shape=(p.n_fake, p.n_items)
-            ),
-        ],
-        format="csr",
-    )
-    stacked.sort_indices()
-    indptr = np.asarray(stacked.indptr, dtype=np.int64)
-    indices = np.asarray(stacked.indices, dtype=np.int64)
-    rows = np.repeat(np.arange(stacked.shape[0]), np.diff(indptr))
-    n_obs = len(indices)
-    users = np.vstack([s.user, s.fake_user])
-    x = np.column_stack([users, np.concatenate([s.user_bias, s.fake_user_bias])])
-    y = np.column_stack([s.item, s.item_bias])
-    ones_u = np.column_stack([users, np.ones(len(users))])  # [u_i, 1]
-    ones_v = np.column_stack([s.item, np.ones(len(s.item))])  # [v_j, 1]
-    predictions = s.mu + x[rows, k] + y[indices, k]
-    predictions += np.asarray(kernels.csr_dot(indptr, indices, users, s.item))
-    residual = sp.csr_array((stacked.data - predictions, indices, indptr), shape=stacked.shape)
-    reg_x = np.array([c.lambda_u] * k + [c.lambda_bias])
-    reg_y = np.array([c.lambda_v] * k + [c.lambda_bias])
-    m_all, n = len(x), len(y)
 
-    def split(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        cut = m_all * (k + 1)
-        return flat[:cut].reshape(m_all, k + 1), flat[cut:].reshape(n, k + 1)
+    def __init__(self, learner: BiasedLearner):
+        p, s = learner._fitted()
+        c = learner.config
+        self.k = k = c.rank
+        stacked = sp.csr_array(
+            sp.vstack(
+                [
+                    sp.csr_array((p.rows[2], p.rows[1], p.rows[0]), shape=(p.n_users, p.n_items)),
+                    sp.csr_array(
+                        (p.fake_rows[2], p.fake_rows[1], p.fake_rows[0]),
+                        shape=(p.n_fake, p.n_items),
+                    ),
+                ],
+                format="csr",
+            )
+        )
+        stacked.sort_indices()
+        self.n_users, self.n_fake, self.n_obs = p.n_users, p.n_fake, stacked.nnz
+        self.fake_pattern = sp.csr_array(
+            (np.ones(len(p.fake_rows[2])), p.fake_rows[1], p.fake_rows[0]),
+            shape=(p.n_fake, p.n_items),
+        )
+        self._indptr = np.asarray(stacked.indptr, dtype=np.int64)
+        self._indices = np.asarray(stacked.indices, dtype=np.int64)
+        self._rows = np.repeat(np.arange(stacked.shape[0]), np.diff(self._indptr))
+        users = np.vstack([s.user, s.fake_user])
+        self._x = np.column_stack([users, np.concatenate([s.user_bias, s.fake_user_bias])])
+        self._y = np.column_stack([s.item, s.item_bias])
+        self._ones_u = np.column_stack([users, np.ones(len(users))])  # [u_i, 1]
+        self._ones_v = np.column_stack([s.item, np.ones(len(s.item))])  # [v_j, 1]
+        predictions = s.mu + self._x[self._rows, k] + self._y[self._indices, k]
+        predictions += np.asarray(kernels.csr_dot(self._indptr, self._indices, users, s.item))
+        self._shape = stacked.shape
+        self._residual = self._csr(stacked.data - predictions)
+        self._reg_x = np.array([c.lambda_u] * k + [c.lambda_bias])
+        self._reg_y = np.array([c.lambda_v] * k + [c.lambda_bias])
+        augmented = s.augmented()
+        self._user, self._item = augmented.user, augmented.item
+        self._fake_user = augmented.fake_user
+        ones = self._csr(np.ones(self.n_obs))
+        self._w = np.concatenate(
+            [(2 * (ones @ self._ones_v)).ravel(), (2 * (ones.T @ self._ones_u)).ravel()]
+        )
+        self._dr_dmu = 0.0
+        self._blocks = [self._diagonal(ones, self._ones_v, self._reg_x)]
+        self._blocks.append(self._diagonal(sp.csr_array(ones.T), self._ones_u, self._reg_y))
 
-    def matvec(flat: np.ndarray) -> np.ndarray:
-        dx, dy = split(np.asarray(flat, dtype=np.float64).ravel())
-        dp = np.einsum("ij,ij->i", dx[rows], ones_v[indices])
-        dp += np.einsum("ij,ij->i", dy[indices], ones_u[rows])
-        change = sp.csr_array((dp, indices, indptr), shape=stacked.shape)
-        dv = np.column_stack([dy[:, :k], np.zeros(n)])
-        du = np.column_stack([dx[:, :k], np.zeros(m_all)])
-        hx = 2 * (change @ ones_v - residual @ dv) + 2 * reg_x * dx
-        hy = 2 * (change.T @ ones_u - residual.T @ du) + 2 * reg_y * dy
+    def _csr(self, values: np.ndarray) -> sp.csr_array:
+        return sp.csr_array((values, self._indices, self._indptr), shape=self._shape)
+
+    @staticmethod
+    def _diagonal(ones: sp.csr_array, other: np.ndarray, reg: np.ndarray) -> np.ndarray:
+        """Inverses of ``2 (sum_(c in row r) y_c y_c' + diag(reg))`` for every row r."""
+        blocks = weighted_blocks([(ones, ones.data, other)], np.zeros(ones.shape[0]), False)
+        blocks += 2.0 * np.diag(reg)
+        return np.linalg.inv(blocks)
+
+    @property
+    def user(self) -> np.ndarray:
+        """The normal users' augmented factors ``[U, b + mu, 1]``."""
+        return self._user
+
+    @property
+    def item(self) -> np.ndarray:
+        """The augmented item factors ``[V, 1, c]``."""
+        return self._item
+
+    def _split(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cut = len(self._x) * (self.k + 1)
+        return flat[:cut].reshape(len(self._x), self.k + 1), flat[cut:].reshape(-1, self.k + 1)
+
+    def matvec(self, flat: np.ndarray) -> np.ndarray:
+        """``H d`` (class docstring)."""
+        k, rows, indices = self.k, self._rows, self._indices
+        dx, dy = self._split(np.asarray(flat, dtype=np.float64).ravel())
+        dp = np.einsum("ij,ij->i", dx[rows], self._ones_v[indices])
+        dp += np.einsum("ij,ij->i", dy[indices], self._ones_u[rows])
+        change = self._csr(dp)
+        dv = np.column_stack([dy[:, :k], np.zeros(len(dy))])
+        du = np.column_stack([dx[:, :k], np.zeros(len(dx))])
+        hx = 2 * (change @ self._ones_v - self._residual @ dv) + 2 * self._reg_x * dx
+        hy = 2 * (change.T @ self._ones_u - self._residual.T @ du) + 2 * self._reg_y * dy
         return np.concatenate([hx.ravel(), hy.ravel()])
 
-    size = (m_all + n) * (k + 1)
-    g_x = np.zeros((m_all, k + 1))
-    g_x[: p.n_users] = np.column_stack([grad_user[:, :k], grad_user[:, k]])
-    g_y = np.column_stack([grad_item[:, :k], grad_item[:, k + 1]])
-    g = np.concatenate([g_x.ravel(), g_y.ravel()])
-    start = x0 if x0 is not None and x0.shape == g.shape else np.zeros(size)
-    norm = float(np.linalg.norm(g))
-    with serial_blas():  # MINRES stopped on the true residual |g - H z| <= tol |g|
-        z, iterations, _ = minres(matvec, lambda v: v, g, start, tol * norm, max_iterations)
-    residual_norm = float(np.linalg.norm(g - matvec(z))) / norm if norm > 0 else 0.0
-    z_x, z_y = split(z)
-    ones = sp.csr_array((np.ones(n_obs), indices, indptr), shape=stacked.shape)
-    w_x, w_y = 2 * (ones @ ones_v), 2 * (ones.T @ ones_u)
-    correction = float(np.sum(grad_user[:, k])) - float(np.sum(z_x * w_x) + np.sum(z_y * w_y))
-    correction /= n_obs
-    fake = sp.csr_array(
-        (p.fake_rows[2], p.fake_rows[1], p.fake_rows[0]), shape=(p.n_fake, p.n_items)
-    )
-    fake_rows = np.repeat(np.arange(p.n_fake), np.diff(fake.indptr))
-    fake_cols = np.asarray(fake.indices, dtype=np.int64)
-    values = 2 * np.einsum("ij,ij->i", z_x[p.n_users + fake_rows], ones_v[fake_cols])
-    values += 2 * np.einsum("ij,ij->i", z_y[fake_cols], ones_u[p.n_users + fake_rows])
-    values += correction
-    return BiasedGradient(
-        sp.csr_array((values, fake.indices, fake.indptr), shape=fake.shape),
-        iterations,
-        residual_norm,
-        residual_norm <= tol,
-        learner.kkt_residual(),
-        z,
-    )
+    def rhs(self, grad_user: np.ndarray, grad_item: np.ndarray) -> np.ndarray:
+        """``g`` from the utility's gradient in the augmented factors; records ``dR/dmu``."""
+        k = self.k
+        g_x = np.zeros_like(self._x)
+        g_x[: self.n_users] = grad_user[:, : k + 1]
+        g_y = np.column_stack([grad_item[:, :k], grad_item[:, k + 1]])
+        self._dr_dmu = float(np.sum(grad_user[:, k]))
+        return np.concatenate([g_x.ravel(), g_y.ravel()])
+
+    def precondition(self, rhs: np.ndarray) -> np.ndarray:
+        x, y = self._split(np.asarray(rhs, dtype=np.float64))
+        return np.concatenate(
+            [
+                np.einsum("rab,rb->ra", self._blocks[0], x).ravel(),
+                np.einsum("rab,rb->ra", self._blocks[1], y).ravel(),
+            ]
+        )
+
+    def solve(
+        self, rhs: np.ndarray, tol: float, max_iter: int, x0: np.ndarray | None = None
+    ) -> SolveResult:
+        with serial_blas():
+            return minres_solve(self.matvec, self.precondition, rhs, tol, max_iter, x0)
+
+    def fake_gradient(self, adjoint: np.ndarray, pattern: sp.csr_array) -> np.ndarray:
+        """``dR/dM~_ij`` (class docstring) at the stored entries of ``pattern``, which must be
+        stored in the fitted fake matrix too."""
+        ones = with_values(pattern, np.ones(pattern.nnz))
+        if (
+            pattern.shape != self.fake_pattern.shape
+            or ones.multiply(self.fake_pattern).nnz < ones.nnz
+        ):
+            raise ValueError("biased MF: the gradient exists on the fitted fake pattern only")
+        z_x, z_y = self._split(adjoint)
+        correction = (self._dr_dmu - float(adjoint @ self._w)) / self.n_obs
+        rows = self.n_users + np.repeat(np.arange(pattern.shape[0]), np.diff(pattern.indptr))
+        cols = np.asarray(pattern.indices, dtype=np.int64)
+        values = 2 * np.einsum("ij,ij->i", z_x[rows], self._ones_v[cols])
+        values += 2 * np.einsum("ij,ij->i", z_y[cols], self._ones_u[rows])
+        return values + correction
+
+    def fake_gradient_dense(self, adjoint: np.ndarray) -> np.ndarray:
+        raise ValueError("biased MF: the gradient exists on the fitted fake pattern only")
+
+    def unstored_values(self) -> np.ndarray:
+        """The fake users' predictions ``mu + b~_i + c_j + u~_i.v_j`` (``m' x n``)."""
+        return self._fake_user @ self._item.T

@@ -37,6 +37,7 @@ threshold or per-row regularization, H is exactly the unweighted one above.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from collections.abc import Callable
@@ -51,7 +52,7 @@ from cfpoison.learners._sparse import (
     weighted_blocks,
     with_values,
 )
-from cfpoison.learners.base import cached_csc, serial_blas
+from cfpoison.learners.base import FactorViews, cached_csc, serial_blas
 from cfpoison.learners.factored import DenseBlock
 from cfpoison.learners.kernels import empty_source, ridge_blocks
 
@@ -104,6 +105,7 @@ class FactorHessian:
         if not (self.delta > 0):
             raise ValueError(f"Huber threshold must be > 0, got {self.delta}")
         self.weighted = self.weights is not None or math.isfinite(self.delta)
+        self._jacobi: BlockJacobi | None = None
         self._train_csc = _sorted_csc(self.train, cached=True)
         self._fake_csc = _sorted_csc(self.fake, cached=False)
         residual_train = self.train.data - sddmm(self.train, self.user, self.item)
@@ -323,9 +325,76 @@ class FactorHessian:
         """Inverses of H's diagonal ``k x k`` blocks, for U, U~ and V."""
         return (*self.user_blocks(invert=True), self.item_blocks(invert=True))
 
+    # ------------------------------------------------- the AdjointSystem protocol
+    def rhs(self, grad_user: np.ndarray, grad_item: np.ndarray) -> np.ndarray:
+        """``g = (dR/dU, 0, dR/dV)`` as a flat vector."""
+        return np.concatenate([grad_user.ravel(), np.zeros(self.fake_user.size), grad_item.ravel()])
+
+    def solve(
+        self, rhs: np.ndarray, tol: float, max_iter: int, x0: np.ndarray | None = None
+    ) -> SolveResult:
+        """:func:`solve` (the Schur complement by MINRES) with the block-Jacobi blocks."""
+        return solve(self, rhs, self.block_jacobi(), tol, max_iter, x0=x0)
+
+    def precondition(self, rhs: np.ndarray) -> np.ndarray:
+        """The inverse diagonal blocks applied to ``rhs``: alone, the paper's Eq. 12."""
+        return self.block_jacobi()(rhs)
+
+    def fake_gradient(self, adjoint: np.ndarray, pattern: sp.csr_array) -> np.ndarray:
+        """``dR/dM~_ij = 2 h_ij (v_j . z[u~_i] + u~_i . z[v_j])`` at the stored entries of
+        ``pattern`` (CSR order); ``h`` = 1 unweighted, else the curvature on the fake ratings
+        (defined on the pattern the Hessian was built on)."""
+        _, z_fake, z_item = self.split(adjoint)
+        values = 2.0 * sddmm(
+            pattern, np.hstack([z_fake, self.fake_user]), np.hstack([self.item, z_item])
+        )
+        curvature = self.fake_curvature
+        if curvature is None:
+            return values
+        if len(curvature) != pattern.nnz:
+            raise ValueError("weighted gradient: asked on another pattern than its own")
+        return curvature * values
+
+    def fake_gradient_dense(self, adjoint: np.ndarray) -> np.ndarray:
+        """``2 (z[U~] V' + U~ z[V]')`` on all ``m' x n`` entries (unweighted only: a weighted
+        objective gives no weight to a rating it does not hold)."""
+        if self.fake_curvature is not None:
+            raise ValueError("weighted gradient: defined on the fake pattern only")
+        _, z_fake, z_item = self.split(adjoint)
+        return 2.0 * (z_fake @ self.item.T + self.fake_user @ z_item.T)
+
+    def unstored_values(self) -> np.ndarray:
+        """The fake users' predictions ``U~ V'``: a rating equal to its prediction leaves the
+        fit stationary."""
+        return self.fake_user @ self.item.T
+
     def block_jacobi(self) -> BlockJacobi:
-        """The block-Jacobi preconditioner ``diag(H)^{-1}`` (the paper's Eq. 12 blocks)."""
-        return BlockJacobi(self, *self.block_inverse())
+        """The block-Jacobi preconditioner ``diag(H)^{-1}`` (the paper's Eq. 12 blocks),
+        computed once per Hessian."""
+        if self._jacobi is None:
+            self._jacobi = BlockJacobi(self, *self.block_inverse())
+        return self._jacobi
+
+
+class SquaredLossLearner(FactorViews):
+    """A learner whose fit is a stationary point of the squared-loss ``L`` of
+    :mod:`cfpoison.learners.base` (ALS; nuclear norm at its balanced factors): its adjoint
+    system is :class:`FactorHessian` at its factors."""
+
+    @property
+    @abc.abstractmethod
+    def lambda_u(self) -> float: ...
+
+    @property
+    @abc.abstractmethod
+    def lambda_v(self) -> float: ...
+
+    def adjoint_system(self, train: sp.csr_array, fake: sp.csr_array) -> FactorHessian:
+        """H of ``L`` at the fit on ``train`` (the normal users) plus ``fake``."""
+        f = self.factors
+        return FactorHessian(
+            train, fake, f.user, f.fake_user, f.item, float(self.lambda_u), float(self.lambda_v)
+        )
 
 
 def _sorted_csc(matrix: sp.csr_array, cached: bool) -> sp.csc_array:

@@ -41,7 +41,7 @@ import scipy.sparse.linalg as spla
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import ConvergenceError
-from cfpoison.learners.base import Factors, FactorViews, cap_log_level
+from cfpoison.learners.base import Factors, cap_log_level
 from cfpoison.learners.factored import (
     Backend,
     Engine,
@@ -52,6 +52,7 @@ from cfpoison.learners.factored import (
     checked_init,
     random_factors,
 )
+from cfpoison.learners.hessian import SquaredLossLearner
 
 #: Singular values below this fraction of the largest are numerically zero and dropped.
 ZERO_SINGULAR = 1e-12
@@ -174,7 +175,7 @@ def balanced_factors(low: LowRank, n_users: int) -> Factors:
     )
 
 
-class NuclearNormLearner(FactorViews):
+class NuclearNormLearner(SquaredLossLearner):
     """Nuclear-norm minimization with an optimality certificate (module docstring)."""
 
     def __init__(self, config: NuclearConfig | None = None):

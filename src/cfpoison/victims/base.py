@@ -5,24 +5,24 @@ items whose product is its prediction on the shifted scale [-2, 2]::
 
     P = user_factors @ item_factors.T        (m x n; biases ride along as extra columns)
 
-so that predictions, the mean predicted rating of an item over the normal users
-(``mean_i(p_i) . q_j``), RMSE shifts over all unseen entries (in low-rank form) and top-k
-lists (computed in blocks of users, never a dense ``m x n`` array) are the same code for
-cfpoison's learners and for third-party libraries. Fake users take part in the fit only.
+so that a victim is a :class:`cfpoison.models.FittedModel`: its predictions, target means,
+RMSE, shifts over all unseen entries and top-k lists are the measures of
+:mod:`cfpoison.models.measures`, the same code for cfpoison's learners, third-party libraries
+and defended models. Fake users take part in the fit only.
 """
 
 from __future__ import annotations
 
 import abc
-import math
 from typing import Self
 
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.data.ratings import SHIFTED_HIGH, SHIFTED_LOW, Ratings
+from cfpoison.data.ratings import Ratings
 from cfpoison.learners.factored import check_indices
-from cfpoison.ranking import top_unrated
+from cfpoison.models.measures import predict
+from cfpoison.models.ranking import top_unrated
 
 
 class Victim(abc.ABC):
@@ -77,13 +77,7 @@ class Victim(abc.ABC):
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Predictions (shifted scale, unclipped) for parallel arrays of user/item indices."""
         _, user, item = self._fitted()
-        users, items = check_indices(users, items, len(user), len(item))
-        return np.einsum("ij,ij->i", user[users], item[items])
-
-    def item_means(self, items: np.ndarray) -> np.ndarray:
-        """Mean predicted rating (shifted scale) of each item over the normal users."""
-        _, user, item = self._fitted()
-        return item[np.asarray(items, dtype=np.int64)] @ user.mean(axis=0)
+        return predict(self, *check_indices(users, items, len(user), len(item)))
 
     def top_k(self, k: int, users: np.ndarray | None = None) -> np.ndarray:
         """Each user's ``k`` highest-scored items among those not rated in training.
@@ -93,12 +87,3 @@ class Victim(abc.ABC):
         """
         train, user, item = self._fitted()
         return top_unrated(train.matrix, user, item, k, users)
-
-    def rmse(self, ratings: Ratings) -> float:
-        """RMSE of the unclipped predictions on the stored entries of ``ratings``, on the
-        data set's own scale (NaN without entries)."""
-        if ratings.nnz == 0:
-            return math.nan
-        rows, cols, values = ratings.triples()
-        span = (ratings.scale.high - ratings.scale.low) / (SHIFTED_HIGH - SHIFTED_LOW)
-        return float(np.sqrt(np.mean((self.predict(rows, cols) - values) ** 2)) * span)

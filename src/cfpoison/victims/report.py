@@ -47,7 +47,7 @@ def _cells(row: dict[str, Any]) -> list[str]:
         row["attack"],
         f"{_num(row['shift'])} +- {_num(row['shift_ci'])}",
         _num(row["floor"]),
-        f"{row['ratio']:.2f}",
+        "undefined" if math.isnan(row["ratio"]) else f"{row['ratio']:.2f}",
         f"{_num(row['target_before'], 3)} -> {_num(row['target_after'], 3)}",
         f"{row['push']:+.3f} +- {_num(row['push_ci'], 3)}",
         f"{_num(row['hit_before'], 3)} -> {_num(row['hit_after'], 3)}",

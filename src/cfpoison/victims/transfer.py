@@ -6,10 +6,12 @@ the fake data). Measured, per seed, then summarised with a ``confidence`` t-inte
 
 * ``shift``: footnote 4's RMSE between the poisoned and the clean model over *all* unseen
   entries of the normal users (shifted scale), exact, in low-rank form
-  (:func:`cfpoison.attacks.utility.unseen_shift`): every victim exposes factors whose
+  (:func:`cfpoison.models.measures.unseen_shift`): every victim exposes factors whose
   product is its prediction (:mod:`cfpoison.victims.base`), third-party ones included;
 * ``floor``: the victim's own seed-noise floor, the same quantity between the clean fits of
-  seeds ``s_i`` and ``s_(i+1)`` (cyclically), and ``ratio = mean shift / mean floor``;
+  seeds ``s_i`` and ``s_(i+1)`` (cyclically), and ``ratio = mean shift / mean floor``
+  (NaN, shown as undefined, where the floor is below
+  :data:`cfpoison.models.measures.FLOOR_RESOLUTION`: every seed reaches the same optimum);
 * the targets' mean predicted rating over the normal users (data set's scale) before and
   after, and the ``push`` (after - before) in stars;
 * ``hit``: the fraction of normal users who have not rated a target in training and see it
@@ -33,12 +35,11 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import stats
 
-from cfpoison.attacks.utility import unseen_shift
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
 from cfpoison.io import to_jsonable
-from cfpoison.ranking import target_hit_ratio
+from cfpoison.models.measures import floor_ratio, hit_ratio, rmse, rmse_shift, target_means
 from cfpoison.victims.base import Victim
 from cfpoison.victims.spec import VictimSpec, build_victim
 
@@ -132,7 +133,7 @@ class TransferResult:
             "shift_ci": _half_width(poisoned.shift, level),
             "floor": floor,
             "floor_ci": _half_width(clean.shift, level),
-            "ratio": float(np.mean(poisoned.shift)) / floor if floor > 0 else math.inf,
+            "ratio": floor_ratio(float(np.mean(poisoned.shift)), floor),
             "target_before": float(np.mean(clean.target_mean)),
             "target_after": float(np.mean(poisoned.target_mean)),
             "push": float(np.mean(push)),
@@ -202,28 +203,11 @@ def _paired_p(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.ttest_rel(a, b).pvalue)
 
 
-def victim_shift(train: Ratings, clean: Victim, other: Victim) -> float:
-    """RMSE between two victims' predictions over the unseen entries of the normal users."""
-    unseen = train.n_users * train.n_items - train.nnz
-    if unseen <= 0:
-        return 0.0
-    total, _ = unseen_shift(
-        train.matrix, other.user_factors, other.item_factors, clean.user_factors, clean.item_factors
-    )
-    return math.sqrt(max(total, 0.0) / unseen)
-
-
-def hit_ratio(train: Ratings, victim: Victim, targets: np.ndarray, k: int) -> np.ndarray:
-    """Per target: the share of normal users without a training rating of it who see it in
-    their top ``k`` unrated items (NaN when every user rated it)."""
-    return target_hit_ratio(train.matrix, victim.user_factors, victim.item_factors, targets, k)
-
-
 def _measure(
     train: Ratings, test: Ratings, victim: Victim, targets: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    means = train.scale.to_original(victim.item_means(targets))
-    return means, hit_ratio(train, victim, targets, k), victim.rmse(test)
+    means = np.array(target_means(victim, train, targets))
+    return means, hit_ratio(train.matrix, victim, targets, k), rmse(victim, test)
 
 
 def _family(
@@ -241,9 +225,9 @@ def _family(
     fitted = [build_victim(spec, s).fit(train, fake) for s in seeds]
     if clean is None:
         n = len(fitted)
-        shift = [victim_shift(train, fitted[i], fitted[(i + 1) % n]) for i in range(n)]
+        shift = [rmse_shift(train.matrix, fitted[(i + 1) % n], fitted[i]) for i in range(n)]
     else:
-        shift = [victim_shift(train, c, p) for c, p in zip(clean, fitted, strict=True)]
+        shift = [rmse_shift(train.matrix, p, c) for c, p in zip(clean, fitted, strict=True)]
     measured = [_measure(train, test, v, targets, k) for v in fitted]
     measures = Measures(
         np.array(shift),

@@ -3,8 +3,8 @@ PGA, SGLD, uniform and the shilling baselines, alpha 3%, B 100, availability, se
 
 ``cfpoison reproduce defenses`` runs :func:`reproduce_defenses`; it is the same grid as
 ``cfpoison defend --grid pga,sgld,uniform,average,bandwagon --iterations 15 --beta 0.6
---seed 7 --adaptive`` (:func:`cfpoison.defend.grid.run_defense_grid`), with the report (table and
-cost-benefit figure) of :func:`cfpoison.defend.report.write_report`.
+--seed 7 --adaptive`` (:func:`cfpoison.experiments.defense_grid.run_defense_grid`), with the
+report (table and cost-benefit figure) of :func:`cfpoison.defend.report.write_report`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from cfpoison.attacks.utility import UtilityConfig
 from cfpoison.data.preprocess import PreprocessConfig, prepare
 from cfpoison.data.registry import load_dataset
 from cfpoison.defend.defenses import DEFAULT_DEFENSES
-from cfpoison.defend.grid import run_defense_grid
 from cfpoison.defend.report import write_report
+from cfpoison.experiments.defense_grid import run_defense_grid
 
 #: The attacks every defense faces.
 ATTACKS = ("pga", "sgld", "uniform", "average", "bandwagon")

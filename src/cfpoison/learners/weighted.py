@@ -6,7 +6,7 @@ entries = Omega) with per-rating weights ``w >= 0`` and per-row regularization::
     L_w(U, V) = sum_Omega w_ij (X_ij - u_i.v_j)^2 + sum_i a_i |u_i|^2 + sum_j b_j |v_j|^2
 
 One sweep solves every user row exactly with ``V`` fixed, then every item row with ``U``
-fixed (:func:`cfpoison.defend.kernels.weighted_solve_rows`). ``w = 1``, ``a = lam_U``,
+fixed (:func:`cfpoison.learners.weighted_kernels.weighted_solve_rows`). ``w = 1``, ``a = lam_U``,
 ``b = lam_V`` is the objective ``L`` of :mod:`cfpoison.learners.base`. Stopping: relative
 objective change of a sweep ``<= tol`` or relative KKT residual ``<= kkt_tol`` (the learner's
 two tolerances), at most ``max_sweeps`` sweeps; whether a tolerance was reached is returned,
@@ -21,8 +21,8 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.defend.kernels import weighted_solve_rows
 from cfpoison.errors import DataError
+from cfpoison.learners.weighted_kernels import weighted_solve_rows
 
 
 @dataclasses.dataclass(frozen=True)

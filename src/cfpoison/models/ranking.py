@@ -1,14 +1,12 @@
-"""Top-k lists and hit ratios from low-rank factors (scores ``s_ij = u_i . v_j``).
+"""Top-k lists from low-rank factors (scores ``s_ij = u_i . v_j``).
 
-Shared by the attacks (the ranking utility's candidates, the hit ratio among the metrics) and
+Shared by the attacks (the ranking utility's candidates), the measures (hit ratio, NDCG) and
 the victims (their top-k lists): scores are computed for blocks of users at a time, never as a
 dense ``m x n`` array. A user's candidates are the items without a stored entry in the user's
 row of the training matrix (an explicit stored zero is a rating).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import scipy.sparse as sp
@@ -59,18 +57,3 @@ def unrated_pairs(omega: sp.csr_array, targets: np.ndarray) -> np.ndarray:
     for t in range(len(targets)):
         unrated[rated.indices[rated.indptr[t] : rated.indptr[t + 1]], t] = False
     return unrated
-
-
-def target_hit_ratio(
-    omega: sp.csr_array, user: np.ndarray, item: np.ndarray, targets: np.ndarray, k: int
-) -> np.ndarray:
-    """Per target: the share of the users without a stored rating of it in ``omega`` who see it
-    among their top ``k`` unrated items under ``U V'`` (NaN when every user rated it)."""
-    targets = np.asarray(targets, dtype=np.int64)
-    top = top_unrated(omega, user, item, k)
-    unrated = unrated_pairs(omega, targets)
-    out = np.full(len(targets), math.nan)
-    for t, target in enumerate(targets):
-        if unrated[:, t].any():
-            out[t] = np.any(top == target, axis=1)[unrated[:, t]].mean()
-    return out

@@ -5,7 +5,7 @@ defense applied to data ``X`` (``D(clean)`` sees no fake rows) and ``A(X)`` unde
 
 * ``rmse_shift``: footnote 4's shift of ``D(poisoned)`` against ``P0`` on the real users'
   unseen entries; ``rmse_shift_undefended``: of ``A(poisoned)``; ``rmse_shift_noise_floor``:
-  between ``P0`` and ALS with seed ``s + 1`` (:func:`cfpoison.attacks.metrics.noise_floor`);
+  between ``P0`` and ALS with seed ``s + 1`` (:func:`cfpoison.models.noise_floor`);
 * ``rmse_shift_defense_alone``: ``D(clean)`` against ``P0`` (the defense's own change);
   ``rmse_shift_attack``: ``D(poisoned)`` against ``D(clean)`` (the attack through the defense),
   to be read against ``rmse_shift_noise_floor_defended``, the defense's own seed noise
@@ -36,9 +36,8 @@ import scipy.sparse as sp
 
 from cfpoison.attacks import AttackConfig, AttackResult, run_attack
 from cfpoison.attacks.adaptive import has_adaptive
-from cfpoison.attacks.metrics import noise_floor
+from cfpoison.attacks.evasion import evade
 from cfpoison.data.ratings import Ratings
-from cfpoison.defend.adaptive import evade
 from cfpoison.defend.defenses import (
     DefenseConfig,
     DetectRemoveConfig,
@@ -46,9 +45,11 @@ from cfpoison.defend.defenses import (
     defend,
     detector_score,
 )
-from cfpoison.defend.model import DefendedModel, rmse, rmse_shift
+from cfpoison.defend.model import DefendedModel
 from cfpoison.errors import ConfigError
 from cfpoison.learners import ALSConfig, ALSLearner
+from cfpoison.models import noise_floor
+from cfpoison.models.measures import rmse, rmse_shift, target_means
 
 
 def _removed(
@@ -63,7 +64,11 @@ def _removed(
 
 
 def _push(train: Ratings, model: DefendedModel, base: DefendedModel, targets: np.ndarray) -> float:
-    return float(np.mean(model.target_means(train, targets) - base.target_means(train, targets)))
+    return float(
+        np.mean(
+            np.subtract(target_means(model, train, targets), target_means(base, train, targets))
+        )
+    )
 
 
 def evaluate_defenses(
@@ -102,7 +107,7 @@ def evaluate_defenses(
         undefended[name] = {
             "attack": name,
             "n_fake": int(fake.shape[0]),
-            "rmse_shift": rmse_shift(train, poisoned, clean),
+            "rmse_shift": rmse_shift(train.matrix, poisoned, clean),
             "target_push": _push(train, poisoned, clean, targets),
             "test_rmse": rmse(poisoned, test),
             "converged": poisoned.converged,
@@ -116,10 +121,10 @@ def evaluate_defenses(
         on_clean = defend(train, empty, config, learner, np.random.default_rng(seed), score)
         clean_seconds = time.perf_counter() - t0
         test_defended = rmse(on_clean, test)
-        alone = rmse_shift(train, on_clean, clean)
+        alone = rmse_shift(train.matrix, on_clean, clean)
         reseeded = learner.replace(seed=learner.seed + 1)
         other = defend(train, empty, config, reseeded, np.random.default_rng(seed + 1), score)
-        floor_defended = rmse_shift(train, other, on_clean)
+        floor_defended = rmse_shift(train.matrix, other, on_clean)
         for name, fake in attacks.items():
             if only and only.get(name, label) != label:
                 continue
@@ -127,8 +132,8 @@ def evaluate_defenses(
             t0 = time.perf_counter()
             model = defend(train, fake, config, learner, np.random.default_rng(seed), score)
             seconds = time.perf_counter() - t0
-            shift = rmse_shift(train, model, clean)
-            through = rmse_shift(train, model, on_clean)
+            shift = rmse_shift(train.matrix, model, clean)
+            through = rmse_shift(train.matrix, model, on_clean)
             n_fake = int(fake.shape[0])
             rows.append(
                 {
@@ -195,7 +200,7 @@ def run_defense_grid(
     ``adaptive``: for the first ``pga`` attack and every defense with an adaptive attacker
     (:func:`cfpoison.attacks.adaptive.has_adaptive`), also PGA against that defense (method
     ``adaptive``, the same settings) and, for detect-and-remove, the PGA profiles projected
-    under its threshold after the attack (:func:`cfpoison.defend.adaptive.evade`); each is
+    under its threshold after the attack (:func:`cfpoison.attacks.evasion.evade`); each is
     evaluated against its defense only and summed up in ``adaptive`` (:func:`adaptive_rows`).
     """
     if not attacks:
