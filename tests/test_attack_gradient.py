@@ -36,7 +36,7 @@ LEARNERS: dict[str, LearnerConfig] = {
         rank=3, lambda_u=2.0, lambda_v=2.0, tol=0.0, kkt_tol=1e-11, max_sweeps=200_000
     ),
     "nuclear": NuclearConfig(
-        lam=3.0, rank=2, tol=0.0, kkt_tol=1e-11, certificate_tol=1e-9, max_iters=200_000
+        lam=3.0, rank=2, tol=0.0, kkt_tol=1e-11, certificate_tol=1e-9, max_sweeps=200_000
     ),
 }
 

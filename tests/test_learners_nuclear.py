@@ -11,7 +11,7 @@ from cfpoison.learners import ALSConfig, ALSLearner, NuclearConfig, NuclearNormL
 from contracts import LearnerCase, LearnerContract
 from test_learners_als import tiny_problem
 
-TIGHT = {"tol": 0.0, "kkt_tol": 1e-10, "certificate_tol": 1e-8, "max_iters": 20000}
+TIGHT = {"tol": 0.0, "kkt_tol": 1e-10, "certificate_tol": 1e-8, "max_sweeps": 20000}
 
 
 def dense_svt(data: np.ndarray, mask: np.ndarray, lam: float, iters: int = 6000) -> np.ndarray:
@@ -133,7 +133,7 @@ def test_large_lambda_gives_zero() -> None:
 
 def test_unconverged_fit_fails_its_certificate() -> None:
     ratings, fake, _, _ = tiny_problem(23, m=25, n=15, density=0.5)
-    config = NuclearConfig(lam=1.0, rank=1, max_iters=2, tol=0, kkt_tol=0, certificate_tol=1e-6)
+    config = NuclearConfig(lam=1.0, rank=1, max_sweeps=2, tol=0, kkt_tol=0, certificate_tol=1e-6)
     learner = NuclearNormLearner(config).fit(ratings, fake=fake)
     certificate = learner.certificate()
     assert not certificate["ok"] and not learner.converged
@@ -160,7 +160,7 @@ def test_sparse_svd_path_on_a_larger_problem() -> None:
     ratings = Ratings(matrix, np.arange(m), np.arange(n), RatingScale(1, 5, 0))
     lam = 2.0
     learner = NuclearNormLearner(
-        NuclearConfig(lam=lam, rank=2, certificate_tol=1e-6, tol=0, kkt_tol=1e-9, max_iters=5000)
+        NuclearConfig(lam=lam, rank=2, certificate_tol=1e-6, tol=0, kkt_tol=1e-9, max_sweeps=5000)
     ).fit(ratings)
     certificate = learner.certificate()
     assert certificate["ok"]
@@ -171,7 +171,8 @@ def test_sparse_svd_path_on_a_larger_problem() -> None:
 
 class TestNuclearNormContract(LearnerContract):
     @pytest.fixture(scope="class")
-    def learner_case(self) -> LearnerCase:
+    @classmethod
+    def learner_case(cls) -> LearnerCase:
         ratings, fake, _, _ = tiny_problem(32, m=25, n=15, m_fake=3, density=0.5)
         return LearnerCase(NuclearConfig(lam=1.5, rank=2, threads=1, **TIGHT), ratings, fake)
 

@@ -66,11 +66,7 @@ class GradientCheck:
 
 def tight_config(config: LearnerConfig, kkt_tol: float) -> LearnerConfig:
     """``config`` stopping on the relative KKT residual ``kkt_tol`` alone (no objective test)."""
-    fields = {"tol": 0.0, "kkt_tol": kkt_tol}
-    for cap in ("max_sweeps", "max_iters"):
-        if hasattr(config, cap):
-            fields[cap] = REFERENCE_MAX_SWEEPS
-    return config.replace(**fields)
+    return config.replace(tol=0.0, kkt_tol=kkt_tol, max_sweeps=REFERENCE_MAX_SWEEPS)
 
 
 def check_gradient(

@@ -70,6 +70,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from cfpoison.attacks.baselines import average_attack, bandwagon_attack, uniform_attack
+from cfpoison.attacks.engine import AttackContext, MethodOutput, register_method
 from cfpoison.attacks.gradient import ImplicitGradient
 from cfpoison.attacks.threat import clip_values, include_items, pattern_matrix, top_b_pattern
 from cfpoison.errors import ConfigError
@@ -77,7 +78,6 @@ from cfpoison.learners.base import caps_expected
 from cfpoison.learners.nuclear import NuclearConfig
 
 if TYPE_CHECKING:
-    from cfpoison.attacks.engine import AttackContext, MethodOutput
     from cfpoison.learners import LearnerConfig
     from cfpoison.learners.base import Learner
 
@@ -269,7 +269,6 @@ def run_pga(
     of ``ctx``); see the module docstring. ``project``, when given, is applied to the start
     and after every step's clip (a further projection of the feasible set, for example under
     a detector's threshold: :mod:`cfpoison.attacks.adaptive`)."""
-    from cfpoison.attacks.engine import MethodOutput
 
     if objective is None:
         objective = LearnerObjective(ctx)
@@ -375,8 +374,6 @@ def run_pga(
 def _capped(learner: LearnerConfig, sweeps: int | None = None) -> LearnerConfig:
     """``learner`` with its sweep cap lowered to ``sweeps`` (:data:`CANDIDATE_SWEEPS`)."""
     sweeps = CANDIDATE_SWEEPS if sweeps is None else sweeps
-    if isinstance(learner, NuclearConfig):
-        return learner.replace(max_iters=min(learner.max_iters, sweeps))
     return learner.replace(max_sweeps=min(learner.max_sweeps, sweeps))
 
 
@@ -403,3 +400,6 @@ def _record(
         "gradient_seconds": gradient_seconds,
         **(diagnostics or {}),
     }
+
+
+register_method("pga")(run_pga)

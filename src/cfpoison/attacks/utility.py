@@ -155,6 +155,10 @@ class Utility:
         candidates: ranking: the ``m x n`` CSR pattern of each user's candidates C_i
             (:func:`candidate_pattern`; needed when ``mu3 != 0``).
         temperature: ranking: the sigmoid's temperature T.
+        ranking_loss: ranking: ``sigmoid`` counts the candidates above the target smoothly,
+            ``sigma(d)``; ``softplus`` charges ``log(1 + e^d)`` instead, whose slope stays
+            ``1 / T`` for a target far below its candidates, where the sigmoid's vanishes
+            (a cold item: the implicit promotion attacks).
     """
 
     mu1: float
@@ -167,6 +171,7 @@ class Utility:
     mu3: float = 0.0
     candidates: sp.csr_array | None = None
     temperature: float = 0.1
+    ranking_loss: Literal["sigmoid", "softplus"] = "sigmoid"
 
     def __post_init__(self) -> None:
         if len(self.targets) != len(self.weights):
@@ -197,7 +202,7 @@ class Utility:
     def _ranking(
         self, user: np.ndarray, item: np.ndarray, gradient: bool
     ) -> tuple[float, np.ndarray | None, np.ndarray | None]:
-        """``R_rk`` and, if asked, its gradients. With ``h_ij = c_i sigma'(d_ij) / T``,
+        """``R_rk`` and, if asked, its gradients. With ``h_ij = c_i l'(d_ij) / T`` (l the loss),
         ``d_ij = (s_ij - s_it) / T`` and ``c_i`` the pair weight: ``dR/du_i = -sum_j h_ij
         (v_j - v_t)``, ``dR/dv_j = -sum_i h_ij u_i`` (j a candidate), ``dR/dv_t = sum_ij h_ij
         u_i``; one sampled product on the candidate pattern per target."""
@@ -210,11 +215,17 @@ class Utility:
         value = 0.0
         for t, target in enumerate(self.targets):
             weight = self.pair_weights[:, t]
-            sigma = expit((scores - (user @ item[target])[rows]) / self.temperature)
-            value -= float(weight[rows] @ sigma)
+            d = (scores - (user @ item[target])[rows]) / self.temperature
+            sigma = expit(d)
+            if self.ranking_loss == "softplus":
+                value -= float(weight[rows] @ np.logaddexp(0.0, d))
+                slope = sigma
+            else:
+                value -= float(weight[rows] @ sigma)
+                slope = sigma * (1.0 - sigma)
             if grad_user is None or grad_item is None:
                 continue
-            h = with_values(pattern, weight[rows] * sigma * (1.0 - sigma) / self.temperature)
+            h = with_values(pattern, weight[rows] * slope / self.temperature)
             row_sum = np.asarray(h.sum(axis=1)).ravel()
             grad_user -= h @ item - row_sum[:, None] * item[target]
             grad_item -= h.T @ user

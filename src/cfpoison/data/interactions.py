@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.data.ratings import Ratings
+from cfpoison.data.ratings import Ratings, lookup
 from cfpoison.errors import ConfigError, DataError
 
 #: Explicit ratings at or above this (on the data set's own scale) count as an interaction
@@ -109,6 +109,14 @@ class Interactions:
     def item_counts(self) -> np.ndarray:
         """Interactions per item."""
         return np.bincount(self.matrix.indices, minlength=self.n_items)
+
+    def user_index(self, ids: Any) -> np.ndarray:
+        """Row indices of the data set's user ids; unknown ids raise :class:`DataError`."""
+        return lookup(self.user_ids, ids, f"{self.name}: unknown user id")
+
+    def item_index(self, ids: Any) -> np.ndarray:
+        """Column indices of the data set's item ids; unknown ids raise :class:`DataError`."""
+        return lookup(self.item_ids, ids, f"{self.name}: unknown item id")
 
     def with_matrix(self, matrix: sp.csr_array, name: str | None = None) -> Interactions:
         """The same ids with another matrix of the same shape (a split or a subsample)."""

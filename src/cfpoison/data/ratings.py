@@ -236,11 +236,11 @@ class Ratings:
     # ------------------------------------------------------------------ id maps
     def user_index(self, ids: Any) -> np.ndarray:
         """Row indices of original user ids; unknown ids raise :class:`DataError`."""
-        return _lookup(self.user_ids, ids, f"{self.name}: unknown user id")
+        return lookup(self.user_ids, ids, f"{self.name}: unknown user id")
 
     def item_index(self, ids: Any) -> np.ndarray:
         """Column indices of original item ids; unknown ids raise :class:`DataError`."""
-        return _lookup(self.item_ids, ids, f"{self.name}: unknown item id")
+        return lookup(self.item_ids, ids, f"{self.name}: unknown item id")
 
     # ------------------------------------------------------------------ report
     def summary(self) -> dict[str, Any]:
@@ -295,7 +295,7 @@ def _quantiles(counts: np.ndarray) -> dict[str, float]:
     }
 
 
-def _lookup(known: np.ndarray, ids: Any, message: str) -> np.ndarray:
+def lookup(known: np.ndarray, ids: Any, message: str) -> np.ndarray:
     """Positions of ``ids`` in the array ``known`` (unique values, any order)."""
     ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
     if len(known) == 0:

@@ -90,7 +90,7 @@ class NuclearConfig(JsonConfig):
         max_rank: the working rank never exceeds this; a solution that needs more is an error.
         tol: inner sweeps stop when the relative objective change is at most this.
         kkt_tol: inner sweeps stop when the relative KKT residual is at most this.
-        max_iters: cap on the total number of sweeps; a fit whose certificate fails is
+        max_sweeps: cap on the total number of sweeps; a fit whose certificate fails is
             reported (``converged`` False, a logged warning with the reason).
         anderson_memory: sweeps mixed by Anderson acceleration in the inner ALS runs (0: off).
         certificate_tol: ``ok`` needs ``spectral_ratio <= 1 + certificate_tol`` and
@@ -112,7 +112,7 @@ class NuclearConfig(JsonConfig):
     max_rank: int = 512
     tol: float = 1e-9
     kkt_tol: float = 1e-6
-    max_iters: int = 2000
+    max_sweeps: int = 2000
     anderson_memory: int = 5
     certificate_tol: float = 1e-4
     init_scale: float = 0.1
@@ -129,7 +129,7 @@ class NuclearConfig(JsonConfig):
         )
         require(self.tol >= 0, f"nuclear: tol must be >= 0, got {self.tol}")
         require(self.kkt_tol >= 0, f"nuclear: kkt_tol must be >= 0, got {self.kkt_tol}")
-        require(self.max_iters >= 1, f"nuclear: max_iters must be >= 1, got {self.max_iters}")
+        require(self.max_sweeps >= 1, f"nuclear: max_sweeps must be >= 1, got {self.max_sweeps}")
         require(
             self.anderson_memory >= 0,
             f"nuclear: anderson_memory must be >= 0, got {self.anderson_memory}",
@@ -216,7 +216,7 @@ class NuclearNormLearner(SquaredLossLearner):
         coarse = True
         while True:
             rounds += 1
-            left = c.max_iters - len(history)
+            left = c.max_sweeps - len(history)
             tol, kkt_tol = (c.tol, c.kkt_tol)
             if coarse:
                 tol, kkt_tol = max(tol, COARSE_TOL), max(kkt_tol, COARSE_KKT)
@@ -225,7 +225,7 @@ class NuclearNormLearner(SquaredLossLearner):
             low = balance(f)
             f = balanced_factors(low, problem.n_users)
             certificate = _certificate(engine, f, low, c, rng)
-            if certificate["ok"] or len(history) >= c.max_iters:
+            if certificate["ok"] or len(history) >= c.max_sweeps:
                 break
             slack = max(c.certificate_tol, 10 * COARSE_KKT) if coarse else c.certificate_tol
             grown = None
