@@ -1,7 +1,8 @@
 """Contract test mixins: what every learner and every attack method must do.
 
-A test class inherits a contract and defines the one fixture it names; pytest then runs the
-contract's tests on it.
+A test class inherits a contract and defines the one fixture it names (class-scoped, as a
+``@classmethod``: pytest deprecates class-scoped fixtures that are instance methods); pytest
+then runs the contract's tests on it.
 
 * :class:`LearnerContract` needs ``learner_case`` (a :class:`LearnerCase`): ``fit`` returns
   the learner, the factors have the data's shapes, a fit reaches a small relative KKT
@@ -50,7 +51,8 @@ class LearnerContract:
     """Mixin for a learner's test class; the class defines the fixture ``learner_case``."""
 
     @pytest.fixture(scope="class")
-    def fitted(self, learner_case: LearnerCase) -> Learner:
+    @classmethod
+    def fitted(cls, learner_case: LearnerCase) -> Learner:
         return learner_case.fit()
 
     def test_fit_returns_the_learner_with_factors_of_the_data_shapes(
@@ -121,7 +123,8 @@ class AttackMethodContract:
     ``attack_case``."""
 
     @pytest.fixture(scope="class")
-    def attacked(self, attack_case: AttackCase) -> AttackResult:
+    @classmethod
+    def attacked(cls, attack_case: AttackCase) -> AttackResult:
         return run_attack(attack_case.train, attack_case.config)
 
     def test_the_method_is_registered(self, attack_case: AttackCase) -> None:

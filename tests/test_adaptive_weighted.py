@@ -244,7 +244,8 @@ class TestAdaptiveAgainstReweighting(AttackMethodContract):
     """The attack contract for adaptive PGA against each reweighting defense."""
 
     @pytest.fixture(scope="class", params=sorted(CASES))
-    def attack_case(self, request: pytest.FixtureRequest, small: Ratings) -> AttackCase:
+    @classmethod
+    def attack_case(cls, request: pytest.FixtureRequest, small: Ratings) -> AttackCase:
         defense = {"huber": HuberConfig(), "influence_cap": InfluenceCapConfig(cap=0.5)}.get(
             request.param, CASES[request.param]
         )

@@ -26,7 +26,9 @@ from cfpoison.learners.hessian import FactorHessian, SquaredLossLearner
 from cfpoison.models import FittedModel
 from contracts import LearnerCase, LearnerContract
 from test_gradient_contract import CASES, GradientCase, _explicit, _fit_explicit
-from test_gradient_contract import test_gradient_matches_finite_differences_of_resolved_fits
+from test_gradient_contract import (
+    test_gradient_matches_finite_differences_of_resolved_fits as gradient_contract,
+)
 from test_models import MODELS, FittedModelContract, _learner
 
 
@@ -161,7 +163,7 @@ class TestToyModel(FittedModelContract):
 @pytest.mark.parametrize("goal", ["availability", "integrity"])
 def test_toy_gradient_contract(goal: str) -> None:
     """Step 3: the gradient contract."""
-    test_gradient_matches_finite_differences_of_resolved_fits("toy", goal)
+    gradient_contract("toy", goal)
 
 
 def test_pga_attacks_the_toy_learner() -> None:

@@ -189,7 +189,8 @@ class TestEveryMethod(AttackMethodContract):
     """The attack contract for every registered method, on ``small`` (4 fake users, B = 10)."""
 
     @pytest.fixture(scope="class", params=engine.available_methods())
-    def attack_case(self, request: pytest.FixtureRequest, small: Ratings) -> AttackCase:
+    @classmethod
+    def attack_case(cls, request: pytest.FixtureRequest, small: Ratings) -> AttackCase:
         changes = {"iterations": 0, **CONTRACT_CHANGES.get(request.param, {})}
         utility = UtilityConfig(mu1=1.0, mu2=1.0, targets=(7,))
         return AttackCase(small, _config(method=request.param, utility=utility, **changes))

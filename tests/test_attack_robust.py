@@ -240,9 +240,9 @@ def test_cli_surrogates_flag_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
     assert payload["method"] == "robust"
     assert payload["config"]["options"]["surrogates"] == load_surrogates(str(panel)).to_dict()
     assert set(payload["history"][-1]["surrogate_utility"]) == {"self", "biased"}
-    assert main([*argv[:-4], "--surrogates", str(tmp_path / "missing.toml")]) == 1
+    assert main([*argv[:-4], "--surrogates", str(tmp_path / "missing.toml")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("cfpoison: error: surrogates:") and "\n" not in err
+    assert err.startswith("cfpoison attack: error: surrogates:") and err.count("\n") == 1
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--method", "pga"])
     assert exit_info.value.code == 2

@@ -163,8 +163,8 @@ def _attack_args(flags: list[str]) -> AttackConfig:
 
 def test_every_sweep_setting_of_an_attack_is_a_flag_giving_the_same_config() -> None:
     """One source: `cfpoison attack --NAME V` and a sweep's `NAME = V` build the same config."""
-    values = {
-        "method": "uniform",
+    values = {  # settings that pga reads together (a flag it would ignore is refused)
+        "method": "pga",
         "alpha": 0.05,
         "items_per_user": 7,
         "max_rating": 1.5,
@@ -173,7 +173,7 @@ def test_every_sweep_setting_of_an_attack_is_a_flag_giving_the_same_config() -> 
         "mu2": -1.0,
         "targets": (1, 50),
         "weights": (2.0, 3.0),
-        "gradient": "paper",
+        "gradient": "exact",
         "iterations": 3,
         "step_schedule": "constant",
         "step_size": 0.5,
@@ -200,7 +200,10 @@ def test_every_sweep_setting_of_an_attack_is_a_flag_giving_the_same_config() -> 
 
 def test_short_flags_and_derived_flags_agree() -> None:
     assert _attack_args(["--items", "greedy"]) == _attack_args(["--item-selection", "greedy"])
-    assert _attack_args(["--target", "5"]) == _attack_args(["--targets", "5"])
+    integrity = ["--mu1", "0", "--mu2", "1"]
+    assert _attack_args(["--target", "5", *integrity]) == _attack_args(
+        ["--targets", "5", *integrity]
+    )
     assert _attack_args(["--rank", "4"]) == _attack_args(["--learner.rank", "4"])
     nuclear = _attack_args(["--learner", "nuclear", "--max-sweeps", "30"]).learner
     assert isinstance(nuclear, NuclearConfig) and nuclear.max_sweeps == 30

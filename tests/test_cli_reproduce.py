@@ -72,10 +72,10 @@ def test_rerun_resumes_without_recomputing(quick_fig1, movielens_dir) -> None:
 
 def test_bad_requests_are_one_line_errors(capsys, tmp_path) -> None:
     assert (
-        main(["reproduce", "fig1", "--quick", "--methods", "pga,nope", "--out", str(tmp_path)]) == 1
+        main(["reproduce", "fig1", "--quick", "--methods", "pga,nope", "--out", str(tmp_path)]) == 2
     )
     assert "unknown method(s) nope" in capsys.readouterr().err
-    assert main(["reproduce", "fig1", "--seeds", "0", "--out", str(tmp_path)]) == 1
+    assert main(["reproduce", "fig1", "--seeds", "0", "--out", str(tmp_path)]) == 2
     assert "seeds must be >= 1" in capsys.readouterr().err
 
 

@@ -83,6 +83,7 @@ def test_usage_errors_exit_2(flags: list[str], capsys: pytest.CaptureFixture[str
 
 
 def test_bad_config_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["train", "--dataset", "synthetic:small", "--rank", "0"]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("cfpoison: error:") and "rank" in err and "\n" not in err
+    assert main(["train", "--dataset", "synthetic:small", "--rank", "0"]) == 2  # a bad setting
+    first, second = capsys.readouterr().err.strip().split("\n")
+    assert first.startswith("cfpoison train: error:") and "rank" in first
+    assert second == "Try 'cfpoison train --help'."

@@ -152,7 +152,9 @@ def test_ml_10m_top_folder_and_md5(
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("ml-10M100K/ratings.dat", "1::122::5::838985046\n2::185::4.5::1\n")
     data = buffer.getvalue()
-    info = dataclasses.replace(DATASETS["ml-10m"], md5=hashlib.md5(data).hexdigest())
+    info = dataclasses.replace(
+        DATASETS["ml-10m"], md5=hashlib.md5(data).hexdigest(), users=2, items=2, ratings=2
+    )
     monkeypatch.setitem(DATASETS, "ml-10m", info)
     loopback_server.files["ml-10m.zip"] = data
     r = load_dataset("ml-10m", base_url=loopback_server.url)

@@ -113,9 +113,10 @@ def test_bad_settings_are_one_line_errors(
     message: str,
 ) -> None:
     out = tmp_path / "never.json"
-    assert run(["--profiles", str(profiles), *extra, "--json", str(out)]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("cfpoison: error:") and message in err and "\n" not in err
+    assert run(["--profiles", str(profiles), *extra, "--json", str(out)]) == 2  # bad settings
+    first, second = capsys.readouterr().err.strip().split("\n")
+    assert first.startswith("cfpoison defend: error:") and message in first
+    assert second == "Try 'cfpoison defend --help'."
     assert not out.exists()
 
 
@@ -156,7 +157,7 @@ def test_defend_learned_detector_from_a_labelled_sample(
 ) -> None:
     out = tmp_path / "learned.json"
     args = ["--profiles", str(profiles), "--defense", "detect_remove:detector=learned"]
-    assert run(args) == 1
+    assert run(args) == 2
     assert "needs --learned-from" in capsys.readouterr().err
     assert run([*args, "--learned-from", str(profiles), "--json", str(out), "--quiet"]) == 0
     row = json.loads(out.read_text())["defenses"][0]

@@ -80,9 +80,9 @@ def test_detect_command_errors(
     assert "real user" in capsys.readouterr().err
     fine = tmp_path / "fine.csv"
     write_profiles(fine, uniform_profiles(ml_small, 3, 10, seed=1), ml_small)
-    assert main([*args, "--offline", "--profiles", str(fine), "--degsim-k", "0"]) == 1
+    assert main([*args, "--offline", "--profiles", str(fine), "--degsim-k", "0"]) == 2
     assert "DegSim k" in capsys.readouterr().err
-    assert main([*args, "--offline", "--profiles", str(fine), "--folds", "1"]) == 1
+    assert main([*args, "--offline", "--profiles", str(fine), "--folds", "1"]) == 2
     assert "folds" in capsys.readouterr().err
 
 

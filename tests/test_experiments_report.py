@@ -142,5 +142,5 @@ def test_cli_sweep_run_dry_run_and_export(tmp_path, capsys) -> None:
     assert main(["sweep", "export", str(tmp_path / "none")]) == 1
     assert "no such result store" in capsys.readouterr().err
     bad = ["sweep", "run", "--out", str(out), "--runner", FAKE, "--grid", "method=nope"]
-    assert main(bad) == 1
+    assert main(bad) == 2
     assert "unknown method" in capsys.readouterr().err

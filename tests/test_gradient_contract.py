@@ -3,7 +3,8 @@
 Through the one path (:func:`cfpoison.attacks.gradient.utility_gradient` on the learner's
 adjoint system), ``dR/dM~`` on the fake pattern must match central differences of re-solved
 fits (each refit warm-started and driven to a tight KKT residual) with cosine >= 0.99, for an
-availability, an integrity, a ranking and a promotion (softplus ranking) utility. A new learner joins by adding its case.
+availability, an integrity, a ranking and a promotion (softplus ranking) utility. A new
+learner joins by adding its case.
 """
 
 from __future__ import annotations

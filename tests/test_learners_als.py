@@ -262,7 +262,8 @@ def test_item_major_copy_is_cached_per_matrix() -> None:
 
 class TestALSContract(LearnerContract):
     @pytest.fixture(scope="class")
-    def learner_case(self) -> LearnerCase:
+    @classmethod
+    def learner_case(cls) -> LearnerCase:
         ratings, fake, _, _ = tiny_problem(31)
         return LearnerCase(
             ALSConfig(rank=3, lambda_u=0.8, lambda_v=0.8, threads=1, **TIGHT), ratings, fake

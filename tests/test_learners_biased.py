@@ -129,7 +129,8 @@ def test_one_sweep_cap_is_reported_and_config_round_trips() -> None:
 
 class TestBiasedContract(LearnerContract):
     @pytest.fixture(scope="class")
-    def learner_case(self) -> LearnerCase:
+    @classmethod
+    def learner_case(cls) -> LearnerCase:
         ratings, fake, _, _ = tiny(5)
         return LearnerCase(BiasedConfig(rank=2, threads=1, **LAMBDAS, **TIGHT), ratings, fake)
 

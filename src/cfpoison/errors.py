@@ -1,7 +1,10 @@
 """Errors that the command line reports as one line, without a traceback.
 
 Every error a user can cause (bad input file, unknown id, impossible budget, bad config)
-is raised as a subclass of :class:`CfpoisonError`; anything else is a bug.
+is raised as a subclass of :class:`CfpoisonError`; anything else is a bug. Each class has its
+exit code (``exit_code``): 2 for a bad setting (:class:`ConfigError`: a flag, an option or a
+config file's value; argparse's usage errors exit 2 too), 1 for everything else (data, files,
+solvers).
 """
 
 from __future__ import annotations
@@ -9,6 +12,9 @@ from __future__ import annotations
 
 class CfpoisonError(Exception):
     """Base class of the errors a user can cause; ``str(err)`` is one line."""
+
+    #: The command line's exit code for this class of error.
+    exit_code: int = 1
 
 
 class DataError(CfpoisonError):
@@ -20,7 +26,13 @@ class DownloadError(DataError):
 
 
 class ConfigError(CfpoisonError, ValueError):
-    """A configuration value is out of range or of the wrong type."""
+    """A configuration value is out of range, of the wrong type, or does not apply."""
+
+    exit_code = 2
+
+
+class OutputError(CfpoisonError):
+    """An output path cannot be written (no such folder, a folder, no permission)."""
 
 
 class BudgetError(ConfigError):

@@ -33,13 +33,12 @@ from cfpoison.attacks.baselines import (
 )
 from cfpoison.attacks.gradient import GradientMethod, ImplicitGradient, utility_gradient
 from cfpoison.attacks.metrics import evaluate_profiles
-from cfpoison.attacks.pga import run_pga
 from cfpoison.attacks.threat import ThreatModel, grid_values, snap, violations
 from cfpoison.attacks.utility import Utility, UtilityConfig, build_utility
 from cfpoison.config import JsonConfig, Setting, require, settings_of
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import ConfigError, DataError
-from cfpoison.learners import ALSConfig, LearnerConfig, NuclearConfig
+from cfpoison.learners import ALSConfig, BiasedConfig, LearnerConfig, NuclearConfig
 from cfpoison.learners.base import Factors, Learner
 from cfpoison.models import fit_learner, noise_floor, victim_start
 
@@ -79,7 +78,7 @@ class AttackConfig(JsonConfig):
 
     kind: ClassVar[str] = "attack"
     method: str = "pga"
-    learner: ALSConfig | NuclearConfig = dataclasses.field(default_factory=ALSConfig)
+    learner: ALSConfig | NuclearConfig | BiasedConfig = dataclasses.field(default_factory=ALSConfig)
     threat: ThreatModel = dataclasses.field(default_factory=ThreatModel)
     utility: UtilityConfig = dataclasses.field(default_factory=UtilityConfig)
     gradient: GradientMethod = "exact"
@@ -158,10 +157,11 @@ def ignored_settings(config: AttackConfig) -> dict[str, str]:
     if utility.mu3 == 0:
         reason = "only the ranking utility (--mu3, nonzero) reads it"
         ignored.update(rank_candidates=reason, rank_temperature=reason)
-    if config.method in BASELINES and config.threat.item_selection == "greedy":
-        ignored["item_selection"] = (
-            f"{config.method} draws its items once; greedy re-selection needs gradient steps"
-        )
+    selection = config.threat.item_selection
+    if config.method == "sgld" and selection != "random":
+        ignored["item_selection"] = "sgld chooses its own items (each row's B largest)"
+    elif selection == "greedy" and config.method in (*BASELINES, "robust", "adaptive"):
+        ignored["item_selection"] = f"{config.method} keeps a fixed pattern (random or rare items)"
     return ignored
 
 
@@ -298,9 +298,6 @@ def available_methods() -> tuple[str, ...]:
         if not module.name.startswith("_"):
             importlib.import_module(f"cfpoison.attacks.{module.name}")
     return tuple(sorted(_METHODS))
-
-
-register_method("pga")(run_pga)
 
 
 @register_method("uniform")

@@ -75,7 +75,6 @@ from cfpoison.attacks.gradient import ImplicitGradient
 from cfpoison.attacks.threat import clip_values, include_items, pattern_matrix, top_b_pattern
 from cfpoison.errors import ConfigError
 from cfpoison.learners.base import caps_expected
-from cfpoison.learners.nuclear import NuclearConfig
 
 if TYPE_CHECKING:
     from cfpoison.learners import LearnerConfig

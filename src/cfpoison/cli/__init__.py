@@ -5,8 +5,10 @@ Each sub-command lives in its own module of this package and exposes
 the parsed ``argparse.Namespace`` and returning an exit code). Modules are discovered
 automatically, so adding a command means adding a module.
 
-Exit codes: 0 success, 2 usage error (argparse), 1 any other error, reported as one line on
-stderr (a traceback only with ``--debug``), 130 on Ctrl-C.
+Exit codes: 0 success; 2 a usage error (argparse) or a bad setting (a :class:`ConfigError`:
+a flag's value, an option, a config file), reported as ``cfpoison CMD: error: ...`` and
+``Try 'cfpoison CMD --help'.``; 1 any other error (``exit_code`` of the error's class), one
+line ``cfpoison: error: ...``; a traceback only with ``--debug``; 130 on Ctrl-C.
 
 The common options ``-v/--verbose``, ``-q/--quiet`` and ``--debug`` go before the sub-command
 or after it (``cfpoison attack ... --quiet``): every sub-command's parser, nested ones included,
@@ -21,7 +23,7 @@ import logging
 import pkgutil
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from cfpoison import __version__
 from cfpoison.errors import CfpoisonError
@@ -59,15 +61,26 @@ class _SubParsers(argparse._SubParsersAction):
 
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
         kwargs["parents"] = [*kwargs.get("parents", ()), common_options(after_command=True)]
-        return super().add_parser(name, **kwargs)
+        parser = super().add_parser(name, **kwargs)
+        parser.set_defaults(command_prog=parser.prog)  # the innermost command's wins
+        return parser
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose sub-command parsers (at any depth) are made by _SubParsers."""
+    """An ArgumentParser whose sub-command parsers (at any depth) are made by _SubParsers and
+    whose usage errors are one line and a pointer to ``--help`` (exit 2)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.register("action", "parsers", _SubParsers)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, usage_error(self.prog, message))
+
+
+def usage_error(prog: str, message: str) -> str:
+    """``PROG: error: MESSAGE`` on one line, then ``Try 'PROG --help'.``"""
+    return f"{prog}: error: {_one_line(message)}\nTry '{prog} --help'.\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common_options(after_command=False)],
     )
     parser.add_argument("--version", action="version", version=f"cfpoison {__version__}")
+    parser.set_defaults(command_prog=parser.prog)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if module.name.startswith("_"):
@@ -98,7 +112,11 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # argparse would blame the main parser; name the command that was given
+        parser.exit(
+            2, usage_error(args.command_prog, f"unrecognized arguments: {' '.join(extras)}")
+        )
     _configure_logging(args.verbose, args.quiet)
     try:
         with serial_blas():  # parallel work is numba's; BLAS threads would oversubscribe
@@ -109,8 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CfpoisonError as err:
         if args.debug:
             raise
-        print(f"cfpoison: error: {_one_line(str(err))}", file=sys.stderr)
-        return 1
+        if err.exit_code == 2:
+            print(usage_error(args.command_prog, str(err)), end="", file=sys.stderr)
+        else:
+            print(f"cfpoison: error: {_one_line(str(err))}", file=sys.stderr)
+        return err.exit_code
     except Exception as err:  # a bug, or an error of a library we call: still one line
         if args.debug:
             raise

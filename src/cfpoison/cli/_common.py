@@ -10,14 +10,17 @@ import argparse
 import dataclasses
 import os
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cfpoison.cli._options import SYNONYMS, add_options, flags_of, given, nested
+from cfpoison.cli._options import add_options, flags_of, given, nested
 from cfpoison.config import config_variants, settings_of
 from cfpoison.data.preprocess import PreprocessConfig
 from cfpoison.data.ratings import Ratings
-from cfpoison.io import write_json
+from cfpoison.data.registry import CSV_PREFIX
+from cfpoison.errors import DataError
+from cfpoison.io import check_outputs, write_json
 from cfpoison.learners import LearnerConfig
 
 LEARNERS = config_variants(LearnerConfig)
@@ -42,9 +45,27 @@ def add_data_dir_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_command_outputs(
+    args: argparse.Namespace,
+    files: Mapping[str, Path | None] | None = None,
+    folders: Mapping[str, Path | None] | None = None,
+    inputs: Iterable[tuple[str, Path | None]] = (),
+) -> None:
+    """:func:`cfpoison.io.check_outputs` of a command's outputs, ``--json`` included, against
+    its inputs (a ``csv:PATH`` data set included), before the command starts its work."""
+    dataset = getattr(args, "dataset", None) or getattr(args, "name", None)
+    if isinstance(dataset, str) and dataset.startswith(CSV_PREFIX):
+        inputs = [*inputs, ("--dataset", Path(dataset.removeprefix(CSV_PREFIX)))]
+    files = {**(files or {}), "--json": getattr(args, "json_path", None)}
+    check_outputs(files, folders, inputs)
+
+
 def data_dir_from(args: argparse.Namespace) -> Path | None:
-    """``--data-dir``, else ``$CFPOISON_DATA_DIR``, else None."""
+    """``--data-dir`` (a folder, else :class:`DataError`), else ``$CFPOISON_DATA_DIR``, else
+    None."""
     if getattr(args, "data_dir", None) is not None:
+        if not Path(args.data_dir).is_dir():
+            raise DataError(f"--data-dir {args.data_dir}: no such folder")
         return Path(args.data_dir)
     env = os.environ.get("CFPOISON_DATA_DIR")
     return Path(env) if env else None
@@ -113,7 +134,6 @@ def learner_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         if setting_name == "learner":
             continue
         field = setting_name.removeprefix("learner.")
-        field = SYNONYMS.get((name, field), field)
         if field not in fields:
             owners = "/".join(setting.variants)
             parser.error(f"{flags_of(setting)[-1]} is a setting of {owners}, not of {name}")

@@ -5,7 +5,7 @@ flag ``--NAME`` with ``_`` written ``-`` (``--alpha``, ``--learner.lambda-u``), 
 choices, default and help taken from its field. This module's tables are the one place that
 says where the command line differs: the short flags kept from before the derivation
 (``ALIASES``), the flags renamed to avoid a clash (``RENAMED``), the stricter argument types
-(``TYPES``) and one learner field that another learner calls differently (``SYNONYMS``).
+(``TYPES``) and what a flag's help adds to its field's (``NOTES``).
 
 Derived options default to None (not given): the config's own default applies, so a flag
 that is not given never changes a config.
@@ -40,9 +40,12 @@ ALIASES: dict[str, str] = {
 }
 #: Flags not spelled ``--NAME``: the attack's step tolerance (``--tol`` is the learner's).
 RENAMED: dict[str, str] = {"tol": "--step-tol"}
-#: A learner field reached through another learner's flag: ``--max-sweeps`` caps nuclear
-#: norm's ``max_iters`` (its sweeps).
-SYNONYMS: dict[tuple[str, str], str] = {("nuclear", "max_sweeps"): "max_iters"}
+_TARGETED = (
+    "Read only when --mu2 or --mu3 is nonzero (an integrity attack: --mu1 0 --mu2 1); "
+    "refused otherwise."
+)
+#: What a flag's help adds to its field's docstring.
+NOTES: dict[str, str] = {"targets": _TARGETED, "weights": _TARGETED}
 
 
 def _number(kind: type, test: Callable[[float], bool], what: str) -> Callable[[str], Any]:
@@ -60,6 +63,7 @@ def _number(kind: type, test: Callable[[float], bool], what: str) -> Callable[[s
 
 positive_float = _number(float, lambda v: v > 0, "a positive number")
 fraction = _number(float, lambda v: 0 < v <= 1, "a fraction in (0, 1]")
+positive_int = _number(int, lambda v: v >= 1, "an integer >= 1")
 #: Argument types stricter than the field's (bad values are usage errors, exit 2).
 TYPES: dict[str, Callable[[str], Any]] = {
     "learner.lambda_u": positive_float,
@@ -114,6 +118,8 @@ def nested(values: Mapping[str, Any], settings: Mapping[str, Setting], root: str
 
 def _help(setting: Setting) -> str:
     text = re.sub(r":\w+:`~?([^`]+)`|``([^`]+)``", lambda m: m[1] or m[2], setting.help)
+    if setting.name in NOTES:
+        text = f"{text} {NOTES[setting.name]}"
     text = text.replace("%", "%%")
     if setting.variants:
         default = ", ".join(f"{name} {value!r}" for name, value in setting.variants.items())

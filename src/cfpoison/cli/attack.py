@@ -13,21 +13,24 @@ from cfpoison.attacks.engine import (
     AttackResult,
     attack_settings,
     available_methods,
+    ignored_settings,
     run_attack,
 )
 from cfpoison.attacks.metrics import HIT_K
 from cfpoison.attacks.robust import PRESETS as SURROGATE_PRESETS
 from cfpoison.attacks.robust import load_surrogates
+from cfpoison.attacks.sgld import sgld_config
 from cfpoison.cli._common import (
     add_json_option,
     add_learner_options,
+    check_command_outputs,
     emit,
     learner_config,
     preprocess_config,
     show_progress,
     ttest_data,
 )
-from cfpoison.cli._options import add_options, given, nested, value_parser
+from cfpoison.cli._options import add_options, flags_of, given, nested, value_parser
 from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.data.preprocess import prepare
 from cfpoison.data.profiles import write_profiles
@@ -72,12 +75,28 @@ def attack_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
         method = "adaptive"
         options["defense"] = parse_defense(against).to_dict()
-    tree = nested(given(args, ATTACK_SETTINGS.values()), ATTACK_SETTINGS)
+    values = given(args, ATTACK_SETTINGS.values())
+    tree = nested(values, ATTACK_SETTINGS)
     tree["method"] = method
     learner = learner_config(args, parser)
-    return AttackConfig.from_dict(
+    config = AttackConfig.from_dict(
         {**tree, "learner": learner, "seed": args.seed, "options": options}
     )
+    ignored = ignored_settings(config)
+    for name in [*values, *(["options"] if args.option else [])]:
+        if name in ignored:
+            flag = flags_of(ATTACK_SETTINGS[name])[-1] if name in ATTACK_SETTINGS else "--option"
+            parser.error(f"{flag} does not apply to --method {method}: {ignored[name]}")
+    if config.iterations == 0 and not args.allow_zero and "iterations" not in ignored:
+        parser.error(
+            f"--iterations 0 runs no {method} step (the starting profiles, unoptimised); "
+            "give --allow-zero if that is what you want"
+        )
+    if args.allow_zero and config.iterations != 0:
+        parser.error("--allow-zero goes with --iterations 0 only")
+    if method == "sgld":
+        sgld_config(config)  # SGLD's options, checked before any work
+    return config
 
 
 def result_text(payload: dict[str, Any]) -> str:
@@ -143,6 +162,7 @@ def _utility_lines(payload: dict[str, Any]) -> list[str]:
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     config = attack_config(args, parser)
+    check_command_outputs(args, {"--profiles": args.profiles})
     preprocess = preprocess_config(args)
     train, test = prepare(load_from_args(args, args.dataset), preprocess)
     result: AttackResult = run_attack(train, config, test=test, progress=show_progress(args))
@@ -167,6 +187,11 @@ def add_attack_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument_group("attack (AttackConfig, its threat model and utility)"),
         ATTACK_SETTINGS.values(),
         choices={"method": available_methods()},
+    )
+    parser.add_argument(
+        "--allow-zero",
+        action="store_true",
+        help="accept --iterations 0 (no step: the starting profiles); refused otherwise",
     )
     parser.add_argument("--beta", type=float, help="SGLD: weight of the utility (paper: 0.6)")
     parser.add_argument(
@@ -195,7 +220,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "history. Methods: pga "
             "(Algorithm 1), sgld (Algorithm 2), uniform (the paper's baseline), the shilling "
             "attacks random, average and bandwagon, robust (PGA over the --surrogates) and "
-            "adaptive (PGA against the --against defense)."
+            "adaptive (PGA against the --against defense). A flag that the method does not "
+            "read at the given settings is refused, not ignored: for example --target with "
+            "mu2 = mu3 = 0 (the default; an integrity attack is --mu1 0 --mu2 1), or "
+            "--step-size with sgld."
         ),
     )
     add_attack_options(parser)

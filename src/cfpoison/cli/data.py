@@ -10,6 +10,7 @@ from typing import Any
 from cfpoison.cli._common import (
     add_data_dir_option,
     add_json_option,
+    check_command_outputs,
     data_dir_from,
     emit,
     show_progress,
@@ -45,7 +46,8 @@ def parse_scale(text: str) -> RatingScale:
 
 
 def add_load_options(parser: argparse.ArgumentParser) -> None:
-    """``--data-dir``, ``--on-duplicate``, ``--delimiter``, ``--scale``, ``--offline``."""
+    """``--data-dir``, ``--on-duplicate``, ``--delimiter``, ``--scale``, ``--offline``,
+    ``--accept-modified-data``."""
     add_data_dir_option(parser)
     parser.add_argument(
         "--on-duplicate",
@@ -66,6 +68,12 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--offline", action="store_true", help="never download; fail if the data is not local"
     )
+    parser.add_argument(
+        "--accept-modified-data",
+        action="store_true",
+        help="read a MovieLens file that differs from the official release (its checksum or "
+        "its counts of users, items and ratings) with a warning instead of failing",
+    )
 
 
 def load_from_args(args: argparse.Namespace, name: str) -> Ratings:
@@ -78,6 +86,7 @@ def load_from_args(args: argparse.Namespace, name: str) -> Ratings:
         on_duplicate=args.on_duplicate,
         delimiter=args.delimiter,
         scale=args.scale,
+        accept_modified=args.accept_modified_data,
     )
 
 
@@ -102,6 +111,7 @@ def summary_text(summary: dict[str, Any], scale: RatingScale) -> str:
 
 
 def _info(args: argparse.Namespace) -> int:
+    check_command_outputs(args)
     start = time.perf_counter()
     ratings = load_from_args(args, args.name)
     summary = ratings.summary()
@@ -117,6 +127,7 @@ def _where(info: DatasetInfo, data_dir: Path | None) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
+    check_command_outputs(args)
     data_dir = data_dir_from(args)
     rows: list[dict[str, Any]] = []
     for preset, cfg in PRESETS.items():
@@ -159,6 +170,7 @@ def _fetch(args: argparse.Namespace) -> int:
     if synthetic_preset(name) is not None or name.startswith(CSV_PREFIX):
         raise DataError(f"{name} is not downloaded: only the MovieLens sets are")
     info = movielens_info(name)
+    check_command_outputs(args)
     path = ratings_path(
         name,
         data_dir_from(args),

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.attacks.engine import AttackConfig, available_methods
+from cfpoison.attacks.engine import BASELINES, AttackConfig, available_methods
 from cfpoison.attacks.evasion import with_evasions
 from cfpoison.attacks.threat import ThreatModel
 from cfpoison.attacks.utility import UtilityConfig, resolve_targets
@@ -24,6 +24,7 @@ from cfpoison.cli._common import (
     preprocess_config,
     show_progress,
 )
+from cfpoison.cli._options import fraction, positive_int
 from cfpoison.cli.attack import parse_targets
 from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.data.preprocess import prepare
@@ -104,19 +105,38 @@ def _profiles(args: argparse.Namespace, train: Any) -> dict[str, sp.csr_array]:
     return attacks
 
 
+#: The flags that set the --grid attacks (None: not given, the config's default).
+GRID_FLAGS = ("alpha", "items_per_user", "iterations", "beta")
+
+
 def _attack_configs(args: argparse.Namespace, learner: ALSConfig) -> list[AttackConfig]:
+    threat = {k: getattr(args, k) for k in ("alpha", "items_per_user")}
+    steps = {} if args.iterations is None else {"iterations": args.iterations}
     return [
         AttackConfig(
             method=method,
             learner=learner,
-            threat=ThreatModel(alpha=args.alpha, items_per_user=args.items_per_user),
+            threat=ThreatModel(**{k: v for k, v in threat.items() if v is not None}),
             utility=UtilityConfig(mu1=1.0, mu2=0.0, targets=args.target),
-            iterations=args.iterations,
             seed=args.seed,
             options={"beta": args.beta} if method == "sgld" and args.beta is not None else {},
+            **steps,
         )
         for method in args.grid
     ]
+
+
+def _check_grid_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """A --grid flag without --grid, --iterations without an iterative method or --beta
+    without sgld in the grid would be ignored: usage errors."""
+    given = [f"--{k.replace('_', '-')}" for k in GRID_FLAGS if getattr(args, k) is not None]
+    if given and not args.grid:
+        parser.error(f"{', '.join(given)} set(s) the --grid attacks; there is no --grid")
+    grid = args.grid or ()
+    if args.iterations is not None and all(m in BASELINES for m in grid):
+        parser.error(f"--iterations does not apply to --grid {','.join(grid)}: no steps")
+    if args.beta is not None and "sgld" not in grid:
+        parser.error("--beta is an SGLD option: put sgld in --grid")
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -127,6 +147,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--evade projects --profiles files")
     if args.adaptive and not (args.grid and "pga" in args.grid):
         parser.error("--adaptive adapts the --grid's pga attack to each defense")
+    _check_grid_flags(args, parser)
     learner = learner_config(args, parser)
     if not isinstance(learner, ALSConfig):
         raise ConfigError("defend: the defenses build on ALS; use --learner als")
@@ -272,20 +293,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="items whose push to report; auto (default) draws the item `cfpoison attack "
         "--target auto` draws with the same --seed",
     )
-    parser.add_argument("--alpha", type=float, default=threat.alpha, help="--grid: fake share")
+    parser.add_argument(
+        "--alpha", type=fraction, help=f"--grid: fake share (default {threat.alpha})"
+    )
     parser.add_argument(
         "--items-per-user",
-        type=int,
-        default=threat.items_per_user,
+        type=positive_int,
         metavar="B",
-        help="--grid: items per fake user (default %(default)s)",
+        help=f"--grid: items per fake user (default {threat.items_per_user})",
     )
     parser.add_argument(
         "--iterations",
-        type=int,
-        default=attack.iterations,
+        type=positive_int,
         metavar="T",
-        help="--grid: PGA/SGLD steps (default %(default)s)",
+        help=f"--grid: PGA/SGLD steps (default {attack.iterations})",
     )
     parser.add_argument("--beta", type=float, help="--grid: SGLD's utility weight")
     parser.add_argument(

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cfpoison.cli._common import add_json_option, emit, show_progress
+from cfpoison.cli._common import add_json_option, check_command_outputs, emit, show_progress
+from cfpoison.cli._options import positive_int
 from cfpoison.cli.sweep import add_execution_options
 from cfpoison.experiments.paper.demo import NOTES, demo_spec, detection_blocks, draw_demo
 from cfpoison.experiments.pipeline import run_sweep
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="attack the built-in synthetic data with PGA, SGLD and uniform, then detect",
         description="The main job on built-in data, offline: PGA, SGLD (beta 0.6) and uniform "
-        "attacks with 3%% fake users on the built-in synthetic MovieLens-like set, every "
+        "attacks with 3% fake users on the built-in synthetic MovieLens-like set, every "
         "detector and the paper's t-test on each, and a report (report.md, report.html) "
         "with a figure. Rerunning reuses the stored results.",
     )
@@ -35,7 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder for the store, figure and report (default: ./cfpoison-demo)",
     )
     parser.add_argument(
-        "--iterations", type=int, default=10, metavar="T", help="PGA and SGLD steps (default 10)"
+        "--iterations",
+        type=positive_int,
+        default=10,
+        metavar="T",
+        help="PGA and SGLD steps (default 10)",
     )
     add_execution_options(parser)
     add_json_option(parser)
@@ -43,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    check_command_outputs(args, folders={"--out": args.out, "--cache": args.cache})
     run = run_sweep(
         demo_spec(args.iterations),
         args.out,

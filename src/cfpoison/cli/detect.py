@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from cfpoison.cli._common import add_json_option, emit, ttest_data
+from cfpoison.cli._common import add_json_option, check_command_outputs, emit, ttest_data
 from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.data.profiles import read_profiles
 from cfpoison.detect import DetectConfig, DetectionReport, TTestResult, run_detectors
@@ -73,6 +73,7 @@ def _what(test: TTestResult) -> str:
 
 def _detect(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    check_command_outputs(args, inputs=[("--profiles", args.profiles)])
     ratings = load_from_args(args, args.dataset)
     fake_ids, fake = read_profiles(args.profiles, ratings)
     config = DetectConfig(

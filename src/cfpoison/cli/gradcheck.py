@@ -6,7 +6,12 @@ import argparse
 from typing import Any
 
 from cfpoison.attacks.gradcheck import GradientCheck, check_gradient
-from cfpoison.cli._common import add_json_option, emit, preprocess_config
+from cfpoison.cli._common import (
+    add_json_option,
+    check_command_outputs,
+    emit,
+    preprocess_config,
+)
 from cfpoison.cli.attack import add_attack_options, attack_config
 from cfpoison.cli.data import load_from_args
 from cfpoison.data.preprocess import prepare
@@ -42,6 +47,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     config = attack_config(args, parser)
     if config.method != "pga":
         parser.error("gradcheck checks PGA's gradient: use --method pga (the default)")
+    check_command_outputs(args)
     preprocess = preprocess_config(args)
     train, _ = prepare(load_from_args(args, args.dataset), preprocess)
     checks = [check_gradient(train, config, iteration=t) for t in args.at]

@@ -8,6 +8,7 @@ from pathlib import Path
 from cfpoison.cli._common import (
     add_data_dir_option,
     add_json_option,
+    check_command_outputs,
     data_dir_from,
     emit,
     show_progress,
@@ -68,8 +69,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    out = args.out if args.out is not None else Path("results") / args.figure
+    check_command_outputs(args, folders={"--out": out, "--cache": args.cache})
     if args.figure == "defenses":
-        return _defenses(args)
+        return _defenses(args, out)
     if args.figure == "beta":
         parts = beta_parts(dataset=args.dataset, quick=args.quick, seeds=args.seeds)
     else:
@@ -80,7 +83,6 @@ def _run(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
         )
-    out = args.out if args.out is not None else Path("results") / args.figure
     context = run_context(args, out)
     runs = {}
     for part in parts:
@@ -103,9 +105,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _defenses(args: argparse.Namespace) -> int:
+def _defenses(args: argparse.Namespace, out: Path) -> int:
     """``reproduce defenses``: one grid, no store (the attacks are regenerated each run)."""
-    out = args.out if args.out is not None else Path("results") / "defenses"
     result, files = reproduce_defenses(
         args.dataset, data_dir_from(args), out, quick=args.quick, progress=show_progress(args)
     )

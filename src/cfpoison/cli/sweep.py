@@ -9,6 +9,7 @@ from pathlib import Path
 from cfpoison.cli._common import (
     add_data_dir_option,
     add_json_option,
+    check_command_outputs,
     data_dir_from,
     emit,
     show_progress,
@@ -22,6 +23,7 @@ from cfpoison.experiments.sweeps.spec import (
     flatten,
     load_spec,
     parse_assignments,
+    require_cells,
     varying_fields,
 )
 from cfpoison.experiments.sweeps.store import ResultStore, export_csv, export_parquet
@@ -154,13 +156,19 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     spec = load_spec(args.spec) if args.spec is not None else SweepSpec()
     if args.runner:
         spec = spec.replace(runner=args.runner)
-    return spec.with_flags(
+    spec = spec.with_flags(
         parse_assignments(args.settings, axes=False), parse_assignments(args.axes, axes=True)
     )
+    where = f"the sweep file {args.spec}" if args.spec is not None else "the command line"
+    require_cells(spec, f"{where} (with --set and --grid)")
+    return spec
 
 
 def _run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
+    check_command_outputs(
+        args, folders={"--out": args.out, "--cache": args.cache}, inputs=[("spec", args.spec)]
+    )
     context = run_context(args, args.out)
     if args.dry_run:
         cells = cells_of(spec)
@@ -216,6 +224,9 @@ def _export(args: argparse.Namespace) -> int:
         raise DataError(f"{path}: no such result store")
     if args.csv is None and args.parquet is None:
         raise DataError("nothing to do: give --csv PATH and/or --parquet PATH")
+    check_command_outputs(
+        args, {"--csv": args.csv, "--parquet": args.parquet}, inputs=[("store", path)]
+    )
     with ResultStore(path) as store:
         rows = store.rows()
     if args.csv is not None:

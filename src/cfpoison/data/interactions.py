@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,10 @@ import scipy.sparse as sp
 
 from cfpoison.data.ratings import Ratings, lookup
 from cfpoison.errors import ConfigError, DataError
+from cfpoison.io import atomic_write
+
+#: The header of a fake-user interaction file.
+HEADER = "userId,movieId,weight"
 
 #: Explicit ratings at or above this (on the data set's own scale) count as an interaction
 #: when an explicit set is binarised: 4 of 5 stars, the convention of the implicit-feedback
@@ -123,3 +128,23 @@ class Interactions:
         if matrix.shape != self.matrix.shape:
             raise DataError(f"interactions: shape {matrix.shape} != {self.matrix.shape}")
         return Interactions(sp.csr_array(matrix), self.user_ids, self.item_ids, name or self.name)
+
+
+def write_interactions(
+    path: str | Path, fake: sp.csr_array, data: Interactions, first_user_id: int
+) -> np.ndarray:
+    """Write the stored entries of ``fake`` (``m' x n`` weights) as CSV
+    ``userId,movieId,weight`` atomically, row ``i`` as user ``first_user_id + i``; return
+    the fake user ids."""
+    fake = sp.csr_array(fake)
+    if fake.shape[1] != data.n_items:
+        raise DataError(f"profiles have {fake.shape[1]} items, {data.name} has {data.n_items}")
+    if data.n_users and first_user_id <= int(data.user_ids.max()):
+        raise DataError("fake user ids must start above the largest real id")
+    ids = np.arange(first_user_id, first_user_id + fake.shape[0], dtype=np.int64)
+    users = ids[np.repeat(np.arange(fake.shape[0]), np.diff(fake.indptr))]
+    items = data.item_ids[fake.indices]
+    lines = [f"{u},{i},{w:g}" for u, i, w in zip(users, items, fake.data, strict=True)]
+    with atomic_write(path) as handle:
+        handle.write("\n".join([HEADER, *lines]) + "\n")
+    return ids

@@ -298,6 +298,8 @@ def parse_ratings(
         raise DataError(f"unknown duplicate policy {on_duplicate!r}")
     if delimiter is not None and len(delimiter) != 1 and delimiter != "::":
         raise DataError(f"delimiter {delimiter!r} must be one character or '::'")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a ratings file")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if path.stat().st_size == 0:

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
+from cfpoison.errors import DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,14 +155,32 @@ def train_test_split(
     return train_r, test_r
 
 
+def _emptied(r: Ratings, cfg: PreprocessConfig) -> str:
+    """Why the rating filters of ``cfg`` leave nothing of ``r``."""
+    if cfg.min_item_ratings == 0:
+        return (
+            f"all {r.n_users} users have fewer than {cfg.min_user_ratings} ratings (the most: "
+            f"{int(r.user_counts.max())}); lower min_user_ratings (--min-user-ratings)"
+        )
+    return (
+        f"no user keeps {cfg.min_user_ratings} ratings of items with at least "
+        f"{cfg.min_item_ratings} ratings; lower min_user_ratings or min_item_ratings "
+        "(--min-user-ratings, --preprocess.min-item-ratings)"
+    )
+
+
 def prepare(
     r: Ratings, cfg: PreprocessConfig, rng: np.random.Generator | None = None
 ) -> tuple[Ratings, Ratings]:
     """Apply ``cfg``'s steps in order; return ``(train, test)`` (``rng`` defaults to the
-    config's seed). Steps that would change nothing (no thresholds, no subset) are skipped."""
+    config's seed). Steps that would change nothing (no thresholds, no subset) are skipped.
+    Filters that leave no rating raise :class:`DataError` saying why."""
     rng = rng if rng is not None else np.random.default_rng(cfg.seed)
     if cfg.min_user_ratings > 0 or cfg.min_item_ratings > 0:
-        r = filter_min_ratings(r, cfg.min_user_ratings, cfg.min_item_ratings)
+        filtered = filter_min_ratings(r, cfg.min_user_ratings, cfg.min_item_ratings)
+        if filtered.nnz == 0:
+            raise DataError(f"{r.name}: {_emptied(r, cfg)}")
+        r = filtered
     if cfg.top_users is not None or cfg.top_items is not None:
         r = top_subset(r, cfg.top_users, cfg.top_items)
     return train_test_split(r, cfg.test_fraction, rng)

@@ -13,7 +13,11 @@ Where a MovieLens set comes from, in this order:
 4. a download of the official GroupLens archive into the cache (:mod:`.download`), verified
    against the checksum recorded here (third-party records of the official archives).
 
-:func:`load_dataset` returns the raw ratings on the shifted scale, without preprocessing.
+:func:`load_dataset` returns the raw ratings on the shifted scale, without preprocessing. A
+MovieLens file, wherever it comes from, must be the official one: its SHA-256 where the
+registry records it (ml-latest-small's ``ratings.csv``; verified once per file version and
+process), and its counts of users, items and ratings. A copy cut at a line boundary or edited
+raises :class:`DataError` unless the caller accepts modified data (then one warning).
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ class DatasetInfo:
     archive_bytes: int | None = None
     sha256: str = ""
     md5: str = ""
-    #: SHA-256 of the ratings file shipped xz-compressed in ``bundled/<name>/``; "" if none.
+    #: SHA-256 of the official ratings file, shipped xz-compressed in ``bundled/<name>/``;
+    #: "" if none is bundled.
     bundled_sha256: str = ""
 
     @property
@@ -259,11 +264,14 @@ def load_dataset(
     delimiter: str | None = None,
     scale: RatingScale | None = None,
     base_url: str | None = None,
+    accept_modified: bool = False,
 ) -> Ratings:
     """The raw ratings of data set ``name`` (shifted scale, no preprocessing).
 
     ``delimiter`` and ``scale`` apply to ``csv:PATH`` only (default: sniffed, inferred);
-    ``on_duplicate`` to files (``error``, ``first``, ``last`` or ``mean``).
+    ``on_duplicate`` to files (``error``, ``first``, ``last`` or ``mean``). A MovieLens file
+    that is not the official one (module docstring) raises :class:`DataError`, or with
+    ``accept_modified`` logs one warning.
     """
     preset = synthetic_preset(name)
     if preset is not None:
@@ -277,13 +285,34 @@ def load_dataset(
     if delimiter is not None or scale is not None:
         raise DataError(f"{name}: the delimiter and the scale are fixed; they apply to csv:PATH")
     path = ratings_path(name, data_dir, download=download, progress=progress, base_url=base_url)
+    problems = []
+    if info.bundled_sha256:
+        stat = path.stat()
+        digest = _sha256_of(str(path), stat.st_size, stat.st_mtime_ns)
+        if digest != info.bundled_sha256:
+            problems.append(f"sha256 {digest[:12]}..., expected {info.bundled_sha256[:12]}...")
     ratings = parse_ratings(
         path, info.layout, scale=info.scale, on_duplicate=on_duplicate, name=name
     )
     counts = (ratings.n_users, ratings.n_items, ratings.nnz)
     if counts != (info.users, info.items, info.ratings):
-        log.warning(
-            "%s at %s has %d users, %d items, %d ratings; the official release has %d, %d, %d",
-            name, path, *counts, info.users, info.items, info.ratings,
-        )  # fmt: skip
+        problems.append(
+            f"{counts[0]} users, {counts[1]} items, {counts[2]} ratings; the official release "
+            f"has {info.users}, {info.items}, {info.ratings}"
+        )
+    if problems:
+        message = f"{path} is not the official {name} ({'; '.join(problems)})"
+        if not accept_modified:
+            raise DataError(f"{message}: a cut or edited copy? --accept-modified-data reads it")
+        log.warning("%s; read as given (--accept-modified-data)", message)
     return ratings
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of the file ``path``; cached per version (size, modification time)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -14,18 +14,22 @@ and defended models. Fake users take part in the fit only.
 from __future__ import annotations
 
 import abc
-from typing import Self
+from typing import Generic, Self, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 
+from cfpoison.data.interactions import Interactions
 from cfpoison.data.ratings import Ratings
 from cfpoison.learners.factored import check_indices
 from cfpoison.models.measures import predict
 from cfpoison.models.ranking import top_unrated
 
+#: The training data a victim takes: explicit ratings or implicit interactions.
+Data = TypeVar("Data", bound=Ratings | Interactions)
 
-class Victim(abc.ABC):
+
+class Victim(abc.ABC, Generic[Data]):
     """A fitted recommender seen through low-rank factors (module docstring).
 
     Subclasses implement :meth:`_fit`; :meth:`fit` records the training ratings (whose
@@ -33,18 +37,18 @@ class Victim(abc.ABC):
     """
 
     def __init__(self) -> None:
-        self._train: Ratings | None = None
+        self._train: Data | None = None
         self._user: np.ndarray | None = None
         self._item: np.ndarray | None = None
         self._converged: bool | None = None
 
     @abc.abstractmethod
     def _fit(
-        self, train: Ratings, fake: sp.csr_array | None
+        self, train: Data, fake: sp.csr_array | None
     ) -> tuple[np.ndarray, np.ndarray, bool | None]:
         """Fit; return ``(user_factors, item_factors, converged)`` (``None``: no criterion)."""
 
-    def fit(self, train: Ratings, fake: sp.csr_array | None = None) -> Self:
+    def fit(self, train: Data, fake: sp.csr_array | None = None) -> Self:
         """Fit on ``train`` plus the fake rows ``fake`` (``m' x n`` CSR, shifted scale)."""
         user, item, converged = self._fit(train, fake)
         if user.shape[0] != train.n_users or item.shape[0] != train.n_items:
@@ -53,7 +57,7 @@ class Victim(abc.ABC):
         self._converged = converged
         return self
 
-    def _fitted(self) -> tuple[Ratings, np.ndarray, np.ndarray]:
+    def _fitted(self) -> tuple[Data, np.ndarray, np.ndarray]:
         if self._train is None or self._user is None or self._item is None:
             raise RuntimeError(f"{type(self).__name__}: call fit() first")
         return self._train, self._user, self._item

@@ -7,7 +7,10 @@ evaluation's victim seeds, never in ``params``):
   (:class:`cfpoison.learners.NuclearConfig`), ``biased``
   (:class:`cfpoison.learners.BiasedConfig`): cfpoison's learners;
 * ``surprise-svd`` (:class:`SurpriseSVDConfig`), ``cmfrec`` (:class:`CmfrecConfig`):
-  third-party libraries, installed by the ``victims`` extra.
+  third-party libraries, installed by the ``victims`` extra;
+* on implicit feedback (:class:`cfpoison.data.interactions.Interactions`): ``implicit-als``
+  (:class:`ImplicitALSConfig`) and ``implicit-bpr`` (:class:`ImplicitBPRConfig`) from the
+  ``implicit`` library (``victims`` extra), ``lightgcn`` (:class:`LightGCNConfig`), cfpoison's.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any, Literal
 
 from cfpoison.config import JsonConfig, require
 from cfpoison.errors import ConfigError
-from cfpoison.learners import ALSConfig, BiasedConfig, NuclearConfig
+from cfpoison.learners import ALSConfig, BiasedConfig, BPRConfig, NuclearConfig, WRMFConfig
 from cfpoison.victims.adapters import (
     EXTRA,
     CmfrecConfig,
@@ -28,19 +31,39 @@ from cfpoison.victims.adapters import (
     SurpriseSVDVictim,
 )
 from cfpoison.victims.base import Victim
+from cfpoison.victims.implicit import (
+    ImplicitALSConfig,
+    ImplicitALSVictim,
+    ImplicitBPRConfig,
+    ImplicitBPRVictim,
+)
 from cfpoison.victims.learners import LearnerVictim
+from cfpoison.victims.lightgcn import LightGCNConfig, LightGCNVictim
 
-VictimKind = Literal["als", "nuclear", "biased", "surprise-svd", "cmfrec"]
+VictimKind = Literal[
+    "als",
+    "nuclear",
+    "biased",
+    "surprise-svd",
+    "cmfrec",
+    "implicit-als",
+    "implicit-bpr",
+    "lightgcn",
+    "wrmf",
+    "bpr",
+]
 
 
 @dataclasses.dataclass(frozen=True)
 class KindInfo:
-    """A victim kind: its parameter config, its constructor, and its library (if any)."""
+    """A victim kind: its parameter config, its constructor, its library (if any), and the
+    data it trains on (explicit ``Ratings`` or implicit ``Interactions``)."""
 
     config: type[JsonConfig]
     build: Callable[[Any, str], Victim]
     module: str | None = None
     package: str | None = None
+    data: Literal["ratings", "interactions"] = "ratings"
 
 
 KINDS: dict[str, KindInfo] = {
@@ -54,6 +77,23 @@ KINDS: dict[str, KindInfo] = {
         SurpriseSVDVictim.package,
     ),
     "cmfrec": KindInfo(CmfrecConfig, CmfrecVictim, CmfrecVictim.module, CmfrecVictim.package),
+    "implicit-als": KindInfo(
+        ImplicitALSConfig,
+        ImplicitALSVictim,
+        ImplicitALSVictim.module,
+        ImplicitALSVictim.package,
+        "interactions",
+    ),
+    "implicit-bpr": KindInfo(
+        ImplicitBPRConfig,
+        ImplicitBPRVictim,
+        ImplicitBPRVictim.module,
+        ImplicitBPRVictim.package,
+        "interactions",
+    ),
+    "lightgcn": KindInfo(LightGCNConfig, LightGCNVictim, data="interactions"),
+    "wrmf": KindInfo(WRMFConfig, lambda c, _: LearnerVictim(c), data="interactions"),
+    "bpr": KindInfo(BPRConfig, lambda c, _: LearnerVictim(c), data="interactions"),
 }
 
 

@@ -108,6 +108,16 @@ class SweepSpec(JsonConfig):
         return self.replace(base=base, grid=grid)
 
 
+def require_cells(spec: SweepSpec, where: str = "the sweep") -> None:
+    """Raise :class:`ConfigError` when ``spec`` sets nothing (no base setting, no axis): its
+    one cell would be the runner's defaults, which a sweep file or flags did not ask for (a
+    caller may still ask for that cell in code)."""
+    if not spec.base and not any(spec.grid):
+        raise ConfigError(
+            f"no cells: {where} defines no grid (no [base] settings, no [[grid]] axes)"
+        )
+
+
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested mappings to one level of dotted names: ``{"a": {"b": 1}} -> {"a.b": 1}``."""
     flat: dict[str, Any] = {}
@@ -146,6 +156,8 @@ def load_spec(path: str | Path) -> SweepSpec:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such sweep file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a sweep file") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML ({err})") from None
     return spec_from_mapping(data, str(path))

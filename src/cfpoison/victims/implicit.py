@@ -1,0 +1,201 @@
+"""Victims from the ``implicit`` library (benfred/implicit, CPU): WRMF and BPR-MF.
+
+Optional: ``pip install "cfpoison[victims]"``. Both train on an :class:`Interactions` set:
+the normal users are rows ``0..m-1``, the fake users are appended as rows ``m..m+m'-1``
+(fake entries of weight 0 are dropped: no interaction), items are columns ``0..n-1``.
+
+* ``implicit-als`` (``implicit.cpu.als.AlternatingLeastSquares``, Hu, Koren and Volinsky's
+  WRMF) takes the weights as confidences ``c_ij = alpha w_ij`` of a preference 1 and
+  minimises ``sum_stored c_ij (1 - u_i.v_j)^2 + sum_unstored (u_i.v_j)^2 + reg (|U|^2 +
+  |V|^2)``; a fake weight in ``(0, 1]`` is a confidence below a real interaction's;
+* ``implicit-bpr`` (``implicit.cpu.bpr.BayesianPersonalizedRanking``, Rendle et al.'s BPR-MF)
+  treats every stored entry as a positive and ignores its value: fake rows are binarised at
+  ``> 0``. It appends an item bias column ``b_j`` to the item factors and a column of ones to
+  the user factors, so ``[u_i, 1] . [v_j, b_j]`` is the score.
+
+Either way the victim's factors are the library's ``user_factors`` (normal users' rows) and
+``item_factors``: their product is the score ``model.recommend`` ranks by, computed here in
+float64 (the library is run with ``dtype=float64``).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from cfpoison.config import JsonConfig, require
+from cfpoison.data.interactions import Interactions
+from cfpoison.errors import DataError
+from cfpoison.victims.adapters import import_library
+from cfpoison.victims.base import Victim
+
+
+def implicit_matrix(
+    name: str, train: Interactions, fake: sp.csr_array | None, binary: bool
+) -> sp.csr_matrix:
+    """``(m + m') x n`` CSR: ``train``'s weights, then the fake rows without their zero
+    entries; ``binary``: every stored entry 1. Fake weights must lie in ``[0, 1]``."""
+    if not isinstance(train, Interactions):
+        raise DataError(
+            f"victim '{name}' trains on implicit feedback: give Interactions "
+            "(Interactions.from_ratings binarises explicit ratings)"
+        )
+    blocks = [sp.csr_array(train.matrix, dtype=np.float64)]
+    if fake is not None and fake.shape[0]:
+        fake = sp.csr_array(fake, dtype=np.float64, copy=True)
+        if fake.shape[1] != train.n_items:
+            raise DataError(
+                f"victim '{name}': fake rows have {fake.shape[1]} items, not {train.n_items}"
+            )
+        if fake.nnz and not (fake.data.min() >= 0 and fake.data.max() <= 1):
+            raise DataError(f"victim '{name}': fake interaction weights must lie in [0, 1]")
+        fake.eliminate_zeros()
+        blocks.append(fake)
+    matrix = sp.csr_matrix(sp.vstack(blocks, format="csr"))
+    matrix.sort_indices()
+    if binary:
+        matrix.data[:] = 1.0
+    return matrix
+
+
+@dataclasses.dataclass(frozen=True)
+class ImplicitALSConfig(JsonConfig):
+    """implicit's ``AlternatingLeastSquares`` (WRMF, conjugate-gradient solves); fields are
+    its arguments (``threads`` is ``num_threads``: 0 uses every core).
+
+    Defaults: implicit's own.
+    """
+
+    kind: ClassVar[str] = "victim"
+    factors: int = 100
+    regularization: float = 0.01
+    alpha: float = 1.0
+    iterations: int = 15
+    threads: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(self.factors >= 1, f"implicit-als: factors must be >= 1, got {self.factors}")
+        require(
+            self.regularization >= 0,
+            f"implicit-als: regularization must be >= 0, got {self.regularization}",
+        )
+        require(self.alpha > 0, f"implicit-als: alpha must be > 0, got {self.alpha}")
+        require(
+            self.iterations >= 1, f"implicit-als: iterations must be >= 1, got {self.iterations}"
+        )
+        require(self.threads >= 0, f"implicit-als: threads must be >= 0, got {self.threads}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImplicitBPRConfig(JsonConfig):
+    """implicit's ``BayesianPersonalizedRanking`` (SGD on sampled triples); fields are its
+    arguments (``factors`` latent factors; the library adds the item bias column).
+
+    Defaults: implicit's own, except one thread: its SGD is Hogwild, so more threads do not
+    reproduce a fit.
+    """
+
+    kind: ClassVar[str] = "victim"
+    factors: int = 100
+    learning_rate: float = 0.01
+    regularization: float = 0.01
+    iterations: int = 100
+    threads: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(self.factors >= 1, f"implicit-bpr: factors must be >= 1, got {self.factors}")
+        require(
+            self.learning_rate > 0,
+            f"implicit-bpr: learning_rate must be > 0, got {self.learning_rate}",
+        )
+        require(
+            self.regularization >= 0,
+            f"implicit-bpr: regularization must be >= 0, got {self.regularization}",
+        )
+        require(
+            self.iterations >= 1, f"implicit-bpr: iterations must be >= 1, got {self.iterations}"
+        )
+        require(self.threads >= 0, f"implicit-bpr: threads must be >= 0, got {self.threads}")
+
+
+class ImplicitVictim(Victim[Interactions]):
+    """An implicit model of ``config`` (``random_state=seed``) fitted from scratch on
+    :func:`implicit_matrix`; a fixed number of iterations."""
+
+    module: ClassVar[str] = "implicit"
+    package: ClassVar[str] = "implicit"
+    library: ClassVar[str]  # the submodule holding the model
+    binary: ClassVar[bool]
+
+    def __init__(self, config: Any, name: str):
+        super().__init__()
+        self.config = config
+        self.name = name
+        self.model: Any = None  # the fitted implicit model (users: rows of implicit_matrix)
+
+    @abc.abstractmethod
+    def _model(self, library: Any) -> Any:
+        """The unfitted library model of ``self.config``."""
+
+    def _fit(
+        self, train: Interactions, fake: sp.csr_array | None
+    ) -> tuple[np.ndarray, np.ndarray, bool | None]:
+        library = import_library(self.name, self.library, self.package)
+        matrix = implicit_matrix(self.name, train, fake, self.binary)
+        with threadpool_limits(limits=1, user_api="blas"):  # implicit asks for one BLAS thread
+            model = self._model(library)
+            model.fit(matrix, show_progress=False)
+        self.model = model
+        user = np.ascontiguousarray(model.user_factors[: train.n_users], dtype=np.float64)
+        return user, np.ascontiguousarray(model.item_factors, dtype=np.float64), None
+
+
+class ImplicitALSVictim(ImplicitVictim):
+    """implicit's WRMF (module docstring): confidences ``alpha w_ij``."""
+
+    library: ClassVar[str] = "implicit.cpu.als"
+    binary: ClassVar[bool] = False
+
+    def __init__(self, config: ImplicitALSConfig, name: str = "implicit-als"):
+        super().__init__(config, name)
+
+    def _model(self, library: Any) -> Any:
+        c = self.config
+        return library.AlternatingLeastSquares(
+            factors=c.factors,
+            regularization=c.regularization,
+            alpha=c.alpha,
+            iterations=c.iterations,
+            dtype=np.float64,
+            num_threads=c.threads,
+            random_state=c.seed,
+        )
+
+
+class ImplicitBPRVictim(ImplicitVictim):
+    """implicit's BPR-MF (module docstring): fake rows binarised at ``> 0``."""
+
+    library: ClassVar[str] = "implicit.cpu.bpr"
+    binary: ClassVar[bool] = True
+
+    def __init__(self, config: ImplicitBPRConfig, name: str = "implicit-bpr"):
+        super().__init__(config, name)
+
+    def _model(self, library: Any) -> Any:
+        c = self.config
+        return library.BayesianPersonalizedRanking(
+            factors=c.factors,
+            learning_rate=c.learning_rate,
+            regularization=c.regularization,
+            iterations=c.iterations,
+            dtype=np.float64,
+            num_threads=c.threads,
+            random_state=c.seed,
+        )
