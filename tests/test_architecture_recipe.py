@@ -29,7 +29,7 @@ from test_gradient_contract import CASES, GradientCase, _explicit, _fit_explicit
 from test_gradient_contract import (
     test_gradient_matches_finite_differences_of_resolved_fits as gradient_contract,
 )
-from test_models import MODELS, FittedModelContract, _learner
+from test_models import MODELS, FittedModelContract, _learner, data  # noqa: F401 (its fixture)
 
 
 @dataclasses.dataclass(frozen=True)

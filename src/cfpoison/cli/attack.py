@@ -34,6 +34,7 @@ from cfpoison.cli._options import add_options, flags_of, given, nested, value_pa
 from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.data.preprocess import prepare
 from cfpoison.data.profiles import write_profiles
+from cfpoison.defend.defenses import defense_from_spec
 
 #: The attack's own settings as flags (the learner's and ``--seed`` come from
 #: :func:`add_learner_options`; ``options`` from ``--option`` and ``--beta``).
@@ -71,10 +72,9 @@ def attack_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if against is not None:
         if args.method not in (None, "adaptive"):
             parser.error("--against runs the adaptive method (leave out --method)")
-        from cfpoison.cli.defend import parse_defense  # cli.defend imports this module
 
         method = "adaptive"
-        options["defense"] = parse_defense(against).to_dict()
+        options["defense"] = defense_from_spec(against).to_dict()
     values = given(args, ATTACK_SETTINGS.values())
     tree = nested(values, ATTACK_SETTINGS)
     tree["method"] = method

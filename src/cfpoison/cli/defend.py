@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from cfpoison.defend import (
     DefenseConfig,
     DetectRemoveConfig,
 )
-from cfpoison.defend.defenses import DEFAULT_DEFENSES, LEARNED, ScoreFunction
+from cfpoison.defend.defenses import DEFAULT_DEFENSES, LEARNED, ScoreFunction, defense_from_spec
 from cfpoison.defend.report import table, write_report
 from cfpoison.defend.supervised import learned_score
 from cfpoison.detect import DETECTORS
@@ -44,33 +43,13 @@ from cfpoison.experiments.defense_grid import evaluate_defenses, run_defense_gri
 from cfpoison.learners import ALSConfig, ALSLearner
 
 
-def parse_defense(spec: str, detect: dict[str, Any] | None = None) -> DefenseConfig:
-    """``NAME[:KEY=VALUE,...]`` (values read as JSON when they parse) as a defense config;
-    ``detect`` fills detect-and-remove settings that the spec leaves out."""
-    name, _, rest = spec.partition(":")
-    if name not in DEFENSES:
-        raise ConfigError(f"unknown defense {name!r} (one of {', '.join(DEFENSES)})")
-    fields: dict[str, Any] = {"name": name}
-    if name == "detect_remove":
-        fields.update(detect or {})
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"defense {spec!r}: expected KEY=VALUE, got {item!r}")
-        try:
-            fields[key] = json.loads(value)
-        except json.JSONDecodeError:
-            fields[key] = value
-    return DEFENSES[name].from_dict(fields)
-
-
 def _defenses(args: argparse.Namespace) -> list[DefenseConfig]:
     """The ``--defense`` specs (default :data:`DEFAULT_DEFENSES`), with ``--fpr`` and
     ``--calibration`` applied to detect-and-remove."""
     pairs = (("fpr", args.fpr), ("calibration", args.calibration))
     detect = {k: v for k, v in pairs if v is not None}
     if args.defense:
-        return [parse_defense(spec, detect) for spec in args.defense]
+        return [defense_from_spec(spec, detect) for spec in args.defense]
     extra = [DetectRemoveConfig(detector=LEARNED)] if args.learned_from else []
     return [
         d.replace(**detect) if isinstance(d, DetectRemoveConfig) else d

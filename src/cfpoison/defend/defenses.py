@@ -31,6 +31,7 @@ matrix, and the split is kept for bookkeeping), the learner config (ALS) and a s
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
@@ -694,6 +695,26 @@ def reweighted_fit(
     if isinstance(config, InfluenceCapConfig):
         return influence_cap_fit(train, fake, learner, config, init)
     return als_wr_fit(train, fake, learner, config, init)
+
+
+def defense_from_spec(spec: str, detect: dict[str, Any] | None = None) -> DefenseConfig:
+    """``NAME[:KEY=VALUE,...]`` (values read as JSON when they parse) as a defense config;
+    ``detect`` fills detect-and-remove settings that the spec leaves out."""
+    name, _, rest = spec.partition(":")
+    if name not in DEFENSES:
+        raise ConfigError(f"unknown defense {name!r} (one of {', '.join(DEFENSES)})")
+    fields: dict[str, Any] = {"name": name}
+    if name == "detect_remove":
+        fields.update(detect or {})
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"defense {spec!r}: expected KEY=VALUE, got {item!r}")
+        try:
+            fields[key] = json.loads(value)
+        except json.JSONDecodeError:
+            fields[key] = value
+    return DEFENSES[name].from_dict(fields)
 
 
 def defend(
