@@ -82,8 +82,8 @@ def test_bad_toml_is_one_line_config_error(
     profiles.write_text("userId,movieId,rating\n")
     argv = ["evaluate", "--dataset", "synthetic:small", "--profiles", str(profiles)]
     assert main([*argv, "--victims", str(path)]) == 2  # a bad setting: ConfigError
-    err_text = capsys.readouterr().err.strip()
-    assert err_text.startswith("cfpoison: error:") and "\n" not in err_text
+    first, hint = capsys.readouterr().err.strip().split("\n")
+    assert first.startswith("cfpoison evaluate: error:") and hint.startswith("Try ")
 
 
 def test_unknown_panel_name() -> None:
