@@ -25,7 +25,7 @@ from cfpoison.learners.factored import check_indices
 from cfpoison.learners.hessian import FactorHessian, SquaredLossLearner
 from cfpoison.models import FittedModel
 from contracts import LearnerCase, LearnerContract
-from test_gradient_contract import CASES, GradientCase, _explicit, _fit_explicit
+from test_gradient_contract import CASES, GradientCase, _explicit, fit_case
 from test_gradient_contract import (
     test_gradient_matches_finite_differences_of_resolved_fits as gradient_contract,
 )
@@ -140,7 +140,7 @@ def registered() -> Iterator[None]:
     """Step 2: one line in ``LEARNERS`` (undone after this module)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(LEARNERS, "toy", (ToyConfig, ToyLearner))
-        patch.setitem(CASES, "toy", GradientCase(ToyConfig(), *_explicit(5), _fit_explicit))
+        patch.setitem(CASES, "toy", GradientCase(ToyConfig(), *_explicit(5), fit_case))
         patch.setitem(MODELS, "toy", _learner(ToyConfig()))
         yield
 

@@ -20,8 +20,16 @@ import scipy.sparse as sp
 from cfpoison.attacks import AttackConfig, ThreatModel, UtilityConfig, run_attack
 from cfpoison.attacks.gradient import utility_gradient
 from cfpoison.attacks.utility import Utility, candidate_pattern
+from cfpoison.data.interactions import Interactions
 from cfpoison.data.ratings import Ratings, RatingScale
-from cfpoison.learners import ALSConfig, BiasedConfig, NuclearConfig, build_learner
+from cfpoison.learners import (
+    ALSConfig,
+    BiasedConfig,
+    BPRConfig,
+    NuclearConfig,
+    WRMFConfig,
+    build_learner,
+)
 from cfpoison.models.ranking import top_unrated
 
 TIGHT = {"tol": 0.0, "kkt_tol": 1e-11}
@@ -51,7 +59,21 @@ def _explicit(seed: int, m: int = 24, n: int = 14, m_fake: int = 3) -> tuple[Rat
     return ratings, fake
 
 
-def _fit_explicit(config: Any, data: Ratings, fake: sp.csr_array, init: Any) -> Any:
+def _implicit(
+    seed: int, m: int = 24, n: int = 14, m_fake: int = 2
+) -> tuple[Interactions, sp.csr_array]:
+    """Thresholded low-rank preferences, and fake rows of relaxed weights inside (0, 1)."""
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(size=(m, 2)) @ rng.normal(size=(2, n))
+    users, items = np.nonzero(scores > 0.3)
+    data = Interactions.from_triples(users + 1, items + 1, name="g")
+    fr, fc = np.nonzero(rng.random((m_fake, data.n_items)) < 0.4)
+    fake = sp.csr_array((rng.uniform(0.2, 0.8, len(fr)), (fr, fc)), shape=(m_fake, data.n_items))
+    fake.sort_indices()
+    return data, fake
+
+
+def fit_case(config: Any, data: Ratings | Interactions, fake: sp.csr_array, init: Any) -> Any:
     return build_learner(config).fit(data, init=init, fake=fake)
 
 
@@ -62,7 +84,7 @@ def _cases() -> dict[str, GradientCase]:
             ALSConfig(rank=2, lambda_u=1.0, lambda_v=1.5, max_sweeps=50_000, **TIGHT),
             ratings,
             fake,
-            _fit_explicit,
+            fit_case,
         ),
         "nuclear": GradientCase(
             NuclearConfig(
@@ -70,7 +92,7 @@ def _cases() -> dict[str, GradientCase]:
             ),
             ratings,
             fake,
-            _fit_explicit,
+            fit_case,
         ),
         "biased": GradientCase(
             BiasedConfig(
@@ -78,7 +100,17 @@ def _cases() -> dict[str, GradientCase]:
             ),
             ratings,
             fake,
-            _fit_explicit,
+            fit_case,
+        ),
+        "wrmf": GradientCase(
+            WRMFConfig(rank=2, lam=1.0, alpha=2.0, kkt_tol=1e-11, max_sweeps=50_000, threads=1),
+            *_implicit(6),
+            fit_case,
+        ),
+        "bpr": GradientCase(
+            BPRConfig(rank=2, lam=0.5, negatives=3, tol=1e-11, max_iters=500, threads=1),
+            *_implicit(7),
+            fit_case,
         ),
     }
 

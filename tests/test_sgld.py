@@ -404,3 +404,23 @@ def test_mimic_config_validation() -> None:
     for bad in ({"mode": "copy"}, {"window": -1}, {"prior": "dense"}, {"agreement": "crowd"}):
         with pytest.raises(ConfigError):
             SGLDConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_sgld_counts_every_unconverged_gradient() -> None:
+    """A solve capped at one iteration leaves each SGLD step's gradient untrustworthy; the
+    result counts them (the diagnostics sit in each step's record, not at its top level)."""
+    from cfpoison.attacks.engine import AttackConfig, run_attack
+
+    config = AttackConfig(
+        method="sgld",
+        learner=ALSConfig(rank=3, lambda_u=1.0, lambda_v=1.0),
+        threat=ThreatModel(alpha=0.1, items_per_user=4),
+        iterations=2,
+        solve_tol=1e-12,
+        solve_max_iter=1,
+        options={"beta": 0.6, "chains": 1, "samples": 1},
+        seed=3,
+    )
+    result = run_attack(tiny_ratings(seed=9), config)
+    assert result.untrustworthy_gradients == len(result.history) == 2
+    assert result.to_dict()["untrustworthy_gradients"] == 2

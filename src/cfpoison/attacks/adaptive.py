@@ -1,65 +1,28 @@
 """Adaptive PGA: Algorithm 1 against a defended learner whose defense the attacker knows.
 
-The defenses of :mod:`cfpoison.defend.defenses` that are differentiable through ALS's own
-implicit gradient: each builds its model from ALS fits ``b = 1..B`` on subsets of the ratings
-(:class:`cfpoison.defend.defenses.Subset`: kept real ratings, kept fake rows and ratings, real
-users set aside and folded in), and predicts for the real users::
+The method ``adaptive`` ascends ``R(P)``, the utility against the clean undefended model (what
+the defense grid measures) at the defended prediction ``P``, exactly through the defense's fits:
 
-    P = (1/B) sum_b U_b^+ V_b',   U_b^+ = U_b with each set-aside row i replaced by its
-    fold-in u_i = A_i^{-1} V_b' m_i,  A_i = V_b,Omega_i' V_b,Omega_i + lam_U I.
+* ``bagging``, ``trimmed``, ``detect_remove`` (:class:`cfpoison.defend.defenses.Subset`): ALS
+  fits ``b = 1..B`` on subsets of the ratings, set-aside real users folded in,
+  ``P = (1/B) sum_b U_b^+ V_b'``. While the subsets stay fixed, ``dR/dM~`` is the sum of each
+  fit's implicit gradient (:func:`cfpoison.attacks.gradient.utility_gradient`) with the
+  fold-in's adjoint in its right-hand side. Bagging redraws the defense's bags with the
+  attack's seed (:func:`cfpoison.defend.defenses.bag_subsets`); trimming re-runs the rounds
+  (:func:`cfpoison.defend.defenses.trimmed_fit`, exact except where a residual rank swaps);
+  detect-and-remove projects every iterate under the detector's threshold
+  (:func:`cfpoison.attacks.evasion.evade`). Derivation: ``docs/math.md`` section 3.8.
+* ``huber``, ``influence_cap``, ``als_wr`` (:class:`cfpoison.defend.defenses.ReweightedFit`):
+  one fit, stationary for the weighted objective
+  ``L = sum_Omega c_i rho(X_ij - w_i.v_j) + sum_i a_i |w_i|^2 + sum_j b_j |v_j|^2``, whose
+  gradient is the weighted Hessian's (:class:`cfpoison.learners.hessian.FactorHessian`) with the
+  mixed partial scaled by each fake rating's curvature ``h_ij`` (``docs/math.md`` section 3.6).
+  The defense's fit is re-run at every iterate, warm; for ``huber`` it is IRLS run to its
+  fixed point (:func:`cfpoison.defend.defenses.huber_fit` with ``stationary``), the estimator
+  the defense's few IRLS steps approximate, where a fake rating beyond ``delta`` has ``h = 0``.
 
-The method ascends ``R(P)``, the attack's utility against the clean undefended model (what
-the defense grid measures), with the exact gradient: while the subsets stay fixed, each fit
-is ALS at a stationary point of its own ratings, so by the chain rule ::
-
-    dR/dM~ = sum_b (implicit gradient of fit b, :func:`cfpoison.attacks.gradient.utility_gradient`,
-              with right-hand side g_b = dR/d(U_b, V_b) at the ensemble)
-    g_{U_b} = (1/B) dR/dU^+_b on the fitted rows, 0 on the set-aside rows;
-    g_{V_b} = dR/dV_b + sum_{i set aside} sum_{j in Omega_i} e_j (r_ij w_i - (v_j . w_i) u_i),
-              w_i = A_i^{-1} (1/B) dR/du^+_i, r_ij = m_ij - u_i . v_j  (the fold-in's adjoint),
-
-and zero for the fake ratings a fit does not see.
-
-* ``bagging``: the fits are the defense's bags, drawn exactly as
-  :func:`cfpoison.defend.defenses.bag_subsets` draws them with the generator seeded by the
-  attack's seed (the defense grid seeds the defense with the same seed: the attacker knows
-  it); bag b's learner is :func:`cfpoison.defend.defenses.bag_learner`. The draws depend on
-  the fake pattern's shape and size only, which random item selection keeps fixed.
-* ``trimmed``: the defense's rounds are re-run at every fit
-  (:func:`cfpoison.defend.defenses.trimmed_fit`); its last fit is the only one (B = 1). The
-  kept set is chosen by residual ranks, locally constant in ``M~``: the gradient is that of
-  ALS on the kept ratings (0 on trimmed fake ratings), exact except where a rank swaps.
-* ``detect_remove`` (a detector of :mod:`cfpoison.detect`, reference calibration): every PGA
-  iterate, the start included, is projected under the detector's threshold
-  (:func:`cfpoison.attacks.evasion.evade`, continuous ratings; snapped at the end), and the
-  fit is the defense's refit without the flagged users (the real ones folded in).
-
-The reweighting defenses fit one model of the combined matrix, stationary for a weighted
-objective (:class:`cfpoison.defend.defenses.ReweightedFit`)::
-
-    L = sum_Omega c_i rho(X_ij - w_i.v_j) + sum_i a_i |w_i|^2 + sum_j b_j |v_j|^2
-
-whose implicit gradient is that of section 3.1 with the weighted Hessian
-(:class:`cfpoison.learners.hessian.FactorHessian` with rating weights, a Huber threshold and
-per-row regularization) and the mixed partial scaled by the curvature ``h_ij`` of each fake
-rating (``docs/math.md`` section 3.6). The attacker runs the defense's own fit at every
-iterate (warm-started from the last one), so its model is the defense's, except Huber's:
-
-* ``huber``: ``rho`` Huber's, ``c = 1``, ``a = lam_U``, ``b = lam_V``; the gradient is exact
-  at IRLS's fixed point (a stationary point of the Huber objective), so the attacker's model
-  is IRLS run to it (:func:`cfpoison.defend.defenses.huber_fit` with ``stationary``: KKT
-  residual of the Huber objective within the learner's ``kkt_tol``, warm from the last
-  iterate's fixed point), the estimator that the defense's ``iterations`` steps approximate
-  (on ml-latest-small 5 steps leave a KKT residual of about 3e-3; the gradient taken there
-  did not ascend, ``benchmarks/RESULTS.md``). A fake rating beyond ``delta`` from its
-  prediction has ``h = 0``: it enters only through its sign, and its gradient is 0.
-* ``influence_cap``: ``rho(r) = r^2``, ``c_i`` the user's cap and ``a_i = c_i lam_U`` (both
-  depend on profile lengths only, fixed while the values move).
-* ``als_wr``: ``rho(r) = r^2``, ``c = 1``, ``a_i = lam n_i``, ``b_j = lam n_j`` (counts,
-  fixed while the values move).
-
-The method is ``adaptive``; its option ``defense`` is the defense's config as a dict (or a
-defense name: its defaults); ``cfpoison attack --against SPEC`` sets both.
+Option ``defense``: the defense's config as a dict, or a name (its defaults); set both with
+``cfpoison attack --against SPEC``.
 """
 
 from __future__ import annotations
@@ -138,7 +101,7 @@ def fold_in_adjoint(
     rows: np.ndarray,
     lam_u: float,
 ) -> np.ndarray:
-    """``sum_i (du_i/dV)' g_i`` over the folded-in ``rows`` of ``matrix`` (module docstring):
+    """``sum_i (du_i/dV)' g_i`` over the folded-in ``rows`` of ``matrix`` (docs/math.md 3.8):
     ``u_i`` (rows of ``user``) the fold-in against ``item``, ``g_i`` rows of ``grad_user``."""
     sub = sp.csr_array(matrix[rows])
     sub.sort_indices()
@@ -162,7 +125,7 @@ def fold_in_adjoint(
 @dataclasses.dataclass(frozen=True)
 class _FitView:
     """``R(P)`` as a function of one fit's ALS factors ``(U_b, V_b)``, the other fits held
-    fixed: what :func:`utility_gradient` differentiates for fit b (module docstring)."""
+    fixed: what :func:`utility_gradient` differentiates for fit b (docs/math.md 3.8)."""
 
     utility: Utility
     train: sp.csr_array
@@ -244,7 +207,7 @@ class DefendedObjective:
         return self.ctx.utility.value(*state.ensemble())
 
     def gradient(self, state: DefendedState, fake: sp.csr_array) -> MeanGradient:
-        """The sum over the fits of each one's implicit gradient (module docstring), in the
+        """The sum over the fits of each one's implicit gradient (docs/math.md 3.8), in the
         container of robust PGA (its ``values`` here are the sum, not a mean)."""
         config, n = self.ctx.config, len(state.fits)
         if len(self.adjoints) != n:

@@ -165,6 +165,17 @@ def ignored_settings(config: AttackConfig) -> dict[str, str]:
     return ignored
 
 
+def count_untrustworthy(record: Any) -> int:
+    """The gradient diagnostics with ``gradient_trustworthy`` False anywhere in ``record``
+    (nested dicts and lists, as methods record them)."""
+    if isinstance(record, dict):
+        own = int(record.get("gradient_trustworthy") is False)
+        return own + sum(count_untrustworthy(v) for v in record.values())
+    if isinstance(record, list | tuple):
+        return sum(count_untrustworthy(v) for v in record)
+    return 0
+
+
 def warn_untrustworthy(label: str, diagnostics: dict[str, Any]) -> None:
     """Log a warning when a gradient's :meth:`ImplicitGradient.diagnostics` say it was taken
     at an unconverged fit or from an unconverged solve."""
@@ -352,8 +363,9 @@ class AttackResult:
 
     @property
     def untrustworthy_gradients(self) -> int:
-        """Steps whose gradient came from an unconverged fit or solve (see the history)."""
-        return sum(1 for h in self.history if h.get("gradient_trustworthy") is False)
+        """Gradients that came from an unconverged fit or solve, wherever a method records
+        them in its history (a step's own, SGLD's per chain, each surrogate's or bag's)."""
+        return count_untrustworthy(self.history)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: the metrics at the top level, then history, targets and the config."""

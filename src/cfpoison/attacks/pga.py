@@ -1,61 +1,29 @@
 """Projected gradient ascent on the fake ratings (paper Algorithm 1, Eq. 10).
 
-Each iteration t, at the learner's solution for the current fake matrix ``M~(t)``:
-
-1. the implicit gradient ``G = dR/dM~`` (:mod:`cfpoison.attacks.gradient`);
-2. a step ``M~(t+1) = Proj(M~(t) + s_t G / ||G||_max)``. The gradient is scaled by its largest
-   absolute entry among those the projection lets move, so ``s_t`` is in rating units on the
-   shifted scale: the steepest free entry moves by ``s_t``;
-3. the learner is refitted, warm-started from the previous solution.
-
-Item selection: ``random`` keeps Algorithm 1's B random items per fake user for the whole run
-and the projection is a clip to ``+-Lambda``; ``greedy`` steps every item of every fake row
-(``G`` on all n items from :meth:`ImplicitGradient.dense`; an unrated item starts from its
-current prediction ``u~_i . v_j``, which leaves the model unchanged) and re-selects each row's
-B items as those of largest first-order gain ``G_ij (Y_ij - u~_i . v_j)`` (a stronger attacker
-than the paper's); when the re-selected step does not raise the utility, backtracking goes on
-along the current pattern.
-
-Step schedules: ``constant`` (``s_t = s``), ``invsqrt`` (``s_t = s / sqrt(t + 1)``) and
-``backtracking``: start from ``min(s, 2 s_{t-1})`` (from ``s_{t-1}`` itself when step
-``t - 1`` had to be halved: a step that just failed is not retried at once), halve until the
-refitted model's true utility rises at a stationary fit (at most :data:`MAX_HALVINGS` times);
-if it never does, stop. A candidate's warm refit gets at most :data:`CANDIDATE_SWEEPS`
-sweeps: a typical one takes 15-60, and one that needs more is usually crossing a saddle of
-the poisoned objective (docs/math.md 3.5), which took up to the learner's 3,000 sweeps (40 s
-on ml-latest-small) for a step that was often halved anyway. Such a candidate is set aside
-and the step halved; only if no smaller step ascends at a stationary fit does the largest
-set-aside candidate that ascended continue its refit for :data:`FINISH_SWEEPS` more sweeps
-(from where it stopped) and, still ascending, become the step; if it is still not stationary
-then, the next gradient says so (``gradient_trustworthy``) like any fit that hit its cap. At
-the last step no gradient follows, so a set-aside candidate is not finished there (the
-attack ends at the last accepted iterate, ``stop_reason`` "last step set aside"). Each
-history record counts the candidate refits its step took (``candidates``).
-
-Direction (``step_direction``): ``gradient`` is Algorithm 1's step above; ``vertex`` moves a
-fraction ``s_t <= 1`` of the way to the box's vertex ``Lambda sign(G)`` on the pattern,
-``M~ + s_t (Lambda sign(G) - M~)`` (Frank-Wolfe's direction: the vertex maximises the
-utility's linearisation over the box). A utility that is convex in the fake ratings, as
-availability is when the predictions move about linearly with them, has its maximum at a
-vertex, and a full step (``s_t = 1``) then never lowers it; the gradient step reaches the
-vertices only entry by entry (after 15 steps on ml-latest-small, 27-75% of PGA's ratings sit
-at ``+-Lambda``). Backtracking halves ``s_t`` as for the gradient step. On a fixed pattern
-(``random`` or ``rare`` items) only; ``docs/math.md`` 3.7.
-
-Start (``options["start"]``): ``uniform`` (Algorithm 1: B random items per fake user, random
-ratings), or the profiles of a shilling baseline (``average``, ``bandwagon``) whose values PGA
-then optimises. Departure from Algorithm 1: when the utility has an integrity or a ranking
-part (``mu2 != 0`` or ``mu3 != 0``), every fake profile rates the targets, starting at the
-push/nuke rating (``sign((mu2 + mu3) w_j) Lambda``); with random items only the few fakes
-whose random pattern contains a target could rate it, and the optimised attack lost to the
-``average`` baseline.
-
 What is ascended is an :class:`Objective` (fits, utility, gradient): the attack config's learner
-by default; :mod:`cfpoison.attacks.robust` passes the mean over surrogate learners.
+by default; :mod:`cfpoison.attacks.robust` passes the mean over surrogate learners. Each
+iteration t, at the learner's solution for ``M~(t)``, takes the implicit gradient
+``G = dR/dM~`` (:mod:`cfpoison.attacks.gradient`), steps, and refits warm. The step
+(``step_direction``) is ``gradient``: ``Proj(M~ + s_t G / ||G||_max)``, ``G`` scaled by its
+largest entry the projection lets move (``s_t`` in shifted rating units); or ``vertex``:
+``M~ + s_t (Lambda sign(G) - M~)``, ``s_t <= 1``, Frank-Wolfe's direction, on a fixed pattern
+only (``docs/math.md`` section 3.7). Items: ``random`` keeps Algorithm 1's B random items per
+fake user (projection: clip to ``+-Lambda``); ``greedy`` steps all n items (an unrated one from
+its prediction ``u~_i . v_j``, :meth:`ImplicitGradient.dense`) and keeps each row's B items of
+largest first-order gain ``G_ij (Y_ij - u~_i . v_j)`` (backtracking: on the current pattern).
 
-Stopping: after ``iterations`` steps, when a step moves no rating by more than ``tol``, or when
-backtracking finds no ascent. The output is the iterate of highest utility, with its ratings
-snapped onto the data set's rating grid (when the attack config asks for it).
+Schedules: ``constant``, ``invsqrt`` (``s / sqrt(t + 1)``) and ``backtracking``: from
+``min(s, 2 s_{t-1})`` (``s_{t-1}`` after a halved step), halve at most :data:`MAX_HALVINGS`
+times until the refitted utility rises at a stationary fit, else stop. A candidate refit gets
+:data:`CANDIDATE_SWEEPS` sweeps; one not stationary by then (usually crossing a saddle) is set
+aside and the step halved; if no smaller step ascends, the largest set-aside one that ascended
+gets :data:`FINISH_SWEEPS` more, except at the last step (``docs/math.md`` section 3.5).
+
+Start (``options["start"]``): ``uniform`` (Algorithm 1) or a shilling baseline (``average``,
+``bandwagon``); with ``mu2`` or ``mu3`` nonzero every fake also rates the targets, from
+``sign((mu2 + mu3) w_j) Lambda`` (a departure: random patterns rarely hold a target). Stops
+after ``iterations`` steps, when no rating moves by more than ``tol`` or backtracking finds no
+ascent; returns the iterate of highest utility (snapped to the rating grid if asked).
 """
 
 from __future__ import annotations

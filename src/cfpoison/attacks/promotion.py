@@ -39,6 +39,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import scipy.sparse as sp
 
+from cfpoison.attacks.engine import count_untrustworthy
 from cfpoison.attacks.gradient import utility_gradient
 from cfpoison.attacks.utility import Utility, candidate_pattern
 from cfpoison.config import JsonConfig, require
@@ -325,9 +326,7 @@ def run_promotion(
         fake = baseline_profiles(config.method, train, targets, n_fake, b, rng)
     metrics = promotion_metrics(train, fake, config.learner, targets, clean=clean)
     metrics["seconds"] = time.perf_counter() - start
-    metrics["untrustworthy_gradients"] = sum(
-        1 for h in history for d in h.get("gradients", []) if not d["gradient_trustworthy"]
-    )
+    metrics["untrustworthy_gradients"] = count_untrustworthy(history)
     start_id = int(np.max(train.user_ids)) + 1 if train.n_users else 1
     return PromotionResult(
         config,

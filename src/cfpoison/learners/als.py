@@ -35,9 +35,9 @@ from cfpoison.learners.factored import (
     Backend,
     Engine,
     Problem,
+    SweptLearner,
     Trace,
     backend_module,
-    check_indices,
     checked_init,
     random_factors,
 )
@@ -104,14 +104,12 @@ class ALSConfig(JsonConfig):
         require(self.threads >= 0, f"als: threads must be >= 0, got {self.threads}")
 
 
-class ALSLearner(SquaredLossLearner):
+class ALSLearner(SweptLearner[tuple[Engine, Factors]], SquaredLossLearner):
     """Alternating minimization; see the module docstring for objective and stopping."""
 
     def __init__(self, config: ALSConfig | None = None):
         self.config = config or ALSConfig()
         self._ops = backend_module(self.config.backend)
-        self._engine: Engine | None = None
-        self._factors: Factors | None = None
         self._trace = Trace([], math.inf, False)
 
     # ------------------------------------------------------------------ fitting
@@ -140,7 +138,7 @@ class ALSLearner(SquaredLossLearner):
             if matched:
                 start = engine.objective(f)
         self._trace = engine.run(f, c.max_sweeps, c.tol, c.kkt_tol, start, c.anderson_memory)
-        self._engine, self._factors = engine, f
+        self._fit = engine, f
         if not self._trace.converged:
             log.log(
                 cap_log_level(),
@@ -152,44 +150,10 @@ class ALSLearner(SquaredLossLearner):
         return self
 
     # ------------------------------------------------------------------ fitted state
-    def _fitted(self) -> tuple[Engine, Factors]:
-        if self._engine is None or self._factors is None:
-            raise RuntimeError(f"{type(self).__name__}: call fit() first")
-        return self._engine, self._factors
-
     @property
     def factors(self) -> Factors:
         """The fitted ``(U, V, U~)`` (a reference; copy before modifying)."""
         return self._fitted()[1]
-
-    @property
-    def lambda_u(self) -> float:
-        return self.config.lambda_u
-
-    @property
-    def lambda_v(self) -> float:
-        return self.config.lambda_v
-
-    @property
-    def history(self) -> list[float]:
-        """Objective ``L`` after each sweep of the last fit."""
-        return list(self._trace.history)
-
-    @property
-    def n_sweeps(self) -> int:
-        """Sweeps the last fit computed (with Anderson, also those it discarded)."""
-        return self._trace.sweeps
-
-    @property
-    def converged(self) -> bool:
-        """Whether the last fit stopped on a tolerance rather than on ``max_sweeps``."""
-        return self._trace.converged
-
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """``u_i . v_j`` (shifted scale) for parallel arrays of real-user and item indices."""
-        _, f = self._fitted()
-        users, items = check_indices(users, items, f.user.shape[0], f.item.shape[0])
-        return np.asarray(self._ops.dot_rows(f.user, f.item, users, items))
 
     def objective(self) -> float:
         """``L`` at the fitted factors."""

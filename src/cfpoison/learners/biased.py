@@ -39,8 +39,16 @@ from cfpoison.errors import DataError
 from cfpoison.learners import kernels
 from cfpoison.learners._sparse import weighted_blocks, with_values
 from cfpoison.learners.adjoint import SolveResult, minres_solve
-from cfpoison.learners.base import Factors, FactorViews, serial_blas
-from cfpoison.learners.factored import Backend, Problem, Structure, backend_module, check_indices
+from cfpoison.learners.base import Factors, serial_blas
+from cfpoison.learners.factored import (
+    Backend,
+    Problem,
+    Structure,
+    SweptLearner,
+    Trace,
+    backend_module,
+    check_indices,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,16 +128,15 @@ def _with_column(x: np.ndarray, value: float) -> np.ndarray:
     return np.ascontiguousarray(np.column_stack([x, np.full(len(x), value)]))
 
 
-class BiasedLearner(FactorViews):
+class BiasedLearner(SweptLearner[tuple[Problem, BiasedState]]):
     """Biased MF fitted by ALS; ``factors`` are the augmented ones (module docstring)."""
+
+    config: BiasedConfig
 
     def __init__(self, config: BiasedConfig | None = None):
         self.config = config or BiasedConfig()
         self._ops = backend_module(self.config.backend)
-        self._problem: Problem | None = None
-        self._state: BiasedState | None = None
-        self._history: list[float] = []
-        self._converged = False
+        self._trace = Trace([], math.inf, False)
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -166,19 +173,19 @@ class BiasedLearner(FactorViews):
             np.zeros(p.n_fake),
             mu,
         )
-        self._problem, self._state = p, state
-        self._history, self._converged = [], False
+        self._fit = p, state
+        self._trace = Trace([], math.inf, False)
         previous = math.inf
         for _ in range(c.max_sweeps):
             self._update_users(p, state)
             value = self._update_items(p, state) + self._penalty(state)
-            self._history.append(value)
+            self._trace.history.append(value)
             change = abs(previous - value) / max(abs(value), np.finfo(float).tiny)
             previous = value
             if (c.tol > 0 and change <= c.tol) or (
                 c.kkt_tol > 0 and self.kkt_residual() <= c.kkt_tol
             ):
-                self._converged = True
+                self._trace.converged = True
                 break
         return self
 
@@ -268,11 +275,6 @@ class BiasedLearner(FactorViews):
         return total, blocks
 
     # ------------------------------------------------------------------ fitted state
-    def _fitted(self) -> tuple[Problem, BiasedState]:
-        if self._problem is None or self._state is None:
-            raise RuntimeError(f"{type(self).__name__}: call fit() first")
-        return self._problem, self._state
-
     @property
     def state(self) -> BiasedState:
         """Factors, biases and ``mu`` of the fit (a reference; copy before modifying)."""
@@ -282,28 +284,6 @@ class BiasedLearner(FactorViews):
     def factors(self) -> Factors:
         """The augmented factors ``[U, b + mu, 1]``, ``[V, 1, c]``, ``[U~, b~ + mu, 1]``."""
         return self.state.augmented()
-
-    @property
-    def lambda_u(self) -> float:
-        return self.config.lambda_u
-
-    @property
-    def lambda_v(self) -> float:
-        return self.config.lambda_v
-
-    @property
-    def history(self) -> list[float]:
-        """Objective ``B`` after each sweep of the last fit."""
-        return list(self._history)
-
-    @property
-    def n_sweeps(self) -> int:
-        return len(self._history)
-
-    @property
-    def converged(self) -> bool:
-        """Whether the last fit stopped on a tolerance rather than on ``max_sweeps``."""
-        return self._converged
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``mu + b_i + c_j + u_i.v_j`` (shifted scale) for parallel index arrays."""

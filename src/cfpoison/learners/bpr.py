@@ -40,9 +40,9 @@ from cfpoison.data.interactions import Interactions
 from cfpoison.errors import DataError
 from cfpoison.learners import bpr_kernels as kern
 from cfpoison.learners.adjoint import SolveResult, minres_solve
-from cfpoison.learners.base import Factors, FactorViews, cap_log_level, serial_blas
-from cfpoison.learners.factored import check_indices
-from cfpoison.learners.kernels import dot_rows, set_threads
+from cfpoison.learners.base import Factors, cap_log_level, serial_blas
+from cfpoison.learners.factored import FittedLearner
+from cfpoison.learners.kernels import set_threads
 
 log = logging.getLogger(__name__)
 
@@ -388,13 +388,14 @@ def _cg_direction(point: BPRSystem, g: np.ndarray, eta: float) -> np.ndarray:
     return d
 
 
-class BPRLearner(FactorViews):
+class BPRLearner(FittedLearner[tuple[BPRSystem, Factors]]):
     """BPR-MF fitted to stationarity of the fixed-sample objective (module docstring)."""
+
+    config: BPRConfig
+    _penalty_fields = ("lam", "lam")
 
     def __init__(self, config: BPRConfig | None = None):
         self.config = config or BPRConfig()
-        self._system: BPRSystem | None = None
-        self._factors: Factors | None = None
         self._trace = _Trace()
 
     def fit(
@@ -425,8 +426,7 @@ class BPRLearner(FactorViews):
 
         with serial_blas():
             system, self._trace = newton_cg(evaluate, theta, c.tol, c.max_iters)
-        self._system = system
-        self._factors = Factors(system.user.copy(), system.item.copy(), system.fake_user.copy())
+        self._fit = system, Factors(system.user.copy(), system.item.copy(), system.fake_user.copy())
         if not self._trace.converged:
             log.log(
                 cap_log_level(),
@@ -437,39 +437,15 @@ class BPRLearner(FactorViews):
             )
         return self
 
-    def _fitted(self) -> tuple[BPRSystem, Factors]:
-        if self._system is None or self._factors is None:
-            raise RuntimeError(f"{type(self).__name__}: call fit() first")
-        return self._system, self._factors
-
     @property
     def factors(self) -> Factors:
         """The fitted ``(U, V, U~)`` (a reference; copy before modifying)."""
         return self._fitted()[1]
 
     @property
-    def lambda_u(self) -> float:
-        return self.config.lam
-
-    @property
-    def lambda_v(self) -> float:
-        return self.config.lam
-
-    @property
     def n_iterations(self) -> int:
         """Newton iterations of the last fit (0: the start was already stationary)."""
         return self._trace.iterations
-
-    @property
-    def converged(self) -> bool:
-        """Whether the last fit reached ``tol`` rather than ``max_iters``."""
-        return self._trace.converged
-
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Scores ``u_u . v_i`` for parallel arrays of normal-user and item indices."""
-        f = self.factors
-        users, items = check_indices(users, items, f.user.shape[0], f.item.shape[0])
-        return np.asarray(dot_rows(f.user, f.item, users, items))
 
     def objective(self) -> float:
         """``L`` at the fitted factors."""

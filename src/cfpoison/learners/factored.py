@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from types import ModuleType
-from typing import Literal
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
 from cfpoison.learners import kernels, reference
-from cfpoison.learners.base import Factors, cached_csc, serial_blas
+from cfpoison.learners.base import Factors, FactorViews, cached_csc, serial_blas
 
 Backend = Literal["numba", "numpy"]
 Structure = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -144,6 +144,71 @@ class Trace:
     def sweeps(self) -> int:
         """Sweeps computed, accepted or not."""
         return len(self.history) + self.rejected
+
+
+class Stopped(Protocol):
+    """How a fit ended: on its tolerance (``converged``) or on its cap."""
+
+    @property
+    def converged(self) -> bool: ...
+
+
+S = TypeVar("S")
+
+
+class FittedLearner(FactorViews, Generic[S]):
+    """The fitted-state accessors the learners share. ``fit`` leaves ``_fit`` (what the
+    objective and the KKT residual are computed from; ``_fitted()`` raises before a fit) and
+    ``_trace`` (how it stopped). ``lambda_u`` and ``lambda_v`` are the config fields named by
+    ``_penalty_fields`` (``lam`` twice where one weight serves both); ``predict`` is
+    ``u_i . v_j`` by ``_ops``'s kernel."""
+
+    config: Any
+    _fit: S | None = None
+    _trace: Stopped
+    _ops: ModuleType = kernels
+    _penalty_fields: ClassVar[tuple[str, str]] = ("lambda_u", "lambda_v")
+
+    def _fitted(self) -> S:
+        if self._fit is None:
+            raise RuntimeError(f"{type(self).__name__}: call fit() first")
+        return self._fit
+
+    @property
+    def lambda_u(self) -> float:
+        return float(getattr(self.config, self._penalty_fields[0]))
+
+    @property
+    def lambda_v(self) -> float:
+        return float(getattr(self.config, self._penalty_fields[1]))
+
+    @property
+    def converged(self) -> bool:
+        """Whether the last fit stopped on its tolerance rather than on its cap."""
+        return self._trace.converged
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``u_i . v_j`` (shifted scale; scores for interactions) for parallel arrays of
+        real-user and item indices."""
+        f = self.factors
+        users, items = check_indices(users, items, f.user.shape[0], f.item.shape[0])
+        return np.asarray(self._ops.dot_rows(f.user, f.item, users, items))
+
+
+class SweptLearner(FittedLearner[S]):
+    """A :class:`FittedLearner` fitted by sweeps, whose ``_trace`` is a :class:`Trace`."""
+
+    _trace: Trace
+
+    @property
+    def history(self) -> list[float]:
+        """The objective after each (accepted) sweep of the last fit."""
+        return list(self._trace.history)
+
+    @property
+    def n_sweeps(self) -> int:
+        """Sweeps the last fit computed (with Anderson, also those it discarded)."""
+        return self._trace.sweeps
 
 
 class Engine:

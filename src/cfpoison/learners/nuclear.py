@@ -46,9 +46,9 @@ from cfpoison.learners.factored import (
     Backend,
     Engine,
     Problem,
+    SweptLearner,
     Trace,
     backend_module,
-    check_indices,
     checked_init,
     random_factors,
 )
@@ -175,17 +175,17 @@ def balanced_factors(low: LowRank, n_users: int) -> Factors:
     )
 
 
-class NuclearNormLearner(SquaredLossLearner):
+class NuclearNormLearner(SweptLearner[tuple[Engine, Factors, LowRank]], SquaredLossLearner):
     """Nuclear-norm minimization with an optimality certificate (module docstring)."""
+
+    config: NuclearConfig
+    _penalty_fields = ("lam", "lam")
 
     def __init__(self, config: NuclearConfig | None = None):
         self.config = config or NuclearConfig()
         self._ops = backend_module(self.config.backend)
-        self._engine: Engine | None = None
-        self._factors: Factors | None = None
-        self._low: LowRank | None = None
         self._certificate: dict[str, Any] = {}
-        self._history: list[float] = []
+        self._trace = Trace([], math.inf, False)
         self._rounds = 0
 
     # ------------------------------------------------------------------ fitting
@@ -238,9 +238,9 @@ class NuclearNormLearner(SquaredLossLearner):
             else:
                 f, coarse = grown, True
             start = math.inf
-        self._engine, self._factors, self._low = engine, f, low
+        self._fit = engine, f, low
         self._certificate = certificate | {"sweeps": len(history), "rounds": rounds}
-        self._history = history
+        self._trace = Trace(history, trace.kkt, bool(certificate["ok"]))  # converged: it holds
         if not certificate["ok"]:
             log.log(
                 cap_log_level(),
@@ -289,42 +289,15 @@ class NuclearNormLearner(SquaredLossLearner):
         )
 
     # ------------------------------------------------------------------ fitted state
-    def _fitted(self) -> tuple[Engine, Factors, LowRank]:
-        if self._engine is None or self._factors is None or self._low is None:
-            raise RuntimeError(f"{type(self).__name__}: call fit() first")
-        return self._engine, self._factors, self._low
-
     @property
     def factors(self) -> Factors:
         """Balanced factors ``U = A S^1/2`` (real and fake rows), ``V = B S^1/2``."""
         return self._fitted()[1]
 
     @property
-    def lambda_u(self) -> float:
-        return self.config.lam
-
-    @property
-    def lambda_v(self) -> float:
-        return self.config.lam
-
-    @property
-    def history(self) -> list[float]:
-        """The factored objective after each sweep of the last fit (all rounds)."""
-        return list(self._history)
-
-    @property
-    def n_sweeps(self) -> int:
-        return len(self._history)
-
-    @property
     def rank(self) -> int:
         """Rank of the fitted ``[X; X~]``."""
         return int(self._fitted()[2].s.size)
-
-    @property
-    def converged(self) -> bool:
-        """Whether the certificate of the last fit holds."""
-        return bool(self._certificate.get("ok", False))
 
     def low_rank(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(A, s, B)``: the thin SVD of ``[X; X~]`` (fake rows last in ``A``)."""
@@ -338,12 +311,6 @@ class NuclearNormLearner(SquaredLossLearner):
         ``svd_residual`` and ``svd_failures``; ``reason`` when no SVD route converged."""
         self._fitted()
         return dict(self._certificate)
-
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """``X_ij`` (shifted scale) for parallel arrays of real-user and item indices."""
-        _, f, _ = self._fitted()
-        users, items = check_indices(users, items, f.user.shape[0], f.item.shape[0])
-        return np.asarray(self._ops.dot_rows(f.user, f.item, users, items))
 
     def objective(self) -> float:
         """``N(X) = ||R_Omega(M - X)||^2 + 2 lam ||X||_*`` (fake rows included)."""

@@ -37,8 +37,8 @@ from cfpoison.data.interactions import Interactions
 from cfpoison.errors import DataError
 from cfpoison.learners import kernels, wrmf_kernels
 from cfpoison.learners._sparse import block_apply, hessian_rows, sddmm
-from cfpoison.learners.base import Factors, FactorViews, cached_csc, cap_log_level, serial_blas
-from cfpoison.learners.factored import Anderson, Trace, check_indices, random_factors
+from cfpoison.learners.base import Factors, cached_csc, cap_log_level, serial_blas
+from cfpoison.learners.factored import Anderson, SweptLearner, Trace, random_factors
 from cfpoison.learners.hessian import SolveResult, minres
 
 log = logging.getLogger(__name__)
@@ -209,13 +209,14 @@ class _Objective:
         return value, 0.0 if sq == 0 else kkt
 
 
-class WRMFLearner(FactorViews):
+class WRMFLearner(SweptLearner[tuple[_Objective, Factors]]):
     """Implicit ALS; see the module docstring for the objective and the stopping rule."""
+
+    config: WRMFConfig
+    _penalty_fields = ("lam", "lam")
 
     def __init__(self, config: WRMFConfig | None = None):
         self.config = config or WRMFConfig()
-        self._objective: _Objective | None = None
-        self._factors: Factors | None = None
         self._trace = Trace([], math.inf, False)
 
     # ------------------------------------------------------------------ fitting
@@ -254,7 +255,7 @@ class WRMFLearner(FactorViews):
         kernels.set_threads(c.threads)
         with serial_blas():
             self._trace = self._run(objective, f)
-        self._objective, self._factors = objective, f
+        self._fit = objective, f
         if not self._trace.converged:
             log.log(
                 cap_log_level(),
@@ -304,44 +305,10 @@ class WRMFLearner(FactorViews):
         return Trace(history, kkt, False, rejected)
 
     # ------------------------------------------------------------------ fitted state
-    def _fitted(self) -> tuple[_Objective, Factors]:
-        if self._objective is None or self._factors is None:
-            raise RuntimeError(f"{type(self).__name__}: call fit() first")
-        return self._objective, self._factors
-
     @property
     def factors(self) -> Factors:
         """The fitted ``(U, V, U~)`` (a reference; copy before modifying)."""
         return self._fitted()[1]
-
-    @property
-    def lambda_u(self) -> float:
-        return self.config.lam
-
-    @property
-    def lambda_v(self) -> float:
-        return self.config.lam
-
-    @property
-    def history(self) -> list[float]:
-        """Objective ``L`` after each accepted sweep of the last fit."""
-        return list(self._trace.history)
-
-    @property
-    def n_sweeps(self) -> int:
-        """Sweeps the last fit computed (with Anderson, also those it discarded)."""
-        return self._trace.sweeps
-
-    @property
-    def converged(self) -> bool:
-        """Whether the last fit reached ``kkt_tol`` rather than ``max_sweeps``."""
-        return self._trace.converged
-
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Scores ``u_i . v_j`` for parallel arrays of real-user and item indices."""
-        _, f = self._fitted()
-        users, items = check_indices(users, items, f.user.shape[0], f.item.shape[0])
-        return np.asarray(kernels.dot_rows(f.user, f.item, users, items))
 
     def objective(self) -> float:
         """``L`` at the fitted factors."""
