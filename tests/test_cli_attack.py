@@ -216,3 +216,20 @@ def test_every_attack_setting_has_a_flag() -> None:
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     dests = {a.dest for a in sub.choices["attack"]._actions}
     assert set(attack_settings(skip=("options",))) <= dests
+
+
+def test_the_summary_explains_the_final_utility_against_the_iterates() -> None:
+    """Robust's iterates are a mean over surrogates, its final utility the attacked learner's
+    alone: the summary says so, with the ratio (a 3.7x gap was once printed without a word)."""
+    from cfpoison.cli.attack import _utility_lines
+
+    payload = {
+        "utility": 100.0,
+        "utility_clean": 10.0,
+        "method": "robust",
+        "info": {"best_utility": 400.0},
+        "utility_history": [10.0, 400.0],
+    }
+    last = _utility_lines(payload)[-1]
+    assert "0.25x the last iterate" in last and "mean over the surrogates" in last
+    assert "rounding" in _utility_lines({**payload, "method": "pga"})[-1]

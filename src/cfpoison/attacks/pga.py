@@ -1,9 +1,8 @@
 """Projected gradient ascent on the fake ratings (paper Algorithm 1, Eq. 10).
 
-What is ascended is an :class:`Objective` (fits, utility, gradient): the attack config's learner
-by default; :mod:`cfpoison.attacks.robust` passes the mean over surrogate learners. Each
-iteration t, at the learner's solution for ``M~(t)``, takes the implicit gradient
-``G = dR/dM~`` (:mod:`cfpoison.attacks.gradient`), steps, and refits warm. The step
+An :class:`Objective` (fits, utility, gradient: the attack's learner, or :mod:`.robust`'s
+surrogates) is ascended: each iteration takes the implicit gradient ``G = dR/dM~`` at the
+fit of ``M~(t)`` (:mod:`cfpoison.attacks.gradient`), steps, and refits warm. The step
 (``step_direction``) is ``gradient``: ``Proj(M~ + s_t G / ||G||_max)``, ``G`` scaled by its
 largest entry the projection lets move (``s_t`` in shifted rating units); or ``vertex``:
 ``M~ + s_t (Lambda sign(G) - M~)``, ``s_t <= 1``, Frank-Wolfe's direction, on a fixed pattern

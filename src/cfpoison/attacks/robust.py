@@ -1,36 +1,27 @@
 """Robust PGA: Algorithm 1 on the expected utility over a panel of surrogate learners.
 
-The attacker does not know the victim's seed, split, regularization or whether it has biases.
-With surrogates ``s = 1..S``, each fitted on its own training ratings ``Omega_s`` plus the
-fakes, with its own clean model ``Pbar_s`` and utility ``R_s`` (availability against its own
-clean predictions; integrity and ranking on the attack's targets and candidates), the
-method ascends::
+Not knowing the victim's seed, split, regularization or biases, the attacker fits surrogates
+``s = 1..S`` on their own training ratings plus the fakes, each with its own clean model and
+utility ``R_s`` (availability against its own clean predictions), and ascends::
 
     Rbar(M~) = (1/S) sum_s R_s(theta_s*(M~)),     dRbar/dM~ = (1/S) sum_s dR_s/dM~
 
-each ``dR_s/dM~`` the exact implicit gradient of surrogate s (:mod:`cfpoison.attacks.gradient`,
-through the surrogate learner's adjoint system), its fit and its adjoint solve warm-started
-from the surrogate's previous ones. Steps,
-backtracking (a step is accepted when ``Rbar`` rises), the start and the stopping rules are
-PGA's (:mod:`cfpoison.attacks.pga`); item selection is ``random`` only.
-
-A surrogate (:class:`SurrogateSpec`) is a victim spec (:class:`cfpoison.victims.VictimSpec`,
-kinds ``als``, ``nuclear``, ``biased``) with a learner seed offset and a split: the attacker
-sees only its own training ratings, so a surrogate "split" is a random ``fraction`` of them
-drawn with the generator seeded by ``(attack seed, split_offset)``; ``split_offset = 0`` is all
-of them. A surrogate of the attacked learner's kind starts from the attack's learner config
-(``params`` override it); another kind from its own defaults.
+each ``dR_s/dM~`` the exact implicit gradient of surrogate s (:mod:`cfpoison.attacks.gradient`),
+fit and adjoint solve warm-started from the surrogate's previous ones. Steps, backtracking
+(accepted when ``Rbar`` rises), start and stopping are PGA's (:mod:`cfpoison.attacks.pga`);
+items are ``random`` only. A surrogate (:class:`SurrogateSpec`) is a victim spec
+(:class:`cfpoison.victims.VictimSpec`: ``als``, ``nuclear``, ``biased``), a learner seed offset
+and a split: a random ``fraction`` of the attacker's training ratings, drawn with the generator
+seeded by ``(attack seed, split_offset)`` (``split_offset = 0``: all). It starts from the attack's
+learner config if of the attacked kind, else from its kind's defaults (``params`` override).
 
 Option ``aggregate``: ``mean`` (above) or ``worst``, the soft minimum over the surrogates of
 each utility relative to its value at PGA's start, ``r_s = R_s / |R_s(M~_0)|``::
 
     Rbar = -tau log (1/S) sum_s exp(-r_s / tau),   dRbar/dM~ = sum_s p_s dR_s/dM~ / |R_s(M~_0)|
 
-with ``p = softmax(-r / tau)``: the step serves the surrogate that has gained least over
-PGA's start, so that no surrogate's scale (a biased model's availability utility is about ten
-times an ALS one's on ml-latest-small) dominates the step.
-
-The method is ``robust``; its option ``surrogates`` is a panel (:class:`SurrogatePanel` as a
+with ``p = softmax(-r / tau)``: the step serves the surrogate that has gained least, so that no
+surrogate's scale dominates it. Option ``surrogates``: a panel (:class:`SurrogatePanel` as a
 dict) or a preset name (:data:`PRESETS`); ``cfpoison attack --surrogates PANEL`` sets both.
 """
 

@@ -1,107 +1,28 @@
 """SGLD: fake users that mimic normal users (paper section 4.3, Algorithm 2, Eq. 15-17).
 
-Posterior over the dense fake matrix ``M~`` (``m' x n``, shifted scale)::
-
-    log p(M~ | M) = -sum_ij (M~_ij - xi_j)^2 / (2 sigma_j^2) + beta R(M~) + const
-
-with the item-wise Gaussian prior of the normal users (``prior="paper"``: mean and variance
-over all ``m`` users, unrated entries counted as 0, so popular items get large ``xi_j`` and
-``sigma_j``; ``prior="observed"``: over each item's observed ratings, the global ones for
-items nobody rated) and ``R`` the attacker's utility at the learner's solution on
-``[M; M~]``. Its gradient is ``-(M~ - Xi) Sigma^{-1} + beta dR/dM~``, with ``dR/dM~`` from the
-exact implicit gradient on all ``m' n`` entries (:meth:`ImplicitGradient.dense`).
-
-One SGLD step with step size ``s_t = s_0 (1 + t)^(-gamma)`` and preconditioner ``P``::
+Samples the fake matrix ``M~`` (``m' x n``, shifted scale) from the posterior
+``log p(M~ | M) = -sum_ij (M~_ij - xi_j)^2 / (2 sigma_j^2) + beta R(M~) + const``: an item-wise
+Gaussian prior of the normal users (``prior="paper"``: moments over all ``m`` users, unrated
+entries as 0; ``"observed"``: over each item's observed ratings; ``"centred"``: observed
+ratings minus their user's mean) tilted by the utility ``R`` at the learner's solution on
+``[M; M~]``, whose gradient ``dR/dM~`` is the exact implicit one (:meth:`ImplicitGradient.dense`
+on all ``m' n`` entries). One step, ``s_t = s_0 (1 + t)^(-gamma)``::
 
     M~ <- M~ + (s_t / 2) P grad log p(M~ | M) + sqrt(s_t) P^(1/2) eps,   eps ~ N(0, I)
 
-``preconditioner="identity"`` is Eq. 17 exactly (noise ``N(0, s_t I)``); ``"prior"``
-(default) uses ``P = Sigma``: the same posterior, but the prior part contracts every item at
-the same rate ``s_t / 2`` whatever its ``sigma_j``, so one step size suits popular and rare
-items alike (with ``P = I`` a step must stay below ``4 min_j sigma_j^2`` to be stable).
-Variances are floored at ``min_variance`` (an item nobody rated has ``sigma_j = 0``).
+``preconditioner="identity"`` is Eq. 17; ``"prior"`` (default) takes ``P = Sigma``, one step
+size for popular and rare items. Variances are floored at ``min_variance``; ``box=True``
+(default) clips every iterate to ``[-Lambda, Lambda]`` (projected Langevin). Paper mode: chains
+from prior samples, fake rows dense; candidates (the last ``samples`` iterates of each chain's
+second half) keep each row's B largest ``|M~_ij|``, clipped and snapped; the learner is refitted
+on each from the victim's default start and the best is kept. ``docs/math.md`` section 5.
 
-``box=True`` (default) clips every iterate to ``[-Lambda, Lambda]`` (projected Langevin
-dynamics, sampling the posterior restricted to the box). Eq. 17 as printed (``box=False``)
-is unconstrained, and ``R`` grows without bound with the fake ratings: on ml-latest-small
-at ``beta = 0.6`` the largest ``|M~_ij|`` passed 50 within five steps while the utility
-grew 200-fold, none of which survives the final projection.
-
-Chains start from prior samples (Algorithm 2, line 3). The learner sees the fake rows dense
-(every item stored) while sampling. Candidates (the last ``samples`` iterates of each chain,
-evenly spaced over its second half) are projected onto the feasible set: each row's B
-entries of largest absolute value, clipped to ``+-Lambda`` and snapped to the rating scale;
-the learner is refitted on each projected candidate from the caller's default start
-(``fit(fake, None)``, what the victim would do, which for nuclear norm is the clean model:
-every start gives the same minimiser there; for ALS a warm start from the chain's dense-row
-solution can settle in another local optimum, with a utility measured at 3x the victim's
-on a small test problem) and the candidate of highest utility is kept.
-
-Mimic mode (``mode="mimic"``; departures from the paper, each measured on ml-latest-small
-with alpha 3%, B 100, 15 iterations, where every paper-mode profile rates exactly B items,
-none of them rated 3 stars, and a learned detector (:mod:`cfpoison.detect.learned`) tells
-them from real users with AUC 1.00):
-
-* Shape from a template. Each fake row copies the *shape* of a real user with at most B
-  ratings drawn uniformly (:func:`mimic_pattern`): its length and the multiset of its ratings
-  (so lengths follow the real distribution truncated at B, and ratings sit on the data set's
-  grid with a real user's histogram). Truncating rather than capping: capping puts every
-  real user longer than B at exactly B (37% of the fakes on ml-latest-small), a spike no
-  real length distribution has.
-* Items matched in popularity and taste, not chosen by the chain: each of the template's
-  items is replaced by a distinct item among the ``2 window + 1`` nearest to it in
-  popularity rank, drawn with probability proportional to ``eps + w_j``, where ``w_j`` counts
-  the ratings of ``j`` by the other users weighted by how many items they share with the
-  template. The fake rates as popular (and as obscure) items as a real user of its length,
-  which the activity-matched t-test checks, and items that go together, which
-  neighbourhood detectors (DegSim) check, without copying the template's items. The paper's
-  top-B projection of a dense sample picks the prior's largest ``|M~_ij|``, which are the
-  most popular items.
-* SGLD on the values of that pattern only (a ``nnz``-vector, not the dense ``m' x n``
-  matrix), with the prior ``N(xi_j, sigma_j^2)`` of user-centred observed ratings
-  (``prior="centred"``, each rating minus its user's mean: the ranks of one user's ratings
-  do not depend on the user's own mean) and the gradient ``dR/dM~`` on the pattern
-  (:meth:`ImplicitGradient.on_pattern`). The chain state ``x`` is a latent score per rated
-  item; the fake rows are ``assign(x)``, the rank-preserving map that gives the item with a
-  row's k-th smallest ``x`` the template's k-th smallest rating. The learner is fitted and
-  ``R`` differentiated at ``assign(x)`` (the feasible profile) and the gradient applied to
-  ``x`` (a straight-through step: ``assign`` is piecewise constant). ``beta`` still trades
-  utility against mimicry: at ``beta = 0`` the ranks follow the prior (ratings agree with
-  the crowd as much as a real user's do), larger ``beta`` lets the gradient reorder them.
-  No box: ``x`` only orders, the ratings are the template's, within ``+-Lambda`` and on the
-  grid by construction (snapped once, for ``Lambda < 2``).
-* Agreement with the crowd kept (``agreement="template"``, the default; ``"free"`` is the
-  previous behaviour). Unconstrained, the gradient reorders each fake's ratings against the
-  crowd: the Pearson correlation of a fake's ratings with its items' mean ratings (the
-  learned detector's ``deviation_corr``) had median 0.24 against the real users' 0.47, and
-  that feature alone separated fakes from real users with AUC 0.73 to 0.82. Each fake
-  now takes its template's correlation (computed on the template's own items) as a target:
-  :meth:`MimicPattern.assign` ranks a row that misses it by ``x + s lam r`` (``r`` the
-  items' mean ratings, ``s = +1`` below the target, ``-1`` above; ``"floor"`` moves only
-  the rows below) with the ``lam`` that lands nearest the target (bracketed, then
-  bisected). This is a projection onto the set of orders that agree with the crowd as much
-  as a real user does; the gradient still chooses *which* items go against the crowd. It is
-  applied inside the chain (the learner is fitted at the projected profile) and to the
-  candidates.
-* Every chain draws its own templates and items; candidates are projected with ``assign`` and
-  refitted from the victim's start as in paper mode, the best one kept.
-
-Measured (commit 359d734; ml-latest-small, 610 users, alpha 3% = 19 fakes, B 100, mu (1, 0),
-ALS defaults, 15 iterations, 2 chains, beta 0.6, attack seeds 0-4; ``cfpoison attack ...
---method sgld --beta 0.6 --option mode=mimic``, then ``cfpoison detect``; table in
-``benchmarks/RESULTS.md``): RMSE shift 0.062 +- 0.004 against uniform's 0.043 +- 0.005
-(1.43x; per seed 1.12x to 1.65x), above the seed-noise floor on 5 of 5 seeds;
-activity-matched t-test p from 0.53 to 0.97 (none rejected); learned detector two-sided AUC
-0.648 +- 0.047 (0.56 to 0.70; 0.626 averaged over five detector seeds), best classic
-detector 0.70 +- 0.02; with ``agreement="free"`` (before) 0.72 +- 0.05 at the same RMSE
-shift. What is left is the length (docs/math.md section 5): without the length feature the
-learned AUC is 0.55, against real users with at most B ratings 0.56 (two groups of real
-users: 0.57); the length alone gives 0.72, and no fake may rate more than B = 100 items
-while 40% of the real users do, so a length detector reaches AUC >= 0.70 against any
-attack at this B. The learned AUC does not move with beta (seed 0: 0.70, 0.70, 0.67, 0.70
-at beta 0, 0.3, 0.6, 1; RMSE shift 0.016, below the floor, at beta 0, 0.056 above). Paper
-mode on seed 0: learned AUC 1.00, activity-matched p 1e-22. Paper mode stays the default
-(Algorithm 2 as printed; the figures and the demo choose their mode).
+Mimic mode (``mode="mimic"``, an extension; paper mode stays the default): each fake row
+copies the shape (length, multiset of ratings) of a real user with at most B ratings, its
+items drawn near the template's in popularity rank and taste (:func:`mimic_pattern`); the
+chain runs on a latent score per rated item, ``assign`` handing the template's ratings out by
+rank (a straight-through step), with ``agreement="template"`` keeping each fake's correlation
+with the crowd at its template's (:meth:`MimicPattern.assign`). ``docs/math.md`` section 5.
 """
 
 from __future__ import annotations

@@ -157,7 +157,22 @@ def _utility_lines(payload: dict[str, Any]) -> list[str]:
             f"{pad}{method} iterates {history[0]:.6g} -> {history[-1]:.6g} ({best}"
             f"{len(history) - 1} steps, before rounding)"
         )
+        lines.append(f"{pad}{_iterate_gap(method, payload['utility'], history[-1])}")
     return lines
+
+
+def _iterate_gap(method: str, final: float, last: float) -> str:
+    """Why the final utility differs from the last iterate's, in words and as a ratio."""
+    ratio = f"{final / last:.2f}x the last iterate" if last else "the last iterate is 0"
+    if method == "robust":
+        return (
+            f"final = {ratio}: the iterates are the mean over the surrogates (each against its "
+            "own clean model); the final is the attacked learner alone, after rounding and a "
+            "refit from its own start"
+        )
+    if method == "adaptive":
+        return f"final = {ratio}: the iterates are the defended model's; the final is undefended"
+    return f"final = {ratio}: lost to rounding onto the rating scale and the refit from its start"
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -1,29 +1,26 @@
 """Defenses: each turns a poisoned training set into a :class:`DefendedModel`.
 
 Input: the real ratings ``train`` (``m x n``), the fake rows ``fake`` (``m' x n``, shifted
-scale; the defender does not know which rows are fake: every defense sees only the combined
-matrix, and the split is kept for bookkeeping), the learner config (ALS) and a seeded
-``numpy.random.Generator``. Each defense is a frozen, validated config (JSON round trip);
-:func:`defend` dispatches on its type.
+scale; the defender sees only the combined matrix, the split is kept for bookkeeping), the
+learner config (ALS) and a seeded ``numpy.random.Generator``. Each defense is a frozen,
+validated config (JSON round trip); :func:`defend` dispatches on its type.
 
 * ``detect_remove``: score every user with a detector (higher = more suspect), set aside the
-  users above a threshold chosen for a false-positive rate ``fpr`` on real users, refit ALS on
-  the rest and fold the set-aside real users in against the refitted items (they still get
-  predictions; their ratings no longer move anyone else's). The threshold is the ``1 - fpr``
-  quantile of scores the defender can compute: on a clean ``reference`` (the training data
-  before the attack window; the realised rate on the poisoned data is measured and reported),
-  or on the ``poisoned`` data itself, which contains the fakes (then at most ``fpr`` of *all*
+  users above the threshold for a false-positive rate ``fpr`` on real users, refit ALS on the
+  rest and fold the set-aside real users in against the refitted items (they keep predictions;
+  their ratings move no one else's). The threshold is the ``1 - fpr`` quantile of scores on a
+  clean ``reference`` (the training data before the attack window; the realised rate on the
+  poisoned data is reported), or on the ``poisoned`` data itself (then at most ``fpr`` of *all*
   users are flagged).
 * ``bagging``: ``B`` ALS fits on subsamples (a ``fraction`` of the users or of the ratings),
   users outside a bag folded in; the averaged prediction is one low-rank model.
 * ``trimmed``: fit, drop the ``fraction`` of ratings (or users) with the largest residuals
-  (``|r|``, or a user's mean ``r^2``), refit from there; ``rounds`` times, each time choosing
-  from all the data.
+  (``|r|``, or a user's mean ``r^2``), refit; ``rounds`` times, each choosing from all data.
 * ``huber``: IRLS on ``sum rho(X - UV^T)``, ``rho(r) = r^2`` for ``|r| <= delta`` and
   ``2 delta |r| - delta^2`` beyond: weights ``w = min(1, delta / |r|)``, weighted ALS.
-* ``influence_cap``: each user's total weight capped at ``cap`` times the median profile
-  length: ``c_i = min(1, cap * median / n_i)`` multiplies the user's whole term (ratings and
-  ``lam_U |u_i|^2``), so a user's own factors are unchanged and only the pull on ``V`` shrinks.
+* ``influence_cap``: ``c_i = min(1, cap * median / n_i)`` (``median`` the median profile
+  length) multiplies user i's whole term (ratings and ``lam_U |u_i|^2``): its own factors are
+  unchanged and only its pull on ``V`` shrinks.
 * ``als_wr``: frequency-weighted regularization ``lam n_i |u_i|^2 + lam n_j |v_j|^2``
   (Zhou et al. 2008).
 """

@@ -393,6 +393,7 @@ class BPRLearner(FittedLearner[tuple[BPRSystem, Factors]]):
 
     config: BPRConfig
     _penalty_fields = ("lam", "lam")
+    _trace: _Trace
 
     def __init__(self, config: BPRConfig | None = None):
         self.config = config or BPRConfig()

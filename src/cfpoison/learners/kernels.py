@@ -119,7 +119,7 @@ def _dot_prefix(x: np.ndarray, y: np.ndarray, n: int) -> float:
 
 
 @njit(cache=True, inline="always")
-def _cholesky_solve(A: np.ndarray, b: np.ndarray) -> None:
+def cholesky_solve(A: np.ndarray, b: np.ndarray) -> None:
     """Solve A x = b in place (b becomes x) from the lower triangle of SPD ``A``.
 
     Row-oriented Cholesky ``A = L L^T`` (L overwrites the lower triangle), then the forward
@@ -149,7 +149,7 @@ def _ridge_solve(A: np.ndarray, b: np.ndarray, dd: float, lam: float, x: np.ndar
     """``x = A^-1 b`` (``A`` destroyed) and the fit term ``d.d - x.b - lam |x|^2`` from the
     normal equations, ``dd = d.d``: one row of :func:`solve_rows` after accumulation."""
     x[:] = b
-    _cholesky_solve(A, x)
+    cholesky_solve(A, x)
     xb = 0.0
     xx = 0.0
     for a in range(x.shape[0]):
@@ -183,7 +183,7 @@ def _gather(
 
 
 @njit(cache=True, inline="always")
-def _dual_solve(
+def dual_solve(
     rows: np.ndarray,
     weighted: np.ndarray,
     d: np.ndarray,
@@ -213,7 +213,7 @@ def _dual_solve(
         for q in range(p + 1):
             C[p, q] = _dot_prefix(rows[p], weighted[q], k)
         C[p, p] += 1.0
-    _cholesky_solve(C, t)
+    cholesky_solve(C, t)
     x[:] = g
     for p in range(c):
         for a in range(k):
@@ -261,7 +261,7 @@ def solve_rows(
             rows, weighted, d = np.empty((c, k)), np.empty((c, k)), np.empty(c)
             end = _gather(p1, i1, d1, Y1, W1, r, rows, weighted, d, 0)
             _gather(p2, i2, d2, Y2, W2, r, rows, weighted, d, end)
-            fit[r] = _dual_solve(rows, weighted, d, inverse, b, 0.0, lam, out[r])
+            fit[r] = dual_solve(rows, weighted, d, inverse, b, 0.0, lam, out[r])
             continue
         A = np.zeros((k, k))
         for a in range(k):
@@ -292,7 +292,7 @@ def solve_rows_shared(
     fit = np.empty(n_rows)
     shared = gram + lam * np.eye(k)
     inverse = np.empty((k, k))
-    _cholesky_inverse(shared.copy(), inverse)
+    cholesky_inverse(shared.copy(), inverse)
     W = Y @ inverse
     for r in prange(n_rows):
         c = p[r + 1] - p[r]
@@ -300,7 +300,7 @@ def solve_rows_shared(
         if 4 * c < 3 * k:
             rows, weighted, values = np.empty((c, k)), np.empty((c, k)), np.empty(c)
             _gather(p, i, d, Y, W, r, rows, weighted, values, 0)
-            fit[r] = _dual_solve(rows, weighted, values, inverse, b, dd[r], lam, out[r])
+            fit[r] = dual_solve(rows, weighted, values, inverse, b, dd[r], lam, out[r])
             continue
         A = shared.copy()
         total = _accumulate(p, i, d, Y, r, A, b) + dd[r]
@@ -309,7 +309,7 @@ def solve_rows_shared(
 
 
 @njit(cache=True, inline="always")
-def _cholesky_inverse(A: np.ndarray, out: np.ndarray) -> None:
+def cholesky_inverse(A: np.ndarray, out: np.ndarray) -> None:
     """``out = A^-1`` (full, symmetric) from the lower triangle of SPD ``A`` (destroyed)."""
     k = A.shape[0]
     for j in range(k):  # A = L L^T, L in the lower triangle
@@ -366,7 +366,7 @@ def ridge_blocks(
             for c in range(a + 1):
                 A[a, c] *= scale
         if invert:
-            _cholesky_inverse(A, out[r])
+            cholesky_inverse(A, out[r])
         else:
             for a in range(k):
                 for c in range(a + 1):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from cfpoison.learners.kernels import _cholesky_inverse, _cholesky_solve, _dual_solve
+from cfpoison.learners.kernels import cholesky_inverse, cholesky_solve, dual_solve
 
 Source = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -133,7 +133,7 @@ def solve_rows(
     (``shared = S``, symmetric positive definite).
 
     A row with ``c < 3k/4`` entries goes through Woodbury's ``c x c`` system
-    (:func:`cfpoison.learners.kernels._dual_solve` with the rows ``sqrt(a) y`` and ``S^-1``
+    (:func:`cfpoison.learners.kernels.dual_solve` with the rows ``sqrt(a) y`` and ``S^-1``
     inverted once): ``O(c^2 k)`` instead of ``O(c k^2 + k^3)``, the common case for items.
     """
     n_rows, k = out.shape
@@ -141,7 +141,7 @@ def solve_rows(
     YS1, YS2 = Y1, Y2  # Y S^-1, computed only if some row takes the dual route
     for r in range(n_rows):
         if 4 * (p1[r + 1] - p1[r] + p2[r + 1] - p2[r]) < 3 * k:
-            _cholesky_inverse(shared.copy(), inverse)
+            cholesky_inverse(shared.copy(), inverse)
             YS1, YS2 = _times(Y1, inverse), _times(Y2, inverse)
             break
     for r in prange(n_rows):
@@ -151,12 +151,12 @@ def solve_rows(
             rows, weighted = np.empty((c, k)), np.empty((c, k))
             end = _gather(p1, i1, a1, t1, Y1, YS1, r, rows, weighted, b, 0)
             _gather(p2, i2, a2, t2, Y2, YS2, r, rows, weighted, b, end)
-            _dual_solve(rows, weighted, np.zeros(c), inverse, b, 0.0, 0.0, out[r])
+            dual_solve(rows, weighted, np.zeros(c), inverse, b, 0.0, 0.0, out[r])
             continue
         A = shared.copy()
         _accumulate(p1, i1, a1, t1, Y1, r, A, b)
         _accumulate(p2, i2, a2, t2, Y2, r, A, b)
-        _cholesky_solve(A, b)
+        cholesky_solve(A, b)
         out[r] = b
 
 
@@ -190,7 +190,7 @@ def ridge_blocks(
             for c in range(i + 1):
                 A[i, c] *= scale
         if invert:
-            _cholesky_inverse(A, out[r])
+            cholesky_inverse(A, out[r])
         else:
             for i in range(k):
                 for c in range(i + 1):
