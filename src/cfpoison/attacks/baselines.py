@@ -29,6 +29,8 @@ from cfpoison.data.ratings import item_moments
 
 #: Fraction of a bandwagon profile given to the most popular items.
 BANDWAGON_SHARE = 0.1
+#: ``filler(columns) -> (means, stds)``: the normal distribution of each filler column.
+Filler = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def uniform_attack(
@@ -73,87 +75,71 @@ def _choose_items(
     return head if picked is None else np.hstack([head, picked])
 
 
-def _shilling(
-    train: sp.csr_array,
-    threat: ThreatModel,
-    n_fake: int,
-    grid: np.ndarray | None,
-    rng: np.random.Generator,
-    targets: np.ndarray,
-    target_ratings: np.ndarray,
-    filler: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
-    n_popular: int = 0,
-) -> sp.csr_array:
-    """Targets, then ``n_popular`` most popular items at ``+Lambda``, then random fillers.
-
-    ``filler(columns) -> (means, stds)`` gives the normal distribution of each filler column.
-    """
-    n_items = train.shape[1]
-    b = threat.items_per_user
-    targets = np.asarray(targets, dtype=np.int64)[:b]
-    target_ratings = np.asarray(target_ratings, dtype=np.float64)[: len(targets)]
-    counts = np.bincount(train.indices, minlength=n_items)
-    order = np.argsort(-counts, kind="stable")
-    popular = order[~np.isin(order, targets)][: max(0, min(n_popular, b - len(targets)))]
-    fixed = np.concatenate([targets, popular])
-    columns = _choose_items(n_items, n_fake, b, fixed, rng, item_pool(train, threat, n_fake, rng))
-    means, stds = filler(columns[:, len(fixed) :])
-    fill = rng.normal(means, stds)
-    head = np.concatenate([target_ratings, np.full(len(popular), threat.max_rating)])
-    values = np.hstack([np.tile(head, (n_fake, 1)), fill])
-    return pattern_matrix(columns, snap(values, threat.max_rating, grid), n_items)
-
-
-def _global_filler(train: sp.csr_array) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def _global_filler(train: sp.csr_array) -> Filler:
     mean = float(train.data.mean()) if train.nnz else 0.0
     std = float(train.data.std()) if train.nnz else 1.0
     return lambda columns: (np.full(columns.shape, mean), np.full(columns.shape, std))
 
 
-def _item_filler(train: sp.csr_array) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def _item_filler(train: sp.csr_array) -> Filler:
     _, mean, variance = item_moments(train)
     std = np.sqrt(variance)
     return lambda columns: (mean[columns], std[columns])
 
 
-def random_attack(
-    train: sp.csr_array,
-    threat: ThreatModel,
-    n_fake: int,
-    grid: np.ndarray | None,
-    rng: np.random.Generator,
-    targets: np.ndarray,
-    target_ratings: np.ndarray,
-) -> sp.csr_array:
-    """Random shilling attack: fillers ``N(global mean, global std)``."""
-    filler = _global_filler(train)
-    return _shilling(train, threat, n_fake, grid, rng, targets, target_ratings, filler)
+def _shilling_attack(
+    name: str, doc: str, filler_of: Callable[[sp.csr_array], Filler], bandwagon: bool = False
+) -> Callable[..., sp.csr_array]:
+    """The shilling attack ``name``: ``(train, threat, n_fake, grid, rng, targets,
+    target_ratings) -> M~``, each fake row the targets, then (``bandwagon``) the most popular
+    :data:`BANDWAGON_SHARE` of the profile at ``+Lambda``, then random fillers rated from
+    ``filler_of(train)``."""
+
+    def attack(
+        train: sp.csr_array,
+        threat: ThreatModel,
+        n_fake: int,
+        grid: np.ndarray | None,
+        rng: np.random.Generator,
+        targets: np.ndarray,
+        target_ratings: np.ndarray,
+    ) -> sp.csr_array:
+        n_popular = max(1, round(BANDWAGON_SHARE * threat.items_per_user)) if bandwagon else 0
+        filler = filler_of(train)
+        n_items = train.shape[1]
+        b = threat.items_per_user
+        targets = np.asarray(targets, dtype=np.int64)[:b]
+        target_ratings = np.asarray(target_ratings, dtype=np.float64)[: len(targets)]
+        counts = np.bincount(train.indices, minlength=n_items)
+        order = np.argsort(-counts, kind="stable")
+        popular = order[~np.isin(order, targets)][: max(0, min(n_popular, b - len(targets)))]
+        fixed = np.concatenate([targets, popular])
+        pool = item_pool(train, threat, n_fake, rng)
+        columns = _choose_items(n_items, n_fake, b, fixed, rng, pool)
+        means, stds = filler(columns[:, len(fixed) :])
+        fill = rng.normal(means, stds)
+        head = np.concatenate([target_ratings, np.full(len(popular), threat.max_rating)])
+        values = np.hstack([np.tile(head, (n_fake, 1)), fill])
+        return pattern_matrix(columns, snap(values, threat.max_rating, grid), n_items)
+
+    attack.__name__ = attack.__qualname__ = name
+    attack.__doc__ = doc
+    return attack
 
 
-def average_attack(
-    train: sp.csr_array,
-    threat: ThreatModel,
-    n_fake: int,
-    grid: np.ndarray | None,
-    rng: np.random.Generator,
-    targets: np.ndarray,
-    target_ratings: np.ndarray,
-) -> sp.csr_array:
-    """Average shilling attack: each filler item rated ``N(item mean, item std)``."""
-    filler = _item_filler(train)
-    return _shilling(train, threat, n_fake, grid, rng, targets, target_ratings, filler)
-
-
-def bandwagon_attack(
-    train: sp.csr_array,
-    threat: ThreatModel,
-    n_fake: int,
-    grid: np.ndarray | None,
-    rng: np.random.Generator,
-    targets: np.ndarray,
-    target_ratings: np.ndarray,
-) -> sp.csr_array:
-    """Bandwagon attack: the most popular items at ``+Lambda``, fillers as ``random``."""
-    popular = max(1, round(BANDWAGON_SHARE * threat.items_per_user))
-    filler = _global_filler(train)
-    return _shilling(train, threat, n_fake, grid, rng, targets, target_ratings, filler, popular)
+random_attack = _shilling_attack(
+    "random_attack",
+    "Random shilling attack: fillers ``N(global mean, global std)``.",
+    _global_filler,
+)
+average_attack = _shilling_attack(
+    "average_attack",
+    "Average shilling attack: each filler item rated ``N(item mean, item std)``.",
+    _item_filler,
+)
+bandwagon_attack = _shilling_attack(
+    "bandwagon_attack",
+    "Bandwagon attack: the most popular items at ``+Lambda``, fillers as ``random``.",
+    _global_filler,
+    bandwagon=True,
+)

@@ -1,29 +1,21 @@
 """Promotion attacks on implicit-feedback rankers (WRMF, BPR): fake users as sets of items.
 
 Threat: ``m' = ceil(alpha m)`` fake users, each interacting with every target and with at most
-``B`` items in all (``B`` defaults to the median real profile length); a profile is a row of
-interaction weights, 1 on its items (the learners' relaxation takes any ``w`` in ``[0, 1]``).
+``B`` items in all (default: the median real profile length), weight 1 on each.
 
-Goal: the targets' hit ratio at K among the normal users who have not interacted with them.
-Its smooth surrogate is the ranking utility of :mod:`cfpoison.attacks.utility` (``mu3``) with
-the softplus loss: ``R = -(1/|P|) sum_(i,t) sum_(j in C_i) log(1 + exp((s_ij - s_it) / T))``
-over each user's clean top-K unrated items C_i, T a fixed fraction of the spread of the clean
-candidates' scores (:data:`TEMPERATURE_FRACTION`). Unlike the sigmoid's count, its slope does
-not vanish for a cold target far below every candidate.
+Goal: the targets' hit ratio at K over the users without an interaction with them, through
+its smooth surrogate, the ranking utility with the softplus loss over each user's clean top-K
+(``docs/math.md`` section 7.3; T a tenth of the clean candidates' score spread).
 
 Methods:
 
-* ``pga``: projected gradient ascent with vertex steps on the B-sparse box. At a binary
-  profile ``W`` the exact implicit gradient ``G = dR/dW`` (every ``m' x n`` entry, through the
-  learner's adjoint system) gives each swap of a held filler ``j`` for an unheld item ``l``
-  the first-order gain ``G_fl - G_fj``; each step makes the ``s`` best positive swaps per
-  profile, and backtracking halves ``s`` until the refitted utility rises
-  (``docs/math.md`` section 7);
-* ``robust``: the same on the mean utility over surrogate learners (other seeds and ranks,
-  and the other family), for victims the attacker does not know;
-* ``random``, ``popular`` (bandwagon: fillers among the most popular items) and
-  ``covisitation`` (fillers drawn from the items the targets' real users interacted with,
-  in proportion to how many of them did): the baselines of the attack frameworks.
+* ``pga``: vertex steps on the B-sparse box: at a binary profile the exact gradient
+  ``G = dR/dW`` (every entry, through the learner's adjoint system) prices each exchange of a
+  held filler ``j`` for an unheld item ``l`` at ``G_fl - G_fj``; a step makes the ``s`` best
+  positive exchanges per profile, backtracking halves ``s`` until the refitted utility rises;
+* ``robust``: the same on the mean utility over surrogate learners (:func:`default_surrogates`);
+* ``random``, ``popular`` (fillers half among the 5% most popular items) and ``covisitation``
+  (fillers in proportion to their co-interactions with the targets): the frameworks' baselines.
 
 Results are :class:`PromotionResult`: profiles, per-step history, metrics; nothing prints.
 """

@@ -14,6 +14,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from cfpoison.attacks.utility import UtilityConfig, resolve_targets
 from cfpoison.cli._options import add_options, flags_of, given, nested
 from cfpoison.config import config_variants, settings_of
 from cfpoison.data.preprocess import PreprocessConfig
@@ -22,10 +25,24 @@ from cfpoison.data.registry import CSV_PREFIX
 from cfpoison.errors import DataError
 from cfpoison.io import check_outputs, write_json
 from cfpoison.learners import LearnerConfig
+from cfpoison.learners.base import Learner
 
 LEARNERS = config_variants(LearnerConfig)
 LEARNER_SETTINGS = settings_of(LearnerConfig, "learner.")
 PREPROCESS_SETTINGS = settings_of(PreprocessConfig, "preprocess.")
+
+
+def attack_targets(args: argparse.Namespace, train: Ratings, clean: Learner) -> np.ndarray:
+    """The target columns of ``--target`` on ``train``: ``auto`` is the same draw as
+    ``cfpoison attack --target auto --seed S`` makes first (from the ``clean`` fit)."""
+    targets, _ = resolve_targets(
+        UtilityConfig(targets=args.target),
+        train,
+        clean.user_factors,
+        clean.item_factors,
+        np.random.default_rng(args.seed),
+    )
+    return targets
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:

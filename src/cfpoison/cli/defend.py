@@ -13,10 +13,11 @@ import scipy.sparse as sp
 from cfpoison.attacks.engine import BASELINES, AttackConfig, available_methods
 from cfpoison.attacks.evasion import with_evasions
 from cfpoison.attacks.threat import ThreatModel
-from cfpoison.attacks.utility import UtilityConfig, resolve_targets
+from cfpoison.attacks.utility import UtilityConfig
 from cfpoison.cli._common import (
     add_json_option,
     add_learner_options,
+    attack_targets,
     check_command_outputs,
     emit,
     learner_config,
@@ -156,14 +157,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             fpr = DetectRemoveConfig(fpr=args.fpr if args.fpr is not None else 0.01).fpr
             attacks, evasions = with_evasions(train, attacks, args.evade, fpr)
         clean = ALSLearner(learner).fit(train)
-        # the same draw as `cfpoison attack --target auto --seed S` makes first
-        targets, _ = resolve_targets(
-            UtilityConfig(targets=args.target),
-            train,
-            clean.user_factors,
-            clean.item_factors,
-            np.random.default_rng(args.seed),
-        )
+        targets = attack_targets(args, train, clean)
         result = evaluate_defenses(
             train, test, attacks, defenses, learner, targets, args.seed, scores, clean
         )

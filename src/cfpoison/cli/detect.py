@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 
 from cfpoison.cli._common import add_json_option, check_command_outputs, emit, ttest_data
+from cfpoison.cli._options import add_options, given
 from cfpoison.cli.data import add_load_options, load_from_args
+from cfpoison.config import settings_of
 from cfpoison.data.profiles import read_profiles
 from cfpoison.detect import DetectConfig, DetectionReport, TTestResult, run_detectors
 
@@ -67,6 +69,10 @@ def report_text(report: DetectionReport, name: str, profiles: Path) -> str:
     return "\n".join(lines)
 
 
+#: The detectors' flags, one per :class:`DetectConfig` field.
+DETECT_SETTINGS = settings_of(DetectConfig)
+
+
 def _what(test: TTestResult) -> str:
     return f"{test.statistic_name} ({test.n_pairs} pairs)"
 
@@ -76,15 +82,7 @@ def _detect(args: argparse.Namespace) -> int:
     check_command_outputs(args, inputs=[("--profiles", args.profiles)])
     ratings = load_from_args(args, args.dataset)
     fake_ids, fake = read_profiles(args.profiles, ratings)
-    config = DetectConfig(
-        degsim_k=args.degsim_k,
-        degsim_shrink=args.degsim_shrink,
-        pca_components=args.pca_components,
-        ttest_neighbours=args.ttest_neighbours,
-        folds=args.folds,
-        permutations=args.permutations,
-        seed=args.seed,
-    )
+    config = DetectConfig(**given(args, DETECT_SETTINGS.values()))
     report = run_detectors(ratings, fake, config)
     payload: dict[str, Any] = {
         "dataset": ratings.name,
@@ -119,59 +117,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--profiles", required=True, type=Path, metavar="CSV", help="the fake profiles"
     )
-    defaults = DetectConfig()
-    parser.add_argument(
-        "--degsim-k",
-        type=int,
-        default=defaults.degsim_k,
-        metavar="K",
-        help=f"neighbours averaged by DegSim (default {defaults.degsim_k})",
-    )
-    parser.add_argument(
-        "--degsim-shrink",
-        type=float,
-        default=defaults.degsim_shrink,
-        metavar="N",
-        help="DegSim's significance weighting min(co-rated, N) / N; 0 turns it off "
-        f"(default {defaults.degsim_shrink:g})",
-    )
-    parser.add_argument(
-        "--pca-components",
-        type=int,
-        default=defaults.pca_components,
-        metavar="R",
-        help=f"principal components of PCA-VarSelect (default {defaults.pca_components})",
-    )
-    parser.add_argument(
-        "--ttest-neighbours",
-        type=int,
-        default=defaults.ttest_neighbours,
-        metavar="K",
-        help="activity-matched normal users per fake user in the user-paired t-test "
-        f"(default {defaults.ttest_neighbours})",
-    )
-    parser.add_argument(
-        "--folds",
-        type=int,
-        default=defaults.folds,
-        metavar="K",
-        help=f"cross-validation folds of the learned detector (default {defaults.folds})",
-    )
-    parser.add_argument(
-        "--permutations",
-        type=int,
-        default=defaults.permutations,
-        metavar="N",
-        help="random user groups behind the rating-histogram test's p-value "
-        f"(default {defaults.permutations})",
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=defaults.seed,
-        metavar="S",
-        help=f"seed of the folds, the classifier and the permutations (default {defaults.seed})",
-    )
+    add_options(parser, DETECT_SETTINGS.values())
     add_load_options(parser)
     add_json_option(parser)
     parser.set_defaults(func=_detect)

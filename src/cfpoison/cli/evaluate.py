@@ -12,13 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cfpoison.attacks.metrics import evaluate_profiles
-from cfpoison.attacks.utility import UtilityConfig, resolve_targets
 from cfpoison.cli._common import (
     add_json_option,
     add_learner_options,
+    attack_targets,
     check_command_outputs,
     emit,
     learner_config,
@@ -53,14 +51,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     train, test = prepare(load_from_args(args, args.dataset), preprocess)
     fake_ids, fake = read_profiles(args.profiles[0], train)
     clean = fit_learner(config, train)
-    # the same draw as `cfpoison attack --target auto --seed S` makes first
-    targets, _ = resolve_targets(
-        UtilityConfig(targets=args.target),
-        train,
-        clean.user_factors,
-        clean.item_factors,
-        np.random.default_rng(args.seed),
-    )
+    targets = attack_targets(args, train, clean)
     metrics = evaluate_profiles(train, fake, config, targets, test, clean=clean)
     payload: dict[str, Any] = {
         "dataset": args.dataset,
@@ -106,14 +97,7 @@ def _run_victims(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     attacks = {name: read_profiles(path, train)[1] for name, path in zip(names, paths, strict=True)}
     baseline = names[paths.index(args.baseline)] if args.baseline else None
     clean = fit_learner(config, train)
-    # the same draw as `cfpoison attack --target auto --seed S` makes first
-    targets, _ = resolve_targets(
-        UtilityConfig(targets=args.target),
-        train,
-        clean.user_factors,
-        clean.item_factors,
-        np.random.default_rng(args.seed),
-    )
+    targets = attack_targets(args, train, clean)
     transfer = TransferConfig(
         seeds=tuple(args.seed + 1 + i for i in range(args.victim_seeds)), top_k=args.top_k
     )

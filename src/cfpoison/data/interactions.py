@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.data.ratings import Ratings, lookup
+from cfpoison.data.ratings import IdMatrix, Ratings
 from cfpoison.errors import ConfigError, DataError
 from cfpoison.io import atomic_write
 
@@ -32,7 +32,7 @@ DEFAULT_THRESHOLD = 4.0
 
 
 @dataclasses.dataclass(frozen=True)
-class Interactions:
+class Interactions(IdMatrix):
     """An ``m x n`` CSR of interaction weights (stored entries = observed interactions).
 
     Attributes:
@@ -92,36 +92,6 @@ class Interactions:
         matrix.sum_duplicates()
         matrix.sort_indices()
         return cls(matrix, user_ids, item_ids, name)
-
-    @property
-    def n_users(self) -> int:
-        return int(self.matrix.shape[0])
-
-    @property
-    def n_items(self) -> int:
-        return int(self.matrix.shape[1])
-
-    @property
-    def nnz(self) -> int:
-        return int(self.matrix.nnz)
-
-    @property
-    def user_counts(self) -> np.ndarray:
-        """Interactions per user."""
-        return np.diff(self.matrix.indptr)
-
-    @property
-    def item_counts(self) -> np.ndarray:
-        """Interactions per item."""
-        return np.bincount(self.matrix.indices, minlength=self.n_items)
-
-    def user_index(self, ids: Any) -> np.ndarray:
-        """Row indices of the data set's user ids; unknown ids raise :class:`DataError`."""
-        return lookup(self.user_ids, ids, f"{self.name}: unknown user id")
-
-    def item_index(self, ids: Any) -> np.ndarray:
-        """Column indices of the data set's item ids; unknown ids raise :class:`DataError`."""
-        return lookup(self.item_ids, ids, f"{self.name}: unknown item id")
 
     def with_matrix(self, matrix: sp.csr_array, name: str | None = None) -> Interactions:
         """The same ids with another matrix of the same shape (a split or a subsample)."""

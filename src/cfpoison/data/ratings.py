@@ -121,8 +121,49 @@ class RatingScale:
         return {"low": self.low, "high": self.high, "step": self.step}
 
 
+class IdMatrix:
+    """A CSR ``users x items`` with the data set's ids of its rows and columns: the shape,
+    the counts and the id lookups :class:`Ratings` and
+    :class:`cfpoison.data.interactions.Interactions` share."""
+
+    matrix: sp.csr_array
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    name: str
+
+    @property
+    def n_users(self) -> int:
+        return int(self.matrix.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.matrix.shape[1])
+
+    @property
+    def nnz(self) -> int:
+        return int(self.matrix.nnz)
+
+    @property
+    def user_counts(self) -> np.ndarray:
+        """Stored entries of each user (row)."""
+        return np.diff(self.matrix.indptr)
+
+    @property
+    def item_counts(self) -> np.ndarray:
+        """Stored entries of each item (column)."""
+        return np.bincount(self.matrix.indices, minlength=self.n_items)
+
+    def user_index(self, ids: Any) -> np.ndarray:
+        """Row indices of the data set's user ids; unknown ids raise :class:`DataError`."""
+        return lookup(self.user_ids, ids, f"{self.name}: unknown user id")
+
+    def item_index(self, ids: Any) -> np.ndarray:
+        """Column indices of the data set's item ids; unknown ids raise :class:`DataError`."""
+        return lookup(self.item_ids, ids, f"{self.name}: unknown item id")
+
+
 @dataclasses.dataclass(frozen=True)
-class Ratings:
+class Ratings(IdMatrix):
     """Observed ratings: CSR ``users x items`` on the shifted scale, with id maps both ways.
 
     Attributes:
@@ -201,29 +242,7 @@ class Ratings:
             steps=steps,
         )
 
-    # ------------------------------------------------------------------ shape and views
-    @property
-    def n_users(self) -> int:
-        return int(self.matrix.shape[0])
-
-    @property
-    def n_items(self) -> int:
-        return int(self.matrix.shape[1])
-
-    @property
-    def nnz(self) -> int:
-        return int(self.matrix.nnz)
-
-    @property
-    def user_counts(self) -> np.ndarray:
-        """Number of ratings of each user (row)."""
-        return np.diff(self.matrix.indptr)
-
-    @property
-    def item_counts(self) -> np.ndarray:
-        """Number of ratings of each item (column)."""
-        return np.bincount(self.matrix.indices, minlength=self.n_items)
-
+    # ------------------------------------------------------------------ views
     def csc(self) -> sp.csc_array:
         """The same matrix in CSC form (items' ratings contiguous)."""
         return self.matrix.tocsc()
@@ -232,15 +251,6 @@ class Ratings:
         """Row indices, column indices and shifted values of every observed entry."""
         rows = np.repeat(np.arange(self.n_users), self.user_counts)
         return rows, self.matrix.indices.astype(np.int64), self.matrix.data
-
-    # ------------------------------------------------------------------ id maps
-    def user_index(self, ids: Any) -> np.ndarray:
-        """Row indices of original user ids; unknown ids raise :class:`DataError`."""
-        return lookup(self.user_ids, ids, f"{self.name}: unknown user id")
-
-    def item_index(self, ids: Any) -> np.ndarray:
-        """Column indices of original item ids; unknown ids raise :class:`DataError`."""
-        return lookup(self.item_ids, ids, f"{self.name}: unknown item id")
 
     # ------------------------------------------------------------------ report
     def summary(self) -> dict[str, Any]:

@@ -21,9 +21,8 @@ without labels; ``I_u`` = the items ``u`` rated, ``c_j`` = the number of users w
 Scores are out of fold: ``StratifiedKFold(folds, shuffle=True, random_state=seed)`` splits the
 users, a ``HistGradientBoostingClassifier(class_weight="balanced", random_state=seed)``
 trained on the other folds scores each fold, and the AUC is computed on the pooled
-out-of-fold scores (``auc``) and per fold (``fold_aucs``). With 19 fakes among 629 users a
-test fold holds 3 or 4 fakes, so a per-fold AUC moves in steps of about 1 / (4 * 122); its
-spread across folds is reported next to the pooled value.
+out-of-fold scores (``auc``) and per fold (``fold_aucs``: coarse with few fakes per fold, e.g.
+3 or 4 of 19 among 629 users; their spread is reported next to the pooled value).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Li et al. (2016, section 5) compare "the distributions of rated items between normal and
 malicious users" with a paired t-test and do not say which numbers are paired. Two readings
 are implemented; both count ratings of an item by the *normal* users only, so a defender
-needs nothing but a clean reference database.
+needs nothing but a clean reference database. What each measures, and a third reading that
+was rejected: ``docs/math.md`` section 6.
 
 ``pairing="items"`` (the paper's literal test, the default; ``ttest_pvalue`` in reports):
     for every item ``j`` of the ``n`` items, ``x_j`` = fraction of the ``m`` normal users who
@@ -11,10 +12,7 @@ needs nothing but a clean reference database.
     ``scipy.stats.ttest_rel(y, x)`` over the ``n`` pairs. Its mean difference is
     ``(mean fake activity - mean normal activity) / n``: with ``n`` in the thousands it
     rejects whenever the fake users rate a different number of items than the average
-    normal user does, whichever items they are. On ml-latest-small (mean activity 165),
-    ``m' = 19`` fake users with ``B = 100`` uniform-random items give ``p ~ 1e-51`` and with
-    ``B = 100`` popularity-proportional items ``p ~ 1e-120``; 19 *real* users held out of the
-    data give ``p < 0.05`` in 39 of 40 draws (median ``p ~ 1e-71``).
+    normal user does, whichever items they are.
 
 ``pairing="users"`` (calibrated; it measures item choice, not activity):
     each user's statistic is the mean log rating frequency of the items they rated,
@@ -22,22 +20,7 @@ needs nothing but a clean reference database.
     who rated ``j`` (a normal user is scored against the *other* normal users:
     ``log(c_j / m)``). Every fake user is paired with the average ``s`` of the ``neighbours``
     normal users whose number of ratings is closest to theirs (activity matters: heavy users
-    rate more obscure items), and ``ttest_rel`` runs over the ``m'`` pairs. On
-    ml-latest-small, 19 held-out real users give ``p < 0.05`` in 1 of 40 draws (median
-    ``p = 0.43``); 19 fake users with 100 uniform-random items give ``p < 1e-23``
-    (``t < -80``), with 100 popularity-proportional items ``p < 1e-11`` (``t ~ -20``: too
-    obscure), and the paper-mode SGLD prior's top-B items are rejected as too popular.
-
-Rejected third reading (measured, not implemented): per item, the mean rating over *all*
-users with unrated entries as 0 (normal: exactly the SGLD prior mean ``xi_j``) against the
-same mean over the fake users, paired over items. Its mean difference is again the gap in
-rating *mass* per user (activity times mean rating), and items rated by the same users are
-not independent pairs: over 40 groups of 19 held-out real users ``t`` has standard deviation
-10.5 (1 if calibrated; correlation 0.99 with the group's mean row sum) and 35 of 40 groups
-are rejected (median ``p ~ 3e-10``). The mean over raters only is no better (30 of 40).
-Dense prior samples (SGLD at ``beta = 0`` before the projection) pass it (``p`` from 0.04 to
-0.76 over five seeds; the prior's mean is ``xi_j``), but the dense ``beta = 0.6`` iterate
-after 4 or 10 steps does not (``p ~ 4e-5``) and projected profiles of any method are rejected.
+    rate more obscure items), and ``ttest_rel`` runs over the ``m'`` pairs.
 """
 
 from __future__ import annotations

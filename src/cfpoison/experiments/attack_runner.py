@@ -4,30 +4,25 @@ A cell's config is ``{"dataset", "preprocess", "attack", "detect", "runner"}``: 
 name, its :class:`PreprocessConfig`, the full :class:`AttackConfig` and whether to run the
 detectors on the fake profiles, every default filled in, so its SHA-256 names the experiment.
 
-Flat settings (TOML keys, ``--set``/``--grid`` names) map onto it as follows, derived from
-the config classes (:data:`SETTINGS`; ``cfpoison attack``'s flags are the same names, ``_``
-written ``-``):
+Flat settings (TOML keys, ``--set``/``--grid`` names; :data:`SETTINGS`, derived from the config
+classes; ``cfpoison attack``'s flags are the same names, ``_`` written ``-``): ``dataset``,
+``preprocess.FIELD``, ``detect`` (bool); ``learner`` (``als`` or ``nuclear``) and
+``learner.FIELD``; AttackConfig's own fields by name (``method``, ``iterations``, ``seed``,
+...), then the threat model's (``alpha``, ``items_per_user``, ``max_rating``,
+``item_selection``) and the utility's (``mu1``, ``mu2``, ``targets``, ``weights``);
+``attack.X.Y`` for anything nested; ``beta`` and ``sgld.FIELD`` (``method = "sgld"`` only; its
+steps are ``iterations``).
 
-* ``dataset``; ``preprocess.FIELD``; ``detect`` (bool);
-* ``learner`` (``als`` or ``nuclear``) and ``learner.FIELD``;
-* AttackConfig's own fields by name (``method``, ``iterations``, ``seed``, ...), then the
-  threat model's (``alpha``, ``items_per_user``, ``max_rating``, ``item_selection``) and the
-  utility's (``mu1``, ``mu2``, ``targets``, ``weights``); ``attack.X.Y`` for anything nested;
-* ``beta`` and ``sgld.FIELD``: SGLD's options (``method = "sgld"`` only; its number of
-  steps is ``iterations``).
+``seed`` seeds the attack and, unless ``learner.seed`` is set, the learner's initialisation.
+The learner's ``threads`` is an execution setting: workers override it
+(``RunContext.threads``) without changing the key. With a ``RunContext.cache_dir`` the clean
+fit and the noise floor come from the sweep's cache (:mod:`cfpoison.experiments.shared_fits`):
+the same metrics, each clean model fitted once.
 
-``seed`` seeds the attack and, unless ``learner.seed`` is set, the learner's initialisation,
-so repeated seeds vary everything random. The learner's ``threads`` is an execution setting:
-worker processes override it (``RunContext.threads``) without changing the key. With a
-``RunContext.cache_dir``, the clean fit and the noise floor come from the sweep's cache
-(:mod:`cfpoison.experiments.shared_fits`): the same metrics, each clean model fitted once.
-
-Metrics are the engine's (:func:`cfpoison.attacks.metrics.evaluate_profiles`), with the
-per-target lists ``target_mean_before`` / ``target_mean_after`` renamed
-``target_means_before`` / ``target_means_after`` and the singular names holding their mean
-(the paper has one target), ``rmse_shift_stars`` and ``rmse_shift_noise_floor_stars`` (the
-shift and its floor in the data set's rating units, stars on MovieLens), plus ``seconds``,
-``targets`` and, with ``detect``, ``detection``.
+Metrics are :func:`cfpoison.attacks.metrics.evaluate_profiles`'s, the per-target lists renamed
+``target_means_before`` / ``target_means_after`` and the singular names holding their mean,
+plus ``rmse_shift_stars`` and ``rmse_shift_noise_floor_stars`` (in the data set's rating
+units), ``seconds``, ``targets`` and, with ``detect``, ``detection``.
 """
 
 from __future__ import annotations

@@ -5,34 +5,24 @@ The objective (one convention everywhere, see ``learners/base.py``)::
     L(U, U~, V) = sum_Omega (M_ij - u_i.v_j)^2 + sum_Omega~ (M~_ij - u~_i.v_j)^2
                   + lam_U (||U||^2 + ||U~||^2) + lam_V ||V||^2
 
-Write ``W = [U; U~]`` and ``E`` for the residuals ``M_ij - w_i.v_j`` on the observed entries.
-For a direction ``(dW, dV)``, with ``dE_ij = -(dw_i.v_j + w_i.dv_j)`` on the observed entries::
+With ``W = [U; U~]``, residuals ``E_ij = M_ij - w_i.v_j`` and, for a direction ``(dW, dV)``,
+``dE_ij = -(dw_i.v_j + w_i.dv_j)`` on the observed entries::
 
     H_W = -2 dE V  - 2 E dV  + 2 lam_U dW
     H_V = -2 dE'W  - 2 E'dW  + 2 lam_V dV
 
-which costs ``O(|Omega| k)`` and never forms H (fake rows that rate every item, SGLD's
-chains, are one dense block ``D`` whose products go through BLAS: with ``E~ = D - U~V'``,
-``-2 E~ dV = -2 D dV + 2 U~ (V'dV)`` and ``-2 E~'dU~ = -2 D'dU~ + 2 V (U~'dU~)``). The exact
-diagonal blocks of H are ``2 (lam_U I + sum_{j in Omega_i} v_j v_j')`` for user i and
-``2 (lam_V I + sum_{i in Omega'_j} w_i w_i')`` for item j; their inverses are the block-Jacobi
-preconditioner of :func:`solve` and, applied alone, the paper's Eq. 12.
+at ``O(|Omega| k)``, never forming H (dense fake rows, SGLD's chains, go through BLAS:
+``docs/math.md`` section 5). The diagonal blocks ``2 (lam_U I + sum_{j in Omega_i} v_j v_j')``
+and ``2 (lam_V I + sum_{i in Omega'_j} w_i w_i')`` give the block-Jacobi preconditioner and,
+alone, the paper's Eq. 12. H is singular along the rotations ``(W S, V S)``, ``S``
+skew-symmetric, but consistent for right-hand sides that depend on ``U V'`` only; :func:`solve`
+runs MINRES on the Schur complement to a true residual (``docs/math.md`` sections 3.2-3.4).
 
-H is singular along the ``k(k-1)/2`` rotations ``(W S, V S)`` (S skew-symmetric), which leave
-L unchanged; right-hand sides that depend on ``U V'`` only are orthogonal to them, so the
-system is consistent and a Krylov method converges on it (``docs/math.md`` section 3).
-
-The weighted objective of the reweighting defenses (``docs/math.md`` section 3.6)::
-
-    L = sum_Omega c_ij rho(M_ij - w_i.v_j) + sum_i a_i |w_i|^2 + sum_j b_j |v_j|^2
-
-with ``rho(r) = r^2``, or Huber's ``rho`` with threshold ``delta`` (``r^2`` for ``|r| <= delta``,
-``2 delta |r| - delta^2`` beyond), has the same products with ``E`` replaced by
-``Psi = c rho'(E) / 2`` (``c E``, or ``c clip(E, -delta, delta)``), the first term's ``dE`` by
-``h dE`` with the curvature ``h = c rho''(E) / 2`` (``c``, or ``c 1{|E| <= delta}``), and
-``lam_U``, ``lam_V`` by the per-row ``a_i``, ``b_j``; its diagonal blocks are
-``2 (a_i I + sum_j h_ij v_j v_j')`` and ``2 (b_j I + sum_i h_ij w_i w_i')``. Without weights,
-threshold or per-row regularization, H is exactly the unweighted one above.
+The reweighting defenses' weighted objective ``L = sum_Omega c_ij rho(M_ij - w_i.v_j) +
+sum_i a_i |w_i|^2 + sum_j b_j |v_j|^2`` (``rho(r) = r^2`` or Huber's with threshold ``delta``)
+has the same products with ``E`` replaced by ``c rho'(E) / 2``, the first term's ``dE`` by
+``h dE`` (``h = c rho''(E) / 2``) and ``lam_U``, ``lam_V`` by the per-row ``a_i``, ``b_j``
+(``docs/math.md`` section 3.6); without weights, threshold or per-row terms it is H above.
 """
 
 from __future__ import annotations
@@ -641,10 +631,9 @@ def solve(
     The larger of the user and item blocks is eliminated exactly (:class:`_SchurSystem`) and
     preconditioned MINRES (:func:`minres`, the kept side's inverse diagonal
     blocks, from ``preconditioner`` or :meth:`FactorHessian.block_jacobi`) solves the Schur
-    complement, warm-started from the kept part of ``x0``. Measured at PGA's first step
-    (tolerance 1e-4): 37 iterations where the same MINRES on the whole H takes 71
-    (availability, ml-latest-small; integrity 27 and 51; the ML-1M shape 18 and 36), each on
-    vectors of the kept side only. MINRES rather than CG: at a solution that is stationary
+    complement, warm-started from the kept part of ``x0``: about half the iterations of the
+    same MINRES on the whole H (``docs/math.md`` section 3.3), each on vectors of the kept
+    side only. MINRES rather than CG: at a solution that is stationary
     only to a tolerance, H (and S) is slightly indefinite along the rotations (differentiating
     ``L(theta exp(tS))`` twice gives ``(theta S)' H (theta S) = -grad L . (theta S^2)``),
     where CG breaks down; MINRES needs only symmetry, and the rotation components of x do

@@ -1,11 +1,10 @@
 """Numba kernels for the learners' hot loops, parallel over rows (all cores by default).
 
 A *source* is a compressed sparse structure ``(indptr, indices, data)`` whose rows are the
-rows being solved for, together with the factor matrix ``Y`` that its column indices point
-into. The user side of ALS has one source (the CSR of the ratings with ``Y = V``); the item
-side has two (the CSC of the real ratings with ``Y = U`` and the CSC of the fake ratings with
-``Y = U~``), so the fake rows never have to be stacked onto the data set's matrix. A missing
-second source is an empty structure (see :func:`empty_source`).
+rows being solved for, with the factor matrix ``Y`` its column indices point into. ALS's user
+side has one source (the ratings' CSR, ``Y = V``); the item side two (the real ratings' CSC
+with ``Y = U``, the fake ratings' with ``Y = U~``), so fake rows are never stacked onto the
+data set's matrix. A missing second source is empty (:func:`empty_source`).
 
 Functions (same names and signatures in :mod:`cfpoison.learners.reference`, the plain NumPy
 path that the tests cross-check against):
@@ -13,17 +12,15 @@ path that the tests cross-check against):
 * :func:`solve_rows`: ridge least squares per row, ``x_r = (sum y y^T + lam I)^(-1) sum d y``
   (Gram accumulation and a k x k Cholesky solve in one pass, or for a row with few entries
   Woodbury's c x c system), returning each row's fit term;
-* :func:`solve_rows_shared`: :func:`solve_rows` with one sparse source plus a dense block
-  shared by every row (its Gram ``G``, each row's ``rhs`` and ``d.d`` given): the item side
-  when the fake rows rate every item (SGLD's chains), at ``O(nnz k^2 + n k^2)`` per sweep
-  instead of ``O((nnz + m' n) k^2)``;
-* :func:`ridge_blocks`: per row, ``scale (sum y y^T + lam I)``, the matrix :func:`solve_rows`
-  factorizes, or its inverse (the Hessian's diagonal blocks, with ``scale = 2``);
-* :func:`residual_rows`: per row, the squared residual ``sum (d - x_r.y)^2`` and the
-  residual-weighted sum ``sum (d - x_r.y) y`` (objective and gradient in one pass);
-* :func:`csr_dot`: ``x_r . y_c`` at every stored entry (predictions on Omega);
-* :func:`dot_rows`: ``A[rows[t]] . B[cols[t]]`` for parallel index arrays;
-* :func:`csr_matmul`: ``S @ Y`` for a sparse ``S``.
+* :func:`solve_rows_shared`: one sparse source plus a dense block shared by every row (its
+  Gram ``G``, each row's ``rhs`` and ``d.d`` given): the item side when the fake rows rate
+  every item (SGLD's chains), ``O(nnz k^2 + n k^2)`` per sweep, not ``O((nnz + m' n) k^2)``;
+* :func:`ridge_blocks`: per row, ``scale (sum y y^T + lam I)`` or its inverse (the Hessian's
+  diagonal blocks, with ``scale = 2``);
+* :func:`residual_rows`: per row, ``sum (d - x_r.y)^2`` and ``sum (d - x_r.y) y`` (objective
+  and gradient in one pass);
+* :func:`csr_dot`: ``x_r . y_c`` at every stored entry; :func:`dot_rows`:
+  ``A[rows[t]] . B[cols[t]]`` for parallel index arrays; :func:`csr_matmul`: ``S @ Y``.
 
 All kernels use ``fastmath=False``: results agree with the NumPy path to rounding.
 """
@@ -198,8 +195,8 @@ def dual_solve(
     ``x = g - S^-1 Y^T z``, given ``inverse = S^-1`` and ``weighted = Y S^-1``. ``b`` and
     ``dd`` arrive without the row's entries, which are added here; returns the fit term as
     :func:`_ridge_solve` (``d.d - x.b' - lam |x|^2``). ``O(c^2 k + k^2)`` instead of the
-    ``O(c k^2 + k^3)`` of the k x k system: the cheaper one when ``c < 3k/4`` (measured on
-    ml-latest-small's items: a sweep's item half at k = 25 and 40 takes 0.55x and 0.35x)."""
+    ``O(c k^2 + k^3)`` of the k x k system: the cheaper one when ``c < 3k/4``
+    (``docs/math.md`` section 4, "Few ratings per row")."""
     c, k = rows.shape
     for p in range(c):
         dd += d[p] * d[p]

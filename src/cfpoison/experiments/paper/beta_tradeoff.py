@@ -15,37 +15,14 @@ The paper chose ``beta = 0.6``, where the p-value of its paired t-test "stabiliz
 Cells run through :class:`DetectingRunner`: the attack runner with the detectors on, their
 t-test p-value and ROC AUCs lifted to top-level metrics so that the figures can plot them.
 
-Measured (``cfpoison reproduce beta``, ml-latest-small, alpha = 3%, B = 100, mu = (1, 0),
-ALS defaults, one seed): RMSE shift PGA 0.095, SGLD(beta 0.6) 0.062, uniform 0.040, noise
-floor 0.046; the paper's t-test p is 5e-34 for PGA and uniform (same items) and 7e-40 for
-SGLD, the user-paired test's 2e-23 (t = -71, items too obscure) and 3e-20 (t = +47, items
-too popular). Over beta = 0..2 SGLD's paper-test p rises from 2e-65 to 3e-29 and its RMSE
-shift from 0.047 to 0.070. The paper's p > 0.5 for SGLD does not reproduce: its test
-compares activity (B = 100 against 149 training ratings per normal user) and rejects 39 of 40
-groups of real users too; the calibrated test rejects SGLD because the paper-mode prior's
-top-B projection concentrates the fake users on the most popular items. SGLD's profiles
-escape every shilling detector (precision 0 at beta <= 1; RDMA AUC 0.10) where PGA's are
-caught (RDMA AUC 1.00, WDMA precision 1.00). Those numbers are paper-mode SGLD, judged one
-way only; judged two-sided, RDMA's AUC 0.10 is a catch (0.90), and a learned detector
-(:mod:`cfpoison.detect.learned`) separates paper-mode SGLD from real users with AUC 1.00.
-
-What the paper's "p > 0.7" corresponds to: the paper does not say which numbers its paired
-t-test pairs. Under the literal reading (items paired, :mod:`cfpoison.detect.ttest`) the
-p-value measures how far the fakes' mean number of ratings is from the normal users' mean,
-whatever items they rate; it rejects 39 of 40 groups of *real* users on ml-latest-small. A
-p > 0.7 therefore says that the paper's SGLD profiles had about the average activity of its
-ML-20M users, not that they look like real users. This sweep plots the calibrated
-activity-matched test (``ttest_users_log10_pvalue``) next to the two-sided AUC of the best
-detector and of the learned one, and runs SGLD in mimic mode (``sgld_mode``; ``paper`` is
-Algorithm 2 as printed).
-
-Measured, mimic mode at beta 0.6 (same budget, 15 iterations, 2 chains, seeds 0-4; see
-:mod:`cfpoison.attacks.sgld`): RMSE shift 0.062 +- 0.004 (uniform 0.043 +- 0.005, floor
-0.034 +- 0.020), activity-matched p 0.53 to 0.97, learned two-sided AUC 0.65 +- 0.05, best
-detector 0.70 +- 0.02; the learned AUC stays at 0.67-0.71 for beta 0 to 1 (the length
-bound, docs/math.md section 5). The learned detector's AUC between two groups of real users
-is not 0.5 either: 0.57 on average over 10 held-out groups of 19 (the best of nine detectors
-0.63), since ``max(AUC, 1 - AUC)`` of a noisy score is above 0.5.
+The paper does not say which numbers its t-test pairs; under the literal reading (items
+paired, :mod:`cfpoison.detect.ttest`) the p-value measures how far the fakes' mean number of
+ratings is from the normal users', whatever items they rate, so a p > 0.7 says the paper's
+SGLD profiles had about its users' average activity, not that they look real
+(``docs/math.md`` section 6). This sweep therefore also plots the calibrated activity-matched
+test (``ttest_users_log10_pvalue``) next to the two-sided AUC of the best detector and of the
+learned one, and runs SGLD in mimic mode (``sgld_mode``; ``paper`` is Algorithm 2 as printed).
+What it measured is in ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
