@@ -45,7 +45,7 @@ from cfpoison.learners import (
     WRMFLearner,
     build_learner,
 )
-from cfpoison.learners.base import Factors
+from cfpoison.learners.base import Factors, caps_expected
 from cfpoison.models.measures import hit_ratio, ndcg
 from cfpoison.models.ranking import top_unrated
 
@@ -56,6 +56,9 @@ METHODS: tuple[str, ...] = ("pga", "robust", "random", "popular", "covisitation"
 TEMPERATURE_FRACTION = 0.1
 #: Most halvings of the swap count in one step's backtracking.
 MAX_HALVINGS = 5
+#: The sweep cap of a WRMF refit inside the attack (a warm refit takes 60-500 sweeps; fake
+#: profiles sharing the targets make slow modes that can take thousands).
+REFIT_SWEEPS = 600
 #: The cut-offs every promotion is measured at.
 CUTOFFS = (10, 50)
 
@@ -388,7 +391,11 @@ def _refit(
     for s in surrogates:
         init = (s.fitted or s.clean).factors
         start = Factors(init.user, init.item, _fake_start(init, fake))
-        fitted = fit_implicit(s.config, train, fake, start)
+        config = s.config
+        if isinstance(config, WRMFConfig):
+            config = config.replace(max_sweeps=min(config.max_sweeps, REFIT_SWEEPS))
+        with caps_expected():  # an unconverged refit is reported by its gradient's record
+            fitted = fit_implicit(config, train, fake, start)
         values.append(s.utility.value(fitted.user_factors, fitted.item_factors))
         fits.append(fitted)
     return float(np.mean(values)), fits

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,14 @@ def parse_option(text: str) -> tuple[str, Any]:
         return key, value
 
 
+#: The flags that choose their method: ``(dest, method, option, parse)``; the flag's value,
+#: parsed, is the method's ``option``.
+_METHOD_FLAGS: tuple[tuple[str, str, str, Callable[[str], Any]], ...] = (
+    ("surrogates", "robust", "surrogates", load_surrogates),
+    ("against", "adaptive", "defense", defense_from_spec),
+)
+
+
 def attack_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> AttackConfig:
     """The :class:`AttackConfig` of the flags (``--seed`` seeds the attack too)."""
     options = dict(args.option or [])
@@ -62,19 +71,13 @@ def attack_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         if method != "sgld":
             parser.error("--beta is an SGLD option (use --method sgld)")
         options["beta"] = args.beta
-    surrogates = getattr(args, "surrogates", None)
-    if surrogates is not None:
-        if args.method not in (None, "robust"):
-            parser.error("--surrogates runs the robust method (leave out --method)")
-        method = "robust"
-        options["surrogates"] = load_surrogates(surrogates).to_dict()
-    against = getattr(args, "against", None)
-    if against is not None:
-        if args.method not in (None, "adaptive"):
-            parser.error("--against runs the adaptive method (leave out --method)")
-
-        method = "adaptive"
-        options["defense"] = defense_from_spec(against).to_dict()
+    for dest, implied, key, parse in _METHOD_FLAGS:
+        value = getattr(args, dest, None)
+        if value is not None:
+            if args.method not in (None, implied):
+                parser.error(f"--{dest} runs the {implied} method (leave out --method)")
+            method = implied
+            options[key] = parse(value).to_dict()
     values = given(args, ATTACK_SETTINGS.values())
     tree = nested(values, ATTACK_SETTINGS)
     tree["method"] = method

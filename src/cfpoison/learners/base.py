@@ -48,6 +48,10 @@ class Factors:
     def copy(self) -> Factors:
         return Factors(self.user.copy(), self.item.copy(), self.fake_user.copy())
 
+    def assign(self, other: Factors) -> None:
+        """Overwrite these arrays, in place, with ``other``'s values."""
+        self.user[:], self.item[:], self.fake_user[:] = other.user, other.item, other.fake_user
+
 
 class FactorViews(abc.ABC):
     """``user_factors``, ``item_factors`` and ``fake_user_factors`` as views of ``factors``."""

@@ -30,7 +30,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Callable
-from typing import ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -284,26 +284,24 @@ class BPRSystem:
         with serial_blas():
             return minres_solve(self.matvec, self.precondition, rhs, tol, max_iter, x0)
 
-    def _adjoint_parts(self, adjoint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _mixed_arguments(self, adjoint: np.ndarray) -> tuple[Any, ...]:
+        """What the mixed-partial kernels take after the pattern: ``U~``, ``V``, the
+        adjoint's fake-user and item halves, the negatives and their stream."""
         zW, zV = self._halves(np.ascontiguousarray(adjoint, dtype=np.float64))
-        return np.ascontiguousarray(zW[self.pairs.n_users :]), zV
+        zF = np.ascontiguousarray(zW[self.pairs.n_users :])
+        fake_user = np.ascontiguousarray(self.fake_user)
+        return fake_user, self.V, zF, zV, self.negatives, kern.stream_key(self.seed, 1)
 
     def fake_gradient(self, adjoint: np.ndarray, pattern: sp.csr_array) -> np.ndarray:
         """``dR/dw_fi = -sum_j l'(x) ((v_i - v_j).z_f + u~_f.(z_i - z_j))`` on the stored
         entries of ``pattern`` (``m' x n``), CSR order."""
         if pattern.shape != (self.pairs.n_fake, self.pairs.n_items):
             raise DataError(f"bpr: pattern of shape {pattern.shape}, expected the fake rows'")
-        zF, zV = self._adjoint_parts(adjoint)
         pattern = sp.csr_array(pattern)
         return -kern.fake_mixed_pattern(
             np.asarray(pattern.indptr, dtype=np.int64),
             np.asarray(pattern.indices, dtype=np.int64),
-            np.ascontiguousarray(self.fake_user),
-            self.V,
-            zF,
-            zV,
-            self.negatives,
-            kern.stream_key(self.seed, 1),
+            *self._mixed_arguments(adjoint),
         )
 
     def unstored_values(self) -> np.ndarray:
@@ -313,15 +311,7 @@ class BPRSystem:
     def fake_gradient_dense(self, adjoint: np.ndarray) -> np.ndarray:
         """``dR/dw_fi`` on every ``m' x n`` entry, at ``w_fi = 0`` off the fitted pattern
         (negatives are defined everywhere)."""
-        zF, zV = self._adjoint_parts(adjoint)
-        return -kern.fake_mixed_dense(
-            np.ascontiguousarray(self.fake_user),
-            self.V,
-            zF,
-            zV,
-            self.negatives,
-            kern.stream_key(self.seed, 1),
-        )
+        return -kern.fake_mixed_dense(*self._mixed_arguments(adjoint))
 
 
 @dataclasses.dataclass

@@ -366,10 +366,9 @@ class Engine:
             value = self.update_items(f) + self.penalty(f)
             if mixer is not None and safe is not None and value > previous:
                 # the extrapolated start did worse than the last sweep: back to it, plainly
-                f.user[:], f.item[:], f.fake_user[:] = safe.user, safe.item, safe.fake_user
+                f.assign(safe)
                 mixer.reset()
-                safe = None
-                rejected += 1
+                safe, rejected = None, rejected + 1
                 continue
             if kkt_tol > 0:
                 kkt = self.evaluate(f, item_block=False)[1]
@@ -382,7 +381,7 @@ class Engine:
                 safe = f.copy()
                 f.item[:] = mixer.mix(before.ravel(), f.item.ravel()).reshape(f.item.shape)
         if safe is not None:  # never return an extrapolated point
-            f.user[:], f.item[:], f.fake_user[:] = safe.user, safe.item, safe.fake_user
+            f.assign(safe)
         return Trace(history, kkt, False, rejected)
 
 

@@ -288,10 +288,9 @@ class WRMFLearner(SweptLearner[tuple[_Objective, Factors]]):
                 continue
             value, kkt = objective.evaluate(f, item_block=False)
             if mixer is not None and safe is not None and value > previous:
-                f.user[:], f.item[:], f.fake_user[:] = safe.user, safe.item, safe.fake_user
+                f.assign(safe)
                 mixer.reset()
-                safe = None
-                rejected += 1
+                safe, rejected = None, rejected + 1
                 continue
             history.append(value)
             previous = value
@@ -301,7 +300,7 @@ class WRMFLearner(SweptLearner[tuple[_Objective, Factors]]):
                 safe = f.copy()
                 f.item[:] = mixer.mix(before.ravel(), f.item.ravel()).reshape(f.item.shape)
         if safe is not None:  # never return an extrapolated point
-            f.user[:], f.item[:], f.fake_user[:] = safe.user, safe.item, safe.fake_user
+            f.assign(safe)
         return Trace(history, kkt, False, rejected)
 
     # ------------------------------------------------------------------ fitted state

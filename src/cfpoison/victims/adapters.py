@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import SHIFTED_HIGH, SHIFTED_LOW, Ratings
 from cfpoison.errors import CfpoisonError
-from cfpoison.victims.base import Victim
+from cfpoison.victims.base import Data, Victim
 
 #: The optional extra that installs every adapter's library.
 EXTRA = "victims"
@@ -44,6 +44,24 @@ def import_library(victim: str, module: str, package: str) -> ModuleType:
         raise MissingExtraError(
             f"victim '{victim}' needs {package}: pip install \"cfpoison[{EXTRA}]\""
         ) from None
+
+
+class LibraryVictim(Victim[Data]):
+    """A victim fitted by another library (``module``, installed by ``package``): ``config``
+    holds its arguments, ``model`` the library's fitted model after :meth:`fit`."""
+
+    module: ClassVar[str]
+    package: ClassVar[str]
+
+    def __init__(self, config: Any, name: str):
+        super().__init__()
+        self.config = config
+        self.name = name
+        self.model: Any = None
+
+    def _library(self, module: str | None = None) -> ModuleType:
+        """``module`` (default: the library's), or :class:`MissingExtraError`."""
+        return import_library(self.name, module or self.module, self.package)
 
 
 def triples(train: Ratings, fake: sp.csr_array | None) -> tuple[np.ndarray, ...]:
@@ -100,22 +118,20 @@ class SurpriseSVDConfig(JsonConfig):
         require(self.reg_all >= 0, f"surprise-svd: reg_all must be >= 0, got {self.reg_all}")
 
 
-class SurpriseSVDVictim(Victim):
-    """Surprise ``SVD(random_state=seed)`` on the triples of :func:`triples`; fixed epochs."""
+class SurpriseSVDVictim(LibraryVictim[Ratings]):
+    """Surprise ``SVD(random_state=seed)`` on the triples of :func:`triples`; fixed epochs.
+    ``model`` is the fitted ``surprise.SVD`` (raw ids = our row/column indices)."""
 
     module: ClassVar[str] = "surprise"
     package: ClassVar[str] = "scikit-surprise"
 
     def __init__(self, config: SurpriseSVDConfig, name: str = "surprise-svd"):
-        super().__init__()
-        self.config = config
-        self.name = name
-        self.model: Any = None  # the fitted surprise.SVD (raw ids = our row/column indices)
+        super().__init__(config, name)
 
     def _fit(
         self, train: Ratings, fake: sp.csr_array | None
     ) -> tuple[np.ndarray, np.ndarray, bool | None]:
-        surprise = import_library(self.name, self.module, self.package)
+        surprise = self._library()
         users, items, values = triples(train, fake)
         ur: defaultdict[int, list[tuple[int, float]]] = defaultdict(list)
         ir: defaultdict[int, list[tuple[int, float]]] = defaultdict(list)
@@ -177,7 +193,7 @@ class CmfrecConfig(JsonConfig):
         require(self.nthreads != 0, "cmfrec: nthreads must be positive or -1")
 
 
-class CmfrecVictim(Victim):
+class CmfrecVictim(LibraryVictim[Ratings]):
     """cmfrec ``CMF(random_state=seed)`` on a sparse COO ``(m + m') x n`` matrix; fixed
     iterations."""
 
@@ -185,15 +201,12 @@ class CmfrecVictim(Victim):
     package: ClassVar[str] = "cmfrec"
 
     def __init__(self, config: CmfrecConfig, name: str = "cmfrec"):
-        super().__init__()
-        self.config = config
-        self.name = name
-        self.model: Any = None  # the fitted cmfrec.CMF
+        super().__init__(config, name)
 
     def _fit(
         self, train: Ratings, fake: sp.csr_array | None
     ) -> tuple[np.ndarray, np.ndarray, bool | None]:
-        cmfrec = import_library(self.name, self.module, self.package)
+        cmfrec = self._library()
         users, items, values = triples(train, fake)
         n_users = train.n_users + (0 if fake is None else int(fake.shape[0]))
         matrix = sp.coo_matrix((values, (users, items)), shape=(n_users, train.n_items))

@@ -20,7 +20,6 @@ float64 (the library is run with ``dtype=float64``).
 
 from __future__ import annotations
 
-import abc
 import dataclasses
 from typing import Any, ClassVar
 
@@ -31,8 +30,7 @@ from threadpoolctl import threadpool_limits
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.interactions import Interactions
 from cfpoison.errors import DataError
-from cfpoison.victims.adapters import import_library
-from cfpoison.victims.base import Victim
+from cfpoison.victims.adapters import LibraryVictim
 
 
 def implicit_matrix(
@@ -125,29 +123,29 @@ class ImplicitBPRConfig(JsonConfig):
         require(self.threads >= 0, f"implicit-bpr: threads must be >= 0, got {self.threads}")
 
 
-class ImplicitVictim(Victim[Interactions]):
+class ImplicitVictim(LibraryVictim[Interactions]):
     """An implicit model of ``config`` (``random_state=seed``) fitted from scratch on
-    :func:`implicit_matrix`; a fixed number of iterations."""
+    :func:`implicit_matrix`; a fixed number of iterations. ``model`` is the fitted implicit
+    model (users: rows of implicit_matrix)."""
 
     module: ClassVar[str] = "implicit"
     package: ClassVar[str] = "implicit"
     library: ClassVar[str]  # the submodule holding the model
+    model_class: ClassVar[str]  # the model's class in it
     binary: ClassVar[bool]
 
-    def __init__(self, config: Any, name: str):
-        super().__init__()
-        self.config = config
-        self.name = name
-        self.model: Any = None  # the fitted implicit model (users: rows of implicit_matrix)
-
-    @abc.abstractmethod
     def _model(self, library: Any) -> Any:
-        """The unfitted library model of ``self.config``."""
+        """The unfitted ``model_class`` of ``self.config``: its fields are the arguments
+        (``threads`` as ``num_threads``, ``seed`` as ``random_state``), in float64."""
+        arguments = dataclasses.asdict(self.config)
+        arguments["num_threads"] = arguments.pop("threads")
+        arguments["random_state"] = arguments.pop("seed")
+        return getattr(library, self.model_class)(**arguments, dtype=np.float64)
 
     def _fit(
         self, train: Interactions, fake: sp.csr_array | None
     ) -> tuple[np.ndarray, np.ndarray, bool | None]:
-        library = import_library(self.name, self.library, self.package)
+        library = self._library(self.library)
         matrix = implicit_matrix(self.name, train, fake, self.binary)
         with threadpool_limits(limits=1, user_api="blas"):  # implicit asks for one BLAS thread
             model = self._model(library)
@@ -161,41 +159,19 @@ class ImplicitALSVictim(ImplicitVictim):
     """implicit's WRMF (module docstring): confidences ``alpha w_ij``."""
 
     library: ClassVar[str] = "implicit.cpu.als"
+    model_class: ClassVar[str] = "AlternatingLeastSquares"
     binary: ClassVar[bool] = False
 
     def __init__(self, config: ImplicitALSConfig, name: str = "implicit-als"):
         super().__init__(config, name)
-
-    def _model(self, library: Any) -> Any:
-        c = self.config
-        return library.AlternatingLeastSquares(
-            factors=c.factors,
-            regularization=c.regularization,
-            alpha=c.alpha,
-            iterations=c.iterations,
-            dtype=np.float64,
-            num_threads=c.threads,
-            random_state=c.seed,
-        )
 
 
 class ImplicitBPRVictim(ImplicitVictim):
     """implicit's BPR-MF (module docstring): fake rows binarised at ``> 0``."""
 
     library: ClassVar[str] = "implicit.cpu.bpr"
+    model_class: ClassVar[str] = "BayesianPersonalizedRanking"
     binary: ClassVar[bool] = True
 
     def __init__(self, config: ImplicitBPRConfig, name: str = "implicit-bpr"):
         super().__init__(config, name)
-
-    def _model(self, library: Any) -> Any:
-        c = self.config
-        return library.BayesianPersonalizedRanking(
-            factors=c.factors,
-            learning_rate=c.learning_rate,
-            regularization=c.regularization,
-            iterations=c.iterations,
-            dtype=np.float64,
-            num_threads=c.threads,
-            random_state=c.seed,
-        )
