@@ -240,7 +240,7 @@ def solve_rows(
 
     Returns the fit term of each row at its solution, ``sum_p (d_p - x.y_p)^2``, computed
     from the normal equations as ``d.d - x.b - lam |x|^2`` (``A x = b``), at no extra pass.
-    A row with ``c < 3k/4`` entries is solved through its c x c system (:func:`_dual_solve`
+    A row with ``c < 3k/4`` entries is solved through its c x c system (:func:`dual_solve`
     with ``S = lam I``).
     """
     n_rows, k = out.shape
@@ -283,7 +283,7 @@ def solve_rows_shared(
     """out[r] = argmin_x sum_p (d_p - x.y_p)^2 + |D_r - Z x|^2 + lam |x|^2, for every row r,
     where the dense block enters only through ``gram = Z'Z``, ``rhs[r] = Z'D_r`` and
     ``dd[r] = D_r.D_r``. Returns each row's fit term (both parts), as :func:`solve_rows`.
-    Rows with ``c < 3k/4`` entries go through :func:`_dual_solve` with the shared
+    Rows with ``c < 3k/4`` entries go through :func:`dual_solve` with the shared
     ``S = Z'Z + lam I``, inverted once."""
     n_rows, k = out.shape
     fit = np.empty(n_rows)
