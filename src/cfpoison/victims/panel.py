@@ -75,9 +75,10 @@ _DEFAULT = (
 
 #: Implicit-feedback victims: cfpoison's WRMF (the promotion attacks' default learner) at the
 #: victim seeds and at rank 64 (fitted to KKT 1e-4: a victim is only ranked, and poisoned
-#: WRMF fits can take thousands of sweeps to 1e-6), its BPR, the ``implicit`` library's ALS and BPR, and
-#: cfpoison's LightGCN at lr 1e-2 for 20 epochs (recall@20 0.242 against popularity's 0.173
-#: on ml-latest-small binarised; the paper's lr 1e-3 needs about 60 epochs to pass it).
+#: WRMF fits can take thousands of sweeps to 1e-6), its BPR, the ``implicit`` library's ALS
+#: and BPR, and cfpoison's LightGCN at lr 1e-2 for 20 epochs (recall@20 0.242 against
+#: popularity's 0.173 on ml-latest-small binarised; the paper's lr 1e-3 needs about 60 epochs
+#: to pass it).
 _IMPLICIT = (
     VictimSpec("wrmf", "wrmf", {"kkt_tol": 1e-4}),
     VictimSpec("wrmf-rank64", "wrmf", {"rank": 64, "kkt_tol": 1e-4}),
