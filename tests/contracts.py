@@ -26,9 +26,10 @@ import scipy.sparse as sp
 
 from cfpoison.attacks.engine import AttackConfig, AttackResult, available_methods, run_attack
 from cfpoison.attacks.threat import grid_values
+from cfpoison.data.interactions import Interactions
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
-from cfpoison.learners import BiasedConfig, Learner, LearnerConfig, build_learner
+from cfpoison.learners import ImplicitLearnerConfig, Learner, LearnerConfig, build_learner
 
 #: A converged fit's relative KKT residual is at most this.
 KKT_TOL = 1e-6
@@ -38,8 +39,8 @@ KKT_TOL = 1e-6
 class LearnerCase:
     """A learner config (tight enough to converge) and a small problem with fake rows."""
 
-    config: LearnerConfig | BiasedConfig
-    ratings: Ratings
+    config: LearnerConfig | ImplicitLearnerConfig
+    ratings: Ratings | Interactions
     fake: sp.csr_array
 
     def fit(self, **changes: object) -> Learner:

@@ -17,6 +17,7 @@ from cfpoison.learners import bpr_kernels as kern
 from cfpoison.learners.adjoint import AdjointSystem, Differentiable
 from cfpoison.learners.bpr import BPRConfig, BPRLearner, BPRSystem, Pairs, checked_fake
 from cfpoison.models.ranking import top_unrated
+from contracts import LearnerCase, LearnerContract
 
 CONFIG = BPRConfig(rank=3, lam=0.3, negatives=3, tol=1e-10, max_iters=200, seed=4, threads=1)
 
@@ -196,14 +197,14 @@ def test_fit_reaches_tol_and_a_warm_refit_stops_at_once(case: Case, fitted: BPRL
     assert f.fake_user.shape == (case.fake.shape[0], CONFIG.rank)
     assert isinstance(fitted, Differentiable)
     again = BPRLearner(CONFIG).fit(case.train, init=f, fake=case.fake)
-    assert again.n_iterations == 0 and again.converged
+    assert again.n_sweeps == 0 and again.converged
     np.testing.assert_array_equal(again.user_factors, f.user)
     assert again.objective() == fitted.objective()
     # a refit after a change of the fake rows starts from the given factors
     moved = case.fake.copy()
     moved.data *= 0.9
     refit = BPRLearner(CONFIG).fit(case.train, init=f, fake=moved)
-    assert refit.converged and 0 < refit.n_iterations <= 10
+    assert refit.converged and 0 < refit.n_sweeps <= 10
 
 
 def test_a_fixed_seed_gives_the_same_fit(case: Case, fitted: BPRLearner) -> None:
@@ -218,7 +219,7 @@ def test_a_fixed_seed_gives_the_same_fit(case: Case, fitted: BPRLearner) -> None
 def test_a_fit_at_its_cap_says_so(case: Case, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="cfpoison.learners.bpr"):
         learner = BPRLearner(CONFIG.replace(max_iters=1)).fit(case.train, fake=case.fake)
-    assert not learner.converged and learner.n_iterations == 1
+    assert not learner.converged and learner.n_sweeps == 1
     assert "max_iters=1" in caplog.text
 
 
@@ -328,3 +329,13 @@ def test_implicit_gradient_matches_finite_differences_of_refits(
             values.append(refit_value(case, fitted, sp.csr_array(grown), utility))
         numeric_free[e] = (-3 * base + 4 * values[0] - values[1]) / (2 * h)
     assert cosine(dense[picks[:, 0], picks[:, 1]], numeric_free) >= 0.999
+
+
+class TestBPRContract(LearnerContract):
+    """The learner contract, on ``Interactions``."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def learner_case(cls) -> LearnerCase:
+        case = make_case(np.random.default_rng(11))
+        return LearnerCase(CONFIG, case.train, case.fake)

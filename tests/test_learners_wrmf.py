@@ -10,7 +10,6 @@ are restated here for ``Interactions`` (:class:`TestContractEquivalent`).
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest
@@ -21,10 +20,11 @@ from hypothesis import strategies as st
 from cfpoison.attacks.utility import Utility, candidate_pattern
 from cfpoison.data.interactions import Interactions
 from cfpoison.errors import ConfigError, DataError
-from cfpoison.learners.adjoint import AdjointSystem, Differentiable, minres_solve
+from cfpoison.learners.adjoint import AdjointSystem, minres_solve
 from cfpoison.learners.base import Factors
 from cfpoison.learners.wrmf import WRMFConfig, WRMFLearner
 from cfpoison.models.ranking import top_unrated
+from contracts import LearnerCase, LearnerContract
 
 KKT_TOL = 1e-6
 
@@ -162,44 +162,17 @@ def test_hitting_the_sweep_cap_is_reported(case: Case, caplog: pytest.LogCapture
     assert "max_sweeps=2" in caplog.text
 
 
-# ---------------------------------------------------------------------- contract, restated
+# ---------------------------------------------------------------------- the learner contract
 
 
-class TestContractEquivalent:
-    """``LearnerContract``'s checks for a learner fitted on ``Interactions``."""
+class TestWRMFContract(LearnerContract):
+    """The learner contract, on ``Interactions``."""
 
-    def test_fit_returns_the_learner_with_factors_of_the_data_shapes(self, case: Case) -> None:
-        learner = WRMFLearner(case.config)
-        with pytest.raises(RuntimeError):
-            learner.objective()
-        assert learner.fit(case.interactions, fake=case.fake) is learner
-        assert isinstance(learner, Differentiable)
-        f, k = learner.factors, case.config.rank
-        assert f.user.shape == (case.interactions.n_users, k)
-        assert f.item.shape == (case.interactions.n_items, k)
-        assert f.fake_user.shape == (case.fake.shape[0], k)
-        assert learner.user_factors is f.user and learner.fake_user_factors is f.fake_user
-        assert learner.lambda_u == learner.lambda_v == case.config.lam
-        for block in (f.user, f.item, f.fake_user):
-            assert np.all(np.isfinite(block))
-
-    def test_predict_is_the_factors_dot_product_and_checks_indices(
-        self, fitted: WRMFLearner
-    ) -> None:
-        m, n = fitted.user_factors.shape[0], fitted.item_factors.shape[0]
-        users, items = np.array([0, m - 1, m // 2]), np.array([n - 1, 0, n // 2])
-        expected = np.sum(fitted.user_factors[users] * fitted.item_factors[items], axis=1)
-        np.testing.assert_allclose(fitted.predict(users, items), expected, rtol=1e-12)
-        for bad_users, bad_items in (([m], [0]), ([0], [n]), ([-1], [0]), ([0, 1], [0])):
-            with pytest.raises(DataError):
-                fitted.predict(np.array(bad_users), np.array(bad_items))
-
-    def test_config_round_trips_json(self, case: Case, fitted: WRMFLearner) -> None:
-        config = case.config
-        again = WRMFConfig.from_json(config.to_json())
-        assert again == config and again.digest() == config.digest()
-        assert json.loads(config.to_json())["name"] == "wrmf"
-        assert fitted.config == config
+    @pytest.fixture(scope="class")
+    @classmethod
+    def learner_case(cls) -> LearnerCase:
+        case = make_case(np.random.default_rng(20240))
+        return LearnerCase(case.config, case.interactions, case.fake)
 
 
 # ---------------------------------------------------------------------- bad inputs

@@ -153,6 +153,12 @@ class IdMatrix:
         """Stored entries of each item (column)."""
         return np.bincount(self.matrix.indices, minlength=self.n_items)
 
+    def triples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row indices, column indices and values of every stored entry (for ``Ratings``,
+        shifted ratings; for ``Interactions``, weights)."""
+        rows = np.repeat(np.arange(self.n_users), self.user_counts)
+        return rows, self.matrix.indices.astype(np.int64), self.matrix.data
+
     def user_index(self, ids: Any) -> np.ndarray:
         """Row indices of the data set's user ids; unknown ids raise :class:`DataError`."""
         return lookup(self.user_ids, ids, f"{self.name}: unknown user id")
@@ -246,11 +252,6 @@ class Ratings(IdMatrix):
     def csc(self) -> sp.csc_array:
         """The same matrix in CSC form (items' ratings contiguous)."""
         return self.matrix.tocsc()
-
-    def triples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Row indices, column indices and shifted values of every observed entry."""
-        rows = np.repeat(np.arange(self.n_users), self.user_counts)
-        return rows, self.matrix.indices.astype(np.int64), self.matrix.data
 
     # ------------------------------------------------------------------ report
     def summary(self) -> dict[str, Any]:

@@ -434,8 +434,9 @@ class BPRLearner(FittedLearner[tuple[BPRSystem, Factors]]):
         return self._fitted()[1]
 
     @property
-    def n_iterations(self) -> int:
-        """Newton iterations of the last fit (0: the start was already stationary)."""
+    def n_sweeps(self) -> int:
+        """Newton iterations of the last fit, this learner's sweeps (0: the start was
+        already stationary)."""
         return self._trace.iterations
 
     def objective(self) -> float:
