@@ -144,3 +144,12 @@ def test_cli_sweep_run_dry_run_and_export(tmp_path, capsys) -> None:
     bad = ["sweep", "run", "--out", str(out), "--runner", FAKE, "--grid", "method=nope"]
     assert main(bad) == 2
     assert "unknown method" in capsys.readouterr().err
+
+
+def test_one_seed_shows_no_spread(tmp_path) -> None:
+    """With one seed per point there is no spread to show: no "± 0", the reading says so."""
+    grid = {**GRID, "seed": (0,), "alpha": (0.03,), "method": ("pga",)}
+    run_sweep(SweepSpec(runner=FAKE, grid=(grid,)), tmp_path, workers=0, title="One seed")
+    readings = json.loads((tmp_path / "report.json").read_text())["readings"]
+    first = next(r for r in readings if r.startswith("Panel mu1=1, mu2=0."))
+    assert "(one seed)" in first and "± " not in first and "x the floor)" in first

@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 import html
 import json
+import math
 import os
 import platform
 from collections.abc import Mapping, Sequence
@@ -39,6 +40,7 @@ from cfpoison.experiments.sweeps.spec import (
 )
 from cfpoison.experiments.sweeps.store import StoredCell
 from cfpoison.io import atomic_write, write_json
+from cfpoison.models.measures import floor_ratio
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,9 +186,15 @@ def _reading(
 
     def shown(curve: Any) -> str:
         p = at[curve]
-        text = f"{curve} {fmt(p.mean)} ± {fmt(p.std)}"
-        if floor is not None and floor.mean > 0:
-            text += f" ({p.mean / floor.mean:.2f}x the floor)"
+        spread = f" ± {fmt(p.std)}" if p.n > 1 else " (one seed)"
+        text = f"{curve} {fmt(p.mean)}{spread}"
+        if floor is not None:
+            ratio = floor_ratio(p.mean, floor.mean)
+            text += (
+                f" ({ratio:.2f}x the floor)"
+                if math.isfinite(ratio)
+                else " (the floor is below the resolution: no ratio)"
+            )
         elif reference is not None:
             text += f" ({p.mean - reference.mean:+.3g} from the clean model)"
         return text
