@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -79,20 +80,26 @@ def check_gradient(
     reference_solve_tol: float = 1e-8,
     reference_solve_max_iter: int = 5000,
     clean: Learner | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> GradientCheck:
-    """Compare the engine's gradient at PGA's iteration ``iteration`` with the true one."""
+    """Compare the engine's gradient at PGA's iteration ``iteration`` with the true one;
+    ``progress`` (if given) is called with a line as each phase starts."""
+    say = progress or (lambda _: None)
     if config.method != "pga":
         raise ConfigError(f"gradcheck checks PGA's gradient; method is {config.method!r}")
     if iteration < 1:
         raise ConfigError(f"gradcheck: iteration must be >= 1, got {iteration}")
+    say(f"iteration {iteration}: the clean fit and {iteration - 1} PGA step(s)")
     ctx = attack_context(train, config.replace(iterations=iteration - 1), clean=clean)
     fake = run_pga(ctx).fake
+    say(f"iteration {iteration}: the engine's gradient")
     tick = time.perf_counter()
     learner = ctx.fit(fake, init=ctx.clean.factors)
     engine = ctx.gradient(learner, fake)
     engine_seconds = time.perf_counter() - tick
     g = engine.on_pattern(fake)
 
+    say(f"iteration {iteration}: the reference, refitted to KKT {reference_kkt:g}")
     tick = time.perf_counter()
     tight = tight_config(config.learner, reference_kkt)
     reference_fit = ctx.fit_with(tight, fake, init=learner.factors)
@@ -111,6 +118,7 @@ def check_gradient(
     if norm_ref == 0.0:
         raise ConfigError("gradcheck: the true gradient is zero at this point")
     direction = g_ref / norm_ref
+    say(f"iteration {iteration}: two re-solved fits for the finite difference")
     values = []
     for sign in (1.0, -1.0):
         moved = _with_data(fake, fake.data + sign * step * direction)

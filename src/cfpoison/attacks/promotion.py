@@ -80,6 +80,7 @@ class PromotionConfig(JsonConfig):
         top_k: K of the hit ratio the attack promotes (and of its candidates C_i).
         iterations: gradient steps (``pga``, ``robust``).
         swaps: the first step's swaps per profile (0: half the fillers).
+        start: the baseline whose profiles the gradient steps start from (``pga``, ``robust``).
         surrogates: the robust method's learners (empty: :func:`default_surrogates`).
         solve_tol, solve_max_iter: the adjoint solve's true relative residual and cap.
         seed: seeds everything random (targets, fillers, the starting profiles).
@@ -95,6 +96,7 @@ class PromotionConfig(JsonConfig):
     top_k: int = 50
     iterations: int = 8
     swaps: int = 0
+    start: Literal["random", "popular", "covisitation"] = "covisitation"
     surrogates: tuple[WRMFConfig | BPRConfig, ...] = ()
     solve_tol: float = 1e-4
     solve_max_iter: int = 500
@@ -305,7 +307,7 @@ def run_promotion(
     n_fake, b = budget(train, config, len(targets))
     history: list[dict[str, Any]] = []
     if config.method in ("pga", "robust"):
-        start_fake = baseline_profiles("random", train, targets, n_fake, b, rng)
+        start_fake = baseline_profiles(config.start, train, targets, n_fake, b, rng)
         learners = (
             (config.learner,)
             if config.method == "pga"

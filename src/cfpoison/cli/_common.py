@@ -10,7 +10,8 @@ import argparse
 import dataclasses
 import os
 import sys
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,19 @@ def data_dir_from(args: argparse.Namespace) -> Path | None:
 def show_progress(args: argparse.Namespace) -> bool:
     """Progress bars on unless ``--quiet``."""
     return not getattr(args, "quiet", False)
+
+
+def stderr_progress(args: argparse.Namespace) -> Callable[[str], None] | None:
+    """A printer of progress lines on stderr, with the seconds since the command started
+    (None with ``--quiet``)."""
+    if not show_progress(args):
+        return None
+    start = time.perf_counter()
+
+    def say(line: str) -> None:
+        print(f"[{time.perf_counter() - start:6.1f} s] {line}", file=sys.stderr, flush=True)
+
+    return say
 
 
 def emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:

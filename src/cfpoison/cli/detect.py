@@ -10,7 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from cfpoison.cli._common import add_json_option, check_command_outputs, emit, ttest_data
+from cfpoison.cli._common import (
+    add_json_option,
+    check_command_outputs,
+    emit,
+    stderr_progress,
+    ttest_data,
+)
 from cfpoison.cli._options import add_options, given
 from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.config import settings_of
@@ -83,7 +89,7 @@ def _detect(args: argparse.Namespace) -> int:
     ratings = load_from_args(args, args.dataset)
     fake_ids, fake = read_profiles(args.profiles, ratings)
     config = DetectConfig(**given(args, DETECT_SETTINGS.values()))
-    report = run_detectors(ratings, fake, config)
+    report = run_detectors(ratings, fake, config, stderr_progress(args))
     payload: dict[str, Any] = {
         "dataset": ratings.name,
         "profiles": str(args.profiles),

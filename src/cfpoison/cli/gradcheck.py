@@ -11,6 +11,7 @@ from cfpoison.cli._common import (
     check_command_outputs,
     emit,
     preprocess_config,
+    stderr_progress,
 )
 from cfpoison.cli.attack import add_attack_options, attack_config
 from cfpoison.cli.data import load_from_args
@@ -50,7 +51,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     check_command_outputs(args)
     preprocess = preprocess_config(args)
     train, _ = prepare(load_from_args(args, args.dataset), preprocess)
-    checks = [check_gradient(train, config, iteration=t) for t in args.at]
+    progress = stderr_progress(args)
+    checks = [check_gradient(train, config, iteration=t, progress=progress) for t in args.at]
     payload: dict[str, Any] = {
         "dataset": args.dataset,
         "checks": [c.to_dict() for c in checks],

@@ -11,7 +11,6 @@ NDCG@50 are reported before and after on the attacked learner beside its seed-no
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from cfpoison.cli._common import (
     add_json_option,
     check_command_outputs,
     emit,
-    show_progress,
+    stderr_progress,
 )
 from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.data.interactions import DEFAULT_THRESHOLD, Interactions, write_interactions
@@ -83,9 +82,10 @@ def _run(args: argparse.Namespace) -> int:
         n_targets=args.n_targets,
         top_k=args.top_k,
         iterations=args.iterations,
+        start=args.start,
         seed=args.seed,
     )
-    say = _progress(args)
+    say = stderr_progress(args) or (lambda _: None)
     say(f"{data.name}: {data.n_users} users, {data.n_items} items, {data.nnz} interactions")
     say(f"fitting {learner.name} (rank {learner.rank}) on the clean data")
     clean = fit_implicit(learner, data)
@@ -132,14 +132,6 @@ def _learner(args: argparse.Namespace) -> WRMFConfig | BPRConfig:
     if args.rank is not None:
         fields["rank"] = args.rank
     return WRMFConfig(**fields) if args.learner == "wrmf" else BPRConfig(**fields)
-
-
-def _progress(args: argparse.Namespace) -> Any:
-    def say(line: str) -> None:
-        if show_progress(args):
-            print(line, file=sys.stderr, flush=True)
-
-    return say
 
 
 def _text(payload: dict[str, Any]) -> str:
@@ -206,6 +198,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--top-k", type=int, default=50, help="the K the attack promotes into")
     parser.add_argument("--iterations", type=int, default=8, help="gradient steps")
+    parser.add_argument(
+        "--start",
+        choices=BASELINES,
+        default="covisitation",
+        help="the baseline the gradient steps start from (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="numba threads (0: all)")
     parser.add_argument("--profiles", type=Path, help="write the fake users as CSV")

@@ -126,28 +126,36 @@ class DetectionReport:
 
 
 def run_detectors(
-    ratings: Ratings, fake: sp.csr_array, config: DetectConfig | None = None
+    ratings: Ratings,
+    fake: sp.csr_array,
+    config: DetectConfig | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> DetectionReport:
     """Append ``fake`` (``m' x n`` CSR, shifted scale) to ``ratings``, run every detector.
 
     The unsupervised detectors see the combined ``(m + m') x n`` matrix without labels; the
     distribution tests and the t-tests use the normal users as the clean reference; the
-    learned detector is trained on the labels (module docstring).
+    learned detector is trained on the labels (module docstring). ``progress`` (if given) is
+    called with a line as each phase starts.
     """
+    say = progress or (lambda _: None)
     config = config or DetectConfig()
     if fake.shape[1] != ratings.n_items:
         raise DataError(f"fake profiles have {fake.shape[1]} items, data set {ratings.n_items}")
     combined = sp.csr_array(sp.vstack([ratings.matrix, fake], format="csr"))
     combined.sort_indices()
     is_fake = np.r_[np.zeros(ratings.n_users, bool), np.ones(fake.shape[0], bool)]
+    say(f"{len(DETECTORS)} detectors on {combined.shape[0]} users")
     scores = {name: detector(combined, config) for name, detector in DETECTORS.items()}
     metrics = {name: detection_metrics(s, is_fake) for name, s in scores.items()}
     rng = np.random.default_rng(config.seed)
     learned, skipped = None, None
     if min(fake.shape[0], ratings.n_users) >= 2:
+        say(f"the learned detector ({config.folds}-fold)")
         learned = learned_detector(combined, is_fake, ratings.scale, config.folds, config.seed)
     else:
         skipped = f"needs >= 2 fake and >= 2 normal users ({fake.shape[0]}, {ratings.n_users})"
+    say(f"distribution tests ({config.permutations} permutations) and the t-tests")
     return DetectionReport(
         scores=scores,
         metrics=metrics,
