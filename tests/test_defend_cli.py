@@ -162,3 +162,17 @@ def test_defend_learned_detector_from_a_labelled_sample(
     assert run([*args, "--learned-from", str(profiles), "--json", str(out), "--quiet"]) == 0
     row = json.loads(out.read_text())["defenses"][0]
     assert row["name"].startswith("detect_remove[learned") and row["removed_fake"] == 10
+
+
+def test_a_defense_that_moves_the_model_further_says_so() -> None:
+    """ALS-WR once printed "removed -1017%": a negative share is a larger shift, said so."""
+    from cfpoison.defend.report import _removed
+
+    row = {
+        "shift_removed": -10.17,
+        "rmse_shift": 0.55,
+        "rmse_shift_undefended": 0.05,
+        "rmse_shift_noise_floor": 0.01,
+    }
+    assert _removed(row) == "none: shift 11.0x undefended"
+    assert _removed({**row, "shift_removed": 0.5, "rmse_shift": 0.03}) == "50%"

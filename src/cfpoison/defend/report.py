@@ -37,8 +37,12 @@ def _clear(row: Mapping[str, Any]) -> bool:
 
 
 def _removed(row: Mapping[str, Any]) -> str:
+    """The share removed; a defense that moves the model further than the attack did says
+    so in shifts, not as a share below -100%."""
     if row["shift_removed"] is None or not _clear(row):
         return "~floor"
+    if row["shift_removed"] < 0:
+        return f"none: shift {row['rmse_shift'] / row['rmse_shift_undefended']:.1f}x undefended"
     return f"{100 * row['shift_removed']:.0f}%"
 
 
