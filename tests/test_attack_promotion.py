@@ -152,3 +152,27 @@ def test_no_interactions_at_the_threshold_is_an_error() -> None:
         main(["--quiet", "promote", "--dataset", "synthetic:small", "--feedback", "implicit:9"])
         == 2
     )
+
+
+def test_victim_lift_is_after_minus_before_per_seed(data: Interactions) -> None:
+    """``evaluate_promotion``: every victim x attack x measure row, the lift the mean of
+    poisoned minus clean at each seed, a baseline's ratio, and the victim's fit count."""
+    from cfpoison.victims.promotion import PromotionTransferConfig, evaluate_promotion
+    from cfpoison.victims.spec import VictimSpec
+
+    rng = np.random.default_rng(5)
+    targets = draw_targets(data, 1, rng)
+    attacks = {
+        name: baseline_profiles(name, data, targets, 4, 10, rng)
+        for name in ("covisitation", "random")
+    }
+    spec = VictimSpec("w", "wrmf", {"rank": 3, "threads": 1, "kkt_tol": 1e-6})
+    out = evaluate_promotion(
+        data, [spec], attacks, targets, PromotionTransferConfig(), baseline="random"
+    )
+    rows = {(r["attack"], r["measure"]): r for r in out["rows"]}
+    assert len(rows) == 2 * 3 and out["victims"][0]["fits"] == 3 * 3
+    row = rows[("covisitation", "hr@50")]
+    assert row["lift"] == pytest.approx(row["after"] - row["before"])
+    assert isinstance(row["above_floor"], bool) and row["floor"] >= 0
+    assert "lift_vs_baseline" in row and "lift_vs_baseline" not in rows[("random", "hr@50")]

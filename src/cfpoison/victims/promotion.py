@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy import stats
 
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.interactions import Interactions
 from cfpoison.models.measures import hit_ratio, ndcg
 from cfpoison.victims.spec import VictimSpec, build_victim
+from cfpoison.victims.transfer import half_width
 
 #: The measures of every row: (name, function, cut-off).
 MEASURES: tuple[tuple[str, Callable[..., np.ndarray], int], ...] = (
@@ -52,14 +52,6 @@ class PromotionTransferConfig(JsonConfig):
         require(len(self.seeds) >= 3, f"give >= 3 victim seeds, got {len(self.seeds)}")
         require(len(set(self.seeds)) == len(self.seeds), "victim seeds must differ")
         require(0 < self.confidence < 1, "confidence must be in (0, 1)")
-
-
-def _half_width(values: np.ndarray, level: float) -> float:
-    n = len(values)
-    if n < 2:
-        return math.nan
-    sem = float(np.std(values, ddof=1)) / math.sqrt(n)
-    return float(stats.t.ppf(0.5 + level / 2, n - 1)) * sem
 
 
 def _measure(train: Interactions, model: Any, targets: np.ndarray) -> dict[str, float]:
@@ -104,7 +96,7 @@ def evaluate_promotion(
         for measure, _, _ in MEASURES:
             before = np.array([c[measure] for c in clean])
             noise = before - np.roll(before, 1)
-            floor = _half_width(noise, config.confidence)
+            floor = half_width(noise, config.confidence)
             lifts = {n: np.array([a[measure] for a in v]) - before for n, v in per_attack.items()}
             for name, values in per_attack.items():
                 lift = lifts[name]
@@ -115,7 +107,7 @@ def evaluate_promotion(
                     "before": float(before.mean()),
                     "after": float(np.mean([v[measure] for v in values])),
                     "lift": float(lift.mean()),
-                    "lift_ci": _half_width(lift, config.confidence),
+                    "lift_ci": half_width(lift, config.confidence),
                     "floor": floor,
                 }
                 row["above_floor"] = bool(row["lift"] - row["lift_ci"] > floor)

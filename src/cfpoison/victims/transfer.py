@@ -130,18 +130,18 @@ class TransferResult:
             "victim": victim.spec.name,
             "attack": attack,
             "shift": float(np.mean(poisoned.shift)),
-            "shift_ci": _half_width(poisoned.shift, level),
+            "shift_ci": half_width(poisoned.shift, level),
             "floor": floor,
-            "floor_ci": _half_width(clean.shift, level),
+            "floor_ci": half_width(clean.shift, level),
             "ratio": floor_ratio(float(np.mean(poisoned.shift)), floor),
             "target_before": float(np.mean(clean.target_mean)),
             "target_after": float(np.mean(poisoned.target_mean)),
             "push": float(np.mean(push)),
-            "push_ci": _half_width(push, level),
+            "push_ci": half_width(push, level),
             "hit_before": float(np.mean(clean.hit)),
             "hit_after": float(np.mean(poisoned.hit)),
             "rmse_test_change": float(np.mean(rmse_change)),
-            "rmse_test_change_ci": _half_width(rmse_change, level),
+            "rmse_test_change_ci": half_width(rmse_change, level),
         }
         if self.baseline is not None and attack != self.baseline:
             base = victim.attacks[self.baseline]
@@ -186,7 +186,7 @@ class TransferResult:
         }
 
 
-def _half_width(values: np.ndarray, level: float) -> float:
+def half_width(values: np.ndarray, level: float) -> float:
     """Half-width of the t confidence interval of the mean of ``values``."""
     n = len(values)
     if n < 2:
