@@ -202,9 +202,11 @@ def test_bad_config_raises_a_one_line_config_error(change: dict[str, object]) ->
     assert one_line(error)
 
 
-@given(value=st.one_of(st.floats(max_value=-1e-12), st.floats(min_value=1 + 1e-9), st.just(np.nan)))
+@given(value=st.one_of(st.floats(max_value=-1e-12), st.just(np.nan), st.just(np.inf)))
 @settings(max_examples=25, deadline=None)
-def test_fake_weights_outside_the_unit_interval_are_refused(value: float) -> None:
+def test_negative_or_non_finite_fake_weights_are_refused(value: float) -> None:
+    """Weights above 1 are the learner's to take (counts); the box [0, 1] is the threat
+    model's."""
     case = make_case(np.random.default_rng(1), m=5, n=4, m_fake=1)
     fake = case.fake.toarray()
     fake[0, 1] = value

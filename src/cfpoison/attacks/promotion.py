@@ -298,33 +298,13 @@ def run_promotion(
     """Compute the fake profiles of ``config`` against ``train`` and measure them on the
     attacked learner (``clean``: its fit on ``train``, computed when not given)."""
     start = time.perf_counter()
-    rng = np.random.default_rng(config.seed)
     clean = clean or fit_implicit(config.learner, train)
-    if config.targets:
-        targets = np.sort(train.item_index(np.asarray(config.targets)))
-    else:
-        targets = draw_targets(train, config.n_targets, rng)
-    n_fake, b = budget(train, config, len(targets))
-    history: list[dict[str, Any]] = []
-    if config.method in ("pga", "robust"):
-        start_fake = baseline_profiles(config.start, train, targets, n_fake, b, rng)
-        learners = (
-            (config.learner,)
-            if config.method == "pga"
-            else (config.surrogates or default_surrogates(config.learner))
-        )
-        surrogates = [
-            _Surrogate(c, fitted, promotion_utility(train, fitted, targets, config.top_k))
-            for c in learners
-            for fitted in [clean if c == config.learner else fit_implicit(c, train)]
-        ]
-        fake = _ascend(train, surrogates, start_fake, targets, config, history, progress)
-    else:
-        fake = baseline_profiles(config.method, train, targets, n_fake, b, rng)
+    fake, targets, history = promotion_profiles(train, config, clean, progress)
     metrics = promotion_metrics(train, fake, config.learner, targets, clean=clean)
     metrics["seconds"] = time.perf_counter() - start
     metrics["untrustworthy_gradients"] = count_untrustworthy(history)
     start_id = int(np.max(train.user_ids)) + 1 if train.n_users else 1
+    n_fake = fake.shape[0]
     return PromotionResult(
         config,
         fake,
@@ -334,6 +314,38 @@ def run_promotion(
         history,
         metrics,
     )
+
+
+def promotion_profiles(
+    train: Interactions,
+    config: PromotionConfig,
+    clean: ImplicitLearner,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[sp.csr_array, np.ndarray, list[dict[str, Any]]]:
+    """The fake profiles of ``config`` (``clean``: the attacked learner fitted on ``train``),
+    the target columns and the per-step history, unmeasured."""
+    rng = np.random.default_rng(config.seed)
+    if config.targets:
+        targets = np.sort(train.item_index(np.asarray(config.targets)))
+    else:
+        targets = draw_targets(train, config.n_targets, rng)
+    n_fake, b = budget(train, config, len(targets))
+    history: list[dict[str, Any]] = []
+    if config.method not in ("pga", "robust"):
+        return baseline_profiles(config.method, train, targets, n_fake, b, rng), targets, history
+    start_fake = baseline_profiles(config.start, train, targets, n_fake, b, rng)
+    learners = (
+        (config.learner,)
+        if config.method == "pga"
+        else (config.surrogates or default_surrogates(config.learner))
+    )
+    surrogates = [
+        _Surrogate(c, fitted, promotion_utility(train, fitted, targets, config.top_k))
+        for c in learners
+        for fitted in [clean if c == config.learner else fit_implicit(c, train)]
+    ]
+    fake = _ascend(train, surrogates, start_fake, targets, config, history, progress)
+    return fake, targets, history
 
 
 def _ascend(
@@ -391,16 +403,24 @@ def _refit(
     its last accepted fit), and the refits."""
     values, fits = [], []
     for s in surrogates:
-        init = (s.fitted or s.clean).factors
-        start = Factors(init.user, init.item, _fake_start(init, fake))
-        config = s.config
-        if isinstance(config, WRMFConfig):
-            config = config.replace(max_sweeps=min(config.max_sweeps, REFIT_SWEEPS))
-        with caps_expected():  # an unconverged refit is reported by its gradient's record
-            fitted = fit_implicit(config, train, fake, start)
+        fitted = attack_refit(s.config, train, fake, s.fitted or s.clean)
         values.append(s.utility.value(fitted.user_factors, fitted.item_factors))
         fits.append(fitted)
     return float(np.mean(values)), fits
+
+
+def attack_refit(
+    config: ImplicitLearnerConfig, train: Interactions, fake: sp.csr_array, last: ImplicitLearner
+) -> ImplicitLearner:
+    """``config`` refitted on ``train + fake`` as the attack refits it: warm from ``last``
+    (fake users from its fake factors when the count matches, else 0), WRMF capped at
+    :data:`REFIT_SWEEPS` (an unconverged refit is reported by its gradient's record)."""
+    init = last.factors
+    start = Factors(init.user, init.item, _fake_start(init, fake))
+    if isinstance(config, WRMFConfig):
+        config = config.replace(max_sweeps=min(config.max_sweeps, REFIT_SWEEPS))
+    with caps_expected():
+        return fit_implicit(config, train, fake, start)
 
 
 def _commit(surrogates: list[_Surrogate], fits: list[ImplicitLearner]) -> None:

@@ -46,9 +46,14 @@ def attack_targets(args: argparse.Namespace, train: Ratings, clean: Learner) -> 
     return targets
 
 
-def add_json_option(parser: argparse.ArgumentParser) -> None:
+def add_json_option(parser: argparse.ArgumentParser, default: Any = None) -> None:
     parser.add_argument(
-        "--json", dest="json_path", type=Path, metavar="PATH", help="write the results as JSON"
+        "--json",
+        dest="json_path",
+        type=Path,
+        default=default,
+        metavar="PATH",
+        help="write the results as JSON",
     )
 
 

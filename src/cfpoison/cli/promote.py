@@ -64,27 +64,36 @@ def parse_ids(text: str) -> tuple[int, ...]:
         ) from None
 
 
-def _run(args: argparse.Namespace) -> int:
-    check_command_outputs(args, {"--profiles": args.profiles})
-    compare = _compare(args.compare)
+def promotion_setup(
+    args: argparse.Namespace, iterations: int | None = None
+) -> tuple[Interactions, PromotionConfig]:
+    """The binarised training split and the attack's config, from
+    :func:`add_promotion_options`' flags (``iterations``: instead of ``--iterations``)."""
     ratings = load_from_args(args, args.dataset)
     train, _ = prepare(ratings, PreprocessConfig(seed=args.seed))
     data = Interactions.from_ratings(train, args.feedback)
     if data.nnz == 0:
         raise ConfigError(f"no rating of {ratings.name} reaches {args.feedback:g}: no interactions")
-    learner = _learner(args)
     config = PromotionConfig(
         method=args.method,
-        learner=learner,
+        learner=_learner(args),
         alpha=args.alpha,
         items_per_user=args.items_per_user,
         targets=args.targets,
         n_targets=args.n_targets,
         top_k=args.top_k,
-        iterations=args.iterations,
+        iterations=args.iterations if iterations is None else iterations,
         start=args.start,
         seed=args.seed,
     )
+    return data, config
+
+
+def _run(args: argparse.Namespace) -> int:
+    check_command_outputs(args, {"--profiles": args.profiles})
+    compare = _compare(args.compare)
+    data, config = promotion_setup(args)
+    learner = config.learner
     say = stderr_progress(args) or (lambda _: None)
     say(f"{data.name}: {data.n_users} users, {data.n_items} items, {data.nnz} interactions")
     say(f"fitting {learner.name} (rank {learner.rank}) on the clean data")
@@ -164,12 +173,11 @@ def _text(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "promote",
-        help="push target items into implicit-feedback rankers' top-K (WRMF, BPR, LightGCN)",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
+def add_promotion_options(
+    parser: argparse.ArgumentParser, methods: tuple[str, ...], steps: bool = True
+) -> None:
+    """The flags of a promotion attack and of its data (``methods``: the ones offered;
+    ``steps``: whether ``--iterations`` is one)."""
     parser.add_argument(
         "--dataset", default="ml-latest-small", help="data set (default: %(default)s)"
     )
@@ -183,7 +191,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--learner", choices=("wrmf", "bpr"), default="wrmf")
     parser.add_argument("--rank", type=int, default=None, help="the learner's rank")
-    parser.add_argument("--method", choices=METHODS, default="robust")
+    parser.add_argument("--method", choices=methods, default="robust")
     parser.add_argument("--alpha", type=float, default=0.01, help="fake users / real users")
     parser.add_argument(
         "--items-per-user",
@@ -197,7 +205,8 @@ def register(subparsers: Any) -> None:
         "--n-targets", type=int, default=5, help="unpopular targets drawn when none given"
     )
     parser.add_argument("--top-k", type=int, default=50, help="the K the attack promotes into")
-    parser.add_argument("--iterations", type=int, default=8, help="gradient steps")
+    if steps:
+        parser.add_argument("--iterations", type=int, default=8, help="gradient steps")
     parser.add_argument(
         "--start",
         choices=BASELINES,
@@ -206,6 +215,16 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="numba threads (0: all)")
+    add_load_options(parser)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "promote",
+        help="push target items into implicit-feedback rankers' top-K (WRMF, BPR, LightGCN)",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    add_promotion_options(parser, methods=METHODS)
     parser.add_argument("--profiles", type=Path, help="write the fake users as CSV")
     parser.add_argument(
         "--victims",
@@ -217,6 +236,5 @@ def register(subparsers: Any) -> None:
         default="all",
         help="with --victims: baselines beside the attack (random,popular,covisitation; all)",
     )
-    add_load_options(parser)
     add_json_option(parser)
     parser.set_defaults(func=_run)

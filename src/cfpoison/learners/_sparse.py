@@ -19,6 +19,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from cfpoison.errors import DataError
 from cfpoison.learners import kernels
 
 
@@ -36,6 +37,27 @@ def sddmm(pattern: sp.csr_array, left: np.ndarray, right: np.ndarray) -> np.ndar
             right,
         )
     )
+
+
+def checked_fake(fake: sp.csr_array | None, n_items: int, learner: str) -> sp.csr_array:
+    """``fake`` as a canonical float64 CSR (a copy, never the caller's matrix), or a one-line
+    DataError naming ``learner``: ``m' x n_items``, weights finite and ``>= 0``; None is
+    ``0 x n_items``. The attacker's box ``[0, 1]`` belongs to the threat model, not to the
+    learner: weights above 1 are counts (and the gradient check's differences at ``w = 1``)."""
+    if fake is None:
+        return sp.csr_array((0, n_items), dtype=np.float64)
+    if not sp.issparse(fake) or fake.ndim != 2 or fake.shape[1] != n_items:
+        shape = getattr(fake, "shape", None)
+        raise DataError(
+            f"{learner}: fake rows have shape {shape}, expected a sparse (m', {n_items})"
+        )
+    out = sp.csr_array(fake, dtype=np.float64, copy=True)
+    out.sum_duplicates()
+    out.sort_indices()
+    data = out.data
+    if data.size and not (np.all(np.isfinite(data)) and data.min() >= 0):
+        raise DataError(f"{learner}: fake weights must be finite and >= 0")
+    return out
 
 
 def with_values(pattern: sp.csr_array, values: np.ndarray) -> sp.csr_array:

@@ -39,6 +39,7 @@ from cfpoison.config import JsonConfig, require
 from cfpoison.data.interactions import Interactions
 from cfpoison.errors import DataError
 from cfpoison.learners import bpr_kernels as kern
+from cfpoison.learners._sparse import checked_fake
 from cfpoison.learners.adjoint import SolveResult, minres_solve
 from cfpoison.learners.base import Factors, cap_log_level, serial_blas
 from cfpoison.learners.factored import FittedLearner
@@ -90,21 +91,6 @@ class BPRConfig(JsonConfig):
         )
         require(self.seed >= 0, f"bpr: seed must be >= 0, got {self.seed}")
         require(self.threads >= 0, f"bpr: threads must be >= 0, got {self.threads}")
-
-
-def checked_fake(fake: sp.csr_array | None, n: int) -> sp.csr_array:
-    """The fake weights as a canonical float64 CSR (``m' x n``, finite, in ``[0, 1]``)."""
-    if fake is None:
-        return sp.csr_array((0, n), dtype=np.float64)
-    if fake.ndim != 2 or fake.shape[1] != n:
-        raise DataError(f"bpr: fake weights have shape {fake.shape}, expected (m', {n})")
-    out = sp.csr_array(fake, dtype=np.float64, copy=True)
-    out.sum_duplicates()
-    out.sort_indices()
-    data = out.data
-    if data.size and not (np.all(np.isfinite(data)) and data.min() >= 0 and data.max() <= 1):
-        raise DataError("bpr: fake weights must be finite and in [0, 1]")
-    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -396,14 +382,15 @@ class BPRLearner(FittedLearner[tuple[BPRSystem, Factors]]):
         fake: sp.csr_array | None = None,
     ) -> Self:
         """Fit on ``interactions`` plus the fake rows ``fake`` (``m' x n`` CSR of relaxed
-        weights in ``[0, 1]``). ``init`` warm-starts from given factors (fake user factors of
-        another count start at 0); otherwise all factors are drawn from
+        weights ``>= 0``; the attacker's are in ``[0, 1]``). ``init`` warm-starts from given
+        factors (fake user factors of another count start at 0); otherwise all factors are
+        drawn from
         ``np.random.default_rng(config.seed)``."""
         c = self.config
         set_threads(c.threads)
         train = interactions.matrix
         m, n = train.shape
-        fake = checked_fake(fake, n)
+        fake = checked_fake(fake, n, "bpr")
         pairs = Pairs.build(train, fake, c.negatives, c.seed)
         m_fake = fake.shape[0]
         if init is None:
@@ -451,7 +438,7 @@ class BPRLearner(FittedLearner[tuple[BPRSystem, Factors]]):
         """The system at the fit on ``train`` (normal users' interactions) plus ``fake``."""
         system, f = self._fitted()
         c = self.config
-        fake = checked_fake(fake, f.item.shape[0])
+        fake = checked_fake(fake, f.item.shape[0], "bpr")
         if train.shape != (f.user.shape[0], f.item.shape[0]) or fake.shape[0] != len(f.fake_user):
             raise DataError(
                 f"bpr: train {train.shape} and fake {fake.shape} do not fit the fitted "

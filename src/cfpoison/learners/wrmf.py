@@ -36,7 +36,7 @@ from cfpoison.config import JsonConfig, require
 from cfpoison.data.interactions import Interactions
 from cfpoison.errors import DataError
 from cfpoison.learners import kernels, wrmf_kernels
-from cfpoison.learners._sparse import block_apply, hessian_rows, sddmm
+from cfpoison.learners._sparse import block_apply, checked_fake, hessian_rows, sddmm
 from cfpoison.learners.base import Factors, cached_csc, cap_log_level, serial_blas
 from cfpoison.learners.factored import Anderson, SweptLearner, Trace, random_factors
 from cfpoison.learners.hessian import SolveResult, minres
@@ -99,24 +99,6 @@ class WRMFConfig(JsonConfig):
         )
         require(self.init_scale > 0, f"wrmf: init_scale must be > 0, got {self.init_scale}")
         require(self.threads >= 0, f"wrmf: threads must be >= 0, got {self.threads}")
-
-
-def checked_fake(fake: sp.csr_array | None, n_items: int) -> sp.csr_array:
-    """``fake`` as a canonical float64 CSR (a copy if it was not), or one-line DataError:
-    ``m' x n_items``, weights finite and in ``[0, 1]``; None is ``0 x n_items``."""
-    if fake is None:
-        return sp.csr_array((0, n_items), dtype=np.float64)
-    if not sp.issparse(fake) or fake.ndim != 2 or fake.shape[1] != n_items:
-        shape = getattr(fake, "shape", None)
-        raise DataError(f"wrmf: fake rows must be a sparse (m', {n_items}) matrix, got {shape}")
-    fake = sp.csr_array(fake, dtype=np.float64)
-    if not fake.has_canonical_format:  # never modify the caller's matrix
-        fake = fake.copy()
-        fake.sum_duplicates()
-    data = fake.data
-    if data.size and not (np.all(np.isfinite(data)) and data.min() >= 0 and data.max() <= 1):
-        raise DataError("wrmf: fake weights must be finite and in [0, 1]")
-    return fake
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,16 +208,17 @@ class WRMFLearner(SweptLearner[tuple[_Objective, Factors]]):
         init: Factors | None = None,
         fake: sp.csr_array | None = None,
     ) -> Self:
-        """Fit on ``interactions`` plus the relaxed fake rows ``fake`` (``m' x n``, in
-        ``[0, 1]``). ``init`` warm-starts from given factors (only its item factors matter:
-        users are solved first); otherwise the item factors are drawn from
+        """Fit on ``interactions`` plus the relaxed fake rows ``fake`` (``m' x n``, weights
+        ``>= 0``; the attacker's are in ``[0, 1]``). ``init`` warm-starts from given factors
+        (only its item factors matter: users are solved first); otherwise the item factors
+        are drawn from
         ``np.random.default_rng(config.seed)``."""
         c = self.config
         if not isinstance(interactions, Interactions):
             raise DataError(f"wrmf: fit takes Interactions, got {type(interactions).__name__}")
         train = interactions.matrix
         m, n = train.shape
-        fake = checked_fake(fake, n)
+        fake = checked_fake(fake, n, "wrmf")
         objective = _Objective(train, fake, c.lam, c.alpha)
         if init is None:
             f = random_factors(
@@ -326,7 +309,7 @@ class WRMFLearner(SweptLearner[tuple[_Objective, Factors]]):
         m, m_fake, n = objective.shape
         if train.shape != (m, n) or train.nnz != objective.train.csr.nnz:
             raise DataError(f"wrmf: train {train.shape} is not the {m} x {n} matrix of the fit")
-        fake = checked_fake(fake, n)
+        fake = checked_fake(fake, n, "wrmf")
         if fake.shape[0] != m_fake:
             raise DataError(f"wrmf: {fake.shape[0]} fake rows, the fit had {m_fake}")
         if not (isinstance(train, sp.csr_array) and train.dtype == np.float64):
