@@ -31,6 +31,7 @@ from cfpoison.attacks.baselines import (
     random_attack,
     uniform_attack,
 )
+from cfpoison.attacks.checkpoint import Checkpoint
 from cfpoison.attacks.gradient import GradientMethod, ImplicitGradient, utility_gradient
 from cfpoison.attacks.metrics import evaluate_profiles
 from cfpoison.attacks.threat import ThreatModel, grid_values, snap, violations
@@ -124,6 +125,8 @@ STEP_SETTINGS = (
     "solve_tol",
     "solve_max_iter",
 )
+#: The methods that save their state after every step (their loop is PGA's) and resume.
+CHECKPOINTED = ("pga", "robust", "adaptive")
 #: The one-shot methods: no steps, no options.
 BASELINES = ("uniform", "random", "average", "bandwagon")
 #: The settings a method never reads, with why (a method not named here reads them all).
@@ -205,6 +208,8 @@ class AttackContext:
         grid: the shifted-scale rating grid within ``+-Lambda`` (None: continuous scale).
         rng: the attack's generator (seeded by ``config.seed``).
         progress: whether the method may show a progress bar.
+        checkpoint: where a gradient method saves its state after every step and resumes
+            from (None: nowhere).
     """
 
     train: Ratings
@@ -216,6 +221,7 @@ class AttackContext:
     rng: np.random.Generator
     progress: bool = False
     last_adjoint: np.ndarray | None = None
+    checkpoint: Checkpoint | None = None
 
     def fit(self, fake: sp.csr_array, init: Factors | None = None) -> Learner:
         """The learner refitted on ``train`` plus ``fake``, warm-started from ``init``."""
@@ -425,19 +431,27 @@ def run_attack(
     progress: bool = False,
     clean: Learner | None = None,
     floor: float | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> AttackResult:
     """Run ``config`` against the learner fitted on ``train``; evaluate on ``test`` if given.
 
     ``clean`` (``config.learner`` fitted on ``train``) and ``floor`` (its seed-noise floor,
     :func:`cfpoison.models.noise_floor`) may be passed to share them between attacks
-    on the same data and learner; they are computed when not given.
+    on the same data and learner; they are computed when not given. ``checkpoint``: a
+    gradient method (:data:`CHECKPOINTED`) saves its state there after every step and
+    resumes from it; another method refuses one.
     """
     start = time.perf_counter()
     threat = config.threat
     method = get_method(config.method)
     if config.options and "options" in _UNREAD.get(config.method, {}):
         raise ConfigError(f"{config.method} takes no options, got {', '.join(config.options)}")
+    if checkpoint is not None and config.method not in CHECKPOINTED:
+        raise ConfigError(
+            f"{config.method} keeps no checkpoint (only {', '.join(CHECKPOINTED)} do)"
+        )
     ctx = attack_context(train, config, clean=clean, progress=progress)
+    ctx.checkpoint = checkpoint
     clean, utility, grid, n_fake = ctx.clean, ctx.utility, ctx.grid, ctx.n_fake
     output = method(ctx)
     fake = output.fake

@@ -37,6 +37,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from cfpoison.attacks.baselines import average_attack, bandwagon_attack, uniform_attack
+from cfpoison.attacks.checkpoint import StepState
 from cfpoison.attacks.engine import AttackContext, MethodOutput, register_method
 from cfpoison.attacks.gradient import ImplicitGradient
 from cfpoison.attacks.threat import clip_values, include_items, pattern_matrix, top_b_pattern
@@ -245,6 +246,9 @@ def run_pga(
     fake = pga_start(ctx, objective.options)
     if project is not None:
         fake = project(fake)
+    resumed = ctx.checkpoint.load() if ctx.checkpoint is not None else None
+    if resumed is not None:
+        fake = resumed.fake
     start = time.perf_counter()
     learner = objective.fit(fake, None)
     value = objective.value(learner)
@@ -254,9 +258,19 @@ def run_pga(
     ]
     best_value, best_fake = value, fake
     last_step, grow = config.step_size, True
+    if resumed is not None:
+        history, best_value, best_fake = resumed.history, resumed.best_value, resumed.best_fake
+        last_step, grow = resumed.last_step, resumed.grow
+    done = 0 if resumed is None else resumed.iteration
     stop_reason = "iterations"
-    bar = tqdm(total=config.iterations, desc="pga", disable=not ctx.progress, leave=False)
-    for t in range(config.iterations):
+    bar = tqdm(
+        total=config.iterations,
+        initial=done,
+        desc=ctx.config.method,
+        disable=not ctx.progress,
+        leave=False,
+    )
+    for t in range(done, config.iterations):
         tick = time.perf_counter()
         grad = objective.gradient(learner, fake)
         grad_seconds = time.perf_counter() - tick
@@ -327,14 +341,17 @@ def run_pga(
                 {**grad.diagnostics(), **objective.record(learner), "candidates": tried},
             )
         )
+        if ctx.checkpoint is not None:
+            ctx.checkpoint.save(
+                StepState(t + 1, fake, best_fake, value, best_value, last_step, grow, history)
+            )
         bar.update(1)
         bar.set_postfix(utility=f"{value:.4g}")
     bar.close()
-    return MethodOutput(
-        fake=best_fake,
-        history=history,
-        info={"stop_reason": stop_reason, "best_utility": best_value},
-    )
+    info: dict[str, Any] = {"stop_reason": stop_reason, "best_utility": best_value}
+    if resumed is not None:  # the learner was refitted there: equal to the fits' tolerance
+        info["resumed_after_step"] = resumed.iteration
+    return MethodOutput(fake=best_fake, history=history, info=info)
 
 
 def _capped(learner: LearnerConfig, sweeps: int | None = None) -> LearnerConfig:

@@ -8,7 +8,8 @@ automatically, so adding a command means adding a module.
 Exit codes: 0 success; 2 a usage error (argparse) or a bad setting (a :class:`ConfigError`:
 a flag's value, an option, a config file), reported as ``cfpoison CMD: error: ...`` and
 ``Try 'cfpoison CMD --help'.``; 1 any other error (``exit_code`` of the error's class), one
-line ``cfpoison: error: ...``; a traceback only with ``--debug``; 130 on Ctrl-C.
+line ``cfpoison: error: ...``; a traceback only with ``--debug``; 130 on Ctrl-C and 143 on
+SIGTERM (both unwind as :class:`KeyboardInterrupt`, so a command can say what it saved).
 
 The common options ``-v/--verbose``, ``-q/--quiet`` and ``--debug`` go before the sub-command
 or after it (``cfpoison attack ... --quiet``): every sub-command's parser, nested ones included,
@@ -18,11 +19,14 @@ gets them from one parent parser (:func:`common_options`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import pkgutil
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 from cfpoison import __version__
@@ -102,6 +106,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process was, so that it unwinds like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` while the command runs (main thread only)."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     if not quiet and verbose == 0:
@@ -119,8 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     _configure_logging(args.verbose, args.quiet)
     try:
-        with serial_blas():  # parallel work is numba's; BLAS threads would oversubscribe
+        with serial_blas(), _sigterm_unwinds():  # BLAS threads would oversubscribe numba's
             return int(args.func(args) or 0)
+    except Terminated:
+        print("cfpoison: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("cfpoison: interrupted", file=sys.stderr)
         return 130

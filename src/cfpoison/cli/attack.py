@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cfpoison.attacks.checkpoint import Checkpoint, checkpoint_key
 from cfpoison.attacks.engine import (
+    CHECKPOINTED,
     AttackConfig,
     AttackResult,
     attack_settings,
@@ -29,17 +32,23 @@ from cfpoison.cli._common import (
     learner_config,
     preprocess_config,
     show_progress,
+    stderr_progress,
     ttest_data,
 )
 from cfpoison.cli._options import add_options, flags_of, given, nested, value_parser
 from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.data.preprocess import prepare
 from cfpoison.data.profiles import write_profiles
+from cfpoison.data.ratings import Ratings
+from cfpoison.data.registry import cache_dir
 from cfpoison.defend.defenses import defense_from_spec
+from cfpoison.errors import ConfigError
 
 #: The attack's own settings as flags (the learner's and ``--seed`` come from
 #: :func:`add_learner_options`; ``options`` from ``--option`` and ``--beta``).
 ATTACK_SETTINGS = attack_settings(skip=("learner", "options", "seed"))
+#: Where attacks keep their checkpoints (``--resume``), below the user cache.
+CHECKPOINTS_HINT = "$XDG_CACHE_HOME/cfpoison/checkpoints"
 #: ``auto`` or comma-separated item ids (also read by ``evaluate``).
 parse_targets = value_parser(ATTACK_SETTINGS["targets"].hint)
 
@@ -183,7 +192,20 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     check_command_outputs(args, {"--profiles": args.profiles})
     preprocess = preprocess_config(args)
     train, test = prepare(load_from_args(args, args.dataset), preprocess)
-    result: AttackResult = run_attack(train, config, test=test, progress=show_progress(args))
+    checkpoint = _checkpoint(args, config, train)
+    try:
+        result: AttackResult = run_attack(
+            train, config, test=test, progress=show_progress(args), checkpoint=checkpoint
+        )
+    except KeyboardInterrupt:
+        saved = checkpoint.load() if checkpoint is not None else None
+        if saved is not None:
+            print(
+                f"cfpoison attack: step {saved.iteration} of {config.iterations} is saved; "
+                "the same command with --resume continues from it",
+                file=sys.stderr,
+            )
+        raise
     payload: dict[str, Any] = {
         "dataset": args.dataset,
         **result.to_dict(),
@@ -195,12 +217,39 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         payload["profiles"] = str(args.profiles)
         payload["fake_user_ids"] = [int(u) for u in fake_ids]
     emit(args, payload, result_text(payload))
+    if checkpoint is not None:
+        checkpoint.clear()
     return 0
 
 
-def add_attack_options(parser: argparse.ArgumentParser) -> None:
-    """The data set, the attack's settings and the learner's: shared with ``gradcheck``."""
-    parser.add_argument("--dataset", required=True, metavar="NAME", help="data set name")
+def _checkpoint(
+    args: argparse.Namespace, config: AttackConfig, train: Ratings
+) -> Checkpoint | None:
+    """The attack's checkpoint under the user cache (gradient methods), set up as ``--resume``
+    asks: resumed from, or a stale one removed; both said on stderr."""
+    if config.method not in CHECKPOINTED:
+        if args.resume:
+            raise ConfigError(f"--resume: {config.method} keeps no checkpoint")
+        return None
+    checkpoint = Checkpoint(cache_dir() / "checkpoints", checkpoint_key(config.to_dict(), train))
+    saved = checkpoint.load()
+    say = stderr_progress(args) or (lambda _: None)
+    if args.resume and saved is None:
+        say("--resume: no checkpoint of this attack on this data; starting from the beginning")
+    elif args.resume and saved is not None:
+        say(f"--resume: continuing after step {saved.iteration} of {config.iterations}")
+    elif saved is not None:
+        say(f"a checkpoint of this attack (step {saved.iteration}) is discarded (--resume: use it)")
+        checkpoint.clear()
+    return checkpoint
+
+
+def add_attack_options(parser: argparse.ArgumentParser, dataset_required: bool = True) -> None:
+    """The data set, the attack's settings and the learner's: shared with ``gradcheck``
+    (whose ``promote`` sub-command names its own data set, so there it is checked later)."""
+    parser.add_argument(
+        "--dataset", required=dataset_required, metavar="NAME", help="data set name (required)"
+    )
     add_options(
         parser.add_argument_group("attack (AttackConfig, its threat model and utility)"),
         ATTACK_SETTINGS.values(),
@@ -265,6 +314,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         metavar="CSV",
         help="write the fake profiles as userId,movieId,rating in the data set's ids and scale",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed run of the same attack on the same data from its checkpoint "
+        f"(pga, robust and adaptive save one after every step under {CHECKPOINTS_HINT})",
     )
     add_json_option(parser)
     parser.set_defaults(func=lambda args: _run(args, parser))
