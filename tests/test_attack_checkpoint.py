@@ -126,7 +126,7 @@ def _two_surrogates(directory: Path) -> str:
     panel.write_text(
         '[[surrogates]]\nname = "self"\nmodel = "als"\n\n'
         '[[surrogates]]\nname = "lam12"\nmodel = "als"\nseed = 3\n'
-        'params = { lambda_u = 12.0, lambda_v = 12.0 }\n'
+        "params = { lambda_u = 12.0, lambda_v = 12.0 }\n"
     )
     return str(panel)
 
