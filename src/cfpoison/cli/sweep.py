@@ -62,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run a grid of experiments into a resumable result store",
         description="Sweeps over grids of data set, learner, method, alpha, mu1, mu2, beta, "
         "seed, ...: every cell is stored (SQLite, keyed by the SHA-256 of its full config) as "
-        "it finishes, so rerunning a killed sweep computes only the missing cells.",
+        "it finishes, so rerunning a killed sweep computes only the missing cells; runs that "
+        "share an --out share its cells (each cell is leased to one run).",
     )
     commands = parser.add_subparsers(dest="sweep_command", metavar="ACTION", required=True)
 
@@ -211,6 +212,8 @@ def _summary(run: dict[str, object]) -> str:
     head = f"{run['cells']} cells"
     if isinstance(outcome, dict):
         head += f": {outcome['computed']} computed, {outcome['already_done']} already stored"
+        if outcome.get("by_others"):
+            head += f", {outcome['by_others']} stored meanwhile by another runner"
     return "\n".join([head, *(f"{name}: {path}" for name, path in files.items())])
 
 

@@ -12,10 +12,17 @@ or, when it is ``"local"``, to a ``LocalCluster`` of ``workers`` processes start
 cell at a time each, ``cpu_count // workers`` numba threads). On Dask a worker that dies
 mid-cell loses only that cell, which the scheduler runs again on another worker: its result
 reaches the store once.
+
+This process leases each cell before it starts it (:mod:`~cfpoison.experiments.sweeps.leases`;
+with Dask too: the client holds the leases of the cells it submits) and keeps only as many
+cells in flight as there are workers (Dask: worker threads), so two runners on one store share
+the missing cells: each skips the other's leased cells and, when it has nothing else to start,
+waits for them to be stored or takes over a stale lease (its holder is dead).
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import contextlib
 import dataclasses
@@ -25,14 +32,16 @@ import os
 import platform
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from importlib import metadata
-from typing import Any
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
 from cfpoison.errors import CfpoisonError
+from cfpoison.experiments.sweeps.leases import Leases, lease_folder
 from cfpoison.experiments.sweeps.runners import RunContext, resolve_runner
 from cfpoison.experiments.sweeps.spec import Cell
 from cfpoison.experiments.sweeps.store import ResultStore
@@ -69,6 +78,7 @@ class SweepOutcome:
     computed: int
     failed: tuple[tuple[str, str], ...]  # (key, one-line error)
     seconds: float
+    by_others: int = 0  # missing at the start, then stored by another runner
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -107,8 +117,9 @@ def run_cells(
 
     ``workers = 0`` runs the cells in this process, one after another; ``scheduler`` (a Dask
     scheduler address, or a ``distributed.Client``) overrides ``workers``; ``"local"`` starts
-    a Dask ``LocalCluster`` of ``workers`` processes. Raises :class:`SweepError` after the
-    other cells are stored if any cell failed.
+    a Dask ``LocalCluster`` of ``workers`` processes. Each cell is leased before it starts
+    (:mod:`~cfpoison.experiments.sweeps.leases`), so runners sharing the store share the work.
+    Raises :class:`SweepError` after the other cells are stored if any cell failed.
     """
     if workers < 0:
         raise CfpoisonError(f"workers must be >= 0, got {workers}")
@@ -118,40 +129,123 @@ def run_cells(
     start = time.perf_counter()
     done = store.keys()
     missing = [cell for cell in cells if cell.key not in done]
-    versions = package_versions()
-    configs = {cell.key: dict(cell.config) for cell in missing}
-    failed: list[tuple[str, str]] = []
-    computed = 0
-    if scheduler is not None:
-        results = _dask_results(missing, context, scheduler, workers)
-    elif workers == 0:
-        results = _serial_results(missing, context)
-    else:
-        results = _pool_results(missing, context, workers)
-    with tqdm(total=len(missing), desc="cells", unit="cell", disable=not progress) as bar:
-        for key, result in results:
-            if isinstance(result, CellResult):
-                store.put(
-                    key, configs[key], result.metrics, result.history, result.seconds, versions
-                )
-                computed += 1
-            else:
-                failed.append((key, _one_line(result)))
-            bar.update()
+    feed = _Feed(missing, store)
+    if missing:
+        if scheduler is not None:
+            backend = _dask_backend(context, scheduler, workers)
+        elif workers == 0:
+            backend = _serial_backend(context)
+        else:
+            backend = _pool_backend(context, workers)
+        with (
+            Leases(lease_folder(store.path)) as leases,
+            backend as running,
+            tqdm(total=len(missing), desc="cells", unit="cell", disable=not progress) as bar,
+        ):
+            feed.run(running, leases, bar)
     outcome = SweepOutcome(
-        len(cells), len(cells) - len(missing), computed, tuple(failed), time.perf_counter() - start
+        len(cells),
+        len(cells) - len(missing),
+        feed.computed,
+        tuple(feed.failed),
+        time.perf_counter() - start,
+        feed.by_others,
     )
-    if failed:
-        key, message = failed[0]
+    if feed.failed:
+        key, message = feed.failed[0]
         raise SweepError(
-            f"{len(failed)} of {len(missing)} cells failed (stored {computed}; rerun to retry);"
-            f" first, cell {key[:12]}: {message}",
+            f"{len(feed.failed)} of {len(missing)} cells failed (stored {feed.computed}; rerun"
+            f" to retry); first, cell {key[:12]}: {message}",
             outcome,
         )
     return outcome
 
 
-Results = Iterator[tuple[str, "CellResult | BaseException"]]
+#: Seconds between looks at the cells other runners hold.
+POLL_SECONDS = 0.25
+
+Done = list[tuple[str, "CellResult | BaseException"]]
+
+
+class _Backend(Protocol):
+    def capacity(self) -> int:
+        """How many cells may run at once."""
+        ...
+
+    def submit(self, cell: Cell) -> None: ...
+
+    def wait(self, timeout: float) -> Done:
+        """The cells that finished within ``timeout`` seconds (maybe none)."""
+        ...
+
+
+class _Feed:
+    """Starts the missing cells the runner can lease, stores what comes back, and waits for
+    the cells other runners hold (or takes over their stale leases)."""
+
+    def __init__(self, missing: Sequence[Cell], store: ResultStore) -> None:
+        self.queue = collections.deque(missing)
+        self.waiting: list[Cell] = []
+        self.store = store
+        self.configs = {cell.key: dict(cell.config) for cell in missing}
+        self.versions = package_versions()
+        self.computed = 0
+        self.by_others = 0
+        self.failed: list[tuple[str, str]] = []
+
+    def run(self, backend: _Backend, leases: Leases, bar: tqdm) -> None:
+        running: set[str] = set()
+        while self.queue or self.waiting or running:
+            while len(running) < backend.capacity():
+                cell = self._next(leases, bar)
+                if cell is None:
+                    break
+                backend.submit(cell)
+                running.add(cell.key)
+            if not running:
+                time.sleep(POLL_SECONDS)
+                continue
+            for key, result in backend.wait(POLL_SECONDS):
+                running.discard(key)
+                if isinstance(result, CellResult):
+                    config = self.configs[key]
+                    metrics, history = result.metrics, result.history
+                    self.store.put(key, config, metrics, history, result.seconds, self.versions)
+                    self.computed += 1
+                else:
+                    self.failed.append((key, _one_line(result)))
+                leases.release(key)
+                bar.update()
+
+    def _next(self, leases: Leases, bar: tqdm) -> Cell | None:
+        """A cell this runner now holds the lease of, or None (all others' for now)."""
+        while self.queue:
+            cell = self.queue.popleft()
+            if self._stored_elsewhere(cell, bar):
+                continue
+            if leases.acquire(cell.key):
+                if not self._stored_elsewhere(cell, bar, leases):
+                    return cell
+            else:
+                self.waiting.append(cell)
+        for cell in list(self.waiting):
+            if self._stored_elsewhere(cell, bar):
+                self.waiting.remove(cell)
+            elif leases.claim(cell.key):
+                self.waiting.remove(cell)
+                if not self._stored_elsewhere(cell, bar, leases):
+                    return cell
+        return None
+
+    def _stored_elsewhere(self, cell: Cell, bar: tqdm, leases: Leases | None = None) -> bool:
+        """Whether another runner has stored ``cell`` (then its lease, if held, is let go)."""
+        if cell.key not in self.store:
+            return False
+        if leases is not None:
+            leases.release(cell.key)
+        self.by_others += 1
+        bar.update()
+        return True
 
 
 def _one_line(err: BaseException) -> str:
@@ -159,12 +253,68 @@ def _one_line(err: BaseException) -> str:
     return text if isinstance(err, CfpoisonError) else f"{type(err).__name__}: {text}"
 
 
-def _serial_results(cells: Sequence[Cell], context: RunContext) -> Results:
-    for cell in cells:
-        try:
-            yield cell.key, execute_cell(cell.key, dict(cell.config), context)
-        except Exception as err:
-            yield cell.key, err
+class _Serial:
+    """Cells computed in this process, one at a time, when waited for."""
+
+    def __init__(self, context: RunContext) -> None:
+        self.context = context
+        self.queued: list[Cell] = []
+
+    def capacity(self) -> int:
+        return 1
+
+    def submit(self, cell: Cell) -> None:
+        self.queued.append(cell)
+
+    def wait(self, timeout: float) -> Done:
+        done: Done = []
+        for cell in self.queued:
+            try:
+                done.append((cell.key, execute_cell(cell.key, dict(cell.config), self.context)))
+            except Exception as err:
+                done.append((cell.key, err))
+        self.queued.clear()
+        return done
+
+
+@contextlib.contextmanager
+def _serial_backend(context: RunContext) -> Iterator[_Backend]:
+    yield _Serial(context)
+
+
+class _Futures:
+    """Cells submitted to an executor (process pool or Dask client) as futures."""
+
+    def __init__(
+        self,
+        submit: Callable[[Cell], Any],
+        wait: Callable[[list[Any], float], set[Any]],
+        capacity: Callable[[], int],
+    ) -> None:
+        self._submit, self._wait, self._capacity = submit, wait, capacity
+        self.futures: dict[Any, str] = {}
+
+    def capacity(self) -> int:
+        return self._capacity()
+
+    def submit(self, cell: Cell) -> None:
+        self.futures[self._submit(cell)] = cell.key
+
+    def wait(self, timeout: float) -> Done:
+        done: Done = []
+        for future in self._wait(list(self.futures), timeout):
+            key = self.futures.pop(future)
+            try:
+                done.append((key, future.result()))
+            except BrokenProcessPool as err:
+                raise CfpoisonError(f"a worker process died ({err}); rerun to resume") from None
+            except Exception as err:
+                done.append((key, err))
+        return done
+
+    def cancel(self) -> None:
+        for future in self.futures:
+            future.cancel()
 
 
 def _threads(workers: int) -> int:
@@ -172,9 +322,8 @@ def _threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def _pool_results(cells: Sequence[Cell], context: RunContext, workers: int) -> Results:
-    if not cells:
-        return
+@contextlib.contextmanager
+def _pool_backend(context: RunContext, workers: int) -> Iterator[_Backend]:
     threads = _threads(workers)
     if not context.threads:
         context = dataclasses.replace(context, threads=threads)
@@ -184,25 +333,17 @@ def _pool_results(cells: Sequence[Cell], context: RunContext, workers: int) -> R
         initializer=_init_worker,
         initargs=(threads, os.getpid()),
     ) as pool:
-        futures = {
-            pool.submit(execute_cell, cell.key, dict(cell.config), context): cell.key
-            for cell in cells
-        }
+        backend = _Futures(
+            lambda cell: pool.submit(execute_cell, cell.key, dict(cell.config), context),
+            lambda futures, timeout: (
+                cf.wait(futures, timeout=timeout, return_when=cf.FIRST_COMPLETED).done
+            ),
+            lambda: workers,
+        )
         try:
-            yield from _completed(futures, cf.as_completed)
+            yield backend
         finally:
-            for future in futures:
-                future.cancel()
-
-
-def _completed(futures: dict[Any, str], as_completed: Callable[[Any], Any]) -> Results:
-    for future in as_completed(list(futures)):
-        try:
-            yield futures[future], future.result()
-        except BrokenProcessPool as err:
-            raise CfpoisonError(f"a worker process died ({err}); rerun to resume") from None
-        except Exception as err:
-            yield futures[future], err
+            backend.cancel()
 
 
 #: Dask's setting for the environment of the worker processes its nannies start.
@@ -236,9 +377,8 @@ def _init_worker(threads: int, parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
-def _dask_results(
-    cells: Sequence[Cell], context: RunContext, scheduler: Any, workers: int
-) -> Results:
+@contextlib.contextmanager
+def _dask_backend(context: RunContext, scheduler: Any, workers: int) -> Iterator[_Backend]:
     try:
         import dask
         import distributed
@@ -246,8 +386,6 @@ def _dask_results(
         raise CfpoisonError(
             "--scheduler needs dask distributed: pip install 'cfpoison[distributed]'"
         ) from None
-    if not cells:
-        return
     with contextlib.ExitStack() as stack:
         if scheduler == LOCAL_CLUSTER:
             chatty = logging.getLogger("distributed")  # INFO on every start and stop
@@ -266,25 +404,30 @@ def _dask_results(
                     silence_logs=logging.ERROR,
                 )
             )
-        yield from _on_dask(cells, context, scheduler)
+        if not isinstance(scheduler, distributed.Client):
+            try:
+                scheduler = stack.enter_context(distributed.Client(scheduler, timeout=30))
+            except OSError as err:
+                raise CfpoisonError(f"cannot reach the Dask scheduler {scheduler}: {err}") from None
+        client = scheduler
+        run = uuid.uuid4().hex[:8]  # a rerun's keys never meet a dead client's tasks
+        backend = _Futures(
+            lambda cell: client.submit(
+                execute_cell, cell.key, dict(cell.config), context, key=f"cell-{cell.key}-{run}"
+            ),
+            _dask_wait,
+            lambda: max(1, sum(client.nthreads().values())),
+        )
+        try:
+            yield backend
+        finally:
+            backend.cancel()
 
 
-def _on_dask(cells: Sequence[Cell], context: RunContext, scheduler: Any) -> Results:
+def _dask_wait(futures: list[Any], timeout: float) -> set[Any]:
     import distributed
 
-    own = not isinstance(scheduler, distributed.Client)
     try:
-        client = distributed.Client(scheduler, timeout=30) if own else scheduler
-    except OSError as err:
-        raise CfpoisonError(f"cannot reach the Dask scheduler {scheduler}: {err}") from None
-    try:
-        futures = {
-            client.submit(
-                execute_cell, cell.key, dict(cell.config), context, key=f"cell-{cell.key}"
-            ): cell.key
-            for cell in cells
-        }
-        yield from _completed(futures, distributed.as_completed)
-    finally:
-        if own:
-            client.close()
+        return set(distributed.wait(futures, timeout=timeout, return_when="FIRST_COMPLETED").done)
+    except TimeoutError:
+        return set()

@@ -3,7 +3,8 @@
 Each row (config, metrics and history as JSON, seconds, package versions, finish time) is
 written in one transaction, so a run killed at any moment leaves only whole rows; restarted,
 it computes only the keys that are missing. WAL journaling lets readers (a report, an export)
-work while a sweep writes. Only the process that runs the sweep writes; workers return results.
+work while a sweep writes. Only runner processes write (several may share a store: see
+``leases``); workers return results.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import datetime
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -75,12 +77,24 @@ class ResultStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
-            self._check_schema()
+            self._setup(time.monotonic() + 30.0)
         except sqlite3.DatabaseError as err:
             raise DataError(f"{self.path}: not a cfpoison result store ({err})") from None
+
+    def _setup(self, deadline: float) -> None:
+        """WAL mode and the schema; retried while another runner creates the same store (the
+        switch to WAL does not wait for its lock)."""
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.executescript(_SCHEMA)
+                self._check_schema()
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _check_schema(self) -> None:
         row = self._conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
