@@ -17,18 +17,20 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from cfpoison.cli import main
 from cfpoison.config import digest_of
 from cfpoison.errors import ConfigError
+from cfpoison.experiments.attack_runner import AttackRunner
 from cfpoison.experiments.presentation.report import fmt
 from cfpoison.experiments.sweeps.runners import CellOutcome, RunContext
-from cfpoison.experiments.sweeps.spec import PlotSpec, SweepSpec, lookup
+from cfpoison.experiments.sweeps.spec import Cell, PlotSpec, SweepSpec, lookup
 from cfpoison.experiments.sweeps.store import ResultStore
 from cfpoison.io import atomic_write
 
@@ -99,6 +101,92 @@ class FakeRunner:
 
 RUNNER = FakeRunner()
 
+DEMO_DETECTORS = ("degsim", "fmtd", "length_var", "mean_var", "pca", "rdma", "wda", "wdma")
+
+
+def demo_metrics(
+    caught: Sequence[str],
+    inverted: Sequence[str] = (),
+    shift: float = 0.05,
+    floor: float = 0.004,
+    change: float = 0.02,
+) -> dict[str, Any]:
+    """A demo cell's metrics, made by hand: ``caught`` names the detectors whose two-sided F1
+    (two-sided AUC for ``learned``) clears the bar, ``inverted`` those that score the fakes
+    low; ``shift`` and ``floor`` in stars (the synthetic scale: the same on the shifted one)."""
+
+    def scores(name: str) -> dict[str, Any]:
+        hit, low = name in caught, name in inverted
+        f1, auc = (0.8, 0.95) if hit else (0.2, 0.6)
+        return {
+            "auc": 1 - auc if low else auc,
+            "auc_two_sided": auc,
+            "f1": 0.0 if low else f1,
+            "f1_two_sided": f1,
+            "inverted": low,
+            "k": 18,
+        }
+
+    learned = 0.97 if "learned" in caught else 0.7
+    return {
+        "rmse_shift": shift,
+        "rmse_shift_stars": shift,
+        "rmse_shift_noise_floor": floor,
+        "rmse_shift_noise_floor_stars": floor,
+        "target_mean_before": 3.5,
+        "target_mean_after": 3.5 + change,
+        "targets": [42],
+        "utility": shift,
+        "detection": {
+            "detectors": {name: scores(name) for name in DEMO_DETECTORS},
+            "learned": {"auc": learned, "auc_two_sided": learned, "inverted": False},
+            "n_fake": 18,
+            "best_detector": "rdma",
+            "best_auc_two_sided": 0.95,
+            "distribution": {
+                t: {"pvalue": 0.01} for t in ("length", "rating_histogram", "item_popularity")
+            },
+            "ttest_users": {"pvalue": 0.02},
+            "ttest_pvalue": 0.03,
+        },
+    }
+
+
+class FakeDemoRunner(AttackRunner):
+    """The demo's real configs (the attack runner's ``normalize``), metrics from ``results``
+    (method -> :func:`demo_metrics`), no data loaded."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, dict[str, Any]] = {}
+
+    def run(self, config: Mapping[str, Any], context: RunContext) -> CellOutcome:
+        return CellOutcome(self.results[config["attack"]["method"]])
+
+    def provenance(self, cells: Sequence[Cell], context: RunContext) -> list[dict[str, Any]]:
+        return []
+
+
+DEMO_RUNNER = FakeDemoRunner()
+
+#: uniform caught by 5 of the 9 detectors (the 8 unsupervised ones and the learned one).
+FIVE_OF_NINE = {
+    "pga": demo_metrics(("fmtd", "rdma", "wdma", "learned"), shift=0.1, change=0.06),
+    "sgld": demo_metrics(("mean_var", "rdma", "learned"), ("mean_var", "rdma"), shift=0.01),
+    "uniform": demo_metrics(
+        ("fmtd", "mean_var", "rdma", "wdma", "learned"), ("mean_var",), shift=0.05, change=-0.01
+    ),
+}
+
+
+def fake_demo(
+    out: Path, results: Mapping[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cfpoison demo --out OUT`` in this process, :data:`DEMO_RUNNER` serving ``results``."""
+    monkeypatch.setattr(DEMO_RUNNER, "results", dict(results))
+    fake = "experiments_fakes:DEMO_RUNNER"
+    monkeypatch.setattr("cfpoison.experiments.paper.demo.RUNNER_NAME", fake)
+    assert main(["demo", "--out", str(out), "--workers", "0"]) == 0
+
 
 def check_report_against_store(out: Path) -> int:
     """Recompute every point of ``out``'s report from its store; return the points checked.
@@ -134,13 +222,16 @@ def check_report_against_store(out: Path) -> int:
     return checked
 
 
-class _Page(html.parser.HTMLParser):
+class Page(html.parser.HTMLParser):
     """The parts of a report page the structural check looks at."""
 
     def __init__(self) -> None:
         super().__init__()
         self.images: list[str] = []
         self.tables: list[list[list[str]]] = []  # body rows of each table
+        self.headers: list[list[str]] = []  # the header cells of each table
+        self.paragraphs: list[str] = []
+        self._paragraph: list[str] | None = None
         self.headings: list[str] = []
         self.text: list[str] = []
         self._cell: list[str] | None = None
@@ -151,22 +242,31 @@ class _Page(html.parser.HTMLParser):
             self.images.append(dict(attrs).get("src") or "")
         elif tag == "table":
             self.tables.append([])
+            self.headers.append([])
         elif tag == "tr" and self.tables:
             self.tables[-1].append([])
-        elif tag == "td":
+        elif tag in ("td", "th"):
             self._cell = []
+        elif tag == "p":
+            self._paragraph = []
         self._heading = tag in ("h1", "h2", "h3")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "td" and self._cell is not None:
-            self.tables[-1][-1].append("".join(self._cell).strip())
+        if tag in ("td", "th") and self._cell is not None:
+            text = "".join(self._cell).strip()
+            (self.tables[-1][-1] if tag == "td" else self.headers[-1]).append(text)
             self._cell = None
+        if tag == "p" and self._paragraph is not None:
+            self.paragraphs.append("".join(self._paragraph).strip())
+            self._paragraph = None
         self._heading = False
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
         if self._cell is not None:
             self._cell.append(data)
+        if self._paragraph is not None:
+            self._paragraph.append(data)
         if self._heading:
             self.headings.append(data)
 
@@ -175,7 +275,7 @@ def check_report_structure(out: Path) -> None:
     """The report in ``out`` is whole: every figure file is embedded in the HTML as a valid
     PNG and linked from the Markdown, every table has rows and no empty cell, the panels are
     read in prose, and no number anywhere is NaN (or ``n/a``, which is how tables print it)."""
-    page = _Page()
+    page = Page()
     page.feed((out / "report.html").read_text())
     pngs = sorted((out / "figures").glob("*.png"))
     assert pngs and len(page.images) == len(pngs)

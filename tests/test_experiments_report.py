@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import numpy as np
@@ -49,6 +50,15 @@ def test_report_numbers_are_the_stored_ones(sweep) -> None:
     assert summary["floors"]["rmse_shift_noise_floor"]["mean"] == pytest.approx(np.mean(floors))
     assert summary["seconds"]["cells_total"] == pytest.approx(sum(r.seconds for r in rows))
     assert "a note" in markdown and "Seed-noise floor" in markdown
+
+
+def test_report_files_honour_the_umask(sweep) -> None:
+    """Readable as any file the user writes (0644 under umask 022), not 0600 temp files."""
+    _, out = sweep
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for name in ("report.md", "report.html", "report.json", "figures/sweep.png", "results.csv"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
 
 
 def test_figures_show_every_method_and_the_floor(sweep) -> None:
@@ -153,3 +163,5 @@ def test_one_seed_shows_no_spread(tmp_path) -> None:
     readings = json.loads((tmp_path / "report.json").read_text())["readings"]
     first = next(r for r in readings if r.startswith("Panel mu1=1, mu2=0."))
     assert "(one seed)" in first and "± " not in first and "x the floor)" in first
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| 1.0 | 0.0 | pga | 3 | 1 | 0.09 | one seed | 0.09 | 0.09 |" in markdown

@@ -1,4 +1,4 @@
-"""``cfpoison demo``: the main job on built-in data, offline, in about a minute.
+"""``cfpoison demo``: the main job on built-in data, offline.
 
 PGA, SGLD and uniform attacks at 3 % on the built-in synthetic MovieLens-like set, the
 detectors' verdicts on each, and a report (Markdown and self-contained HTML) with a figure.
@@ -7,15 +7,24 @@ detectors' verdicts on each, and a report (Markdown and self-contained HTML) wit
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from cfpoison.cli._common import add_json_option, check_command_outputs, emit, show_progress
 from cfpoison.cli._options import positive_int
-from cfpoison.cli.sweep import add_execution_options
-from cfpoison.experiments.paper.demo import NOTES, demo_spec, detection_blocks, draw_demo
+from cfpoison.cli.sweep import add_execution_options, run_context
+from cfpoison.experiments.paper.demo import (
+    demo_notes,
+    demo_spec,
+    detection_blocks,
+    draw_demo,
+    summary_blocks,
+    verdict_table,
+)
 from cfpoison.experiments.pipeline import run_sweep
-from cfpoison.experiments.presentation.report import Table, to_markdown
+from cfpoison.experiments.presentation.report import to_markdown
 from cfpoison.experiments.sweeps.execute import SweepError
+from cfpoison.experiments.sweeps.runners import cells_of
 from cfpoison.experiments.sweeps.store import ResultStore
 
 
@@ -49,14 +58,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     check_command_outputs(args, folders={"--out": args.out, "--cache": args.cache})
+    start = time.perf_counter()
+    spec = demo_spec(args.iterations)
     run = run_sweep(
-        demo_spec(args.iterations),
+        spec,
         args.out,
+        run_context(args, args.out),
         workers=args.workers,
         scheduler=args.scheduler,
         progress=show_progress(args),
         title="cfpoison demo: attacks and detectors on synthetic data",
-        notes=NOTES,
+        notes=demo_notes(cells_of(spec)),
         name="demo",
         draw=draw_demo,
         extra=detection_blocks,
@@ -65,7 +77,11 @@ def _demo(args: argparse.Namespace) -> int:
         raise SweepError(run.error)
     with ResultStore(run.files["store"]) as store:
         rows = store.rows(cell.key for cell in run.cells)
-    verdicts = next(block for block in detection_blocks(rows) if isinstance(block, Table))
-    text = to_markdown([verdicts], args.out).rstrip()
-    emit(args, run.to_dict(), f"{text}\n\nreport: {run.files['html']} (and report.md)")
+    text = to_markdown([*summary_blocks(rows)[1:], verdict_table(rows)], args.out).rstrip()
+    took = time.perf_counter() - start
+    emit(
+        args,
+        {**run.to_dict(), "seconds": took},
+        f"{text}\n\ntook {took:.1f} s; report: {run.files['html']} (and report.md)",
+    )
     return 0

@@ -1,9 +1,11 @@
 """The report of a sweep: one document rendered as Markdown and as a self-contained HTML page.
 
 It holds the figures (the HTML embeds them as base64 PNG), a table per metric of mean, sample
-standard deviation, min and max over seeds, the seed-noise floor, the data checksums, the
-exact sweep and cell configs, package versions and run times. Every number comes from the
-stored cells passed in; ``report.json`` beside the pages holds the same aggregates unrounded.
+standard deviation (``one seed`` where there is none), min and max over seeds, the seed-noise
+floor (a value's ratio to it, or :data:`UNRESOLVED` below
+:data:`~cfpoison.models.measures.FLOOR_RESOLUTION`), the data checksums, the exact sweep and
+cell configs, package versions and run times. Every number comes from the stored cells passed
+in; ``report.json`` beside the pages holds the same aggregates unrounded.
 """
 
 from __future__ import annotations
@@ -40,7 +42,17 @@ from cfpoison.experiments.sweeps.spec import (
 )
 from cfpoison.experiments.sweeps.store import StoredCell
 from cfpoison.io import atomic_write, write_json
-from cfpoison.models.measures import floor_ratio
+from cfpoison.models.measures import FLOOR_RESOLUTION, floor_ratio
+
+
+def _short_sci(value: float) -> str:
+    """``1e-3`` for 0.001."""
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+#: How a report says that a noise floor is below :data:`FLOOR_RESOLUTION` (no ratio to it).
+UNRESOLVED = f"floor unresolved (< {_short_sci(FLOOR_RESOLUTION)})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +91,17 @@ Block = Heading | Para | Table | Image | Code
 def fmt(value: float | None) -> str:
     """Numbers in tables: four significant digits (``n/a`` for a missing or NaN value)."""
     return "n/a" if value is None or value != value else f"{value:.4g}"
+
+
+def floor_note(value: float, floor: float) -> str:
+    """``value`` in units of its noise ``floor`` (``2.50x the floor``), or :data:`UNRESOLVED`."""
+    ratio = floor_ratio(value, floor)
+    return f"{ratio:.2f}x the floor" if math.isfinite(ratio) else UNRESOLVED
+
+
+def resolved(floor: float) -> bool:
+    """Whether a noise floor is resolved (a ratio to it is defined)."""
+    return math.isfinite(floor_ratio(1.0, floor))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,13 +211,8 @@ def _reading(
         p = at[curve]
         spread = f" ± {fmt(p.std)}" if p.n > 1 else " (one seed)"
         text = f"{curve} {fmt(p.mean)}{spread}"
-        if floor is not None:
-            ratio = floor_ratio(p.mean, floor.mean)
-            text += (
-                f" ({ratio:.2f}x the floor)"
-                if math.isfinite(ratio)
-                else " (the floor is below the resolution: no ratio)"
-            )
+        if floor is not None and resolved(floor.mean):
+            text += f" ({floor_note(p.mean, floor.mean)})"
         elif reference is not None:
             text += f" ({p.mean - reference.mean:+.3g} from the clean model)"
         return text
@@ -202,13 +220,15 @@ def _reading(
     if floor is not None:
         order = sorted(at, key=lambda c: -at[c].mean)
         context = f"noise floor {fmt(floor.mean)}"
+        if not resolved(floor.mean):
+            context += f", {UNRESOLVED}: no ratio to it"
     elif reference is not None:
         order = sorted(at, key=lambda c: -abs(at[c].mean - reference.mean))
         context = f"clean model {fmt(reference.mean)}"
     else:
         order, context = sorted(at, key=lambda c: -at[c].mean), ""
     text = f"{where}: {context}{'; ' if context else ''}{', '.join(map(shown, order))}."
-    if floor is not None:
+    if floor is not None and resolved(floor.mean):
         clears = [
             f"{c} at {sum(p.mean > floor.mean for p in curves[c])} of {len(curves[c])}"
             for c in order
@@ -249,7 +269,10 @@ def _metric_table(
                         str(curve),
                         f"{p.x:g}",
                         str(p.n),
-                        *(fmt(v) for v in (p.mean, p.std, p.low, p.high)),
+                        fmt(p.mean),
+                        fmt(p.std) if p.n > 1 else "one seed",
+                        fmt(p.low),
+                        fmt(p.high),
                     )
                 )
                 points.append({"panel": list(panel), "curve": curve, **dataclasses.asdict(p)})
@@ -268,6 +291,7 @@ def _floor_blocks(
             "below this floor is no evidence of an attack."
         ),
     ]
+    unresolved = []
     lines = []
     summary["floors"] = {}
     for metric, floor in plot.floors.items():
@@ -283,7 +307,17 @@ def _floor_blocks(
             )
         )
         summary["floors"][floor] = dataclasses.asdict(point)
+        if not resolved(point.mean):
+            unresolved.append(f"{metric} ({fmt(point.mean)})")
     blocks.append(Table(("metric", "floor", "cells", "mean", "std", "min", "max"), tuple(lines)))
+    if unresolved:
+        blocks.append(
+            Para(
+                f"Noise {UNRESOLVED} for {', '.join(unresolved)}: the two clean fits agree to the "
+                "solver's tolerance, which says nothing about how far an attack must move the "
+                "model to be evidence, so no ratio to the floor is given."
+            )
+        )
     return blocks
 
 
@@ -382,8 +416,9 @@ def _md_table(table: Table) -> str:
 
 _CSS = (
     "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 8px;"
-    "text-align:right}th{background:#eee}img{max-width:100%}pre{background:#f6f6f6;"
+    "table{border-collapse:collapse;margin:1em 0;display:block;overflow-x:auto}"
+    "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}th{background:#eee}"
+    "img{max-width:100%}pre{background:#f6f6f6;"
     "padding:1em;overflow:auto;max-height:40em}"
 )
 
