@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from cfpoison.attacks.utility import UtilityConfig, resolve_targets
 from cfpoison.cli._options import add_options, flags_of, given, nested
@@ -110,6 +111,27 @@ def stderr_progress(args: argparse.Namespace) -> Callable[[str], None] | None:
         print(f"[{time.perf_counter() - start:6.1f} s] {line}", file=sys.stderr, flush=True)
 
     return say
+
+
+class StepBar:
+    """A progress bar over ``total`` named phases with an ETA (tqdm, on stderr): each call
+    starts the named phase and counts the one before it as done; :meth:`close` counts the
+    last. Off (every call a no-op) with ``--quiet``."""
+
+    def __init__(self, args: argparse.Namespace, total: int, desc: str):
+        self.bar = tqdm(total=total, desc=desc, unit="fit", disable=not show_progress(args))
+        self.started = False
+
+    def __call__(self, phase: str) -> None:
+        if self.started:
+            self.bar.update(1)
+        self.started = True
+        self.bar.set_postfix_str(phase)
+
+    def close(self) -> None:
+        if self.started:
+            self.bar.update(1)
+        self.bar.close()
 
 
 def emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:

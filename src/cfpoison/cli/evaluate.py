@@ -14,6 +14,7 @@ from typing import Any
 
 from cfpoison.attacks.metrics import evaluate_profiles
 from cfpoison.cli._common import (
+    StepBar,
     add_json_option,
     add_learner_options,
     attack_targets,
@@ -101,7 +102,7 @@ def _run_victims(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     transfer = TransferConfig(
         seeds=tuple(args.seed + 1 + i for i in range(args.victim_seeds)), top_k=args.top_k
     )
-    progress = (lambda text: print(text, file=sys.stderr)) if show_progress(args) else None
+    bar = StepBar(args, len(specs) * (1 + len(attacks)), "victims")
     result = evaluate_transfer(
         splits,
         specs,
@@ -110,8 +111,9 @@ def _run_victims(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         transfer,
         skipped=skipped,
         baseline=baseline,
-        progress=progress,
+        progress=bar,
     )
+    bar.close()
     payload: dict[str, Any] = {
         "dataset": args.dataset,
         "profiles": {n: str(p) for n, p in zip(names, paths, strict=True)},

@@ -27,6 +27,7 @@ from cfpoison.attacks.promotion import (
     run_promotion,
 )
 from cfpoison.cli._common import (
+    StepBar,
     add_json_option,
     check_command_outputs,
     emit,
@@ -110,6 +111,7 @@ def _run(args: argparse.Namespace) -> int:
         for name in compare:
             attacks[name] = baseline_profiles(name, data, result.targets, n_fake, b, rng)
         specs, skipped = load_panel(args.victims).runnable()
+        bar = StepBar(args, len(specs) * (1 + len(attacks)), "victims")
         payload["victims"] = evaluate_promotion(
             data,
             specs,
@@ -118,8 +120,9 @@ def _run(args: argparse.Namespace) -> int:
             PromotionTransferConfig(),
             baseline=_best(compare),
             skipped=skipped,
-            progress=say,
+            progress=bar,
         )
+        bar.close()
     emit(args, payload, _text(payload))
     return 0
 
