@@ -50,6 +50,7 @@ def test_config_round_trips_with_either_learner() -> None:
     config = _config(
         learner=NuclearConfig(lam=2.0),
         utility=UtilityConfig(mu1=1.0, mu2=-1.0, targets=(3, 4)),
+        method="sgld",
         options={"beta": 0.6, "chains": 2},
     )
     again = AttackConfig.from_json(config.to_json())
@@ -57,6 +58,29 @@ def test_config_round_trips_with_either_learner() -> None:
     assert AttackConfig.from_json(AttackConfig().to_json()) == AttackConfig()
     with pytest.raises(ConfigError):
         AttackConfig(step_size=0.0)
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "message"),
+    [
+        ("pga", {"beta": 0.6}, "PGAOptions: unknown field"),
+        ("pga", {"start": "nowhere"}, "is not one of"),
+        ("robust", {"surrogates": "nope"}, "surrogates must be a preset"),
+        ("robust", {"aggregate": "median"}, "is not one of"),
+        ("adaptive", {"defense": "moat"}, "must name a defense"),
+        ("sgld", {"chains": 0}, "chains"),
+        ("sgld", {"iterations": 3}, "with the attack's iterations"),
+        ("uniform", {"start": "average"}, "uniform takes no options"),
+    ],
+)
+def test_each_method_checks_its_typed_options_when_the_config_is_built(
+    method: str, options: dict[str, object], message: str
+) -> None:
+    """``AttackConfig.options`` is parsed by the method's own typed config
+    (:func:`method_options`) as the config is built: before any work, in the CLI, the sweep
+    runner and the library alike."""
+    with pytest.raises(ConfigError, match=message):
+        AttackConfig(method=method, options=options)
 
 
 @pytest.mark.parametrize(

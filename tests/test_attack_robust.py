@@ -69,7 +69,7 @@ def _config(panel: SurrogatePanel = PANEL, **changes: object) -> AttackConfig:
 
 def test_mean_gradient_is_the_average_of_each_surrogates_own_gradient(tiny: Ratings) -> None:
     ctx = attack_context(tiny, _config())
-    fake = pga_start(ctx, frozenset({"surrogates"}))
+    fake = pga_start(ctx)
     surrogates = build_surrogates(ctx, PANEL)
     objective = RobustObjective(ctx, surrogates)
     state = objective.fit(fake, None)
@@ -177,7 +177,7 @@ def test_integrity_attack_raises_the_target_under_both_model_families(tiny: Rati
 
 def test_biased_gradient_warm_starts_from_its_adjoint(tiny: Ratings) -> None:
     ctx = attack_context(tiny, _config())
-    fake = pga_start(ctx, frozenset({"surrogates"}))
+    fake = pga_start(ctx)
     learner = BiasedLearner(BiasedConfig.from_dict(BIASED)).fit(tiny, fake=fake)
 
     def gradient(warm_start: np.ndarray | None) -> ImplicitGradient:
@@ -272,7 +272,7 @@ def test_biased_solve_meets_the_true_residual(tiny: Ratings) -> None:
     backward error, at a true residual near 0.1 on ml-latest-small), and says whether it met
     ``solve_tol``."""
     ctx = attack_context(tiny, _config(solve_tol=1e-4))
-    fake = pga_start(ctx, frozenset({"surrogates"}))
+    fake = pga_start(ctx)
     surrogate = build_surrogates(ctx, PANEL)[2]
     learner = surrogate.fit(fake, None)
     once, capped = (

@@ -54,10 +54,12 @@ def test_sgld_options_are_filled_in_and_refused_elsewhere() -> None:
     options = config["attack"]["options"]
     assert options["beta"] == 0.3 and options["chains"] == 1 and "prior" in options
     assert "iterations" not in options  # SGLD's T is the attack's iterations
-    with pytest.raises(ConfigError, match="SGLD options"):
+    with pytest.raises(ConfigError, match="PGAOptions: unknown field"):
         RUNNER.normalize({"method": "pga", "beta": 0.6})
     with pytest.raises(ConfigError, match="iterations"):
         RUNNER.normalize({"method": "sgld", "sgld.iterations": 3})
+    robust = RUNNER.normalize({"method": "robust", "attack.options.start": "average"})
+    assert robust["attack"]["options"] == {"start": "average"}  # other methods' options too
 
 
 @pytest.mark.parametrize(

@@ -34,10 +34,17 @@ from typing import Any, cast
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.attacks.engine import AttackContext, MethodOutput, register_method, warn_untrustworthy
+from cfpoison.attacks.engine import (
+    AttackConfig,
+    AttackContext,
+    MethodOutput,
+    method_options,
+    register_method,
+    warn_untrustworthy,
+)
 from cfpoison.attacks.evasion import evade
 from cfpoison.attacks.gradient import ImplicitGradient, system_gradient, utility_gradient
-from cfpoison.attacks.pga import run_pga
+from cfpoison.attacks.pga import PGAOptions, run_pga
 from cfpoison.attacks.robust import MeanGradient
 from cfpoison.attacks.utility import Utility
 from cfpoison.defend.defenses import (
@@ -169,8 +176,6 @@ class DefendedState:
 class DefendedObjective:
     """PGA's objective (:class:`cfpoison.attacks.pga.Objective`) through a defense."""
 
-    options: frozenset[str] = frozenset({"defense"})
-
     def __init__(self, ctx: AttackContext, defense: DefenseConfig):
         learner = ctx.config.learner
         if not isinstance(learner, ALSConfig):
@@ -285,8 +290,6 @@ class ReweightedObjective:
     """PGA's objective (:class:`cfpoison.attacks.pga.Objective`) through a reweighting defense:
     the state is the defense's fit, the gradient the weighted objective's (module docstring)."""
 
-    options: frozenset[str] = frozenset({"defense"})
-
     def __init__(self, ctx: AttackContext, defense: HuberConfig | InfluenceCapConfig | ALSWRConfig):
         learner = ctx.config.learner
         if not isinstance(learner, ALSConfig):
@@ -330,13 +333,30 @@ class ReweightedObjective:
         return {"sweeps": state.fit.sweeps, **state.info}
 
 
-@register_method("adaptive")
+@dataclasses.dataclass(frozen=True)
+class AdaptiveOptions(PGAOptions):
+    """Adaptive PGA's settings in ``AttackConfig.options``: PGA's ``start`` and the
+    ``defense`` it attacks (a defense's name or its config's dict)."""
+
+    defense: Any = "bagging"
+
+    def __post_init__(self) -> None:
+        defense_option(self.defense)
+
+
+def adaptive_options(config: AttackConfig) -> AdaptiveOptions:
+    return AdaptiveOptions.from_dict(config.options)
+
+
+@register_method("adaptive", options=adaptive_options)
 def run_adaptive(ctx: AttackContext) -> MethodOutput:
     """PGA against ``options["defense"]`` (module docstring)."""
     config = ctx.config
     if config.threat.item_selection == "greedy":
         raise ConfigError("adaptive: item selection must be random or rare (a fixed pattern)")
-    defense = defense_option(config.options.get("defense", "bagging"))
+    options = method_options(config)
+    assert isinstance(options, AdaptiveOptions)
+    defense = defense_option(options.defense)
     if isinstance(defense, HuberConfig | InfluenceCapConfig | ALSWRConfig):
         output = run_pga(ctx, ReweightedObjective(ctx, defense))
         output.info["defense"] = defense.to_dict()

@@ -74,7 +74,10 @@ class AttackConfig(JsonConfig):
             or not (with the learner's default KKT tolerance; ``cfpoison gradcheck``).
         snap: round the output ratings onto the data set's rating scale.
         seed: seeds everything random in the attack (initial profiles, auto target).
-        options: method-specific settings (for example SGLD's), validated by the method.
+        options: the method's own settings, as JSON; each method parses them into its typed
+            config (:func:`method_options`: PGA's ``start``, robust's ``surrogates``,
+            adaptive's ``defense``, SGLD's :class:`~cfpoison.attacks.sgld.SGLDConfig`),
+            checked when the config is built.
     """
 
     kind: ClassVar[str] = "attack"
@@ -96,6 +99,7 @@ class AttackConfig(JsonConfig):
 
     def __post_init__(self) -> None:
         get_method(self.method)
+        method_options(self)
         require(self.iterations >= 0, f"iterations must be >= 0, got {self.iterations}")
         require(
             math.isfinite(self.step_size) and self.step_size > 0,
@@ -279,17 +283,39 @@ class MethodOutput:
 
 
 AttackMethod = Callable[[AttackContext], MethodOutput]
+#: A method's parser of ``AttackConfig.options`` into its typed settings.
+OptionsParser = Callable[["AttackConfig"], JsonConfig]
 _METHODS: dict[str, AttackMethod] = {}
+_OPTIONS: dict[str, OptionsParser] = {}
 
 
-def register_method(name: str) -> Callable[[AttackMethod], AttackMethod]:
-    """Decorator: register ``fn(ctx) -> MethodOutput`` as the attack method ``name``."""
+def register_method(
+    name: str, options: OptionsParser | None = None
+) -> Callable[[AttackMethod], AttackMethod]:
+    """Decorator: register ``fn(ctx) -> MethodOutput`` as the attack method ``name``;
+    ``options`` parses the method's typed settings from ``AttackConfig.options`` (None: the
+    method takes none)."""
 
     def decorate(fn: AttackMethod) -> AttackMethod:
         _METHODS[name] = fn
+        if options is not None:
+            _OPTIONS[name] = options
         return fn
 
     return decorate
+
+
+def method_options(config: AttackConfig) -> JsonConfig | None:
+    """The typed settings of ``config.options`` for ``config``'s method (its registered
+    parser: an unknown or bad option is a ConfigError), or None for a method that takes
+    none (then any option is an error). ``AttackConfig`` calls it when it is built."""
+    parse = _OPTIONS.get(config.method)
+    if parse is None:
+        if config.options:
+            names = ", ".join(sorted(config.options))
+            raise ConfigError(f"{config.method} takes no options, got {names}")
+        return None
+    return parse(config)
 
 
 def get_method(name: str) -> AttackMethod:
@@ -444,8 +470,6 @@ def run_attack(
     start = time.perf_counter()
     threat = config.threat
     method = get_method(config.method)
-    if config.options and "options" in _UNREAD.get(config.method, {}):
-        raise ConfigError(f"{config.method} takes no options, got {', '.join(config.options)}")
     if checkpoint is not None and config.method not in CHECKPOINTED:
         raise ConfigError(
             f"{config.method} keeps no checkpoint (only {', '.join(CHECKPOINTED)} do)"

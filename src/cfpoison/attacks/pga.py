@@ -18,7 +18,7 @@ times until the refitted utility rises at a stationary fit, else stop. A candida
 aside and the step halved; if no smaller step ascends, the largest set-aside one that ascended
 gets :data:`FINISH_SWEEPS` more, except at the last step (``docs/math.md`` section 3.5).
 
-Start (``options["start"]``): ``uniform`` (Algorithm 1) or a shilling baseline (``average``,
+Start (:class:`PGAOptions`): ``uniform`` (Algorithm 1) or a shilling baseline (``average``,
 ``bandwagon``); with ``mu2`` or ``mu3`` nonzero every fake also rates the targets, from
 ``sign((mu2 + mu3) w_j) Lambda`` (a departure: random patterns rarely hold a target). Stops
 after ``iterations`` steps, when no rating moves by more than ``tol`` or backtracking finds no
@@ -27,10 +27,11 @@ ascent; returns the iterate of highest utility (snapped to the rating grid if as
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,9 +39,16 @@ from tqdm.auto import tqdm
 
 from cfpoison.attacks.baselines import average_attack, bandwagon_attack, uniform_attack
 from cfpoison.attacks.checkpoint import StepState
-from cfpoison.attacks.engine import AttackContext, MethodOutput, register_method
+from cfpoison.attacks.engine import (
+    AttackConfig,
+    AttackContext,
+    MethodOutput,
+    method_options,
+    register_method,
+)
 from cfpoison.attacks.gradient import ImplicitGradient
 from cfpoison.attacks.threat import clip_values, include_items, pattern_matrix, top_b_pattern
+from cfpoison.config import JsonConfig
 from cfpoison.errors import ConfigError
 from cfpoison.learners.base import caps_expected
 
@@ -55,25 +63,28 @@ MAX_HALVINGS = 6
 CANDIDATE_SWEEPS = 200
 #: Sweeps (nuclear norm: iterations) a set-aside candidate may take to finish its refit.
 FINISH_SWEEPS = 1000
-#: Where PGA may start (``AttackConfig.options["start"]``).
+#: Where PGA may start (:class:`PGAOptions`).
 STARTS = {"uniform": None, "average": average_attack, "bandwagon": bandwagon_attack}
+Start = Literal["uniform", "average", "bandwagon"]
 
 
-def pga_start(ctx: AttackContext, options: frozenset[str] = frozenset()) -> sp.csr_array:
-    """PGA's first fake matrix (module docstring): ``options["start"]``, targets included.
+@dataclasses.dataclass(frozen=True)
+class PGAOptions(JsonConfig):
+    """PGA's settings in ``AttackConfig.options``: ``start``, the profiles its steps start
+    from (module docstring). Robust and adaptive PGA extend it."""
 
-    ``options`` names the other options the calling method reads (none for plain PGA).
-    """
-    unknown = set(ctx.config.options) - {"start"} - options
-    if unknown:
-        method = ctx.config.method
-        raise ConfigError(
-            f"{method} takes the option(s) {', '.join(sorted({'start'} | options))} only, "
-            f"not {', '.join(sorted(unknown))}"
-        )
-    start = ctx.config.options.get("start", "uniform")
-    if start not in STARTS:
-        raise ConfigError(f"pga start must be one of {', '.join(STARTS)}, got {start!r}")
+    start: Start = "uniform"
+
+
+def pga_options(config: AttackConfig) -> PGAOptions:
+    return PGAOptions.from_dict(config.options)
+
+
+def pga_start(ctx: AttackContext) -> sp.csr_array:
+    """PGA's first fake matrix (module docstring), targets included."""
+    options = method_options(ctx.config)
+    assert isinstance(options, PGAOptions)
+    start = options.start
     threat = ctx.config.threat
     targets, ratings = ctx.target_ratings()
     baseline = STARTS[start]
@@ -170,9 +181,6 @@ class PatternGradient(Protocol):
 class Objective(Protocol[State]):
     """What PGA ascends: fitted states of the fake matrix, their utility and its gradient."""
 
-    #: Options of ``AttackConfig.options`` the objective reads (besides ``start``).
-    options: frozenset[str]
-
     def fit(self, fake: sp.csr_array, previous: State | None) -> State:
         """The fit on the real ratings plus ``fake``, warm-started from ``previous`` (None: the
         clean fit)."""
@@ -193,8 +201,6 @@ class Objective(Protocol[State]):
 
 class LearnerObjective:
     """Algorithm 1's objective: the attack config's learner and utility (``ctx``)."""
-
-    options: frozenset[str] = frozenset()
 
     def __init__(self, ctx: AttackContext):
         self.ctx = ctx
@@ -243,7 +249,7 @@ def run_pga(
     take_step = _vertex_step if config.step_direction == "vertex" else _random_step
     if config.step_direction == "vertex" and threat.item_selection == "greedy":
         raise ConfigError("the vertex step direction needs a fixed pattern (random or rare items)")
-    fake = pga_start(ctx, objective.options)
+    fake = pga_start(ctx)
     if project is not None:
         fake = project(fake)
     resumed = ctx.checkpoint.load() if ctx.checkpoint is not None else None
@@ -385,4 +391,4 @@ def _record(
     }
 
 
-register_method("pga")(run_pga)
+register_method("pga", options=pga_options)(run_pga)

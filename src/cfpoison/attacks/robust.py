@@ -31,19 +31,21 @@ import dataclasses
 import logging
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 
 from cfpoison.attacks.engine import (
+    AttackConfig,
     AttackContext,
     MethodOutput,
+    method_options,
     register_method,
     warn_untrustworthy,
 )
 from cfpoison.attacks.gradient import utility_gradient
-from cfpoison.attacks.pga import run_pga
+from cfpoison.attacks.pga import PGAOptions, run_pga
 from cfpoison.attacks.utility import Utility
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
@@ -309,8 +311,6 @@ class RobustObjective:
     one fitted learner per surrogate, the value their mean utility, or with ``aggregate``
     ``worst`` the soft minimum of their utilities relative to PGA's start (module docstring)."""
 
-    options: frozenset[str] = frozenset({"surrogates", "aggregate"})
-
     def __init__(self, ctx: AttackContext, surrogates: list[Surrogate], aggregate: str = "mean"):
         if aggregate not in AGGREGATES:
             raise ConfigError(
@@ -365,15 +365,33 @@ class RobustObjective:
         return {"surrogate_utility": self.values(state)}
 
 
-@register_method("robust")
+@dataclasses.dataclass(frozen=True)
+class RobustOptions(PGAOptions):
+    """Robust PGA's settings in ``AttackConfig.options``: PGA's ``start``, the
+    ``surrogates`` (a preset name or a panel's dict) and how their utilities ``aggregate``
+    (module docstring)."""
+
+    surrogates: Any = "default"
+    aggregate: Literal["mean", "worst"] = "mean"
+
+    def __post_init__(self) -> None:
+        panel_option(self.surrogates)
+
+
+def robust_options(config: AttackConfig) -> RobustOptions:
+    return RobustOptions.from_dict(config.options)
+
+
+@register_method("robust", options=robust_options)
 def run_robust(ctx: AttackContext) -> MethodOutput:
     """PGA on the mean utility over ``options["surrogates"]`` (module docstring)."""
     config = ctx.config
     if config.threat.item_selection == "greedy":
         raise ConfigError("robust: item selection must be random or rare (greedy: one learner)")
-    panel = panel_option(config.options.get("surrogates", "default"))
-    aggregate = str(config.options.get("aggregate", "mean"))
-    objective = RobustObjective(ctx, build_surrogates(ctx, panel), aggregate)
+    options = method_options(config)
+    assert isinstance(options, RobustOptions)
+    panel = panel_option(options.surrogates)
+    objective = RobustObjective(ctx, build_surrogates(ctx, panel), options.aggregate)
     output = run_pga(ctx, objective)
     output.info["surrogates"] = {
         s.name: {

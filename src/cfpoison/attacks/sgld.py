@@ -576,7 +576,7 @@ def sgld_config(attack: AttackConfig) -> SGLDConfig:
     return SGLDConfig.from_dict({**options, "iterations": attack.iterations})
 
 
-@register_method("sgld")
+@register_method("sgld", options=sgld_config)
 def run_sgld(ctx: AttackContext) -> MethodOutput:
     """The engine's ``sgld`` method: :func:`sgld_attack` on the attack's data and learner.
 

@@ -23,7 +23,6 @@ from cfpoison.attacks.engine import (
 from cfpoison.attacks.metrics import HIT_K
 from cfpoison.attacks.robust import PRESETS as SURROGATE_PRESETS
 from cfpoison.attacks.robust import load_surrogates
-from cfpoison.attacks.sgld import sgld_config
 from cfpoison.cli._common import (
     add_json_option,
     add_learner_options,
@@ -106,8 +105,6 @@ def attack_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         )
     if args.allow_zero and config.iterations != 0:
         parser.error("--allow-zero goes with --iterations 0 only")
-    if method == "sgld":
-        sgld_config(config)  # SGLD's options, checked before any work
     return config
 
 

@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from cfpoison.attacks.engine import AttackConfig, attack_settings, run_attack
+from cfpoison.attacks.engine import AttackConfig, attack_settings, method_options, run_attack
+from cfpoison.attacks.sgld import SGLDConfig
 from cfpoison.config import digest_of, set_path, settings_of
 from cfpoison.data.preprocess import PreprocessConfig, prepare
 from cfpoison.data.ratings import SHIFTED_HIGH, SHIFTED_LOW, Ratings
@@ -139,18 +140,15 @@ class AttackRunner:
 
 
 def _method_options(config: AttackConfig) -> dict[str, Any]:
-    """SGLD's options with every default filled in (its T is the attack's ``iterations``);
-    other methods take none."""
-    if config.method == "sgld":
-        from cfpoison.attacks.sgld import sgld_config
-
-        full = sgld_config(config).to_dict()
+    """The method's options as stored in the cell: SGLD's with every default filled in (its
+    T is the attack's ``iterations``), another method's as given (checked when the config
+    was built: :func:`cfpoison.attacks.engine.method_options`)."""
+    options = method_options(config)
+    if isinstance(options, SGLDConfig):
+        full = options.to_dict()
         del full["iterations"]
         return full
-    if config.options:
-        names = ", ".join(sorted(config.options))
-        raise ConfigError(f"{names}: SGLD options, but the method is {config.method!r}")
-    return {}
+    return dict(config.options)
 
 
 def prepared(
