@@ -32,9 +32,11 @@ from cfpoison.data.profiles import read_profiles
 from cfpoison.data.ratings import Ratings
 from cfpoison.defend import (
     DEFENSES,
+    BaggingConfig,
     DefenseConfig,
     DetectRemoveConfig,
 )
+from cfpoison.defend.certify import Certificate, certify_bagging
 from cfpoison.defend.defenses import DEFAULT_DEFENSES, LEARNED, ScoreFunction, defense_from_spec
 from cfpoison.defend.report import table, write_report
 from cfpoison.defend.supervised import learned_score
@@ -119,8 +121,83 @@ def _check_grid_flags(args: argparse.Namespace, parser: argparse.ArgumentParser)
         parser.error("--beta is an SGLD option: put sgld in --grid")
 
 
+#: The flags that apply only with --certify (None: not given).
+CERTIFY_FLAGS = ("top_n", "confidence")
+#: The flags that do not apply with --certify: it certifies the clean data, attack-free.
+NOT_CERTIFY_FLAGS = (
+    "profiles", "grid", "learned_from", "evade", "adaptive", "fpr", "calibration", "report",
+    "items_per_user", "iterations", "beta",
+)  # fmt: skip
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def _certify(args: argparse.Namespace, parser: argparse.ArgumentParser, start: float) -> int:
+    """``--certify``: the certified top-N overlap of one bagging defense on the clean data
+    (:mod:`cfpoison.defend.certify`) against e = 1 .. ceil(alpha n) fake users."""
+    wrong = [_flag(k) for k in NOT_CERTIFY_FLAGS if getattr(args, k) not in (None, False)]
+    if args.target != parse_targets("auto"):
+        wrong.append("--target")
+    if wrong:
+        raise ConfigError(f"{', '.join(wrong)} do(es) not apply with --certify")
+    defenses = [defense_from_spec(spec) for spec in args.defense or ()]
+    if len(defenses) != 1 or not isinstance(defenses[0], BaggingConfig):
+        raise ConfigError("--certify certifies one bagging defense: give --defense bagging[:...]")
+    learner = learner_config(args, parser)
+    if not isinstance(learner, ALSConfig):
+        raise ConfigError("defend: the defenses build on ALS; use --learner als")
+    preprocess = preprocess_config(args)
+    check_command_outputs(args)
+    train, test = prepare(load_from_args(args, args.dataset), preprocess)
+    alpha = ThreatModel().alpha if args.alpha is None else args.alpha
+    certificate = certify_bagging(
+        train,
+        test,
+        learner,
+        defenses[0],
+        np.random.default_rng(args.seed),
+        10 if args.top_n is None else args.top_n,
+        ThreatModel(alpha=alpha).n_fake(train.n_users),
+        0.999 if args.confidence is None else args.confidence,
+    )
+    payload: dict[str, Any] = {
+        "dataset": args.dataset,
+        "defense": defenses[0].to_dict(),
+        "alpha": alpha,
+        "certify": certificate.to_dict(),
+        "preprocess": preprocess.to_dict(),
+        "seconds": time.perf_counter() - start,
+    }
+    emit(args, payload, _certify_table(certificate) + f"seconds {payload['seconds']:.1f}")
+    return 0
+
+
+def _certify_table(c: Certificate) -> str:
+    """The settings, the clean cost, and per e its delta and mean certified r."""
+    n = c.top_n
+    a = c.accuracy
+    lines = [
+        f"bagging vote: T = {c.bags} bags of s = {c.sample} of n = {c.n_users} users "
+        f"({c.seconds_per_bag:.2f} s a bag), confidence {c.confidence:g} per user",
+        f"clean cost on test: HR@{n} {a['bagged_hr']:.4f} (unbagged {a['unbagged_hr']:.4f}), "
+        f"NDCG@{n} {a['bagged_ndcg']:.4f} (unbagged {a['unbagged_ndcg']:.4f})",
+        f"{'fakes e':>8} {'delta(e)':>9} {f'mean r@{n}':>10} {f'r>={(n + 1) // 2}':>7}",
+    ]
+    half = (c.certified >= (n + 1) // 2).mean(axis=0)
+    for e, d, r, h in zip(c.fakes, c.delta, c.mean_certified, half, strict=True):
+        lines.append(f"{e:>8d} {d:>9.4f} {r:>10.3f} {h:>7.3f}")
+    return "\n".join(lines) + "\n"
+
+
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     start = time.perf_counter()
+    given = [_flag(k) for k in CERTIFY_FLAGS if getattr(args, k) is not None]
+    if args.certify:
+        return _certify(args, parser, start)
+    if given:
+        raise ConfigError(f"{', '.join(given)} appl(ies) only with --certify")
     if bool(args.profiles) == bool(args.grid):
         parser.error("give --profiles (one or more files) or --grid METHOD[,METHOD...]")
     if args.evade and not args.profiles:
@@ -267,7 +344,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--target auto` draws with the same --seed",
     )
     parser.add_argument(
-        "--alpha", type=fraction, help=f"--grid: fake share (default {threat.alpha})"
+        "--alpha",
+        type=fraction,
+        help=f"--grid: fake share; --certify: the most fake users ceil(alpha n) (default "
+        f"{threat.alpha})",
     )
     parser.add_argument(
         "--items-per-user",
@@ -282,6 +362,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"--grid: PGA/SGLD steps (default {attack.iterations})",
     )
     parser.add_argument("--beta", type=float, help="--grid: SGLD's utility weight")
+    parser.add_argument(
+        "--certify",
+        action="store_true",
+        help="instead of attacking: certify one --defense bagging[:bags=T,fraction=F] (users "
+        "unit) on the clean data, PORE's bound: per e = 1 .. ceil(--alpha n) fake users, the "
+        "mean over users of the certified size r of the overlap of the poisoned vote's top N "
+        "with the clean one (docs/math.md section 8); and the vote's HR@N/NDCG@N on test",
+    )
+    parser.add_argument(
+        "--top-n",
+        type=positive_int,
+        metavar="N",
+        help="--certify: the length of the certified lists (default 10)",
+    )
+    parser.add_argument(
+        "--confidence",
+        type=fraction,
+        metavar="C",
+        help="--certify: the bounds hold for a user with this probability over the bags, "
+        "in (0, 1) (default 0.999)",
+    )
     parser.add_argument(
         "--report", type=Path, metavar="DIR", help="write defenses.md and cost-benefit.png here"
     )
