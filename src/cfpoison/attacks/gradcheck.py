@@ -6,10 +6,10 @@ PGA steps, refitted warm from the clean model with the attack's learner settings
 * the **engine's gradient** ``g``: what ``AttackContext.gradient`` returns there, with the
   attack's own fit and solve tolerances;
 * the **reference gradient** ``g*``: the same fake matrix refitted to a relative KKT residual
-  of ``reference_kkt`` (1e-10) and the adjoint solved to a true residual of
-  ``reference_solve_tol`` (1e-8): exact to the digits that matter (docs/math.md);
+  of :class:`Reference`'s ``kkt`` (1e-10) and the adjoint solved to a true residual of its
+  ``solve_tol`` (1e-8): exact to the digits that matter (docs/math.md);
 * a **directional finite difference** of re-solved models along ``d = g* / |g*|``:
-  ``(R(M~ + h d) - R(M~ - h d)) / 2h``, each side refitted to ``reference_kkt`` warm from the
+  ``(R(M~ + h d) - R(M~ - h d)) / 2h``, each side refitted to that KKT residual warm from the
   reference solution; it confirms ``g*`` without trusting any derivative code.
 
 Reported: ``cos(g, g*)``, ``|g - g*| / |g*|``, the finite difference against ``g* . d`` and
@@ -79,6 +79,18 @@ class GradientCheck:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """How the reference gradient is computed: fits to a relative KKT residual of ``kkt``,
+    the adjoint solved to ``solve_tol`` (at most ``solve_max_iter`` iterations), central
+    differences of step ``step`` along it."""
+
+    kkt: float = 1e-10
+    solve_tol: float = 1e-8
+    solve_max_iter: int = 5000
+    step: float = 1e-4
+
+
 def tight_config(config: TightConfig, kkt_tol: float) -> TightConfig:
     """``config`` stopping on the relative KKT residual ``kkt_tol`` alone (no objective test;
     BPR's stationarity test is its KKT residual)."""
@@ -95,10 +107,7 @@ def check_gradient(
     config: AttackConfig,
     *,
     iteration: int = 1,
-    step: float = 1e-4,
-    reference_kkt: float = 1e-10,
-    reference_solve_tol: float = 1e-8,
-    reference_solve_max_iter: int = 5000,
+    reference: Reference = Reference(),
     clean: Learner | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> GradientCheck:
@@ -119,21 +128,21 @@ def check_gradient(
     engine_seconds = time.perf_counter() - tick
     g = engine.on_pattern(fake)
 
-    say(f"iteration {iteration}: the reference, refitted to KKT {reference_kkt:g}")
+    say(f"iteration {iteration}: the reference, refitted to KKT {reference.kkt:g}")
     tick = time.perf_counter()
-    tight = tight_config(config.learner, reference_kkt)
+    tight = tight_config(config.learner, reference.kkt)
     reference_fit = ctx.fit_with(tight, fake, init=learner.factors)
-    reference = utility_gradient(
+    truth = utility_gradient(
         reference_fit,
         train.matrix,
         fake,
         ctx.utility,
         "exact",
-        solve_tol=reference_solve_tol,
-        solve_max_iter=reference_solve_max_iter,
+        solve_tol=reference.solve_tol,
+        solve_max_iter=reference.solve_max_iter,
         warm_start=engine.adjoint,
     )
-    g_ref = reference.on_pattern(fake)
+    g_ref = truth.on_pattern(fake)
     norm_ref = float(np.linalg.norm(g_ref))
     if norm_ref == 0.0:
         raise ConfigError("gradcheck: the true gradient is zero at this point")
@@ -141,15 +150,13 @@ def check_gradient(
     say(f"iteration {iteration}: two re-solved fits for the finite difference")
     values = []
     for sign in (1.0, -1.0):
-        moved = _with_data(fake, fake.data + sign * step * direction)
+        moved = _with_data(fake, fake.data + sign * reference.step * direction)
         refit = ctx.fit_with(tight, moved, init=reference_fit.factors)
         values.append(ctx.utility.value(refit.user_factors, refit.item_factors))
-    fd = (values[0] - values[1]) / (2.0 * step)
+    fd = (values[0] - values[1]) / (2.0 * reference.step)
     reference_seconds = time.perf_counter() - tick
 
-    return _verdict(
-        iteration, g, g_ref, g, fd, engine, reference, engine_seconds, reference_seconds
-    )
+    return _verdict(iteration, g, g_ref, g, fd, engine, truth, engine_seconds, reference_seconds)
 
 
 def check_promotion_gradient(
@@ -157,10 +164,7 @@ def check_promotion_gradient(
     config: PromotionConfig,
     *,
     iteration: int = 1,
-    step: float = 1e-4,
-    reference_kkt: float = 1e-10,
-    reference_solve_tol: float = 1e-8,
-    reference_solve_max_iter: int = 5000,
+    reference: Reference = Reference(),
     progress: Callable[[str], None] | None = None,
 ) -> GradientCheck:
     """Compare the promotion attack's gradient of its learner at step ``iteration`` (the
@@ -189,31 +193,31 @@ def check_promotion_gradient(
     engine_seconds = time.perf_counter() - tick
     g = engine.dense().ravel()
 
-    say(f"iteration {iteration}: the reference, refitted to KKT {reference_kkt:g}")
+    say(f"iteration {iteration}: the reference, refitted to KKT {reference.kkt:g}")
     tick = time.perf_counter()
-    tight = tight_config(config.learner, reference_kkt)
+    tight = tight_config(config.learner, reference.kkt)
     reference_fit = fit_implicit(tight, train, fake, learner.factors)
-    reference = utility_gradient(
+    truth = utility_gradient(
         reference_fit,
         train.matrix,
         fake,
         utility,
-        solve_tol=reference_solve_tol,
-        solve_max_iter=reference_solve_max_iter,
+        solve_tol=reference.solve_tol,
+        solve_max_iter=reference.solve_max_iter,
         warm_start=engine.adjoint,
     )
-    g_ref = reference.dense().ravel()
-    on_items = reference.on_pattern(fake)
+    g_ref = truth.dense().ravel()
+    on_items = truth.on_pattern(fake)
     norm_items = float(np.linalg.norm(on_items))
     if norm_items == 0.0:
         raise ConfigError("gradcheck: the true gradient is zero on the profiles' items")
     say(f"iteration {iteration}: two re-solved fits for the finite difference")
     values = []
     for sign in (1.0, -1.0):
-        moved = _with_data(fake, fake.data + sign * step * on_items / norm_items)
+        moved = _with_data(fake, fake.data + sign * reference.step * on_items / norm_items)
         refit = fit_implicit(tight, train, moved, reference_fit.factors)
         values.append(utility.value(refit.user_factors, refit.item_factors))
-    fd = (values[0] - values[1]) / (2.0 * step)
+    fd = (values[0] - values[1]) / (2.0 * reference.step)
     reference_seconds = time.perf_counter() - tick
     return _verdict(
         iteration,
@@ -222,7 +226,7 @@ def check_promotion_gradient(
         engine.on_pattern(fake),
         fd,
         engine,
-        reference,
+        truth,
         engine_seconds,
         reference_seconds,
         along=on_items,
