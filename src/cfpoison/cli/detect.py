@@ -1,15 +1,26 @@
 """``cfpoison detect``: inject a profile file and run every detector (two-sided), the learned
-detector, the distribution tests and both t-tests."""
+detector, the distribution tests and both t-tests (``--protocol within``, the default); or
+generate one attack per family and judge every detector leave-one-family-out
+(``--protocol cross-family``, :mod:`cfpoison.detect.cross_family`)."""
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cfpoison.attacks.engine import (
+    BASELINES,
+    AttackConfig,
+    attack_settings,
+    available_methods,
+    run_attack,
+)
+from cfpoison.attacks.threat import ThreatModel
 from cfpoison.cli._common import (
     add_json_option,
     check_command_outputs,
@@ -17,11 +28,15 @@ from cfpoison.cli._common import (
     stderr_progress,
     ttest_data,
 )
-from cfpoison.cli._options import add_options, given
+from cfpoison.cli._options import add_options, flags_of, given, positive_int
 from cfpoison.cli.data import add_load_options, load_from_args
-from cfpoison.config import settings_of
+from cfpoison.config import Setting, settings_of
 from cfpoison.data.profiles import read_profiles
 from cfpoison.detect import DetectConfig, DetectionReport, TTestResult, run_detectors
+from cfpoison.detect.cross_family import LEARNED, CrossFamilyReport, FamilyResult, cross_family
+from cfpoison.errors import ConfigError
+from cfpoison.learners import ALSConfig
+from cfpoison.models import fit_learner, noise_floor
 
 
 def report_text(report: DetectionReport, name: str, profiles: Path) -> str:
@@ -83,7 +98,177 @@ def _what(test: TTestResult) -> str:
     return f"{test.statistic_name} ({test.n_pairs} pairs)"
 
 
+#: The budget flags of ``--protocol cross-family`` (the threat model's).
+BUDGET_SETTINGS = {name: attack_settings()[name] for name in ("alpha", "items_per_user")}
+#: The detector flags only ``--protocol within`` reads.
+WITHIN_ONLY = ("permutations", "ttest_neighbours")
+#: Gradient steps of the iterative attacks under ``--protocol cross-family``.
+CROSS_FAMILY_ITERATIONS = 1
+#: ``(method, options)`` of the families other than one per registered method at its
+#: defaults: ``adaptive`` against detect-and-remove with RDMA at 1% FPR (the attacker that
+#: evades a detector), SGLD's mimic mode beside its paper mode.
+FAMILY_CHANGES: dict[str, tuple[str, dict[str, Any]]] = {
+    "adaptive": ("adaptive", {"defense": "detect_remove"}),
+    "sgld-mimic": ("sgld", {"mode": "mimic"}),
+}
+
+
+def attack_families() -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every family, ``name -> (method, options)``: one per registered method (the baselines
+    first), each variant of :data:`FAMILY_CHANGES` after its method."""
+    methods = available_methods()
+    order = [*(m for m in BASELINES if m in methods), *(m for m in methods if m not in BASELINES)]
+    families: dict[str, tuple[str, dict[str, Any]]] = {}
+    for method in order:
+        variants = {n: c for n, c in FAMILY_CHANGES.items() if c[0] == method}
+        families[method] = variants.pop(method, (method, {}))
+        families.update(variants)
+    return families
+
+
+def _family_table(
+    report: CrossFamilyReport, title: str, cell: Callable[[FamilyResult], str]
+) -> list[str]:
+    families = list(report.n_fake)
+    rows: dict[str, dict[str, FamilyResult]] = {}
+    for result in report.results:
+        rows.setdefault(result.detector, {})[result.family] = result
+    lines = [title, f"{'detector':<12}" + "".join(f"{f:>12}" for f in families)]
+    for detector, by_family in rows.items():
+        lines.append(f"{detector:<12}" + "".join(f"{cell(by_family[f]):>12}" for f in families))
+    return lines
+
+
+def _auc_cell(result: FamilyResult) -> str:
+    return f"{result.auc.auc_two_sided:.3f}{'*' if result.auc.inverted else ' '}"
+
+
+def cross_family_text(report: CrossFamilyReport, name: str) -> str:
+    """The (detector x held-out family) tables, for people."""
+    fpr = f"{100 * report.fpr:g}%"
+    sizes = ", ".join(f"{f} {n}" for f, n in report.n_fake.items())
+    lines = [
+        f"{name}: {report.n_real} real users; fake profiles per family: {sizes}",
+        f"leave-one-family-out: the learned detector trains on the other families' fakes and "
+        f"the real users outside the test fold ({report.folds} folds, seed {report.seed})",
+        "",
+    ]
+    lines += _family_table(
+        report, "two-sided AUC, family held out (* inverted: fakes score lower)", _auc_cell
+    )
+    learned = [r for r in report.results if r.detector == LEARNED]
+    lines.append(
+        f"{'within':<12}"
+        + "".join(
+            f"{r.within.auc_two_sided if r.within else float('nan'):>11.3f} " for r in learned
+        )
+    )
+    lines.append(
+        f"(within: the learned detector trained on the family's own labels, {report.folds}-fold "
+        "out-of-fold, as --protocol within)"
+    )
+    lines.append("")
+    lines += _family_table(
+        report,
+        f"precision at {fpr} FPR (threshold: the {100 * (1 - report.fpr):g}th percentile of the "
+        "test fold's real users' scores; two-sided direction)",
+        lambda r: f"{r.at_fpr_two_sided.precision:.3f} ",
+    )
+    lines.append("")
+    lines += _family_table(
+        report,
+        f"recall at {fpr} FPR (two-sided direction)",
+        lambda r: f"{r.at_fpr_two_sided.recall:.3f} ",
+    )
+    return "\n".join(lines)
+
+
+def _refuse(args: argparse.Namespace, flags: dict[str, str], protocol: str) -> None:
+    """A :class:`ConfigError` for the first of ``flags`` (dest -> flag) given."""
+    for dest, flag in flags.items():
+        if getattr(args, dest, None) is not None:
+            raise ConfigError(f"{flag} does not apply to --protocol {protocol}")
+
+
+def _setting_flags(names: Iterable[str], settings: dict[str, Setting]) -> dict[str, str]:
+    return {name: flags_of(settings[name])[0] for name in names}
+
+
+def _cross_family(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    _refuse(
+        args,
+        {"profiles": "--profiles", **_setting_flags(WITHIN_ONLY, DETECT_SETTINGS)},
+        "cross-family",
+    )
+    known = attack_families()
+    names = list(dict.fromkeys(known if args.families is None else args.families.split(",")))
+    unknown = [f for f in names if f not in known]
+    if unknown:
+        raise ConfigError(f"unknown family {unknown[0]!r} (known: {', '.join(known)})")
+    if len(names) < 2:
+        raise ConfigError("--families: name at least two different families")
+    config = DetectConfig(**given(args, DETECT_SETTINGS.values()))
+    threat = ThreatModel(**given(args, BUDGET_SETTINGS.values()))
+    iterations = args.iterations or CROSS_FAMILY_ITERATIONS
+    check_command_outputs(args)
+    say = stderr_progress(args) or (lambda _: None)
+    ratings = load_from_args(args, args.dataset)
+    learner = ALSConfig(seed=config.seed)
+    say(f"clean fit and its seed-noise floor on {ratings.name}")
+    clean = fit_learner(learner, ratings)
+    floor = noise_floor(ratings, learner, clean)
+    fakes, attacks = {}, {}
+    for i, name in enumerate(names):
+        method, options = known[name]
+        attack = AttackConfig(
+            method=method,
+            learner=learner,
+            threat=threat,
+            iterations=iterations,
+            options=options,
+            seed=config.seed,
+        )
+        say(f"{name} ({i + 1}/{len(names)}): the {method} attack")
+        result = run_attack(ratings, attack, clean=clean, floor=floor)
+        fakes[name] = result.fake
+        attacks[name] = {
+            "method": method,
+            "options": options,
+            "n_fake": int(result.fake.shape[0]),
+            "rmse_shift": result.metrics["rmse_shift"],
+            "seconds": result.seconds,
+        }
+        say(f"{name}: {result.fake.shape[0]} fake profiles in {result.seconds:.1f} s")
+    report = cross_family(ratings, fakes, np.random.default_rng(config.seed), config, progress=say)
+    payload: dict[str, Any] = {
+        "dataset": ratings.name,
+        **report.to_dict(),
+        "attacks": attacks,
+        "threat": threat.to_dict(),
+        "iterations": iterations,
+        "rmse_shift_noise_floor": floor,
+        "config": config.to_dict(),
+        "seconds": time.perf_counter() - start,
+    }
+    emit(args, payload, cross_family_text(report, ratings.name))
+    return 0
+
+
 def _detect(args: argparse.Namespace) -> int:
+    if args.protocol == "cross-family":
+        return _cross_family(args)
+    _refuse(
+        args,
+        {
+            "families": "--families",
+            "iterations": "--iterations",
+            **_setting_flags(BUDGET_SETTINGS, BUDGET_SETTINGS),
+        },
+        "within",
+    )
+    if args.profiles is None:
+        raise ConfigError("--protocol within needs --profiles CSV")
     start = time.perf_counter()
     check_command_outputs(args, inputs=[("--profiles", args.profiles)])
     ratings = load_from_args(args, args.dataset)
@@ -108,21 +293,50 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "detect",
         help="run the shilling detectors and the paper's t-test on fake profiles",
-        description="Append the fake profiles of --profiles (CSV userId,movieId,rating in the "
-        "data set's ids and scale, as `cfpoison attack` writes) to the data set, score every "
-        "user with RDMA, WDMA, WDA, DegSim, LengthVar, MeanVar, FMTD and PCA-VarSelect, "
-        "report precision, recall, F1 (top-k, k = number of fakes) and ROC AUC against the "
-        "truth (two-sided: an inverted separation counts as caught), train a gradient-boosted "
-        "classifier on per-user features (real users vs the labelled fakes, out-of-fold "
-        "AUC), compare the fakes with the real users on profile length, rating histogram and "
-        "item popularity, and run the paired t-tests on how often the rated items are rated.",
+        description="--protocol within (the default): append the fake profiles of --profiles "
+        "(CSV userId,movieId,rating in the data set's ids and scale, as `cfpoison attack` "
+        "writes) to the data set, score every user with RDMA, WDMA, WDA, DegSim, LengthVar, "
+        "MeanVar, FMTD and PCA-VarSelect, report precision, recall, F1 (top-k, k = number of "
+        "fakes) and ROC AUC against the truth (two-sided: an inverted separation counts as "
+        "caught), train a gradient-boosted classifier on per-user features (real users vs the "
+        "labelled fakes, out-of-fold AUC), compare the fakes with the real users on profile "
+        "length, rating histogram and item popularity, and run the paired t-tests on how "
+        "often the rated items are rated. --protocol cross-family: run one attack per family "
+        "on the data set (every registered attack method at its defaults, SGLD in paper and "
+        "mimic mode, adaptive against detect-and-remove with RDMA; --iterations steps, seed "
+        "--seed), inject each alone, and judge every detector leave-one-family-out: the "
+        "learned detector trains on the other families' fakes and the real users outside the "
+        "test fold, and never sees the held-out family's labels; per family the two-sided "
+        "AUC, precision and recall at 1% FPR (threshold: the 99th percentile of the test "
+        "fold's real users' scores), and the learned detector's within-family AUC beside.",
     )
     parser.add_argument(
         "--dataset", required=True, metavar="NAME", help="synthetic, ml-latest-small, csv:PATH"
     )
     parser.add_argument(
-        "--profiles", required=True, type=Path, metavar="CSV", help="the fake profiles"
+        "--protocol",
+        choices=("within", "cross-family"),
+        default="within",
+        help="within (default): the profiles of --profiles, the learned detector trained on "
+        "their own labels; cross-family: generated families, each held out in turn",
     )
+    parser.add_argument(
+        "--profiles", type=Path, metavar="CSV", help="the fake profiles (--protocol within)"
+    )
+    group = parser.add_argument_group("--protocol cross-family")
+    group.add_argument(
+        "--families",
+        metavar="A,B,...",
+        help=f"the families to generate, comma-separated (default: all: "
+        f"{', '.join(attack_families())})",
+    )
+    group.add_argument(
+        "--iterations",
+        type=positive_int,
+        metavar="N",
+        help=f"gradient steps of the iterative attacks (default {CROSS_FAMILY_ITERATIONS})",
+    )
+    add_options(group, BUDGET_SETTINGS.values())
     add_options(parser, DETECT_SETTINGS.values())
     add_load_options(parser)
     add_json_option(parser)

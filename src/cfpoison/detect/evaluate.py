@@ -125,6 +125,16 @@ class DetectionReport:
         }
 
 
+def inject(ratings: Ratings, fake: sp.csr_array) -> tuple[sp.csr_array, np.ndarray]:
+    """The combined ``(m + m') x n`` matrix (real rows first, indices sorted) and its fake
+    mask; :class:`DataError` if ``fake`` has another number of items."""
+    if fake.shape[1] != ratings.n_items:
+        raise DataError(f"fake profiles have {fake.shape[1]} items, data set {ratings.n_items}")
+    combined = sp.csr_array(sp.vstack([ratings.matrix, fake], format="csr"))
+    combined.sort_indices()
+    return combined, np.r_[np.zeros(ratings.n_users, bool), np.ones(fake.shape[0], bool)]
+
+
 def run_detectors(
     ratings: Ratings,
     fake: sp.csr_array,
@@ -140,11 +150,7 @@ def run_detectors(
     """
     say = progress or (lambda _: None)
     config = config or DetectConfig()
-    if fake.shape[1] != ratings.n_items:
-        raise DataError(f"fake profiles have {fake.shape[1]} items, data set {ratings.n_items}")
-    combined = sp.csr_array(sp.vstack([ratings.matrix, fake], format="csr"))
-    combined.sort_indices()
-    is_fake = np.r_[np.zeros(ratings.n_users, bool), np.ones(fake.shape[0], bool)]
+    combined, is_fake = inject(ratings, fake)
     say(f"{len(DETECTORS)} detectors on {combined.shape[0]} users")
     scores = {name: detector(combined, config) for name, detector in DETECTORS.items()}
     metrics = {name: detection_metrics(s, is_fake) for name, s in scores.items()}

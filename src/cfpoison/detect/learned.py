@@ -28,6 +28,7 @@ out-of-fold scores (``auc``) and per fold (``fold_aucs``: coarse with few fakes 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -113,6 +114,16 @@ def user_features(matrix: sp.csr_array, scale: RatingScale) -> tuple[np.ndarray,
     return np.column_stack(list(columns.values())), tuple(columns)
 
 
+def fit_classifier(features: np.ndarray, is_fake: np.ndarray, seed: int) -> Any:
+    """The detector's ``HistGradientBoostingClassifier(class_weight="balanced",
+    random_state=seed)`` fitted on ``features`` (rows) against the labels ``is_fake``."""
+    # scikit-learn is imported here: it takes a second, and only this detector needs it
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    model = HistGradientBoostingClassifier(class_weight="balanced", random_state=seed)
+    return model.fit(features, is_fake)
+
+
 def learned_detector(
     matrix: sp.csr_array,
     is_fake: np.ndarray,
@@ -124,8 +135,6 @@ def learned_detector(
 
     Uses ``min(folds, #fakes, #normals)`` folds; raises :class:`DataError` if that is < 2.
     """
-    # scikit-learn is imported here: it takes a second, and only this detector needs it
-    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import StratifiedKFold
 
     is_fake = np.asarray(is_fake, dtype=bool)
@@ -142,8 +151,7 @@ def learned_detector(
     fold_aucs = []
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     for train_idx, test_idx in splitter.split(features, is_fake):
-        model = HistGradientBoostingClassifier(class_weight="balanced", random_state=seed)
-        model.fit(features[train_idx], is_fake[train_idx])
+        model = fit_classifier(features[train_idx], is_fake[train_idx], seed)
         scores[test_idx] = model.predict_proba(features[test_idx])[:, 1]
         fold_aucs.append(two_sided(scores[test_idx], is_fake[test_idx]).auc)
     return LearnedReport(
