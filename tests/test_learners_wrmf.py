@@ -364,26 +364,3 @@ def test_gradient_matches_finite_differences_of_resolved_fits(case: Case, goal: 
     assert cosine >= 0.999 and error <= 1e-5, (cosine, error)
     cosine, error = cosine_and_error(dense.ravel(), reference.ravel())
     assert cosine >= 0.999 and error <= 1e-5, (cosine, error)
-
-
-def test_newton_polish_reaches_the_minimum_that_long_als_reaches(
-    case: Case, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """From 60 sweeps' point (KKT residual 0.025), :meth:`_Objective.polish` lowers ``L``
-    to a KKT residual of 1e-10 in a few Newton steps, at the point that plain ALS sweeps
-    reach; a fit takes those steps on its own."""
-    config = case.config.replace(kkt_tol=0.0, max_sweeps=60, anderson_memory=0)
-    start = WRMFLearner(config).fit(case.interactions, fake=case.fake)
-    objective, f = start._fitted()
-    before = objective.evaluate(f)[0]
-    value, kkt, steps = objective.polish(f, 1e-10)
-    assert kkt <= 1e-10 and 1 <= steps <= 6 and value < before
-    fitted = WRMFLearner(case.config.replace(kkt_tol=1e-10)).fit(case.interactions, fake=case.fake)
-    assert fitted.converged and fitted.kkt_residual() <= 1e-10
-    monkeypatch.setattr("cfpoison.learners.wrmf.NEWTON_BELOW", -1.0)  # plain ALS
-    slow = case.config.replace(kkt_tol=1e-10, max_sweeps=20_000, anderson_memory=0)
-    reference = WRMFLearner(slow).fit(case.interactions, init=start.factors, fake=case.fake)
-    assert reference.converged and reference._trace.newton == 0
-    np.testing.assert_allclose(
-        f.user @ f.item.T, reference.user_factors @ reference.item_factors.T, atol=1e-7
-    )

@@ -139,7 +139,6 @@ class Trace:
     kkt: float
     converged: bool
     rejected: int = 0  # Anderson sweeps discarded (work done, not in the history)
-    newton: int = 0  # Newton steps taken besides the sweeps (WRMF's polish)
 
     @property
     def sweeps(self) -> int:

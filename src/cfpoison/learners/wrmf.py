@@ -42,18 +42,6 @@ from cfpoison.learners.factored import Anderson, SweptLearner, Trace, random_fac
 from cfpoison.learners.hessian import SolveResult, minres
 
 log = logging.getLogger(__name__)
-#: When ALS crawls (:func:`_crawling`: checked every NEWTON_EVERY sweeps, below a KKT
-#: residual of NEWTON_BELOW) the fit takes Newton steps (:meth:`_Objective.polish`). On
-#: ml-latest-small binarised with fake rows: from KKT 3e-3 no Newton step decreased L; from
-#: below 1e-4, 7 steps reached 1e-8.
-NEWTON_EVERY = 50
-NEWTON_BELOW = 1e-3
-NEWTON_STEPS = 8
-NEWTON_HALVINGS = 4
-NEWTON_SOLVE_TOL = 1e-2
-NEWTON_SOLVE_ITERS = 200
-#: ``L`` may rise this much (relative) in a Newton step: rounding, near the minimum.
-NEWTON_ROUNDING = 1e-12
 
 Structure = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -184,83 +172,23 @@ class _Objective:
         """``L`` and the relative KKT residual ``||grad L|| / ||2 lam theta||``;
         ``item_block=False`` leaves out V's gradient (zero to rounding after
         :meth:`update_items`)."""
-        value, halves = self._half_gradient(f, item_block)
-        sq = sum(float(np.sum(g * g)) for g in halves)
-        norm = sum(float(np.sum(x * x)) for x in (f.user, f.fake_user, f.item))
-        kkt = math.sqrt(sq) / (self.lam * math.sqrt(norm)) if norm > 0 else math.inf
-        return value, 0.0 if sq == 0 else kkt
-
-    def gradient(self, f: Factors) -> tuple[float, np.ndarray]:
-        """``L`` and ``grad L``, flat ``[vec(U), vec(U~), vec(V)]`` (:class:`WRMFSystem`'s
-        order)."""
-        value, halves = self._half_gradient(f, item_block=True)
-        return value, 2.0 * np.concatenate([g.ravel() for g in halves])
-
-    def _half_gradient(self, f: Factors, item_block: bool) -> tuple[float, list[np.ndarray]]:
-        """``L`` and ``grad L / 2`` by block: U, U~ and (``item_block``) V."""
         gram_v, gram_w = f.item.T @ f.item, f.user.T @ f.user + f.fake_user.T @ f.fake_user
         eye = self.lam * np.eye(f.item.shape[1])
         value = float(np.sum(gram_w * gram_v)) + self.train.const + self.fake.const
-        halves = []
+        sq = 0.0
         for block, x in ((self.train, f.user), (self.fake, f.fake_user)):
             g = x @ (gram_v + eye)
             value += float(np.sum(wrmf_kernels.residual_rows(*block.rows, f.item, x, g)))
-            halves.append(g)
+            sq += float(np.sum(g * g))
         if item_block:
             g = f.item @ (gram_w + eye)
             for block, x in ((self.train, f.user), (self.fake, f.fake_user)):
                 wrmf_kernels.residual_rows(*block.cols, x, f.item, g)
-            halves.append(g)
+            sq += float(np.sum(g * g))
         norm = sum(float(np.sum(x * x)) for x in (f.user, f.fake_user, f.item))
-        return value + self.lam * norm, halves
-
-    def polish(self, f: Factors, kkt_tol: float) -> tuple[float, float, int]:
-        """Newton steps on ``L`` from ``f`` (in place) until the KKT residual is at most
-        ``kkt_tol``: ``H d = -grad L`` solved by :meth:`WRMFSystem.solve` to a relative
-        residual of :data:`NEWTON_SOLVE_TOL` (inexact Newton: the residual falls about 100x
-        a step), the step halved until ``L`` does not rise beyond rounding. ALS can crawl
-        along the slow modes that fake rows sharing items create (a refit stopped at 600
-        sweeps with KKT 2.4e-4 in a promotion attack); near the minimum Newton converges in a
-        few steps.
-        Returns ``L``, the KKT residual and the steps taken (stops early, ``f`` at its best,
-        when no halving decreases ``L``)."""
-        value, grad = self.gradient(f)
-        kkt = self.evaluate(f)[1]
-        steps = 0
-        while kkt > kkt_tol and steps < NEWTON_STEPS:
-            direction = WRMFSystem(self, f).solve(-grad, NEWTON_SOLVE_TOL, NEWTON_SOLVE_ITERS).x
-            trial, scale = f.copy(), 1.0
-            for _ in range(NEWTON_HALVINGS):
-                _add(trial, f, scale, direction)
-                if self.evaluate(trial)[0] <= value + NEWTON_ROUNDING * abs(value):
-                    break
-                scale /= 2
-            else:
-                break
-            f.assign(trial)
-            steps += 1
-            value, grad = self.gradient(f)
-            kkt = self.evaluate(f)[1]
-        return value, kkt, steps
-
-
-def _crawling(kkts: list[float]) -> bool:
-    """Whether ALS crawls, so that Newton steps pay (each costs about 30 sweeps): every
-    :data:`NEWTON_EVERY` sweeps, the KKT residual at most :data:`NEWTON_BELOW` (nearer, a
-    Newton step from a point of ALS's can rise) and down less than 10x over the last ones."""
-    n = len(kkts)
-    if n < NEWTON_EVERY or n % NEWTON_EVERY != 0:
-        return False
-    return kkts[-1] <= NEWTON_BELOW and kkts[-1] > kkts[-NEWTON_EVERY] / 10
-
-
-def _add(out: Factors, f: Factors, scale: float, flat: np.ndarray) -> None:
-    """``out = f + scale * flat`` (flat in :class:`WRMFSystem`'s order), in place."""
-    offset = 0
-    for target, source in ((out.user, f.user), (out.fake_user, f.fake_user), (out.item, f.item)):
-        size = source.size
-        target[:] = source + scale * flat[offset : offset + size].reshape(source.shape)
-        offset += size
+        value += self.lam * norm
+        kkt = math.sqrt(sq) / (self.lam * math.sqrt(norm)) if norm > 0 else math.inf
+        return value, 0.0 if sq == 0 else kkt
 
 
 class WRMFLearner(SweptLearner[tuple[_Objective, Factors]]):
@@ -333,8 +261,7 @@ class WRMFLearner(SweptLearner[tuple[_Objective, Factors]]):
         mixer = Anderson(c.anderson_memory) if c.anderson_memory > 0 else None
         measure = c.kkt_tol > 0 or mixer is not None
         safe: Factors | None = None
-        rejected = newton = 0
-        kkts: list[float] = []  # of the accepted sweeps
+        rejected = 0
         for sweep in range(c.max_sweeps):
             before = f.item.copy() if mixer is not None else None
             objective.update_users(f)
@@ -351,23 +278,13 @@ class WRMFLearner(SweptLearner[tuple[_Objective, Factors]]):
             history.append(value)
             previous = value
             if kkt <= c.kkt_tol:
-                return Trace(history, kkt, True, rejected, newton)
-            kkts.append(kkt)
-            if _crawling(kkts):
-                previous, kkt, steps = objective.polish(f, c.kkt_tol)
-                newton += steps
-                if kkt <= c.kkt_tol:
-                    return Trace(history, kkt, True, rejected, newton)
-                if mixer is not None:
-                    mixer.reset()
-                safe = None
-                continue
+                return Trace(history, kkt, True, rejected)
             if mixer is not None and before is not None and sweep + 1 < c.max_sweeps:
                 safe = f.copy()
                 f.item[:] = mixer.mix(before.ravel(), f.item.ravel()).reshape(f.item.shape)
         if safe is not None:  # never return an extrapolated point
             f.assign(safe)
-        return Trace(history, kkt, False, rejected, newton)
+        return Trace(history, kkt, False, rejected)
 
     # ------------------------------------------------------------------ fitted state
     @property
