@@ -15,6 +15,7 @@ from cfpoison.attacks.evasion import with_evasions
 from cfpoison.attacks.threat import ThreatModel
 from cfpoison.attacks.utility import UtilityConfig
 from cfpoison.cli._common import (
+    StepBar,
     add_json_option,
     add_learner_options,
     attack_targets,
@@ -42,7 +43,7 @@ from cfpoison.defend.report import table, write_report
 from cfpoison.defend.supervised import learned_score
 from cfpoison.detect import DETECTORS
 from cfpoison.errors import ConfigError
-from cfpoison.experiments.defense_grid import evaluate_defenses, run_defense_grid
+from cfpoison.experiments.defense_grid import defense_fits, evaluate_defenses, run_defense_grid
 from cfpoison.learners import ALSConfig, ALSLearner
 
 
@@ -235,9 +236,20 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             attacks, evasions = with_evasions(train, attacks, args.evade, fpr)
         clean = ALSLearner(learner).fit(train)
         targets = attack_targets(args, train, clean)
+        bar = StepBar(args, defense_fits(attacks, defenses), "defenses")
         result = evaluate_defenses(
-            train, test, attacks, defenses, learner, targets, args.seed, scores, clean
+            train,
+            test,
+            attacks,
+            defenses,
+            learner,
+            targets,
+            args.seed,
+            scores,
+            clean,
+            progress=bar,
         )
+        bar.close()
     payload: dict[str, Any] = {
         "dataset": args.dataset,
         "profiles": list(args.profiles or []),

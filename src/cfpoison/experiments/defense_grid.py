@@ -28,7 +28,7 @@ defense applied to data ``X`` (``D(clean)`` sees no fake rows) and ``A(X)`` unde
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -71,6 +71,17 @@ def _push(train: Ratings, model: DefendedModel, base: DefendedModel, targets: np
     )
 
 
+def defense_fits(
+    attacks: Mapping[str, Any],
+    defenses: Sequence[DefenseConfig],
+    only: Mapping[str, str] | None = None,
+) -> int:
+    """How many progress phases :func:`evaluate_defenses` reports: one per undefended
+    attack, per defense on clean data, and per defense x attack evaluated."""
+    pairs = sum(1 for d in defenses for a in attacks if not only or only.get(a, d.label) == d.label)
+    return len(attacks) + len(defenses) + pairs
+
+
 def evaluate_defenses(
     train: Ratings,
     test: Ratings,
@@ -82,6 +93,7 @@ def evaluate_defenses(
     scores: Mapping[str, ScoreFunction] | None = None,
     clean_fit: ALSLearner | None = None,
     only: Mapping[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Every defense against every attack (metrics of the module docstring).
 
@@ -89,7 +101,8 @@ def evaluate_defenses(
     columns; ``seed`` seeds each defense's generator (bagging); ``scores`` optionally maps a
     detect-and-remove label to its score function; ``clean_fit`` (``learner`` fitted on
     ``train``) is computed when not given; ``only`` maps an attack to the one defense label it
-    is evaluated against (an attack made for that defense). Returns ``clean`` (undefended numbers),
+    is evaluated against (an attack made for that defense); ``progress`` is called as each of
+    the :func:`defense_fits` fits starts. Returns ``clean`` (undefended numbers),
     ``attacks`` (undefended, per attack) and ``defenses`` (one row per defense x attack).
     """
     if not defenses:
@@ -101,7 +114,9 @@ def evaluate_defenses(
     floor = noise_floor(train, learner, clean_fit)
     test_clean = rmse(clean, test)
     undefended: dict[str, dict[str, Any]] = {}
+    say = progress or (lambda _: None)
     for name, fake in attacks.items():
+        say(f"undefended: {name}")
         t0 = time.perf_counter()
         poisoned = DefendedModel.undefended(ALSLearner(learner).fit(train, fake=fake))
         undefended[name] = {
@@ -117,6 +132,7 @@ def evaluate_defenses(
     for config in defenses:
         label = config.label
         score = (scores or {}).get(label)
+        say(f"{label}: clean data, two seeds")
         t0 = time.perf_counter()
         on_clean = defend(train, empty, config, learner, np.random.default_rng(seed), score)
         clean_seconds = time.perf_counter() - t0
@@ -129,6 +145,7 @@ def evaluate_defenses(
             if only and only.get(name, label) != label:
                 continue
             base = undefended[name]
+            say(f"{label}: {name}")
             t0 = time.perf_counter()
             model = defend(train, fake, config, learner, np.random.default_rng(seed), score)
             seconds = time.perf_counter() - t0
