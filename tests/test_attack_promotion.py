@@ -15,6 +15,8 @@ from cfpoison.attacks.promotion import (
     _swap,
     baseline_profiles,
     budget,
+    candidate_items,
+    covisitation,
     draw_targets,
     fit_implicit,
     promotion_utility,
@@ -84,6 +86,24 @@ def test_a_swap_trades_the_worst_fillers_for_the_best_items_and_keeps_targets() 
     np.testing.assert_array_equal(moved.indices, [0, 3, 5])  # 1 and 2 out, 5 and 3 in
     kept, none = _swap(moved, -np.abs(gradient) + 10 * moved.toarray(), np.array([0]), 2)
     assert none == 0 and np.array_equal(kept.indices, moved.indices)
+
+
+def test_swaps_bring_in_only_the_allowed_items() -> None:
+    fake = sp.csr_array(np.array([[1.0, 1.0, 1.0, 0.0, 0.0, 0.0]]))
+    gradient = np.array([[5.0, -1.0, 0.5, 2.0, 0.2, 3.0]])
+    allowed = np.array([True, True, True, True, True, False])
+    moved, made = _swap(fake, gradient, np.array([0]), 2, allowed)
+    assert made == 1  # 5 is not allowed; 4 for 2 would lose
+    np.testing.assert_array_equal(moved.indices, [0, 2, 3])
+
+
+def test_the_pool_is_the_items_most_co_interacted_with_the_targets(data: Interactions) -> None:
+    targets = draw_targets(data, 2, np.random.default_rng(0))
+    weights = covisitation(data, targets)
+    allowed = candidate_items(data, targets, 5)
+    assert allowed.sum() == 5 and weights[allowed].min() >= weights[~allowed].max()
+    assert candidate_items(data, targets, 0).all()
+    assert not candidate_items(data, targets, data.n_items)[weights == 0].any()
 
 
 def test_pga_ascends_and_beats_its_random_start(data: Interactions) -> None:

@@ -13,6 +13,8 @@ Methods:
   ``G = dR/dW`` (every entry, through the learner's adjoint system) prices each exchange of a
   held filler ``j`` for an unheld item ``l`` at ``G_fl - G_fj``; a step makes the ``s`` best
   positive exchanges per profile, backtracking halves ``s`` until the refitted utility rises;
+  ``pool`` > 0 lets a step bring in only the ``pool`` items most co-interacted with the
+  targets' users (``benchmarks/RESULTS.md``: it did not hold on a second split, so it is off);
 * ``robust``: the same on the mean utility over surrogate learners (:func:`default_surrogates`);
 * ``random``, ``popular`` (fillers half among the 5% most popular items) and ``covisitation``
   (fillers in proportion to their co-interactions with the targets): the frameworks' baselines.
@@ -81,6 +83,8 @@ class PromotionConfig(JsonConfig):
         iterations: gradient steps (``pga``, ``robust``).
         swaps: the first step's swaps per profile (0: half the fillers).
         start: the baseline whose profiles the gradient steps start from (``pga``, ``robust``).
+        pool: the items the gradient steps may bring in: the ``pool`` most co-interacted with
+            the targets' users (0: every item).
         surrogates: the robust method's learners (empty: :func:`default_surrogates`).
         solve_tol, solve_max_iter: the adjoint solve's true relative residual and cap.
         seed: seeds everything random (targets, fillers, the starting profiles).
@@ -97,6 +101,7 @@ class PromotionConfig(JsonConfig):
     iterations: int = 8
     swaps: int = 0
     start: Literal["random", "popular", "covisitation"] = "covisitation"
+    pool: int = 0
     surrogates: tuple[WRMFConfig | BPRConfig, ...] = ()
     solve_tol: float = 1e-4
     solve_max_iter: int = 500
@@ -110,6 +115,7 @@ class PromotionConfig(JsonConfig):
         require(self.top_k >= 1, f"top_k must be >= 1, got {self.top_k}")
         require(self.iterations >= 0, f"iterations must be >= 0, got {self.iterations}")
         require(self.swaps >= 0, f"swaps must be >= 0, got {self.swaps}")
+        require(self.pool >= 0, f"pool must be >= 0 (0: every item), got {self.pool}")
         require(0 < self.solve_tol < 1, f"solve_tol must be in (0, 1), got {self.solve_tol}")
         require(self.solve_max_iter >= 1, "solve_max_iter must be >= 1")
         require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
@@ -207,8 +213,7 @@ def baseline_profiles(
         weights = np.zeros(n)
         weights[top] = 1.0
     elif method == "covisitation":
-        likers = np.flatnonzero(np.asarray(train.matrix[:, targets].sum(axis=1)).ravel() > 0)
-        weights = np.bincount(train.matrix[likers].indices, minlength=n).astype(np.float64)
+        weights = covisitation(train, targets)
     elif method != "random":
         raise ConfigError(f"unknown baseline {method!r}")
     weights[targets] = 0.0
@@ -222,6 +227,23 @@ def baseline_profiles(
             chosen = np.concatenate([keep, _draw(rest, fillers // 2, rng)])
         columns.append(np.concatenate([targets, chosen]))
     return profiles(columns, n)
+
+
+def covisitation(train: Interactions, targets: np.ndarray) -> np.ndarray:
+    """Each item's interactions from the users who interacted with a target."""
+    likers = np.flatnonzero(np.asarray(train.matrix[:, targets].sum(axis=1)).ravel() > 0)
+    return np.bincount(train.matrix[likers].indices, minlength=train.n_items).astype(np.float64)
+
+
+def candidate_items(train: Interactions, targets: np.ndarray, pool: int) -> np.ndarray:
+    """The mask of the items a gradient step may bring in: the ``pool`` most co-interacted
+    with the targets' users (ties by column; 0: every item)."""
+    if pool == 0:
+        return np.ones(train.n_items, dtype=bool)
+    weights = covisitation(train, targets)
+    allowed = np.zeros(train.n_items, dtype=bool)
+    allowed[np.argsort(-weights, kind="stable")[:pool]] = True
+    return allowed & (weights > 0)
 
 
 def _draw(weights: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -344,7 +366,8 @@ def promotion_profiles(
         for c in learners
         for fitted in [clean if c == config.learner else fit_implicit(c, train)]
     ]
-    fake = _ascend(train, surrogates, start_fake, targets, config, history, progress)
+    allowed = candidate_items(train, targets, config.pool)
+    fake = _ascend(train, surrogates, start_fake, targets, allowed, config, history, progress)
     return fake, targets, history
 
 
@@ -353,11 +376,13 @@ def _ascend(
     surrogates: list[_Surrogate],
     fake: sp.csr_array,
     targets: np.ndarray,
+    allowed: np.ndarray,
     config: PromotionConfig,
     history: list[dict[str, Any]],
     progress: Callable[[str], None] | None,
 ) -> sp.csr_array:
-    """Vertex steps with backtracking on the mean utility (module docstring)."""
+    """Vertex steps with backtracking on the mean utility, bringing in ``allowed`` items only
+    (module docstring)."""
     value, fits = _refit(train, surrogates, fake)
     _commit(surrogates, fits)
     fillers = int(np.diff(fake.indptr).max()) - len(targets)
@@ -368,7 +393,7 @@ def _ascend(
         gradient, diagnostics = _mean_gradient(train, surrogates, fake, config)
         accepted = False
         for _ in range(MAX_HALVINGS + 1):
-            moved, made = _swap(fake, gradient, targets, swaps)
+            moved, made = _swap(fake, gradient, targets, swaps, allowed)
             if made == 0:
                 break
             candidate, fits = _refit(train, surrogates, moved)
@@ -467,10 +492,15 @@ def _mean_gradient(
 
 
 def _swap(
-    fake: sp.csr_array, gradient: np.ndarray, targets: np.ndarray, swaps: int
+    fake: sp.csr_array,
+    gradient: np.ndarray,
+    targets: np.ndarray,
+    swaps: int,
+    allowed: np.ndarray | None = None,
 ) -> tuple[sp.csr_array, int]:
-    """Each profile with up to ``swaps`` of its held fillers exchanged for unheld items, the
-    pairs of largest positive first-order gain ``G_fl - G_fj`` (targets never move)."""
+    """Each profile with up to ``swaps`` of its held fillers exchanged for unheld items (of
+    ``allowed``, a mask; default every item), the pairs of largest positive first-order gain
+    ``G_fl - G_fj`` (targets never move)."""
     columns, made = [], 0
     protected = np.zeros(fake.shape[1], dtype=bool)
     protected[targets] = True
@@ -478,7 +508,7 @@ def _swap(
         held = fake.indices[fake.indptr[f] : fake.indptr[f + 1]]
         g = gradient[f]
         fillers = held[~protected[held]]
-        free = np.ones(fake.shape[1], dtype=bool)
+        free = np.ones(fake.shape[1], dtype=bool) if allowed is None else allowed.copy()
         free[held] = False
         free[protected] = False
         unheld = np.flatnonzero(free)
