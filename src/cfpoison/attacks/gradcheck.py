@@ -168,7 +168,8 @@ def check_promotion_gradient(
     progress: Callable[[str], None] | None = None,
 ) -> GradientCheck:
     """Compare the promotion attack's gradient of its learner at step ``iteration`` (the
-    profiles after ``iteration - 1`` steps of ``config.method``, refitted as the attack refits)
+    profiles after ``iteration - 1`` steps of ``config.method`` and the learner's fit the
+    attack took its gradient at; refitted as the attack refits when the steps kept none)
     with the true one; module docstring."""
     say = progress or (lambda _: None)
     if config.method not in ("pga", "robust"):
@@ -177,11 +178,12 @@ def check_promotion_gradient(
         raise ConfigError(f"gradcheck: iteration must be >= 1, got {iteration}")
     say(f"iteration {iteration}: the clean fit and {iteration - 1} {config.method} step(s)")
     clean = fit_implicit(config.learner, train)
-    fake, targets, _ = promotion_profiles(train, config.replace(iterations=iteration - 1), clean)
+    before = config.replace(iterations=iteration - 1)
+    fake, targets, _, attacked = promotion_profiles(train, before, clean)
     utility = promotion_utility(train, clean, targets, config.top_k)
     say(f"iteration {iteration}: the engine's gradient")
     tick = time.perf_counter()
-    learner = attack_refit(config.learner, train, fake, clean)
+    learner = attacked if attacked is not None else attack_refit(config.learner, train, fake, clean)
     engine = utility_gradient(
         learner,
         train.matrix,

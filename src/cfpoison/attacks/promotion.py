@@ -321,7 +321,7 @@ def run_promotion(
     attacked learner (``clean``: its fit on ``train``, computed when not given)."""
     start = time.perf_counter()
     clean = clean or fit_implicit(config.learner, train)
-    fake, targets, history = promotion_profiles(train, config, clean, progress)
+    fake, targets, history, _ = promotion_profiles(train, config, clean, progress)
     metrics = promotion_metrics(train, fake, config.learner, targets, clean=clean)
     metrics["seconds"] = time.perf_counter() - start
     metrics["untrustworthy_gradients"] = count_untrustworthy(history)
@@ -343,9 +343,11 @@ def promotion_profiles(
     config: PromotionConfig,
     clean: ImplicitLearner,
     progress: Callable[[str], None] | None = None,
-) -> tuple[sp.csr_array, np.ndarray, list[dict[str, Any]]]:
+) -> tuple[sp.csr_array, np.ndarray, list[dict[str, Any]], ImplicitLearner | None]:
     """The fake profiles of ``config`` (``clean``: the attacked learner fitted on ``train``),
-    the target columns and the per-step history, unmeasured."""
+    the target columns, the per-step history, unmeasured, and the attacked learner as the
+    attack last refitted it on them (None when no step refits it: the baselines, or
+    surrogates without it)."""
     rng = np.random.default_rng(config.seed)
     if config.targets:
         targets = np.sort(train.item_index(np.asarray(config.targets)))
@@ -354,7 +356,8 @@ def promotion_profiles(
     n_fake, b = budget(train, config, len(targets))
     history: list[dict[str, Any]] = []
     if config.method not in ("pga", "robust"):
-        return baseline_profiles(config.method, train, targets, n_fake, b, rng), targets, history
+        fake = baseline_profiles(config.method, train, targets, n_fake, b, rng)
+        return fake, targets, history, None
     start_fake = baseline_profiles(config.start, train, targets, n_fake, b, rng)
     learners = (
         (config.learner,)
@@ -368,7 +371,8 @@ def promotion_profiles(
     ]
     allowed = candidate_items(train, targets, config.pool)
     fake = _ascend(train, surrogates, start_fake, targets, allowed, config, history, progress)
-    return fake, targets, history
+    attacked = next((s.fitted for s in surrogates if s.config == config.learner), None)
+    return fake, targets, history, attacked
 
 
 def _ascend(
