@@ -1,7 +1,9 @@
 """``cfpoison detect``: inject a profile file and run every detector (two-sided), the learned
 detector, the distribution tests and both t-tests (``--protocol within``, the default); or
 generate one attack per family and judge every detector leave-one-family-out
-(``--protocol cross-family``, :mod:`cfpoison.detect.cross_family`)."""
+(``--protocol cross-family``, :mod:`cfpoison.detect.cross_family`); or, with ``--feedback
+implicit[:THRESHOLD]``, inject the binary profiles of ``cfpoison promote --profiles`` into the
+binarised training split and run the implicit detectors (:mod:`cfpoison.detect.implicit`)."""
 
 from __future__ import annotations
 
@@ -30,10 +32,14 @@ from cfpoison.cli._common import (
 )
 from cfpoison.cli._options import add_options, flags_of, given, positive_int
 from cfpoison.cli.data import add_load_options, load_from_args
+from cfpoison.cli.promote import parse_feedback
 from cfpoison.config import Setting, settings_of
+from cfpoison.data.interactions import Interactions
+from cfpoison.data.preprocess import PreprocessConfig, prepare
 from cfpoison.data.profiles import read_profiles
 from cfpoison.detect import DetectConfig, DetectionReport, TTestResult, run_detectors
 from cfpoison.detect.cross_family import LEARNED, CrossFamilyReport, FamilyResult, cross_family
+from cfpoison.detect.implicit import ImplicitDetectionReport, run_implicit_detectors
 from cfpoison.errors import ConfigError
 from cfpoison.learners import ALSConfig
 from cfpoison.models import fit_learner, noise_floor
@@ -255,7 +261,82 @@ def _cross_family(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The detector flags that only rated profiles read (DegSim's significance weighting, the
+#: t-tests, the rating-histogram test).
+EXPLICIT_ONLY = ("degsim_shrink", "ttest_neighbours", "permutations")
+
+
+def implicit_text(report: ImplicitDetectionReport, name: str, profiles: Path) -> str:
+    """The implicit detector table (two-sided AUC, flagging at the FPR), for people."""
+    fpr = f"{100 * report.fpr:g}%"
+    lines = [
+        f"{name}: {report.n_normal} real users, {report.n_fake} fake users from {profiles}",
+        "",
+        f"{'detector':<16}{'AUC':>8}{'2-sided':>9}{'prec@' + fpr:>12}{'rec@' + fpr:>11}"
+        f"{'flagged':>9}",
+    ]
+    for detector, j in report.judged.items():
+        note = "  inverted" if j.auc.inverted else ""
+        lines.append(
+            f"{detector:<16}{j.auc.auc:>8.3f}{j.auc.auc_two_sided:>9.3f}"
+            f"{j.at_fpr.precision:>12.3f}{j.at_fpr.recall:>11.3f}{j.at_fpr.flagged:>9}{note}"
+        )
+    lines.append(
+        "(2-sided = max(AUC, 1 - AUC): 'inverted' = fakes score lower, caught all the same;"
+    )
+    lines.append(
+        f" flagged: above the {100 * (1 - report.fpr):g}th percentile of the real users' scores, "
+        "in the direction the AUC favours)"
+    )
+    if report.learned is None:
+        lines.append(f"learned detector: not run ({report.learned_skipped})")
+    else:
+        lines.append(
+            f"learned: gradient boosting on the {len(report.learned.features)} scores above, "
+            f"{report.learned.folds}-fold out-of-fold (seed {report.learned.seed})"
+        )
+    best, best_auc = report.best()
+    lines.append(f"best detector: {best} (two-sided AUC {best_auc:.3f})")
+    return "\n".join(lines)
+
+
+def _implicit(args: argparse.Namespace) -> int:
+    if args.protocol == "cross-family":
+        raise ConfigError("--feedback implicit does not apply to --protocol cross-family")
+    _refuse(
+        args,
+        {
+            "families": "--families",
+            "iterations": "--iterations",
+            **_setting_flags(BUDGET_SETTINGS, BUDGET_SETTINGS),
+            **_setting_flags(EXPLICIT_ONLY, DETECT_SETTINGS),
+        },
+        "within --feedback implicit",
+    )
+    if args.profiles is None:
+        raise ConfigError("--feedback implicit needs --profiles CSV (cfpoison promote --profiles)")
+    start = time.perf_counter()
+    check_command_outputs(args, inputs=[("--profiles", args.profiles)])
+    config = DetectConfig(**given(args, DETECT_SETTINGS.values()))
+    train, _ = prepare(load_from_args(args, args.dataset), PreprocessConfig(seed=config.seed))
+    data = Interactions.from_ratings(train, args.feedback)
+    fake_ids, fake = read_profiles(args.profiles, train)
+    report = run_implicit_detectors(data, fake, config, progress=stderr_progress(args))
+    payload: dict[str, Any] = {
+        "dataset": data.name,
+        "profiles": str(args.profiles),
+        "fake_user_ids": fake_ids,
+        **report.to_dict(),
+        "config": config.to_dict(),
+        "seconds": time.perf_counter() - start,
+    }
+    emit(args, payload, implicit_text(report, data.name, args.profiles))
+    return 0
+
+
 def _detect(args: argparse.Namespace) -> int:
+    if args.feedback is not None:
+        return _implicit(args)
     if args.protocol == "cross-family":
         return _cross_family(args)
     _refuse(
@@ -322,6 +403,15 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--profiles", type=Path, metavar="CSV", help="the fake profiles (--protocol within)"
+    )
+    parser.add_argument(
+        "--feedback",
+        type=parse_feedback,
+        metavar="implicit[:THRESHOLD]",
+        help="binary profiles (CSV userId,movieId,weight, as `cfpoison promote --profiles` "
+        "writes) against the training split of `cfpoison promote --seed S` (pass --seed S) "
+        "binarised at THRESHOLD (default 4): length, item popularity, DegSim (Jaccard, "
+        "cosine), PCA and the learned detector, two-sided AUC and precision/recall at 1%% FPR",
     )
     group = parser.add_argument_group("--protocol cross-family")
     group.add_argument(
