@@ -18,6 +18,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -39,13 +41,8 @@ def degsim(matrix: sp.csr_array, k: int = 10, shrink: float = 50.0) -> np.ndarra
     X2 = _pattern(matrix, centred**2)
     ones = _pattern(matrix, np.ones_like(centred))
     X_t, X2_t, ones_t = X.T.tocsr(), X2.T.tocsr(), ones.T.tocsr()
-    k = min(k, m - 1)
-    scores = np.zeros(m)
-    if k < 1:
-        return scores
-    block = max(1, BLOCK_ELEMENTS // m)
-    for start in range(0, m, block):
-        stop = min(m, start + block)
+
+    def similarities(start: int, stop: int) -> np.ndarray:
         num = (X[start:stop] @ X_t).toarray()
         den = (X2[start:stop] @ ones_t).toarray() * (ones[start:stop] @ X2_t).toarray()
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -53,9 +50,25 @@ def degsim(matrix: sp.csr_array, k: int = 10, shrink: float = 50.0) -> np.ndarra
         if shrink > 0:
             co_rated = (ones[start:stop] @ ones_t).toarray()
             sim *= np.minimum(co_rated, shrink) / shrink
+        return sim
+
+    return nearest_mean(m, k, similarities)
+
+
+def nearest_mean(m: int, k: int, similarities: Callable[[int, int], np.ndarray]) -> np.ndarray:
+    """Each of ``m`` users' mean similarity to its ``k`` most similar other users (DegSim),
+    from ``similarities(start, stop)``: rows ``start:stop`` of the ``m x m`` similarity
+    matrix, computed in blocks of :data:`BLOCK_ELEMENTS`, never whole."""
+    k = min(k, m - 1)
+    scores = np.zeros(m)
+    if k < 1:
+        return scores
+    block = max(1, BLOCK_ELEMENTS // m)
+    for start in range(0, m, block):
+        stop = min(m, start + block)
+        sim = similarities(start, stop)
         sim[np.arange(stop - start), np.arange(start, stop)] = -np.inf  # not its own neighbour
-        top = np.partition(sim, m - k, axis=1)[:, m - k :]
-        scores[start:stop] = top.mean(axis=1)
+        scores[start:stop] = np.partition(sim, m - k, axis=1)[:, m - k :].mean(axis=1)
     return scores
 
 

@@ -41,7 +41,7 @@ from scipy.sparse.linalg import LinearOperator, svds
 
 from cfpoison.data.interactions import Interactions
 from cfpoison.detect.cross_family import AtFPR, at_fpr
-from cfpoison.detect.detectors import BLOCK_ELEMENTS
+from cfpoison.detect.detectors import nearest_mean
 from cfpoison.detect.evaluate import DetectConfig, Detector
 from cfpoison.detect.features import item_stats, row_ids, row_means
 from cfpoison.detect.learned import LearnedReport, fit_classifier
@@ -82,20 +82,14 @@ def degsim_binary(
     X_t = X.T.tocsr()
     m = X.shape[0]
     lengths = profile_length(X)
-    k = min(k, m - 1)
-    scores = np.zeros(m)
-    if k < 1:
-        return scores
-    block = max(1, BLOCK_ELEMENTS // m)
-    for start in range(0, m, block):
-        stop = min(m, start + block)
+
+    def similarities(start: int, stop: int) -> np.ndarray:
         shared = (X[start:stop] @ X_t).toarray()
         a, b = lengths[start:stop, None], lengths[None, :]
         den = a + b - shared if similarity == "jaccard" else np.sqrt(a * b)
-        sim = np.divide(shared, den, out=np.zeros_like(shared), where=den > 0)
-        sim[np.arange(stop - start), np.arange(start, stop)] = -np.inf  # not its own neighbour
-        scores[start:stop] = np.partition(sim, m - k, axis=1)[:, m - k :].mean(axis=1)
-    return scores
+        return np.divide(shared, den, out=np.zeros_like(shared), where=den > 0)
+
+    return nearest_mean(m, k, similarities)
 
 
 def pca_binary(matrix: sp.csr_array, components: int = 3) -> np.ndarray:
