@@ -44,7 +44,7 @@ from cfpoison.detect.cross_family import AtFPR, at_fpr
 from cfpoison.detect.detectors import nearest_mean
 from cfpoison.detect.evaluate import DetectConfig, Detector
 from cfpoison.detect.features import item_stats, row_ids, row_means
-from cfpoison.detect.learned import LearnedReport, fit_classifier
+from cfpoison.detect.learned import LearnedReport, learned_out_of_fold
 from cfpoison.detect.metrics import TwoSided, two_sided
 from cfpoison.errors import DataError
 
@@ -134,33 +134,6 @@ def inject_binary(data: Interactions, fake: sp.csr_array) -> tuple[sp.csr_array,
         raise DataError(f"fake profiles have {fake.shape[1]} items, {data.name} {data.n_items}")
     combined = binary(sp.csr_array(sp.vstack([data.matrix, fake], format="csr")))
     return combined, np.r_[np.zeros(data.n_users, bool), np.ones(fake.shape[0], bool)]
-
-
-def learned_out_of_fold(
-    features: np.ndarray, names: tuple[str, ...], is_fake: np.ndarray, folds: int, seed: int
-) -> LearnedReport:
-    """Out-of-fold scores of :func:`fit_classifier` on ``features``:
-    ``StratifiedKFold(min(folds, #fakes, #normals), shuffle=True, random_state=seed)``, as
-    :func:`cfpoison.detect.learned.learned_detector`; :class:`DataError` below 2 folds."""
-    from sklearn.model_selection import StratifiedKFold
-
-    n_fake = int(is_fake.sum())
-    n_normal = len(is_fake) - n_fake
-    k = min(folds, n_fake, n_normal)
-    if k < 2:
-        raise DataError(
-            f"the learned detector needs >= 2 fake and >= 2 normal users, got "
-            f"{n_fake} and {n_normal}"
-        )
-    scores = np.zeros(len(is_fake))
-    fold_aucs = []
-    for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(features, is_fake):
-        model = fit_classifier(features[train], is_fake[train], seed)
-        scores[test] = model.predict_proba(features[test])[:, 1]
-        fold_aucs.append(two_sided(scores[test], is_fake[test]).auc)
-    return LearnedReport(
-        scores, two_sided(scores, is_fake), tuple(fold_aucs), names, n_normal, n_fake, k, seed
-    )
 
 
 @dataclasses.dataclass(frozen=True)

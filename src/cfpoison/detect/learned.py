@@ -135,25 +135,33 @@ def learned_detector(
 
     Uses ``min(folds, #fakes, #normals)`` folds; raises :class:`DataError` if that is < 2.
     """
+    is_fake = np.asarray(is_fake, dtype=bool)
+    features, names = user_features(matrix, scale)
+    return learned_out_of_fold(features, names, is_fake, folds, seed)
+
+
+def learned_out_of_fold(
+    features: np.ndarray, names: tuple[str, ...], is_fake: np.ndarray, folds: int, seed: int
+) -> LearnedReport:
+    """Out-of-fold scores of :func:`fit_classifier` on ``features`` (users x features):
+    ``StratifiedKFold(min(folds, #fakes, #normals), shuffle=True, random_state=seed)``;
+    :class:`DataError` below 2 folds. Shared by the rated and the binary detectors."""
     from sklearn.model_selection import StratifiedKFold
 
-    is_fake = np.asarray(is_fake, dtype=bool)
     n_fake = int(is_fake.sum())
     n_normal = len(is_fake) - n_fake
     k = min(folds, n_fake, n_normal)
     if k < 2:
         raise DataError(
-            f"the learned detector needs >= 2 fake and >= 2 normal users, got {n_fake} and "
-            f"{n_normal}"
+            f"the learned detector needs >= 2 fake and >= 2 normal users, got "
+            f"{n_fake} and {n_normal}"
         )
-    features, names = user_features(matrix, scale)
     scores = np.zeros(len(is_fake))
     fold_aucs = []
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    for train_idx, test_idx in splitter.split(features, is_fake):
-        model = fit_classifier(features[train_idx], is_fake[train_idx], seed)
-        scores[test_idx] = model.predict_proba(features[test_idx])[:, 1]
-        fold_aucs.append(two_sided(scores[test_idx], is_fake[test_idx]).auc)
+    for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(features, is_fake):
+        model = fit_classifier(features[train], is_fake[train], seed)
+        scores[test] = model.predict_proba(features[test])[:, 1]
+        fold_aucs.append(two_sided(scores[test], is_fake[test]).auc)
     return LearnedReport(
         scores, two_sided(scores, is_fake), tuple(fold_aucs), names, n_normal, n_fake, k, seed
     )
