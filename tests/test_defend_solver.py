@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from cfpoison.learners.weighted import WeightedProblem, fold_in, weighted_als
@@ -21,17 +22,24 @@ def random_matrix(rng: np.random.Generator, m: int, n: int, density: float) -> s
     return matrix
 
 
-def test_weighted_rows_match_dense_normal_equations(rng: np.random.Generator) -> None:
-    matrix = random_matrix(rng, 12, 9, 0.5)
-    k = 3
-    Y = rng.standard_normal((9, k))
+@pytest.mark.parametrize(("k", "density"), [(3, 0.5), (10, 0.1)])
+def test_weighted_rows_match_dense_normal_equations(
+    rng: np.random.Generator, k: int, density: float
+) -> None:
+    """Both routes (k x k Cholesky; Woodbury for rows with fewer than 3k/4 entries, at k = 10
+    and density 0.1), with zero weights among the entries."""
+    matrix = random_matrix(rng, 40, 30, density)
+    Y = rng.standard_normal((30, k))
     w = rng.uniform(0.1, 2.0, matrix.nnz)
-    lam = rng.uniform(0.5, 3.0, 12)
-    out = np.zeros((12, k))
+    w[::5] = 0.0
+    lam = rng.uniform(0.5, 3.0, 40)
+    out = np.zeros((40, k))
     fit = weighted_solve_rows(
         matrix.indptr.astype(np.int64), matrix.indices.astype(np.int32), matrix.data, w, Y, lam, out
     )
-    for r in range(12):
+    counts = np.diff(matrix.indptr)
+    assert np.any(4 * counts < 3 * k) == (k == 10)
+    for r in range(40):
         sl = slice(matrix.indptr[r], matrix.indptr[r + 1])
         Yr, d, wr = Y[matrix.indices[sl]], matrix.data[sl], w[sl]
         x = np.linalg.solve(Yr.T @ (wr[:, None] * Yr) + lam[r] * np.eye(k), Yr.T @ (wr * d))

@@ -142,7 +142,7 @@ def cholesky_solve(A: np.ndarray, b: np.ndarray) -> None:
 
 
 @njit(cache=True, inline="always")
-def _ridge_solve(A: np.ndarray, b: np.ndarray, dd: float, lam: float, x: np.ndarray) -> float:
+def ridge_solve(A: np.ndarray, b: np.ndarray, dd: float, lam: float, x: np.ndarray) -> float:
     """``x = A^-1 b`` (``A`` destroyed) and the fit term ``d.d - x.b - lam |x|^2`` from the
     normal equations, ``dd = d.d``: one row of :func:`solve_rows` after accumulation."""
     x[:] = b
@@ -194,7 +194,7 @@ def dual_solve(
     by Woodbury through a c x c system: ``g = S^-1 b'``, ``(I + Y S^-1 Y^T) z = Y g``,
     ``x = g - S^-1 Y^T z``, given ``inverse = S^-1`` and ``weighted = Y S^-1``. ``b`` and
     ``dd`` arrive without the row's entries, which are added here; returns the fit term as
-    :func:`_ridge_solve` (``d.d - x.b' - lam |x|^2``). ``O(c^2 k + k^2)`` instead of the
+    :func:`ridge_solve` (``d.d - x.b' - lam |x|^2``). ``O(c^2 k + k^2)`` instead of the
     ``O(c k^2 + k^3)`` of the k x k system: the cheaper one when ``c < 3k/4``
     (``docs/math.md`` section 4, "Few ratings per row")."""
     c, k = rows.shape
@@ -264,7 +264,7 @@ def solve_rows(
         for a in range(k):
             A[a, a] = lam
         dd = _accumulate(p1, i1, d1, Y1, r, A, b) + _accumulate(p2, i2, d2, Y2, r, A, b)
-        fit[r] = _ridge_solve(A, b, dd, lam, out[r])
+        fit[r] = ridge_solve(A, b, dd, lam, out[r])
     return fit
 
 
@@ -301,7 +301,7 @@ def solve_rows_shared(
             continue
         A = shared.copy()
         total = _accumulate(p, i, d, Y, r, A, b) + dd[r]
-        fit[r] = _ridge_solve(A, b, total, lam, out[r])
+        fit[r] = ridge_solve(A, b, total, lam, out[r])
     return fit
 
 
