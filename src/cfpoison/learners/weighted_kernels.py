@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from cfpoison.learners.kernels import ridge_solve, dual_solve
+from cfpoison.learners.kernels import dual_solve, ridge_solve
 
 
 @njit(cache=True, parallel=True, fastmath=False)
