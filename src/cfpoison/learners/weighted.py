@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cfpoison.errors import DataError
+from cfpoison.learners.kernels import csr_dot, csr_matmul
 from cfpoison.learners.weighted_kernels import weighted_solve_rows
 
 
@@ -87,20 +88,18 @@ class WeightedProblem:
     def residuals(self, user: np.ndarray, item: np.ndarray) -> np.ndarray:
         """``X_ij - u_i.v_j`` at every stored entry, in CSR order."""
         indptr, indices, data = self.rows
-        rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-        return data - np.einsum("pk,pk->p", user[rows], item[indices])
+        return data - csr_dot(indptr, indices, user, item)
 
     def penalty(self, user: np.ndarray, item: np.ndarray) -> float:
         return float(self.lam_users @ np.sum(user**2, 1) + self.lam_items @ np.sum(item**2, 1))
 
     def kkt_residual(self, weights: np.ndarray, user: np.ndarray, item: np.ndarray) -> float:
         """``||grad L_w||_F / ||grad penalty||_F`` (0 at a stationary point, scale-free)."""
-        indptr, indices, _ = self.rows
-        weighted = sp.csr_array(
-            (weights * self.residuals(user, item), indices, indptr), shape=self.shape
+        weighted = weights * self.residuals(user, item)
+        g_user = self.lam_users[:, None] * user - csr_matmul(*self.rows[:2], weighted, item)
+        g_item = self.lam_items[:, None] * item - csr_matmul(
+            *self.cols[:2], weighted[self.to_cols], user
         )
-        g_user = self.lam_users[:, None] * user - weighted @ item
-        g_item = self.lam_items[:, None] * item - weighted.T @ user
         grad = math.sqrt(float(np.sum(g_user**2) + np.sum(g_item**2)))
         reg = math.sqrt(
             float(np.sum((self.lam_users[:, None] * user) ** 2))
