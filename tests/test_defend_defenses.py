@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -20,7 +22,9 @@ from cfpoison.defend import (
     InfluenceCapConfig,
     TrimmedConfig,
     defend,
+    defenses,
 )
+from cfpoison.defend.defenses import PlainFits
 from cfpoison.defend.supervised import learned_score
 from cfpoison.errors import ConfigError
 from cfpoison.experiments.defense_grid import evaluate_defenses
@@ -56,6 +60,38 @@ def test_trimmed_with_fraction_zero_is_plain_als(split: tuple[Ratings, Ratings])
     reference = plain(train, fake)
     np.testing.assert_array_equal(model.user, reference.user_factors)
     np.testing.assert_array_equal(model.item, reference.item_factors)
+
+
+@pytest.mark.parametrize("unit", ["ratings", "users"])
+def test_trimmed_takes_its_first_round_from_known_fits(
+    split: tuple[Ratings, Ratings], unit: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A known plain fit on the same data is trimmed ALS's first round (one fit fewer): the
+    defended model is bit for bit the one refitted from scratch; a fit on other data or of
+    another config is not taken."""
+    train, _ = split
+    fake = planted(train, 6, 40)
+    config = TrimmedConfig(fraction=0.05, unit=unit)
+    fits = []
+    original = defenses.fit_subset
+
+    def counted(*args: Any, **kwargs: Any) -> defenses.SubsetFit:
+        fits.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(defenses, "fit_subset", counted)
+    fresh = defend(train, fake, config, LEARNER, np.random.default_rng(0))
+    assert len(fits) == 1 + config.rounds
+    known = PlainFits()
+    first = plain(train, fake)
+    known.add(first, train.matrix, fake)
+    assert known.get(LEARNER, train.matrix, planted(train, 6, 40, seed=2)) is None
+    assert known.get(LEARNER.replace(seed=1), train.matrix, fake) is None
+    reused = defend(train, fake, config, LEARNER, np.random.default_rng(0), known=known)
+    assert len(fits) == 1 + 2 * config.rounds
+    np.testing.assert_array_equal(reused.user, fresh.user)
+    np.testing.assert_array_equal(reused.item, fresh.item)
+    assert reused.info == fresh.info
 
 
 def test_ensemble_of_one_full_bag_is_plain_als(split: tuple[Ratings, Ratings]) -> None:

@@ -28,6 +28,7 @@ validated config (JSON round trip); :func:`defend` dispatches on its type.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -420,12 +421,13 @@ def trimmed(
     fake: sp.csr_array,
     learner: ALSConfig,
     config: TrimmedConfig,
+    known: PlainFits | None = None,
 ) -> DefendedModel:
     """Trimmed ALS (module docstring); residuals use every user's ALS fold-in against ``V``.
 
-    ``fraction = 0`` is plain ALS.
+    ``fraction = 0`` is plain ALS; ``known``: plain fits to take the first round from.
     """
-    result = trimmed_fit(train, fake, learner, config)
+    result = trimmed_fit(train, fake, learner, config, known=known)
     model = _model(result.fit, result.removed_real, result.removed_fake, result.info)
     model.converged = result.converged
     return model
@@ -449,10 +451,17 @@ def trimmed_fit(
     learner: ALSConfig,
     config: TrimmedConfig,
     init: Factors | None = None,
+    known: PlainFits | None = None,
 ) -> TrimmedFit:
-    """The rounds of :func:`trimmed`; ``init`` warm-starts the first fit (on all the data)."""
+    """The rounds of :func:`trimmed`; ``init`` warm-starts the first fit (on all the data);
+    without it, a fit of ``known`` on the same data is the first round."""
     m = train.n_users
-    fit = fit_subset(train, Subset.of(train.matrix, fake, np.zeros(m, bool)), fake, learner, init)
+    everything = Subset.of(train.matrix, fake, np.zeros(m, bool))
+    first = known.get(learner, train.matrix, fake) if known and init is None else None
+    if first is not None:
+        fit = SubsetFit(everything, first, first.user_factors.copy())
+    else:
+        fit = fit_subset(train, everything, fake, learner, init)
     matrix = combined(train, fake)
     counts = np.diff(matrix.indptr)
     real_out, fake_out = np.zeros(m, bool), np.zeros(fake.shape[0], bool)
@@ -488,6 +497,33 @@ def trimmed_fit(
         info["sweeps"].append(fit.fitted.n_sweeps)
         converged = converged and fit.fitted.converged
     return TrimmedFit(fit, real_out, fake_out, info, converged)
+
+
+class PlainFits:
+    """Plain ALS fits already computed (the clean model, its reseeded twin, the undefended
+    poisoned models), by learner config and the content of the ratings and fake rows they
+    were fitted on. A defense whose first fit is plain ALS on the same data (trimmed ALS's
+    first round) takes the stored fit instead of refitting: the same model, bit for bit."""
+
+    def __init__(self) -> None:
+        self._fits: dict[tuple[str, str], ALSLearner] = {}
+
+    @staticmethod
+    def _key(learner: ALSConfig, train: sp.csr_array, fake: sp.csr_array) -> tuple[str, str]:
+        digest = hashlib.blake2b(digest_size=16)
+        for matrix in (train, fake):
+            digest.update(np.asarray(matrix.shape, dtype=np.int64).tobytes())
+            for part in (matrix.indptr, matrix.indices, matrix.data):
+                digest.update(np.ascontiguousarray(part).tobytes())
+        return learner.to_json(), digest.hexdigest()
+
+    def add(self, fitted: ALSLearner, train: sp.csr_array, fake: sp.csr_array) -> None:
+        """Keep ``fitted``, an ALS fit of its config on ``train`` plus ``fake`` from its own
+        random start."""
+        self._fits[self._key(fitted.config, train, fake)] = fitted
+
+    def get(self, learner: ALSConfig, train: sp.csr_array, fake: sp.csr_array) -> ALSLearner | None:
+        return self._fits.get(self._key(learner, train, fake))
 
 
 @dataclasses.dataclass
@@ -721,15 +757,17 @@ def defend(
     learner: ALSConfig,
     rng: np.random.Generator,
     score: ScoreFunction | None = None,
+    known: PlainFits | None = None,
 ) -> DefendedModel:
     """Apply the defense ``config`` to ``train`` + ``fake`` (``rng``: bagging's draws;
-    ``score``: detect-and-remove's score function, default its config's detector)."""
+    ``score``: detect-and-remove's score function, default its config's detector; ``known``:
+    plain ALS fits already computed, :class:`PlainFits`)."""
     if isinstance(config, DetectRemoveConfig):
         return detect_and_remove(train, fake, learner, config, score)
     if isinstance(config, BaggingConfig):
         return bagging(train, fake, learner, config, rng)
     if isinstance(config, TrimmedConfig):
-        return trimmed(train, fake, learner, config)
+        return trimmed(train, fake, learner, config, known)
     if isinstance(config, HuberConfig):
         return huber(train, fake, learner, config)
     if isinstance(config, InfluenceCapConfig):

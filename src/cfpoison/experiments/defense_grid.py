@@ -41,6 +41,7 @@ from cfpoison.data.ratings import Ratings
 from cfpoison.defend.defenses import (
     DefenseConfig,
     DetectRemoveConfig,
+    PlainFits,
     ScoreFunction,
     defend,
     detector_score,
@@ -111,14 +112,21 @@ def evaluate_defenses(
     empty = sp.csr_array((0, train.n_items))
     clean_fit = clean_fit or ALSLearner(learner).fit(train)
     clean = DefendedModel.undefended(clean_fit)
-    floor = noise_floor(train, learner, clean_fit)
+    reseeded = learner.replace(seed=learner.seed + 1)
+    clean_reseeded = ALSLearner(reseeded).fit(train)
+    floor = rmse_shift(train.matrix, clean_fit, clean_reseeded)
+    known = PlainFits()
+    known.add(clean_fit, train.matrix, empty)
+    known.add(clean_reseeded, train.matrix, empty)
     test_clean = rmse(clean, test)
     undefended: dict[str, dict[str, Any]] = {}
     say = progress or (lambda _: None)
     for name, fake in attacks.items():
         say(f"undefended: {name}")
         t0 = time.perf_counter()
-        poisoned = DefendedModel.undefended(ALSLearner(learner).fit(train, fake=fake))
+        poisoned_fit = ALSLearner(learner).fit(train, fake=fake)
+        known.add(poisoned_fit, train.matrix, fake)
+        poisoned = DefendedModel.undefended(poisoned_fit)
         undefended[name] = {
             "attack": name,
             "n_fake": int(fake.shape[0]),
@@ -134,12 +142,13 @@ def evaluate_defenses(
         score = (scores or {}).get(label)
         say(f"{label}: clean data, two seeds")
         t0 = time.perf_counter()
-        on_clean = defend(train, empty, config, learner, np.random.default_rng(seed), score)
+        on_clean = defend(train, empty, config, learner, np.random.default_rng(seed), score, known)
         clean_seconds = time.perf_counter() - t0
         test_defended = rmse(on_clean, test)
         alone = rmse_shift(train.matrix, on_clean, clean)
-        reseeded = learner.replace(seed=learner.seed + 1)
-        other = defend(train, empty, config, reseeded, np.random.default_rng(seed + 1), score)
+        other = defend(
+            train, empty, config, reseeded, np.random.default_rng(seed + 1), score, known
+        )
         floor_defended = rmse_shift(train.matrix, other, on_clean)
         for name, fake in attacks.items():
             if only and only.get(name, label) != label:
@@ -147,7 +156,7 @@ def evaluate_defenses(
             base = undefended[name]
             say(f"{label}: {name}")
             t0 = time.perf_counter()
-            model = defend(train, fake, config, learner, np.random.default_rng(seed), score)
+            model = defend(train, fake, config, learner, np.random.default_rng(seed), score, known)
             seconds = time.perf_counter() - t0
             shift = rmse_shift(train.matrix, model, clean)
             through = rmse_shift(train.matrix, model, on_clean)
