@@ -526,6 +526,22 @@ class PlainFits:
         return self._fits.get(self._key(learner, train, fake))
 
 
+def weighted_fit(
+    problem: WeightedProblem, weights: np.ndarray, item: np.ndarray, learner: ALSConfig
+) -> WeightedFit:
+    """:func:`weighted_als` from ``item`` with the learner's caps, tolerances and Anderson
+    memory."""
+    return weighted_als(
+        problem,
+        weights,
+        item,
+        learner.max_sweeps,
+        learner.tol,
+        learner.kkt_tol,
+        learner.anderson_memory,
+    )
+
+
 @dataclasses.dataclass
 class ReweightedFit:
     """A reweighting defense's fit of the combined matrix (real rows, then fake rows), and the
@@ -609,7 +625,7 @@ def huber_fit(
         if stationary and huber_kkt() <= learner.kkt_tol:
             break
         weights = irls_weights()
-        fit = weighted_als(problem, weights, item, learner.max_sweeps, learner.tol, learner.kkt_tol)
+        fit = weighted_fit(problem, weights, item, learner)
         user, item = fit.user, fit.item
         sweeps.append(fit.sweeps)
         converged = converged and fit.converged
@@ -662,7 +678,7 @@ def influence_cap_fit(
         matrix, learner.lambda_u * cap, np.full(train.n_items, learner.lambda_v)
     )
     items = init.fit.item if init else _initial_items(learner, train.n_items)
-    fit = weighted_als(problem, weights, items, learner.max_sweeps, learner.tol, learner.kkt_tol)
+    fit = weighted_fit(problem, weights, items, learner)
     info = {
         "median_profile": median,
         "capped_real": int(np.sum(cap[: train.n_users] < 1)),
@@ -695,7 +711,7 @@ def als_wr_fit(
     problem = WeightedProblem.build(matrix, config.lam * user_counts, config.lam * item_counts)
     weights = np.ones(matrix.nnz)
     items = init.fit.item if init else _initial_items(learner, train.n_items)
-    fit = weighted_als(problem, weights, items, learner.max_sweeps, learner.tol, learner.kkt_tol)
+    fit = weighted_fit(problem, weights, items, learner)
     return ReweightedFit(problem, weights, fit, np.ones(matrix.shape[0]), math.inf, {})
 
 

@@ -323,7 +323,10 @@ class Engine:
         kkt = _ratio(2.0 * math.sqrt(sq), self._reg_grad_norm(f))
         return total + self.penalty(f), kkt
 
-    # ------------------------------------------------------------------ the loop
+    def kkt_after_items(self, f: Factors) -> float:
+        """The relative KKT residual right after :meth:`update_items` (user blocks only)."""
+        return self.evaluate(f, item_block=False)[1]
+
     def run(
         self,
         f: Factors,
@@ -333,56 +336,80 @@ class Engine:
         start: float = math.inf,
         memory: int = 0,
     ) -> Trace:
-        """Sweep (users, then items) until a tolerance or ``max_sweeps``; ``f`` in place.
-
-        ``start`` is the objective before the first sweep (``inf`` when unknown). The
-        objective comes free with the item half-step; the KKT residual costs one pass over
-        the ratings and is computed only when ``kkt_tol > 0`` (``nan`` otherwise).
-
-        ``memory > 0`` accelerates the sweeps by Anderson mixing (:class:`Anderson`) of the
-        item factors: a sweep is the fixed-point map ``V -> G(V)`` (users solved for ``V``,
-        then items for those users), and the next sweep starts from the combination of the
-        last ``memory`` images ``G(V)`` whose residuals ``G(V) - V`` cancel best. Every
-        returned point is a plain sweep's output (users and items exact for each other), so
-        the objective and KKT residual reported are those of real ALS iterates, and the
-        accepted objectives descend: a sweep from an extrapolated start that ends above the
-        last accepted objective is discarded, the last plain output restored and the memory
-        cleared (a rejected sweep is not counted in the history).
-        """
+        """:func:`sweep_until` on this engine's half-steps, with serial BLAS."""
         with serial_blas():
-            return self._run(f, max_sweeps, tol, kkt_tol, start, memory)
+            return sweep_until(self, f, max_sweeps, tol, kkt_tol, start, memory)
 
-    def _run(
-        self, f: Factors, max_sweeps: int, tol: float, kkt_tol: float, start: float, memory: int
-    ) -> Trace:
-        history: list[float] = []
-        previous, kkt = start, math.nan
-        mixer = Anderson(memory) if memory > 0 else None
-        safe: Factors | None = None  # the last plain sweep's output, while mixing
-        rejected = 0
-        for sweep in range(max_sweeps):
-            before = f.item.copy() if mixer is not None else None
-            self.update_users(f)
-            value = self.update_items(f) + self.penalty(f)
-            if mixer is not None and safe is not None and value > previous:
-                # the extrapolated start did worse than the last sweep: back to it, plainly
-                f.assign(safe)
-                mixer.reset()
-                safe, rejected = None, rejected + 1
-                continue
-            if kkt_tol > 0:
-                kkt = self.evaluate(f, item_block=False)[1]
-            history.append(value)
-            change = abs(previous - value) / max(abs(value), np.finfo(float).tiny)
-            previous = value
-            if (kkt_tol > 0 and kkt <= kkt_tol) or (tol > 0 and change <= tol):
-                return Trace(history, kkt, True, rejected)
-            if mixer is not None and before is not None and sweep + 1 < max_sweeps:
-                safe = f.copy()
-                f.item[:] = mixer.mix(before.ravel(), f.item.ravel()).reshape(f.item.shape)
-        if safe is not None:  # never return an extrapolated point
+
+class HalfSteps(Protocol):
+    """What :func:`sweep_until` alternates: exact user and item half-steps of an objective
+    ``L = data term + penalty``, and its relative KKT residual after an item half-step."""
+
+    def update_users(self, f: Factors) -> None: ...
+
+    def update_items(self, f: Factors) -> float:
+        """The item half-step (in place); returns the data term at the new items."""
+        ...
+
+    def penalty(self, f: Factors) -> float: ...
+
+    def kkt_after_items(self, f: Factors) -> float: ...
+
+
+def sweep_until(
+    steps: HalfSteps,
+    f: Factors,
+    max_sweeps: int,
+    tol: float,
+    kkt_tol: float,
+    start: float = math.inf,
+    memory: int = 0,
+) -> Trace:
+    """Sweep (users, then items) until a tolerance or ``max_sweeps``; ``f`` in place.
+
+    ``start`` is the objective before the first sweep (``inf`` when unknown). The
+    objective comes free with the item half-step; the KKT residual is computed only when
+    ``kkt_tol > 0`` (``nan`` otherwise). Stops when the relative objective change of a sweep
+    is ``<= tol`` or the KKT residual ``<= kkt_tol`` (either 0: off).
+
+    ``memory > 0`` accelerates the sweeps by Anderson mixing (:class:`Anderson`) of the
+    item factors: a sweep is the fixed-point map ``V -> G(V)`` (users solved for ``V``,
+    then items for those users), and the next sweep starts from the combination of the
+    last ``memory`` images ``G(V)`` whose residuals ``G(V) - V`` cancel best. Every
+    returned point is a plain sweep's output (users and items exact for each other), so
+    the objective and KKT residual reported are those of real ALS iterates, and the
+    accepted objectives descend: a sweep from an extrapolated start that ends above the
+    last accepted objective is discarded, the last plain output restored and the memory
+    cleared (a rejected sweep is not counted in the history).
+    """
+    history: list[float] = []
+    previous, kkt = start, math.nan
+    mixer = Anderson(memory) if memory > 0 else None
+    safe: Factors | None = None  # the last plain sweep's output, while mixing
+    rejected = 0
+    for sweep in range(max_sweeps):
+        before = f.item.copy() if mixer is not None else None
+        steps.update_users(f)
+        value = steps.update_items(f) + steps.penalty(f)
+        if mixer is not None and safe is not None and value > previous:
+            # the extrapolated start did worse than the last sweep: back to it, plainly
             f.assign(safe)
-        return Trace(history, kkt, False, rejected)
+            mixer.reset()
+            safe, rejected = None, rejected + 1
+            continue
+        if kkt_tol > 0:
+            kkt = steps.kkt_after_items(f)
+        history.append(value)
+        change = abs(previous - value) / max(abs(value), np.finfo(float).tiny)
+        previous = value
+        if (kkt_tol > 0 and kkt <= kkt_tol) or (tol > 0 and change <= tol):
+            return Trace(history, kkt, True, rejected)
+        if mixer is not None and before is not None and sweep + 1 < max_sweeps:
+            safe = f.copy()
+            f.item[:] = mixer.mix(before.ravel(), f.item.ravel()).reshape(f.item.shape)
+    if safe is not None:  # never return an extrapolated point
+        f.assign(safe)
+    return Trace(history, kkt, False, rejected)
 
 
 class Anderson:

@@ -22,6 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from cfpoison.errors import DataError
+from cfpoison.learners.base import Factors, serial_blas
+from cfpoison.learners.factored import sweep_until
 from cfpoison.learners.kernels import csr_dot, csr_matmul
 from cfpoison.learners.weighted_kernels import weighted_solve_rows
 
@@ -119,6 +121,27 @@ class WeightedFit:
     converged: bool
 
 
+class WeightedHalfSteps:
+    """The half-steps of ``L_w`` with fixed ``weights``, for
+    :func:`cfpoison.learners.factored.sweep_until` (no fake block: the combined matrix)."""
+
+    def __init__(self, problem: WeightedProblem, weights: np.ndarray):
+        self.problem = problem
+        self.weights = weights
+
+    def update_users(self, f: Factors) -> None:
+        self.problem.solve_users(self.weights, f.item, f.user)
+
+    def update_items(self, f: Factors) -> float:
+        return self.problem.solve_items(self.weights, f.user, f.item)
+
+    def penalty(self, f: Factors) -> float:
+        return self.problem.penalty(f.user, f.item)
+
+    def kkt_after_items(self, f: Factors) -> float:
+        return self.problem.kkt_residual(self.weights, f.user, f.item)
+
+
 def weighted_als(
     problem: WeightedProblem,
     weights: np.ndarray,
@@ -126,25 +149,21 @@ def weighted_als(
     max_sweeps: int,
     tol: float,
     kkt_tol: float = 0.0,
+    memory: int = 0,
 ) -> WeightedFit:
     """Sweep ``L_w`` from the item factors ``item`` (copied) until the relative objective
     change is ``<= tol`` or the relative KKT residual ``<= kkt_tol`` (either 0: off, as for the
-    learners), at most ``max_sweeps`` sweeps."""
+    learners), at most ``max_sweeps`` sweeps; ``memory > 0``: Anderson-accelerated as ALS
+    (:func:`cfpoison.learners.factored.sweep_until`)."""
     m, _ = problem.shape
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     item = np.array(item, dtype=np.float64, order="C")
-    user = np.zeros((m, item.shape[1]))
-    previous = math.inf
-    for sweep in range(1, max_sweeps + 1):
-        problem.solve_users(weights, item, user)
-        value = problem.solve_items(weights, user, item) + problem.penalty(user, item)
-        change = abs(previous - value) / max(abs(value), np.finfo(float).tiny)
-        previous = value
-        if (tol > 0 and change <= tol) or (
-            kkt_tol > 0 and problem.kkt_residual(weights, user, item) <= kkt_tol
-        ):
-            return WeightedFit(user, item, value, sweep, True)
-    return WeightedFit(user, item, previous, max_sweeps, False)
+    f = Factors(np.zeros((m, item.shape[1])), item, np.zeros((0, item.shape[1])))
+    with serial_blas():
+        trace = sweep_until(
+            WeightedHalfSteps(problem, weights), f, max_sweeps, tol, kkt_tol, memory=memory
+        )
+    return WeightedFit(f.user, f.item, trace.history[-1], trace.sweeps, trace.converged)
 
 
 def fold_in(
