@@ -113,6 +113,18 @@ def test_anderson_reaches_the_same_stationary_point_in_fewer_sweeps(seed: int) -
     )
 
 
+@pytest.mark.parametrize("cap", [1, 2, 7, 12])
+def test_a_capped_anderson_fit_returns_the_point_its_history_ends_at(cap: int) -> None:
+    """Stopped by its cap, a mixed fit returns its last plain sweep's output, whose objective
+    is the last one in its history (never an extrapolated point, never an earlier sweep)."""
+    ratings, fake, _, _ = tiny_problem(0)
+    config = ALSConfig(rank=3, max_sweeps=cap, kkt_tol=1e-14, anderson_memory=5)
+    fit = ALSLearner(config).fit(ratings, fake=fake)
+    assert not fit.converged
+    assert fit.n_sweeps == cap
+    assert fit.objective() == pytest.approx(fit._trace.history[-1], rel=1e-12)
+
+
 def test_kkt_residual_of_a_non_stationary_point_is_large() -> None:
     ratings, fake, _, _ = tiny_problem(3)
     learner = ALSLearner(ALSConfig(rank=3, max_sweeps=1, tol=0, kkt_tol=0)).fit(ratings, fake=fake)
