@@ -40,6 +40,7 @@ from cfpoison.learners.factored import (
     backend_module,
     checked_init,
     random_factors,
+    sweep_until,
 )
 from cfpoison.learners.hessian import SquaredLossLearner
 
@@ -65,7 +66,7 @@ class ALSConfig(JsonConfig):
             1e-5 makes the implicit gradient exact to cos 0.9999 on ml-latest-small
             (``cfpoison gradcheck``; docs/math.md).
         anderson_memory: sweeps mixed by Anderson acceleration (0: plain ALS); see
-            :meth:`cfpoison.learners.factored.Engine.run`.
+            :func:`cfpoison.learners.factored.sweep_until`.
         init_scale: standard deviation of the random initial item factors.
         seed: seed of the random initialisation (``np.random.default_rng(seed)``).
         threads: numba threads (0 = all cores).
@@ -137,7 +138,9 @@ class ALSLearner(SweptLearner[tuple[Engine, Factors]], SquaredLossLearner):
                 raise DataError(f"initial factors have rank {f.item.shape[1]}, not {c.rank}")
             if matched:
                 start = engine.objective(f)
-        self._trace = engine.run(f, c.max_sweeps, c.tol, c.kkt_tol, start, c.anderson_memory)
+        self._trace = sweep_until(
+            engine, f, c.max_sweeps, c.tol, c.kkt_tol, start, c.anderson_memory
+        )
         self._fit = engine, f
         if not self._trace.converged:
             log.log(

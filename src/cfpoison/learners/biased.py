@@ -210,15 +210,9 @@ class BiasedLearner(SweptLearner[tuple[Problem, BiasedState]]):
             np.zeros((p.n_fake, c.rank + 1)),
         )
         self._fit = p, BiasedState.of(blocks, mu)
-        with serial_blas():
-            self._trace = sweep_until(
-                _BiasedHalfSteps(self),
-                blocks,
-                c.max_sweeps,
-                c.tol,
-                c.kkt_tol,
-                memory=c.anderson_memory,
-            )
+        self._trace = sweep_until(
+            _BiasedHalfSteps(self), blocks, c.max_sweeps, c.tol, c.kkt_tol, memory=c.anderson_memory
+        )
         self._fit = p, self.state.compact()
         return self
 

@@ -133,7 +133,7 @@ def _structure(matrix: sp.csr_array | sp.csc_array) -> Structure:
 
 @dataclasses.dataclass
 class Trace:
-    """What one run of :meth:`Engine.run` did."""
+    """What one run of :func:`sweep_until` did."""
 
     history: list[float]
     kkt: float
@@ -327,19 +327,6 @@ class Engine:
         """The relative KKT residual right after :meth:`update_items` (user blocks only)."""
         return self.evaluate(f, item_block=False)[1]
 
-    def run(
-        self,
-        f: Factors,
-        max_sweeps: int,
-        tol: float,
-        kkt_tol: float,
-        start: float = math.inf,
-        memory: int = 0,
-    ) -> Trace:
-        """:func:`sweep_until` on this engine's half-steps, with serial BLAS."""
-        with serial_blas():
-            return sweep_until(self, f, max_sweeps, tol, kkt_tol, start, memory)
-
 
 class HalfSteps(Protocol):
     """What :func:`sweep_until` alternates: exact user and item half-steps of an objective
@@ -380,8 +367,22 @@ def sweep_until(
     the objective and KKT residual reported are those of real ALS iterates, and the
     accepted objectives descend: a sweep from an extrapolated start that ends above the
     last accepted objective is discarded, the last plain output restored and the memory
-    cleared (a rejected sweep is not counted in the history).
+    cleared (a rejected sweep is not counted in the history). BLAS runs single-threaded
+    (the kernels are parallel over rows).
     """
+    with serial_blas():
+        return _sweeps(steps, f, max_sweeps, tol, kkt_tol, start, memory)
+
+
+def _sweeps(
+    steps: HalfSteps,
+    f: Factors,
+    max_sweeps: int,
+    tol: float,
+    kkt_tol: float,
+    start: float,
+    memory: int,
+) -> Trace:
     history: list[float] = []
     previous, kkt = start, math.nan
     mixer = Anderson(memory) if memory > 0 else None

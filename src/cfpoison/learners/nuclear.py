@@ -51,6 +51,7 @@ from cfpoison.learners.factored import (
     backend_module,
     checked_init,
     random_factors,
+    sweep_until,
 )
 from cfpoison.learners.hessian import SquaredLossLearner
 
@@ -220,7 +221,7 @@ class NuclearNormLearner(SweptLearner[tuple[Engine, Factors, LowRank]], SquaredL
             tol, kkt_tol = (c.tol, c.kkt_tol)
             if coarse:
                 tol, kkt_tol = max(tol, COARSE_TOL), max(kkt_tol, COARSE_KKT)
-            trace: Trace = engine.run(f, left, tol, kkt_tol, start, c.anderson_memory)
+            trace: Trace = sweep_until(engine, f, left, tol, kkt_tol, start, c.anderson_memory)
             history += trace.history
             low = balance(f)
             f = balanced_factors(low, problem.n_users)

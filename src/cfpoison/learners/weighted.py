@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cfpoison.errors import DataError
-from cfpoison.learners.base import Factors, serial_blas
+from cfpoison.learners.base import Factors
 from cfpoison.learners.factored import sweep_until
 from cfpoison.learners.kernels import csr_dot, csr_matmul
 from cfpoison.learners.weighted_kernels import weighted_solve_rows
@@ -159,10 +159,9 @@ def weighted_als(
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     item = np.array(item, dtype=np.float64, order="C")
     f = Factors(np.zeros((m, item.shape[1])), item, np.zeros((0, item.shape[1])))
-    with serial_blas():
-        trace = sweep_until(
-            WeightedHalfSteps(problem, weights), f, max_sweeps, tol, kkt_tol, memory=memory
-        )
+    trace = sweep_until(
+        WeightedHalfSteps(problem, weights), f, max_sweeps, tol, kkt_tol, memory=memory
+    )
     return WeightedFit(f.user, f.item, trace.history[-1], trace.sweeps, trace.converged)
 
 

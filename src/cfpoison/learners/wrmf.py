@@ -251,7 +251,7 @@ class WRMFLearner(SweptLearner[tuple[_Objective, Factors]]):
 
     def _run(self, objective: _Objective, f: Factors) -> Trace:
         """Sweeps until ``kkt_tol`` or ``max_sweeps`` (``f`` in place), Anderson-mixed as
-        :meth:`cfpoison.learners.factored.Engine.run`: a sweep from an extrapolated start
+        :func:`cfpoison.learners.factored.sweep_until`: a sweep from an extrapolated start
         that ends above the last accepted objective is discarded, and every returned point
         is a plain sweep's output. With ``kkt_tol = 0`` and no mixing nothing is measured
         (the history holds NaN)."""
