@@ -69,8 +69,8 @@ class BiasedConfig(JsonConfig):
             ml-latest-small at tol 1e-6: KKT 9e-3 instead of 2e-3). With ``kkt_tol = 1e-5``,
             memory 5 takes 88-102 sweeps where plain sweeps take 409-533, to the same
             objective; robust PGA's biased surrogate keeps plain sweeps (with mixing, its
-            8-step attack on ml-latest-small took 103 s instead of 122 s but moved 5 of 7
-            victims less, benchmarks/RESULTS.md).
+            8-step attack on ml-latest-small ran 35-46% faster but ended with a lower utility
+            at 3 of 3 seeds, benchmarks/RESULTS.md).
     """
 
     kind: ClassVar[str] = "learner"
