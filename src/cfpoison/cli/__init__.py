@@ -52,7 +52,11 @@ def common_options(after_command: bool) -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=default(0), help="more log output"
     )
     group.add_argument(
-        "-q", "--quiet", action="store_true", default=default(False), help="no progress, no logs"
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default(False),
+        help="no progress, no logs (the result is still printed)",
     )
     group.add_argument(
         "--debug", action="store_true", default=default(False), help="tracebacks on errors"

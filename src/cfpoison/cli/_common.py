@@ -135,9 +135,10 @@ class StepBar:
 
 
 def emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
-    """Print ``text`` for people (unless --quiet) and write ``payload`` to ``--json``."""
-    if not getattr(args, "quiet", False):
-        print(text)
+    """Print ``text`` for people (stdout, also with --quiet, which silences only progress and
+    logs: a quiet run without --json would otherwise lose its result) and write ``payload`` to
+    ``--json``."""
+    print(text)
     json_path = getattr(args, "json_path", None)
     if json_path is not None:
         write_json(json_path, payload)
