@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from cfpoison.errors import DataError
 from cfpoison.learners.weighted import WeightedProblem, fold_in, weighted_als
 from cfpoison.learners.weighted_kernels import weighted_solve_rows
 
@@ -90,3 +91,13 @@ def test_weighted_als_stops_on_the_kkt_residual(rng: np.random.Generator) -> Non
     fit = weighted_als(problem, w, 0.1 * rng.standard_normal((15, 3)), 5000, 0.0, 1e-6)
     assert fit.converged and fit.sweeps < 5000
     assert problem.kkt_residual(w, fit.user, fit.item) <= 1e-6
+
+
+def test_negative_or_nan_weights_are_refused(rng: np.random.Generator) -> None:
+    matrix = random_matrix(rng, 6, 5, 0.6)
+    problem = WeightedProblem.build(matrix, np.ones(6), np.ones(5))
+    for bad in (-0.5, np.nan):
+        w = np.ones(matrix.nnz)
+        w[0] = bad
+        with pytest.raises(DataError, match="weight must be >= 0"):
+            weighted_als(problem, w, rng.standard_normal((5, 2)), 10, 0.0)

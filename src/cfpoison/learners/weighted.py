@@ -157,6 +157,8 @@ def weighted_als(
     (:func:`cfpoison.learners.factored.sweep_until`)."""
     m, _ = problem.shape
     weights = np.ascontiguousarray(weights, dtype=np.float64)
+    if not np.all(weights >= 0):  # the row solve takes sqrt(w); NaN fails too
+        raise DataError("weighted ALS: every rating weight must be >= 0")
     item = np.array(item, dtype=np.float64, order="C")
     f = Factors(np.zeros((m, item.shape[1])), item, np.zeros((0, item.shape[1])))
     trace = sweep_until(
