@@ -162,6 +162,15 @@ def test_hitting_the_sweep_cap_is_reported(case: Case, caplog: pytest.LogCapture
     assert "max_sweeps=2" in caplog.text
 
 
+@pytest.mark.parametrize("cap", [1, 2, 7, 12])
+def test_a_capped_mixed_fit_returns_the_point_its_history_ends_at(case: Case, cap: int) -> None:
+    """Stopped by its cap, an Anderson-mixed fit returns its last plain sweep's output, whose
+    objective is the last one in its history (never an earlier sweep)."""
+    learner = case.fit(max_sweeps=cap, kkt_tol=1e-14, anderson_memory=5)
+    assert not learner.converged and learner.n_sweeps == cap
+    assert learner.objective() == pytest.approx(learner.history[-1], rel=1e-12)
+
+
 # ---------------------------------------------------------------------- the learner contract
 
 

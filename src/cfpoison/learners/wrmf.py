@@ -279,11 +279,11 @@ class WRMFLearner(SweptLearner[tuple[_Objective, Factors]]):
             previous = value
             if kkt <= c.kkt_tol:
                 return Trace(history, kkt, True, rejected)
+            safe = None  # f is this plain sweep's output, the last value in the history
             if mixer is not None and before is not None and sweep + 1 < c.max_sweeps:
                 safe = f.copy()
                 f.item[:] = mixer.mix(before.ravel(), f.item.ravel()).reshape(f.item.shape)
-        if safe is not None:  # never return an extrapolated point
-            f.assign(safe)
+        # never an extrapolated point: the last sweep is not mixed, a rejected one is undone
         return Trace(history, kkt, False, rejected)
 
     # ------------------------------------------------------------------ fitted state
