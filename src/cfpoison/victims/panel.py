@@ -14,9 +14,8 @@ A TOML panel is a list of ``[[victims]]`` tables with the fields of
     optional = true          # skipped, with the reason, when Surprise is not installed
 
 Presets (:data:`PRESETS`): ``default`` (cfpoison's ALS at its defaults, which the attacks
-target unless told otherwise, fitted to KKT 1e-4 (:data:`_DEFAULT`), on the evaluated split
-and on another one; ALS at lam 5 and at rank 20; biased MF; Surprise SVD and cmfrec when
-installed) and ``all`` (``default`` plus the
+target unless told otherwise, on the evaluated split and on another one; ALS at lam 5 and at
+rank 20; biased MF; Surprise SVD and cmfrec when installed) and ``all`` (``default`` plus the
 nuclear norm, slow); ``implicit`` (:data:`_IMPLICIT`, for interaction data). Each victim is
 fitted at the evaluation's victim seeds, never the
 attack's own seed.
@@ -64,19 +63,11 @@ class Panel(JsonConfig):
         return run, skipped
 
 
-#: The explicit-rating victims. cfpoison's ALS victims are fitted to a relative KKT residual
-#: of 1e-4 (the attacks' learner: 1e-5): a victim is predicted, never differentiated, and on
-#: ml-latest-small against PGA, robust and uniform profiles every shift, floor, ratio and hit
-#: ratio of ``evaluate --victims default`` stayed inside its 95% interval of the 1e-5 run
-#: (largest change 0.0044 in a shift whose interval is +-0.0125), at 160 s instead of 357 s
-#: (benchmarks/RESULTS.md). Poisoned ALS fits cross plateaus: a fit stopped at 1e-4 can sit
-#: 0.02 RMS from its 1e-5 end point, under half the 0.05-0.06 between two seeds.
-_VICTIM_KKT = {"kkt_tol": 1e-4}
 _DEFAULT = (
-    VictimSpec("als", "als", {**_VICTIM_KKT}),
-    VictimSpec("als-split", "als", {**_VICTIM_KKT}, split_offset=1),
-    VictimSpec("als-lam5", "als", {"lambda_u": 5.0, "lambda_v": 5.0, **_VICTIM_KKT}),
-    VictimSpec("als-rank20", "als", {"rank": 20, **_VICTIM_KKT}),
+    VictimSpec("als", "als"),
+    VictimSpec("als-split", "als", split_offset=1),
+    VictimSpec("als-lam5", "als", {"lambda_u": 5.0, "lambda_v": 5.0}),
+    VictimSpec("als-rank20", "als", {"rank": 20}),
     VictimSpec("biased", "biased"),
     VictimSpec("surprise-svd", "surprise-svd", optional=True),
     VictimSpec("cmfrec", "cmfrec", optional=True),
