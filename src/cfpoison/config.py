@@ -5,7 +5,8 @@ Every config in cfpoison is a frozen dataclass that inherits :class:`JsonConfig`
 * ``cfg.to_dict()`` gives plain JSON types (tuples become lists, nested configs dicts);
 * ``type(cfg).from_dict(d)`` rebuilds it, converting lists back to tuples and nested
   dicts back to configs, rejecting unknown keys and values of the wrong type;
-* ``__post_init__`` of each subclass validates ranges with :func:`require`, so an invalid
+* ``__post_init__`` of each subclass validates ranges with :func:`require` (one condition)
+  and :func:`require_ranges` (bounds on fields), so an invalid
   config cannot exist, whether it came from flags, a TOML sweep file or a stored result.
 
 ``from_dict(to_dict(cfg)) == cfg`` holds for every config (tested with hypothesis).
@@ -35,6 +36,27 @@ def require(condition: bool, message: str) -> None:
     """Raise :class:`ConfigError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise ConfigError(message)
+
+
+def require_ranges(config: object, where: str | None = None, **bounds: str) -> None:
+    """Check each field against its bound, in order: ``rank=">= 1"``, ``lam="> 0"``.
+
+    The first field out of range raises :class:`ConfigError`
+    ``"{where}: {field} must be {bound}, got {value}"`` (no prefix when ``where`` is None).
+    """
+    for field, bound in bounds.items():
+        op, _, number = bound.partition(" ")
+        value = getattr(config, field)
+        limit = float(number)
+        if op == ">=":
+            ok = value >= limit
+        elif op == ">":
+            ok = value > limit
+        else:
+            raise ValueError(f"require_ranges: bound {bound!r} is not '>= x' or '> x'")
+        if not ok:
+            prefix = f"{where}: " if where is not None else ""
+            raise ConfigError(f"{prefix}{field} must be {bound}, got {value}")
 
 
 def _convert(value: Any, hint: Any, where: str) -> Any:

@@ -36,7 +36,7 @@ from cfpoison.attacks.gradient import GradientMethod, ImplicitGradient, utility_
 from cfpoison.attacks.metrics import evaluate_profiles
 from cfpoison.attacks.threat import ThreatModel, grid_values, snap, violations
 from cfpoison.attacks.utility import Utility, UtilityConfig, build_utility
-from cfpoison.config import JsonConfig, Setting, require, settings_of
+from cfpoison.config import JsonConfig, Setting, require, require_ranges, settings_of
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import ConfigError, DataError
 from cfpoison.learners import ALSConfig, BiasedConfig, LearnerConfig, NuclearConfig
@@ -107,8 +107,7 @@ class AttackConfig(JsonConfig):
         )
         require(self.tol >= 0, f"tol must be >= 0, got {self.tol}")
         require(0 < self.solve_tol < 1, f"solve_tol must be in (0, 1), got {self.solve_tol}")
-        require(self.solve_max_iter >= 1, f"solve_max_iter must be >= 1, got {self.solve_max_iter}")
-        require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        require_ranges(self, solve_max_iter=">= 1", seed=">= 0")
 
 
 def attack_settings(skip: tuple[str, ...] = ()) -> dict[str, Setting]:

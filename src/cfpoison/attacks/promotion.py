@@ -36,7 +36,7 @@ import scipy.sparse as sp
 from cfpoison.attacks.engine import count_untrustworthy
 from cfpoison.attacks.gradient import utility_gradient
 from cfpoison.attacks.utility import Utility, candidate_pattern
-from cfpoison.config import JsonConfig, require
+from cfpoison.config import JsonConfig, require, require_ranges
 from cfpoison.data.interactions import Interactions
 from cfpoison.errors import BudgetError, ConfigError
 from cfpoison.learners import (
@@ -111,10 +111,7 @@ class PromotionConfig(JsonConfig):
         require(self.method in METHODS, f"method must be one of {', '.join(METHODS)}")
         require(0 < self.alpha <= 1, f"alpha must be in (0, 1], got {self.alpha}")
         require(self.items_per_user >= 0, "items_per_user must be >= 0 (0: the median)")
-        require(self.n_targets >= 1, f"n_targets must be >= 1, got {self.n_targets}")
-        require(self.top_k >= 1, f"top_k must be >= 1, got {self.top_k}")
-        require(self.iterations >= 0, f"iterations must be >= 0, got {self.iterations}")
-        require(self.swaps >= 0, f"swaps must be >= 0, got {self.swaps}")
+        require_ranges(self, n_targets=">= 1", top_k=">= 1", iterations=">= 0", swaps=">= 0")
         require(self.pool >= 0, f"pool must be >= 0 (0: every item), got {self.pool}")
         require(0 < self.solve_tol < 1, f"solve_tol must be in (0, 1), got {self.solve_tol}")
         require(self.solve_max_iter >= 1, "solve_max_iter must be >= 1")

@@ -65,10 +65,25 @@ def detector_score(name: str) -> ScoreFunction:
 
 
 @dataclasses.dataclass(frozen=True)
-class DetectRemoveConfig(JsonConfig):
-    """Detect-and-remove (module docstring): ``detector``, target ``fpr``, ``calibration``."""
+class DefenseSettings(JsonConfig):
+    """A defense's settings. ``label`` (tables, store keys) is the class's ``_label``
+    template formatted with the fields."""
 
     kind: ClassVar[str] = "defense"
+    _label: ClassVar[str]
+
+    @property
+    def label(self) -> str:
+        return self._label.format(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectRemoveConfig(DefenseSettings):
+    """Detect-and-remove (module docstring): ``detector``, target ``fpr``, ``calibration``."""
+
+    _label: ClassVar[str] = "detect_remove[{detector},fpr={fpr:g},{calibration}]"
     name: Literal["detect_remove"] = "detect_remove"
     detector: str = "rdma"
     fpr: float = 0.01
@@ -82,16 +97,12 @@ class DetectRemoveConfig(JsonConfig):
         )
         require(0 <= self.fpr < 1, f"fpr must be in [0, 1), got {self.fpr}")
 
-    @property
-    def label(self) -> str:
-        return f"detect_remove[{self.detector},fpr={self.fpr:g},{self.calibration}]"
-
 
 @dataclasses.dataclass(frozen=True)
-class BaggingConfig(JsonConfig):
+class BaggingConfig(DefenseSettings):
     """``bags`` ALS fits on subsamples of ``fraction`` of the ``unit`` (users or ratings)."""
 
-    kind: ClassVar[str] = "defense"
+    _label: ClassVar[str] = "bagging[{bags}x{fraction:g} {unit}]"
     name: Literal["bagging"] = "bagging"
     bags: int = 10
     fraction: float = 0.8
@@ -101,16 +112,12 @@ class BaggingConfig(JsonConfig):
         require(self.bags >= 1, f"bags must be >= 1, got {self.bags}")
         require(0 < self.fraction <= 1, f"bagging fraction must be in (0, 1], got {self.fraction}")
 
-    @property
-    def label(self) -> str:
-        return f"bagging[{self.bags}x{self.fraction:g} {self.unit}]"
-
 
 @dataclasses.dataclass(frozen=True)
-class TrimmedConfig(JsonConfig):
+class TrimmedConfig(DefenseSettings):
     """Trimmed ALS: drop the ``fraction`` of ``unit`` with the largest residuals, ``rounds``."""
 
-    kind: ClassVar[str] = "defense"
+    _label: ClassVar[str] = "trimmed[{unit} {fraction:g}]"
     name: Literal["trimmed"] = "trimmed"
     fraction: float = 0.05
     unit: Literal["ratings", "users"] = "ratings"
@@ -120,16 +127,12 @@ class TrimmedConfig(JsonConfig):
         require(0 <= self.fraction < 1, f"trim fraction must be in [0, 1), got {self.fraction}")
         require(self.rounds >= 1, f"trim rounds must be >= 1, got {self.rounds}")
 
-    @property
-    def label(self) -> str:
-        return f"trimmed[{self.unit} {self.fraction:g}]"
-
 
 @dataclasses.dataclass(frozen=True)
-class HuberConfig(JsonConfig):
+class HuberConfig(DefenseSettings):
     """Huber loss with threshold ``delta`` (shifted scale) by ``iterations`` IRLS steps."""
 
-    kind: ClassVar[str] = "defense"
+    _label: ClassVar[str] = "huber[delta={delta:g}]"
     name: Literal["huber"] = "huber"
     delta: float = 1.0
     iterations: int = 5
@@ -138,41 +141,29 @@ class HuberConfig(JsonConfig):
         require(math.isfinite(self.delta) and self.delta > 0, f"delta must be > 0: {self.delta}")
         require(self.iterations >= 1, f"IRLS iterations must be >= 1, got {self.iterations}")
 
-    @property
-    def label(self) -> str:
-        return f"huber[delta={self.delta:g}]"
-
 
 @dataclasses.dataclass(frozen=True)
-class InfluenceCapConfig(JsonConfig):
+class InfluenceCapConfig(DefenseSettings):
     """Per-user influence cap: total weight at most ``cap`` x the median profile length."""
 
-    kind: ClassVar[str] = "defense"
+    _label: ClassVar[str] = "influence_cap[{cap:g}]"
     name: Literal["influence_cap"] = "influence_cap"
     cap: float = 1.0
 
     def __post_init__(self) -> None:
         require(math.isfinite(self.cap) and self.cap > 0, f"cap must be > 0, got {self.cap}")
 
-    @property
-    def label(self) -> str:
-        return f"influence_cap[{self.cap:g}]"
-
 
 @dataclasses.dataclass(frozen=True)
-class ALSWRConfig(JsonConfig):
+class ALSWRConfig(DefenseSettings):
     """ALS with frequency-weighted regularization ``lam n_i`` (users) and ``lam n_j`` (items)."""
 
-    kind: ClassVar[str] = "defense"
+    _label: ClassVar[str] = "als_wr[lam={lam:g}]"
     name: Literal["als_wr"] = "als_wr"
     lam: float = 0.1
 
     def __post_init__(self) -> None:
         require(math.isfinite(self.lam) and self.lam > 0, f"ALS-WR lam must be > 0: {self.lam}")
-
-    @property
-    def label(self) -> str:
-        return f"als_wr[lam={self.lam:g}]"
 
 
 DefenseConfig = (

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.config import JsonConfig, require
+from cfpoison.config import JsonConfig, require, require_ranges
 from cfpoison.data.ratings import Ratings
 from cfpoison.detect.detectors import degsim, fmtd, mean_var
 from cfpoison.detect.distribution import DistributionTest, distribution_tests
@@ -62,9 +62,7 @@ class DetectConfig(JsonConfig):
         require(self.degsim_shrink >= 0, f"DegSim shrink must be >= 0, got {self.degsim_shrink}")
         require(self.pca_components >= 1, f"PCA components must be >= 1, got {self.pca_components}")
         require(self.ttest_neighbours >= 1, "t-test neighbours must be >= 1")
-        require(self.folds >= 2, f"folds must be >= 2, got {self.folds}")
-        require(self.permutations >= 1, f"permutations must be >= 1, got {self.permutations}")
-        require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        require_ranges(self, folds=">= 2", permutations=">= 1", seed=">= 0")
 
 
 Detector = Callable[[sp.csr_array, DetectConfig], np.ndarray]

@@ -27,7 +27,7 @@ from typing import ClassVar, Literal, Self
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.config import JsonConfig, require
+from cfpoison.config import JsonConfig, require_ranges
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
 from cfpoison.learners.base import Factors, cap_log_level
@@ -91,18 +91,19 @@ class ALSConfig(JsonConfig):
     backend: Backend = "numba"
 
     def __post_init__(self) -> None:
-        require(self.rank >= 1, f"als: rank must be >= 1, got {self.rank}")
-        require(self.lambda_u > 0, f"als: lambda_u must be > 0, got {self.lambda_u}")
-        require(self.lambda_v > 0, f"als: lambda_v must be > 0, got {self.lambda_v}")
-        require(self.max_sweeps >= 1, f"als: max_sweeps must be >= 1, got {self.max_sweeps}")
-        require(self.tol >= 0, f"als: tol must be >= 0, got {self.tol}")
-        require(self.kkt_tol >= 0, f"als: kkt_tol must be >= 0, got {self.kkt_tol}")
-        require(
-            self.anderson_memory >= 0,
-            f"als: anderson_memory must be >= 0, got {self.anderson_memory}",
+        require_ranges(
+            self,
+            "als",
+            rank=">= 1",
+            lambda_u="> 0",
+            lambda_v="> 0",
+            max_sweeps=">= 1",
+            tol=">= 0",
+            kkt_tol=">= 0",
+            anderson_memory=">= 0",
+            init_scale="> 0",
+            threads=">= 0",
         )
-        require(self.init_scale > 0, f"als: init_scale must be > 0, got {self.init_scale}")
-        require(self.threads >= 0, f"als: threads must be >= 0, got {self.threads}")
 
 
 class ALSLearner(SweptLearner[tuple[Engine, Factors]], SquaredLossLearner):

@@ -33,7 +33,7 @@ from typing import ClassVar, Literal, Self
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.config import JsonConfig, require
+from cfpoison.config import JsonConfig, require, require_ranges
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
 from cfpoison.learners import kernels
@@ -94,15 +94,16 @@ class BiasedConfig(JsonConfig):
         for name in ("lambda_u", "lambda_v", "lambda_bias"):
             value = getattr(self, name)
             require(value > 0, f"biased: {name} must be > 0, got {value}")
-        require(self.max_sweeps >= 1, f"biased: max_sweeps must be >= 1, got {self.max_sweeps}")
-        require(self.tol >= 0, f"biased: tol must be >= 0, got {self.tol}")
-        require(self.kkt_tol >= 0, f"biased: kkt_tol must be >= 0, got {self.kkt_tol}")
-        require(
-            self.anderson_memory >= 0,
-            f"biased: anderson_memory must be >= 0, got {self.anderson_memory}",
+        require_ranges(
+            self,
+            "biased",
+            max_sweeps=">= 1",
+            tol=">= 0",
+            kkt_tol=">= 0",
+            anderson_memory=">= 0",
+            init_scale="> 0",
+            threads=">= 0",
         )
-        require(self.init_scale > 0, f"biased: init_scale must be > 0, got {self.init_scale}")
-        require(self.threads >= 0, f"biased: threads must be >= 0, got {self.threads}")
 
 
 @dataclasses.dataclass

@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Literal, Self
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.config import JsonConfig, require
+from cfpoison.config import JsonConfig, require, require_ranges
 from cfpoison.data.interactions import Interactions
 from cfpoison.errors import DataError
 from cfpoison.learners import bpr_kernels as kern
@@ -82,15 +82,12 @@ class BPRConfig(JsonConfig):
     def __post_init__(self) -> None:
         require(self.rank >= 1, f"bpr: rank must be >= 1, got {self.rank}")
         require(math.isfinite(self.lam) and self.lam > 0, f"bpr: lam must be > 0, got {self.lam}")
-        require(self.negatives >= 1, f"bpr: negatives must be >= 1, got {self.negatives}")
-        require(self.max_iters >= 1, f"bpr: max_iters must be >= 1, got {self.max_iters}")
-        require(self.tol > 0, f"bpr: tol must be > 0, got {self.tol}")
+        require_ranges(self, "bpr", negatives=">= 1", max_iters=">= 1", tol="> 0")
         require(
             math.isfinite(self.init_scale) and self.init_scale > 0,
             f"bpr: init_scale must be > 0, got {self.init_scale}",
         )
-        require(self.seed >= 0, f"bpr: seed must be >= 0, got {self.seed}")
-        require(self.threads >= 0, f"bpr: threads must be >= 0, got {self.threads}")
+        require_ranges(self, "bpr", seed=">= 0", threads=">= 0")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,7 +38,7 @@ import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from cfpoison.config import JsonConfig, require
+from cfpoison.config import JsonConfig, require, require_ranges
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import ConvergenceError
 from cfpoison.learners.base import Factors, cap_log_level
@@ -122,25 +122,22 @@ class NuclearConfig(JsonConfig):
     backend: Backend = "numba"
 
     def __post_init__(self) -> None:
-        require(self.lam > 0, f"nuclear: lam must be > 0, got {self.lam}")
-        require(self.rank >= 1, f"nuclear: rank must be >= 1, got {self.rank}")
+        require_ranges(self, "nuclear", lam="> 0", rank=">= 1")
         require(
             self.max_rank >= self.rank,
             f"nuclear: max_rank ({self.max_rank}) must be >= rank ({self.rank})",
         )
-        require(self.tol >= 0, f"nuclear: tol must be >= 0, got {self.tol}")
-        require(self.kkt_tol >= 0, f"nuclear: kkt_tol must be >= 0, got {self.kkt_tol}")
-        require(self.max_sweeps >= 1, f"nuclear: max_sweeps must be >= 1, got {self.max_sweeps}")
-        require(
-            self.anderson_memory >= 0,
-            f"nuclear: anderson_memory must be >= 0, got {self.anderson_memory}",
+        require_ranges(
+            self,
+            "nuclear",
+            tol=">= 0",
+            kkt_tol=">= 0",
+            max_sweeps=">= 1",
+            anderson_memory=">= 0",
+            certificate_tol="> 0",
+            init_scale="> 0",
+            threads=">= 0",
         )
-        require(
-            self.certificate_tol > 0,
-            f"nuclear: certificate_tol must be > 0, got {self.certificate_tol}",
-        )
-        require(self.init_scale > 0, f"nuclear: init_scale must be > 0, got {self.init_scale}")
-        require(self.threads >= 0, f"nuclear: threads must be >= 0, got {self.threads}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,7 +32,7 @@ from typing import ClassVar, Literal, Self
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.config import JsonConfig, require
+from cfpoison.config import JsonConfig, require, require_ranges
 from cfpoison.data.interactions import Interactions
 from cfpoison.errors import DataError
 from cfpoison.learners import kernels, wrmf_kernels
@@ -91,14 +91,15 @@ class WRMFConfig(JsonConfig):
             math.isfinite(self.alpha) and self.alpha >= 0,
             f"wrmf: alpha must be >= 0, got {self.alpha}",
         )
-        require(self.max_sweeps >= 1, f"wrmf: max_sweeps must be >= 1, got {self.max_sweeps}")
-        require(self.kkt_tol >= 0, f"wrmf: kkt_tol must be >= 0, got {self.kkt_tol}")
-        require(
-            self.anderson_memory >= 0,
-            f"wrmf: anderson_memory must be >= 0, got {self.anderson_memory}",
+        require_ranges(
+            self,
+            "wrmf",
+            max_sweeps=">= 1",
+            kkt_tol=">= 0",
+            anderson_memory=">= 0",
+            init_scale="> 0",
+            threads=">= 0",
         )
-        require(self.init_scale > 0, f"wrmf: init_scale must be > 0, got {self.init_scale}")
-        require(self.threads >= 0, f"wrmf: threads must be >= 0, got {self.threads}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.config import JsonConfig, require
+from cfpoison.config import JsonConfig, require, require_ranges
 from cfpoison.data.ratings import SHIFTED_HIGH, SHIFTED_LOW, Ratings
 from cfpoison.errors import CfpoisonError
 from cfpoison.victims.base import Data, Victim
@@ -112,10 +112,9 @@ class SurpriseSVDConfig(JsonConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        require(self.n_factors >= 1, f"surprise-svd: n_factors must be >= 1, got {self.n_factors}")
-        require(self.n_epochs >= 1, f"surprise-svd: n_epochs must be >= 1, got {self.n_epochs}")
-        require(self.lr_all > 0, f"surprise-svd: lr_all must be > 0, got {self.lr_all}")
-        require(self.reg_all >= 0, f"surprise-svd: reg_all must be >= 0, got {self.reg_all}")
+        require_ranges(
+            self, "surprise-svd", n_factors=">= 1", n_epochs=">= 1", lr_all="> 0", reg_all=">= 0"
+        )
 
 
 class SurpriseSVDVictim(LibraryVictim[Ratings]):
@@ -187,9 +186,7 @@ class CmfrecConfig(JsonConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        require(self.k >= 1, f"cmfrec: k must be >= 1, got {self.k}")
-        require(self.lambda_ >= 0, f"cmfrec: lambda_ must be >= 0, got {self.lambda_}")
-        require(self.niter >= 1, f"cmfrec: niter must be >= 1, got {self.niter}")
+        require_ranges(self, "cmfrec", k=">= 1", lambda_=">= 0", niter=">= 1")
         require(self.nthreads != 0, "cmfrec: nthreads must be positive or -1")
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from cfpoison.config import JsonConfig, require
+from cfpoison.config import JsonConfig, require_ranges
 from cfpoison.data.interactions import Interactions
 from cfpoison.errors import DataError
 from cfpoison.victims.adapters import LibraryVictim
@@ -78,16 +78,15 @@ class ImplicitALSConfig(JsonConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        require(self.factors >= 1, f"implicit-als: factors must be >= 1, got {self.factors}")
-        require(
-            self.regularization >= 0,
-            f"implicit-als: regularization must be >= 0, got {self.regularization}",
+        require_ranges(
+            self,
+            "implicit-als",
+            factors=">= 1",
+            regularization=">= 0",
+            alpha="> 0",
+            iterations=">= 1",
+            threads=">= 0",
         )
-        require(self.alpha > 0, f"implicit-als: alpha must be > 0, got {self.alpha}")
-        require(
-            self.iterations >= 1, f"implicit-als: iterations must be >= 1, got {self.iterations}"
-        )
-        require(self.threads >= 0, f"implicit-als: threads must be >= 0, got {self.threads}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,19 +107,15 @@ class ImplicitBPRConfig(JsonConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        require(self.factors >= 1, f"implicit-bpr: factors must be >= 1, got {self.factors}")
-        require(
-            self.learning_rate > 0,
-            f"implicit-bpr: learning_rate must be > 0, got {self.learning_rate}",
+        require_ranges(
+            self,
+            "implicit-bpr",
+            factors=">= 1",
+            learning_rate="> 0",
+            regularization=">= 0",
+            iterations=">= 1",
+            threads=">= 0",
         )
-        require(
-            self.regularization >= 0,
-            f"implicit-bpr: regularization must be >= 0, got {self.regularization}",
-        )
-        require(
-            self.iterations >= 1, f"implicit-bpr: iterations must be >= 1, got {self.iterations}"
-        )
-        require(self.threads >= 0, f"implicit-bpr: threads must be >= 0, got {self.threads}")
 
 
 class ImplicitVictim(LibraryVictim[Interactions]):

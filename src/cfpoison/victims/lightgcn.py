@@ -26,7 +26,7 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.config import JsonConfig, require
+from cfpoison.config import JsonConfig, require_ranges
 from cfpoison.data.interactions import Interactions
 from cfpoison.victims.base import Victim
 from cfpoison.victims.implicit import implicit_matrix
@@ -63,16 +63,17 @@ class LightGCNConfig(JsonConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        require(self.dim >= 1, f"lightgcn: dim must be >= 1, got {self.dim}")
-        require(self.layers >= 0, f"lightgcn: layers must be >= 0, got {self.layers}")
-        require(
-            self.learning_rate > 0,
-            f"lightgcn: learning_rate must be > 0, got {self.learning_rate}",
+        require_ranges(
+            self,
+            "lightgcn",
+            dim=">= 1",
+            layers=">= 0",
+            learning_rate="> 0",
+            l2=">= 0",
+            batch_size=">= 1",
+            epochs=">= 1",
+            init_std="> 0",
         )
-        require(self.l2 >= 0, f"lightgcn: l2 must be >= 0, got {self.l2}")
-        require(self.batch_size >= 1, f"lightgcn: batch_size must be >= 1, got {self.batch_size}")
-        require(self.epochs >= 1, f"lightgcn: epochs must be >= 1, got {self.epochs}")
-        require(self.init_std > 0, f"lightgcn: init_std must be > 0, got {self.init_std}")
 
 
 def normalized_adjacency(R: sp.csr_matrix) -> sp.csr_matrix:
