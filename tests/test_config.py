@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cfpoison.config import JsonConfig, field_docs, require, settings_of
+from cfpoison.config import JsonConfig, field_docs, require, require_ranges, settings_of
 from cfpoison.errors import ConfigError
 
 
@@ -153,3 +153,21 @@ def test_settings_flatten_nested_configs_and_unions_of_configs() -> None:
 class Twice(JsonConfig):
     rate: float = 1.0
     inner: Inner = Inner()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Bounded:
+    rank: int = 1
+    lam: float = 0.5
+
+
+def test_require_ranges_names_the_first_field_out_of_range():
+    require_ranges(_Bounded(), "als", rank=">= 1", lam="> 0")
+    with pytest.raises(ConfigError, match=r"^als: rank must be >= 1, got 0$"):
+        require_ranges(_Bounded(rank=0, lam=0.0), "als", rank=">= 1", lam="> 0")
+    with pytest.raises(ConfigError, match=r"^lam must be > 0, got 0.0$"):
+        require_ranges(_Bounded(lam=0.0), rank=">= 1", lam="> 0")
+    with pytest.raises(ConfigError, match=r"^lam must be > 0, got nan$"):
+        require_ranges(_Bounded(lam=float("nan")), lam="> 0")
+    with pytest.raises(ValueError, match="not '>= x' or '> x'"):
+        require_ranges(_Bounded(), rank="< 3")
