@@ -208,3 +208,10 @@ def test_kernels_with_two_threads_in_a_fresh_process() -> None:
         [sys.executable, "-c", THREADED], env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_offset_values_is_the_gather_and_subtract() -> None:
+    rng = np.random.default_rng(3)
+    indices = rng.integers(0, 40, size=500).astype(np.int32)
+    data, shift = rng.standard_normal(500), rng.standard_normal(40)
+    assert np.array_equal(kernels.offset_values(indices, data, shift), data - shift[indices])

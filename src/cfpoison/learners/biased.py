@@ -162,7 +162,7 @@ class BiasedState:
 def _offset(structure: Structure, shift: np.ndarray) -> Structure:
     """The structure with ``shift[index]`` subtracted from each stored value."""
     indptr, indices, data = structure
-    return indptr, indices, data - shift[indices]
+    return indptr, indices, kernels.offset_values(indices, data, shift)
 
 
 def _with_column(x: np.ndarray, value: float) -> np.ndarray:
@@ -261,12 +261,16 @@ class BiasedLearner(SweptLearner[tuple[Problem, BiasedState]]):
         biases += float(np.sum(s.item_bias**2))
         return c.lambda_u * users + c.lambda_v * float(np.sum(s.item**2)) + c.lambda_bias * biases
 
-    def _residuals(self) -> tuple[float, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    def _residuals(
+        self, item_block: bool = True
+    ) -> tuple[float, list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]]:
         """Data term and, per block, ``(x, residual-weighted sum g, penalty weights)``.
 
         Rows of ``x`` are ``[u_i, b_i]`` (users, fake users) or ``[v_j, c_j]`` (items), and
         ``g = sum (d - x.[y, 1]) [y, 1]`` with ``d`` the rating minus the other side's
-        bias and ``mu``, so that ``grad B = 2 (weights * x - g)``.
+        bias and ``mu``, so that ``grad B = 2 (weights * x - g)``. ``item_block=False``
+        leaves the items' ``g`` out (None): right after the item half-step it is
+        ``weights * x`` to rounding.
         """
         p, s = self._fitted()
         c = self.config
@@ -274,7 +278,7 @@ class BiasedLearner(SweptLearner[tuple[Problem, BiasedState]]):
         item_weights = np.array([c.lambda_v] * c.rank + [c.lambda_bias])
         item_x = np.column_stack([s.item, s.item_bias])
         total = 0.0
-        blocks = []
+        blocks: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]] = []
         for structure, x, bias in (
             (p.rows, s.user, s.user_bias),
             (p.fake_rows, s.fake_user, s.fake_user_bias),
@@ -290,6 +294,9 @@ class BiasedLearner(SweptLearner[tuple[Problem, BiasedState]]):
             )
             total += float(np.sum(sq))
             blocks.append((ux, g, user_weights))
+        if not item_block:
+            blocks.append((item_x, None, item_weights))
+            return total, blocks
         g = np.empty_like(item_x)
         self._ops.residual_rows(
             *_offset(p.cols, s.user_bias + s.mu),
@@ -332,10 +339,11 @@ class BiasedLearner(SweptLearner[tuple[Problem, BiasedState]]):
             raise ValueError("biased MF: the adjoint system of another data set than the fit's")
         return BiasedHessian(self)
 
-    def kkt_residual(self) -> float:
-        """Relative KKT residual ``||grad B|| / ||grad penalty||`` over every block."""
-        _, blocks = self._residuals()
-        grad = sum(float(np.sum((w * x - g) ** 2)) for x, g, w in blocks)
+    def kkt_residual(self, item_block: bool = True) -> float:
+        """Relative KKT residual ``||grad B|| / ||grad penalty||`` over every block (the
+        items' gradient taken as zero with ``item_block=False``, as after their half-step)."""
+        _, blocks = self._residuals(item_block)
+        grad = sum(float(np.sum((w * x - g) ** 2)) for x, g, w in blocks if g is not None)
         reg = sum(float(np.sum((w * x) ** 2)) for x, _, w in blocks)
         if grad == 0.0:
             return 0.0
@@ -359,7 +367,7 @@ class _BiasedHalfSteps:
         return self.learner._penalty(self.learner.state)
 
     def kkt_after_items(self, f: Factors) -> float:
-        return self.learner.kkt_residual()
+        return self.learner.kkt_residual(item_block=False)
 
 
 class BiasedHessian:

@@ -441,6 +441,16 @@ def residual_rows(
 
 
 @njit(cache=True, parallel=True, fastmath=False)
+def offset_values(indices: np.ndarray, data: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``data - shift[indices]``: the stored values of a compressed matrix less a per-column
+    (CSR) or per-row (CSC) offset, in one pass."""
+    out = np.empty_like(data)
+    for p in prange(data.shape[0]):
+        out[p] = data[p] - shift[indices[p]]
+    return out
+
+
+@njit(cache=True, parallel=True, fastmath=False)
 def csr_dot(indptr: np.ndarray, indices: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """out[p] = X[r] . Y[indices[p]] for every stored entry p of row r."""
     n_rows, k = X.shape
