@@ -1,0 +1,297 @@
+"""Run the README's typical session as a new user would, time every command, and check that
+each README number those commands produce reproduces to its printed digits (issues 22, 25).
+
+    python benchmarks/typical_session.py --out /tmp/session            # run, time, check
+    python benchmarks/typical_session.py --out /tmp/session --no-run   # check stored outputs
+
+The commands are read from README.md itself: ``cfpoison demo`` (its set-up block), every line
+of the "A typical session" block, and the promote command of the implicit-feedback section, so
+what is timed is exactly what the README shows. Each gets ``--quiet`` and, where it has none,
+``--json NAME.json`` (the numbers to check; a negligible cost). Each runs alone, in order,
+in ``--out``, with ``CFPOISON_DATA_DIR`` passed through; wall time by the clock and CPU time
+from the children's resource usage. Run it with nothing else on the machine.
+
+A claim is a sentence fragment of the README with its numbers left as format fields, the
+command whose JSON fills them, and how. The script renders each from the run's outputs and
+looks for it in the README (whitespace normalised): a claim not found is a README number that
+no longer reproduces, printed with what the run gives, and the exit code is 1. Timings are
+measurements, not claims: they are reported (``times.md``, ``times.json``), never checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import resource
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+Json = dict[str, Any]
+
+
+def _block_after(text: str, marker: str) -> str:
+    """The first fenced ``bash`` block after ``marker``."""
+    start = text.index(marker)
+    match = re.search(r"```bash\n(.*?)```", text[start:], flags=re.S)
+    if match is None:
+        raise SystemExit(f"README: no bash block after {marker!r}")
+    return match.group(1)
+
+
+def _commands_of(block: str) -> list[list[str]]:
+    """Shell lines of a block (continuations joined, comments dropped) as argument lists."""
+    joined = re.sub(r"\\\n\s*", " ", block)
+    commands = []
+    for line in joined.splitlines():
+        for part in line.split("&&"):
+            words = shlex.split(part, comments=True)
+            if words and words[0] == "cfpoison":
+                commands.append(words)
+    return commands
+
+
+def _name(words: list[str]) -> str:
+    """``attack`` commands by their method, the others by their sub-command."""
+    if words[1] == "attack":
+        return words[words.index("--method") + 1]
+    return words[1]
+
+
+def readme_commands(text: str) -> dict[str, list[str]]:
+    """``name -> argv`` for the demo, the typical session and the promote command."""
+    demo = [c for c in _commands_of(_block_after(text, "## Set up")) if c[1] == "demo"]
+    session = _commands_of(_block_after(text, "A typical session on ml-latest-small"))
+    promote = _commands_of(_block_after(text, "## Implicit feedback"))
+    commands: dict[str, list[str]] = {}
+    for words in [*demo, *session, *promote]:
+        name = _name(words)
+        if name in commands:
+            raise SystemExit(f"README: two commands named {name!r}")
+        commands[name] = words
+    return commands
+
+
+def with_outputs(name: str, words: list[str]) -> list[str]:
+    """The README's command with ``--quiet`` and a ``--json`` output (if it has none)."""
+    extra = ["--quiet"]
+    if "--json" not in words:
+        extra += ["--json", f"{name}.json"]
+    if name == "demo" and "--out" not in words:
+        extra += ["--out", "demo"]
+    return [*words, *extra]
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    name: str
+    command: str
+    wall: float
+    cpu: float
+    returncode: int
+
+
+def run_session(commands: dict[str, list[str]], out: Path) -> list[Timing]:
+    out.mkdir(parents=True, exist_ok=True)
+    timings = []
+    for name, words in commands.items():
+        argv = with_outputs(name, words)
+        print(f"$ {shlex.join(argv)}", file=sys.stderr, flush=True)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        with open(out / f"{name}.log", "w", encoding="utf-8") as log:
+            done = subprocess.run(argv, cwd=out, stdout=log, stderr=subprocess.STDOUT, check=False)
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        timings.append(Timing(name, shlex.join(words), wall, cpu, done.returncode))
+        print(
+            f"  {name}: {wall:.1f} s wall, {cpu:.1f} s CPU, exit {done.returncode}", file=sys.stderr
+        )
+    return timings
+
+
+# ---------------------------------------------------------------------------- claims
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A README fragment with format fields, filled from the JSON of ``sources``."""
+
+    sources: tuple[str, ...]
+    template: str
+    values: Callable[..., Json]
+
+
+def _robust_rows(evaluate: Json) -> list[Json]:
+    return [r for r in evaluate["rows"] if r["attack"] == "robust"]
+
+
+def _transfer(evaluate: Json) -> Json:
+    rows = _robust_rows(evaluate)
+    by_victim = {r["victim"]: r for r in rows}
+    vs = [r["shift_vs_baseline"] for r in rows]
+    floors = [r["ratio"] for r in rows]
+    return {
+        "lo": min(vs),
+        "hi": max(vs),
+        "flo": min(floors),
+        "fhi": max(floors),
+        "svd": by_victim["surprise-svd"]["shift_vs_baseline"],
+        "cmfrec": by_victim["cmfrec"]["shift_vs_baseline"],
+        "biased": by_victim["biased"]["shift_vs_baseline"],
+    }
+
+
+#: README label of each default defense (``defend``'s JSON ``name``).
+DEFENSE_LABELS = {
+    "detect_remove[rdma,fpr=0.01,reference]": "remove RDMA's 1% tail",
+    "detect_remove[wdma,fpr=0.01,reference]": "remove WDMA's 1% tail",
+    "detect_remove[fmtd,fpr=0.01,reference]": "remove FMTD's 1% tail",
+    "detect_remove[degsim,fpr=0.01,reference]": "remove DegSim's 1% tail",
+    "bagging[10x0.8 users]": "bagging, 10 bags of 80% of users",
+    "trimmed[ratings 0.02]": "trimmed ALS, 2% of ratings",
+    "trimmed[users 0.03]": "trimmed ALS, 3% of users",
+    "huber[delta=1]": "Huber, delta 1",
+    "influence_cap[1]": "influence caps",
+    "als_wr[lam=0.1]": "ALS-WR",
+}
+
+
+def _defense_claim(name: str, label: str) -> Claim:
+    def values(defend: Json) -> Json:
+        row = next(d for d in defend["defenses"] if d["name"] == name and d["attack"] == "pga")
+        return {
+            "cost": row["test_rmse_increase_pct"],
+            "removed": row["removed_fake"],
+            "n": row["n_fake"],
+            "share": 100 * row["shift_removed"],
+        }
+
+    return Claim(
+        ("defend",), f"| {label} | {{cost:+.2f}}% | {{removed}}/{{n}}, {{share:.0f}}% |", values
+    )
+
+
+def _promote(promote: Json) -> Json:
+    m = promote["metrics"]
+    return {
+        "ids": ", ".join(str(t) for t in promote["targets"]),
+        "n": promote["n_fake"],
+        "items": m["items_per_fake"]["max"],
+        **{k.replace("@", "").replace("_", ""): v for k, v in m.items() if "@" in k},
+    }
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        ("pga",),
+        "| attack (seed 0; seed-noise floor {floor:.4f}) |",
+        lambda pga: {"floor": pga["rmse_shift_noise_floor"]},
+    ),
+    Claim(
+        ("uniform",),
+        "| uniform (the paper's baseline) | {shift:.4f} (below the floor) |",
+        lambda uniform: {"shift": uniform["rmse_shift"]},
+    ),
+    Claim(
+        ("pga", "uniform"),
+        "| PGA availability, exact gradient, 10 steps | **{shift:.4f}** ({ratio:.1f}x uniform) |",
+        lambda pga, uniform: {
+            "shift": pga["rmse_shift"],
+            "ratio": pga["rmse_shift"] / uniform["rmse_shift"],
+        },
+    ),
+    Claim(
+        ("evaluate",),
+        "shifts every victim {lo:.2f} to {hi:.2f}x as much as uniform and {flo:.2f} to "
+        "{fhi:.2f}x its own noise floor (Surprise SVD {svd:.2f}x, cmfrec {cmfrec:.2f}x, "
+        "biased MF {biased:.2f}x;",
+        _transfer,
+    ),
+    *(_defense_claim(name, label) for name, label in DEFENSE_LABELS.items()),
+    Claim(
+        ("promote",),
+        "prints, for seed 0's targets (movieIds {ids}; {n} fake users of {items:g} items): "
+        "HR@50 {hr50before:.4f} -> {hr50after:.4f} on the attacked WRMF (its seed-noise floor "
+        "{hr50floor:.4f}:",
+        _promote,
+    ),
+    Claim(
+        ("promote",),
+        "HR@10 {hr10before:.4f} -> {hr10after:.4f}, NDCG@50 {ndcg50after:.4f}.",
+        _promote,
+    ),
+)
+
+
+def _normalised(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+def check_claims(out: Path, readme: str) -> list[str]:
+    """The claims whose rendered text the README lacks, each with what the run gives."""
+    flat = _normalised(readme)
+    failures = []
+    for claim in CLAIMS:
+        missing = [s for s in claim.sources if not (out / f"{s}.json").is_file()]
+        if missing:
+            print(f"MISS no {', '.join(missing)}.json in {out}: {claim.template}")
+            failures.append(claim.template)
+            continue
+        outputs = [
+            json.loads((out / f"{s}.json").read_text(encoding="utf-8")) for s in claim.sources
+        ]
+        rendered = _normalised(claim.template.format(**claim.values(*outputs)))
+        status = "ok  " if rendered in flat else "MISS"
+        print(f"{status} {rendered}")
+        if rendered not in flat:
+            failures.append(rendered)
+    return failures
+
+
+def write_times(timings: list[Timing], out: Path) -> None:
+    lines = ["| command | wall | CPU (user + sys) | exit |", "|---|---|---|---|"]
+    for t in timings:
+        lines.append(f"| `{t.command}` | {t.wall:.1f} s | {t.cpu:.1f} s | {t.returncode} |")
+    (out / "times.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / "times.json").write_text(
+        json.dumps([dataclasses.asdict(t) for t in timings], indent=1), encoding="utf-8"
+    )
+    print("\n".join(lines))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="working folder")
+    parser.add_argument("--no-run", action="store_true", help="check the outputs in --out")
+    parser.add_argument(
+        "--only", default=None, help="comma-separated command names to run (default: all)"
+    )
+    args = parser.parse_args()
+    readme = README.read_text(encoding="utf-8")
+    commands = readme_commands(readme)
+    if not args.no_run:
+        chosen = commands
+        if args.only:
+            chosen = {n: commands[n] for n in args.only.split(",")}
+        timings = run_session(chosen, args.out)
+        write_times(timings, args.out)
+        if any(t.returncode for t in timings):
+            print("a command failed: see its .log in --out", file=sys.stderr)
+            return 1
+    failures = check_claims(args.out, readme)
+    print(f"{len(CLAIMS) - len(failures)} of {len(CLAIMS)} README claims reproduce")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
