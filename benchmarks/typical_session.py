@@ -210,6 +210,14 @@ CLAIMS: tuple[Claim, ...] = (
         },
     ),
     Claim(
+        ("gradcheck",),
+        "10: cos {first:.6f} and {last:.6f} for availability (the typical session's command)",
+        lambda gradcheck: {
+            "first": gradcheck["checks"][0]["cos"],
+            "last": gradcheck["checks"][-1]["cos"],
+        },
+    ),
+    Claim(
         ("evaluate",),
         "shifts every victim {lo:.2f} to {hi:.2f}x as much as uniform and {flo:.2f} to "
         "{fhi:.2f}x its own noise floor (Surprise SVD {svd:.2f}x, cmfrec {cmfrec:.2f}x, "
