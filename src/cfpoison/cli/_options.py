@@ -23,6 +23,7 @@ from typing import Any, Literal, get_args, get_origin
 import numpy as np
 
 from cfpoison.config import Setting, set_path
+from cfpoison.data.interactions import DEFAULT_THRESHOLD
 
 #: Short flags kept from before the flags were derived (the canonical ``--NAME`` works too).
 ALIASES: dict[str, str] = {
@@ -181,3 +182,14 @@ def _metavar(hint: Any) -> str:
         else:
             parts.append({int: "N", float: "X"}.get(member, "TEXT"))
     return "|".join(parts)
+
+
+def parse_feedback(text: str) -> float:
+    """``implicit`` or ``implicit:THRESHOLD`` -> the threshold (default 4)."""
+    kind, _, threshold = text.partition(":")
+    if kind != "implicit":
+        raise argparse.ArgumentTypeError(f"expected implicit[:THRESHOLD], got {text!r}")
+    try:
+        return float(threshold) if threshold else DEFAULT_THRESHOLD
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"threshold must be a number, got {threshold!r}") from None

@@ -25,9 +25,10 @@ from cfpoison.cli._common import (
     preprocess_config,
     show_progress,
 )
-from cfpoison.cli._options import fraction, positive_int
+from cfpoison.cli._options import fraction, parse_feedback, positive_int
 from cfpoison.cli.attack import parse_targets
 from cfpoison.cli.data import add_load_options, load_from_args
+from cfpoison.data.interactions import Interactions
 from cfpoison.data.preprocess import prepare
 from cfpoison.data.profiles import read_profiles
 from cfpoison.data.ratings import Ratings
@@ -44,7 +45,7 @@ from cfpoison.defend.supervised import learned_score
 from cfpoison.detect import DETECTORS
 from cfpoison.errors import ConfigError
 from cfpoison.experiments.defense_grid import defense_fits, evaluate_defenses, run_defense_grid
-from cfpoison.learners import ALSConfig, ALSLearner
+from cfpoison.learners import ALSConfig, ALSLearner, WRMFConfig
 
 
 def _defenses(args: argparse.Namespace) -> list[DefenseConfig]:
@@ -123,7 +124,7 @@ def _check_grid_flags(args: argparse.Namespace, parser: argparse.ArgumentParser)
 
 
 #: The flags that apply only with --certify (None: not given).
-CERTIFY_FLAGS = ("top_n", "confidence")
+CERTIFY_FLAGS = ("top_n", "confidence", "feedback")
 #: The flags that do not apply with --certify: it certifies the clean data, attack-free.
 NOT_CERTIFY_FLAGS = (
     "profiles", "grid", "learned_from", "evade", "adaptive", "fpr", "calibration", "report",
@@ -146,12 +147,16 @@ def _certify(args: argparse.Namespace, parser: argparse.ArgumentParser, start: f
     defenses = [defense_from_spec(spec) for spec in args.defense or ()]
     if len(defenses) != 1 or not isinstance(defenses[0], BaggingConfig):
         raise ConfigError("--certify certifies one bagging defense: give --defense bagging[:...]")
-    learner = learner_config(args, parser)
+    learner: ALSConfig | WRMFConfig = learner_config(args, parser)  # type: ignore[assignment]
     if not isinstance(learner, ALSConfig):
         raise ConfigError("defend: the defenses build on ALS; use --learner als")
     preprocess = preprocess_config(args)
     check_command_outputs(args)
     train, test = prepare(load_from_args(args, args.dataset), preprocess)
+    if args.feedback is not None:
+        train = Interactions.from_ratings(train, args.feedback)  # type: ignore[assignment]
+        test = Interactions.from_ratings(test, args.feedback)  # type: ignore[assignment]
+        learner = WRMFConfig(threads=learner.threads)
     alpha = ThreatModel().alpha if args.alpha is None else args.alpha
     certificate = certify_bagging(
         train,
@@ -165,6 +170,8 @@ def _certify(args: argparse.Namespace, parser: argparse.ArgumentParser, start: f
     )
     payload: dict[str, Any] = {
         "dataset": args.dataset,
+        "feedback": None if args.feedback is None else f"implicit:{args.feedback:g}",
+        "learner": learner.to_dict(),
         "defense": defenses[0].to_dict(),
         "alpha": alpha,
         "certify": certificate.to_dict(),
@@ -387,6 +394,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=positive_int,
         metavar="N",
         help="--certify: the length of the certified lists (default 10)",
+    )
+    parser.add_argument(
+        "--feedback",
+        type=parse_feedback,
+        metavar="implicit[:THRESHOLD]",
+        help="--certify: bag WRMF (promote's learner, its defaults) on the interactions "
+        "(a rating >= THRESHOLD, default 4) and certify its top N of items without an "
+        "interaction, hits on the held-out interactions",
     )
     parser.add_argument(
         "--confidence",

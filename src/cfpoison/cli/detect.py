@@ -30,9 +30,8 @@ from cfpoison.cli._common import (
     stderr_progress,
     ttest_data,
 )
-from cfpoison.cli._options import add_options, flags_of, given, positive_int
+from cfpoison.cli._options import add_options, flags_of, given, parse_feedback, positive_int
 from cfpoison.cli.data import add_load_options, load_from_args
-from cfpoison.cli.promote import parse_feedback
 from cfpoison.config import Setting, settings_of
 from cfpoison.data.interactions import Interactions
 from cfpoison.data.preprocess import PreprocessConfig, prepare

@@ -33,6 +33,7 @@ from cfpoison.cli._common import (
     emit,
     stderr_progress,
 )
+from cfpoison.cli._options import parse_feedback
 from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.data.interactions import DEFAULT_THRESHOLD, Interactions, write_interactions
 from cfpoison.data.preprocess import PreprocessConfig, prepare
@@ -43,17 +44,6 @@ from cfpoison.victims.panel import load_panel
 from cfpoison.victims.promotion import PromotionTransferConfig, evaluate_promotion
 
 BASELINES = ("random", "popular", "covisitation")
-
-
-def parse_feedback(text: str) -> float:
-    """``implicit`` or ``implicit:THRESHOLD`` -> the threshold (default 4)."""
-    kind, _, threshold = text.partition(":")
-    if kind != "implicit":
-        raise argparse.ArgumentTypeError(f"expected implicit[:THRESHOLD], got {text!r}")
-    try:
-        return float(threshold) if threshold else DEFAULT_THRESHOLD
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"threshold must be a number, got {threshold!r}") from None
 
 
 def parse_ids(text: str) -> tuple[int, ...]:

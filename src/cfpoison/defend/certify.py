@@ -1,6 +1,7 @@
 """A robustness certificate for bagging over users (PORE: Jia, Liu et al., USENIX Security 2023).
 
-The certified recommender is a vote over ``T`` sub-models, each fitted on ``s`` users drawn
+The certified recommender is a vote over ``T`` sub-models (ALS on ratings, or WRMF on
+interactions for implicit feedback), each fitted on ``s`` users drawn
 without replacement (:func:`cfpoison.defend.defenses.bag_subsets`, one fixed ``s``; every bag's
 learner has the same seed, so a bag's top-N is a function of its sample alone). User ``u``'s
 vote for item ``j`` is ``p_j = P(j in the bag's top N for u)``; the recommender gives ``u`` the
@@ -30,9 +31,12 @@ import scipy.sparse as sp
 from scipy.stats import beta
 
 from cfpoison.config import require
+from cfpoison.data.interactions import Interactions
 from cfpoison.data.ratings import Ratings
 from cfpoison.defend.defenses import BaggingConfig, Subset, bag_subsets, fit_subset
-from cfpoison.learners import ALSConfig, ALSLearner
+from cfpoison.errors import DataError
+from cfpoison.learners import ALSConfig, WRMFConfig, build_learner
+from cfpoison.learners.wrmf import WRMFLearner, fold_in
 from cfpoison.models.ranking import top_unrated
 
 #: One bag's recommendations: its :class:`Subset` -> the ``m x N`` top-N lists of the real users
@@ -81,8 +85,26 @@ def als_top_n(train: Ratings, fake: sp.csr_array, learner: ALSConfig, top_n: int
     return recommend
 
 
+def wrmf_top_n(train: Interactions, fake: sp.csr_array, learner: WRMFConfig, top_n: int) -> BagTopN:
+    """WRMF on a bag's interactions and fake rows (the real users outside folded in against
+    its item factors,
+    :func:`cfpoison.learners.wrmf.fold_in`), each real user's ``top_n`` items without an
+    interaction. A bag's users outside the sample are empty rows of its matrix: their
+    factors are 0 and they do not move the items (the same fit as without them)."""
+
+    def recommend(subset: Subset) -> np.ndarray:
+        fitted = WRMFLearner(learner).fit(train.with_matrix(subset.real), fake=subset.thin(fake))
+        user = fitted.user_factors.copy()
+        rows = np.flatnonzero(subset.set_aside)
+        if len(rows):
+            user[rows] = fold_in(train.matrix, fitted.item_factors, learner, rows)
+        return top_unrated(train.matrix, user, fitted.item_factors, top_n)
+
+    return recommend
+
+
 def vote_counts(
-    train: Ratings,
+    train: Ratings | Interactions,
     fake: sp.csr_array,
     recommend: BagTopN,
     bags: int,
@@ -209,18 +231,19 @@ class Certificate:
 
 
 def certify_bagging(
-    train: Ratings,
-    test: Ratings,
-    learner: ALSConfig,
+    train: Ratings | Interactions,
+    test: Ratings | Interactions,
+    learner: ALSConfig | WRMFConfig,
     config: BaggingConfig,
     rng: np.random.Generator,
     top_n: int = 10,
     max_fakes: int = 1,
     confidence: float = 0.999,
 ) -> Certificate:
-    """Certify the vote of ``config.bags`` ALS bags of ``s`` users (:func:`sample_size`) on
+    """Certify the vote of ``config.bags`` bags of ``s`` users (:func:`sample_size`) on
     ``train`` against ``e = 1 .. max_fakes`` fake users; its HR@N / NDCG@N on ``test`` beside
-    the unbagged ALS fit's."""
+    the unbagged fit's. ALS on ratings, or WRMF on interactions (implicit feedback: the top N
+    of items without an interaction, hits on the held-out interactions)."""
     require(top_n >= 1, f"top N must be >= 1, got {top_n}")
     require(max_fakes >= 1, f"the most fake users must be >= 1, got {max_fakes}")
     sample = sample_size(config, train.n_users)
@@ -228,12 +251,17 @@ def certify_bagging(
     delta = fake_probability(fakes, train.n_users, sample)
     none = sp.csr_array((0, train.n_items))
     start = time.perf_counter()
-    counts = vote_counts(
-        train, none, als_top_n(train, none, learner, top_n), config.bags, sample, rng
+    if isinstance(learner, WRMFConfig) != isinstance(train, Interactions):
+        raise DataError("certify: WRMF bags take interactions, ALS bags take ratings")
+    recommend = (
+        wrmf_top_n(train, none, learner, top_n)
+        if isinstance(learner, WRMFConfig) and isinstance(train, Interactions)
+        else als_top_n(train, none, learner, top_n)  # type: ignore[arg-type]
     )
+    counts = vote_counts(train, none, recommend, config.bags, sample, rng)
     seconds = (time.perf_counter() - start) / config.bags
     certified = certified_sizes(counts, train.matrix, config.bags, top_n, delta, confidence)
-    plain = ALSLearner(learner).fit(train)
+    plain = build_learner(learner).fit(train)  # type: ignore[arg-type]
     unbagged = top_unrated(train.matrix, plain.user_factors, plain.item_factors, top_n)
     accuracy = {}
     for name, top in (("bagged", vote_top_n(counts, train.matrix, top_n)), ("unbagged", unbagged)):

@@ -38,7 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cfpoison.config import JsonConfig, require
-from cfpoison.data.ratings import Ratings
+from cfpoison.data.ratings import IdMatrix, Ratings
 from cfpoison.defend.model import DefendedModel, combined
 from cfpoison.detect import DETECTORS, DetectConfig
 from cfpoison.errors import ConfigError, DataError
@@ -386,7 +386,7 @@ def bag_learner(learner: ALSConfig, bag: int) -> ALSConfig:
 
 
 def bag_subsets(
-    train: Ratings, fake: sp.csr_array, config: BaggingConfig, rng: np.random.Generator
+    train: IdMatrix, fake: sp.csr_array, config: BaggingConfig, rng: np.random.Generator
 ) -> list[Subset]:
     """Each bag's subsample, drawn in bag order with ``rng`` (it depends on the shapes and
     counts of ``train`` and ``fake``, not on the ratings' values). ``users``: a ``fraction``

@@ -318,6 +318,25 @@ class WRMFLearner(SweptLearner[tuple[_Objective, Factors]]):
         return WRMFSystem(_Objective(train, fake, objective.lam, objective.alpha), f)
 
 
+def fold_in(
+    matrix: sp.csr_array, item: np.ndarray, config: WRMFConfig, rows: np.ndarray
+) -> np.ndarray:
+    """The user factors of ``rows`` of ``matrix`` (interaction weights) that exactly minimise
+    ``L`` for the fixed item factors ``item``: each row's confidence-weighted ridge problem,
+    as a user absent from the fit is folded into it (``len(rows) x k``)."""
+    k = item.shape[1]
+    objective = _Objective(
+        sp.csr_array(matrix[np.asarray(rows)]),
+        sp.csr_array((0, matrix.shape[1])),
+        config.lam,
+        config.alpha,
+    )
+    f = Factors(np.zeros((len(rows), k)), np.ascontiguousarray(item), np.zeros((0, k)))
+    with serial_blas():
+        objective.update_users(f)
+    return f.user
+
+
 def _keys(matrix: sp.csr_array, n: int) -> np.ndarray:
     """``row n + column`` of every stored entry, in CSR order."""
     rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
