@@ -299,74 +299,76 @@ def implicit_text(report: ImplicitDetectionReport, name: str, profiles: Path) ->
     return "\n".join(lines)
 
 
-def _implicit(args: argparse.Namespace) -> int:
-    if args.protocol == "cross-family":
-        raise ConfigError("--feedback implicit does not apply to --protocol cross-family")
+#: What ``--protocol within`` reads from a profile file: ``(data set name, fake user ids,
+#: the report's JSON fields, its text)``, given the detector settings.
+WithinResult = tuple[str, Any, dict[str, Any], str]
+WithinRun = Callable[[DetectConfig], WithinResult]
+
+
+def _within(
+    args: argparse.Namespace, label: str, refused: dict[str, str], run: WithinRun, hint: str = ""
+) -> int:
+    """``--protocol within`` on ``--profiles``: the flags of the other protocol (and
+    ``refused``) refused, the outputs checked, ``run`` timed and reported."""
     _refuse(
         args,
         {
             "families": "--families",
             "iterations": "--iterations",
             **_setting_flags(BUDGET_SETTINGS, BUDGET_SETTINGS),
-            **_setting_flags(EXPLICIT_ONLY, DETECT_SETTINGS),
+            **refused,
         },
-        "within --feedback implicit",
+        label,
     )
     if args.profiles is None:
-        raise ConfigError("--feedback implicit needs --profiles CSV (cfpoison promote --profiles)")
+        raise ConfigError(f"--protocol {label} needs --profiles CSV{hint}")
     start = time.perf_counter()
     check_command_outputs(args, inputs=[("--profiles", args.profiles)])
     config = DetectConfig(**given(args, DETECT_SETTINGS.values()))
+    name, fake_ids, fields, text = run(config)
+    payload: dict[str, Any] = {
+        "dataset": name,
+        "profiles": str(args.profiles),
+        "fake_user_ids": fake_ids,
+        **fields,
+        "config": config.to_dict(),
+        "seconds": time.perf_counter() - start,
+    }
+    emit(args, payload, text)
+    return 0
+
+
+def _implicit(args: argparse.Namespace, config: DetectConfig) -> WithinResult:
+    """The detectors for binary profiles on the data binarised at ``--feedback``."""
     train, _ = prepare(load_from_args(args, args.dataset), PreprocessConfig(seed=config.seed))
     data = Interactions.from_ratings(train, args.feedback)
     fake_ids, fake = read_profiles(args.profiles, train)
     report = run_implicit_detectors(data, fake, config, progress=stderr_progress(args))
-    payload: dict[str, Any] = {
-        "dataset": data.name,
-        "profiles": str(args.profiles),
-        "fake_user_ids": fake_ids,
-        **report.to_dict(),
-        "config": config.to_dict(),
-        "seconds": time.perf_counter() - start,
-    }
-    emit(args, payload, implicit_text(report, data.name, args.profiles))
-    return 0
+    return data.name, fake_ids, report.to_dict(), implicit_text(report, data.name, args.profiles)
+
+
+def _explicit(args: argparse.Namespace, config: DetectConfig) -> WithinResult:
+    """The rating detectors and the t-tests on the data set as given."""
+    ratings = load_from_args(args, args.dataset)
+    fake_ids, fake = read_profiles(args.profiles, ratings)
+    report = run_detectors(ratings, fake, config, stderr_progress(args))
+    fields: dict[str, Any] = {**report.to_dict(), "ttest_data": ttest_data(ratings)}
+    text = report_text(report, ratings.name, args.profiles)
+    return ratings.name, fake_ids, fields, f"{text}\n(t-tests on the {fields['ttest_data']})"
 
 
 def _detect(args: argparse.Namespace) -> int:
     if args.feedback is not None:
-        return _implicit(args)
+        if args.protocol == "cross-family":
+            raise ConfigError("--feedback implicit does not apply to --protocol cross-family")
+        refused = _setting_flags(EXPLICIT_ONLY, DETECT_SETTINGS)
+        hint = " (cfpoison promote --profiles)"
+        return _within(
+            args, "within --feedback implicit", refused, lambda c: _implicit(args, c), hint
+        )
     if args.protocol == "cross-family":
         return _cross_family(args)
-    _refuse(
-        args,
-        {
-            "families": "--families",
-            "iterations": "--iterations",
-            **_setting_flags(BUDGET_SETTINGS, BUDGET_SETTINGS),
-        },
-        "within",
-    )
-    if args.profiles is None:
-        raise ConfigError("--protocol within needs --profiles CSV")
-    start = time.perf_counter()
-    check_command_outputs(args, inputs=[("--profiles", args.profiles)])
-    ratings = load_from_args(args, args.dataset)
-    fake_ids, fake = read_profiles(args.profiles, ratings)
-    config = DetectConfig(**given(args, DETECT_SETTINGS.values()))
-    report = run_detectors(ratings, fake, config, stderr_progress(args))
-    payload: dict[str, Any] = {
-        "dataset": ratings.name,
-        "profiles": str(args.profiles),
-        "fake_user_ids": fake_ids,
-        **report.to_dict(),
-        "ttest_data": ttest_data(ratings),
-        "config": config.to_dict(),
-        "seconds": time.perf_counter() - start,
-    }
-    text = report_text(report, ratings.name, args.profiles)
-    emit(args, payload, f"{text}\n(t-tests on the {payload['ttest_data']})")
-    return 0
+    return _within(args, "within", {}, lambda c: _explicit(args, c))
 
 
 def register(subparsers: Any) -> None:
