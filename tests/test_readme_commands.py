@@ -1,0 +1,48 @@
+"""Every command the README shows parses with today's flags (benchmarks/typical_session.py runs
+and times them, and checks the README numbers they produce; this catches a renamed or removed
+flag in CI, where the session itself, 16 minutes, does not run)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from cfpoison.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _session() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "typical_session", ROOT / "benchmarks" / "typical_session.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+SESSION = _session()
+COMMANDS = SESSION.readme_commands((ROOT / "README.md").read_text(encoding="utf-8"))
+
+
+def test_the_readme_shows_the_session_the_script_times() -> None:
+    assert list(COMMANDS) == [
+        "demo", "pga", "gradcheck", "detect", "uniform", "robust", "evaluate", "defend",
+        "reproduce", "promote",
+    ]  # fmt: skip
+    sources = {source for claim in SESSION.CLAIMS for source in claim.sources}
+    assert sources <= set(COMMANDS)  # every checked number comes from a README command
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_each_readme_command_parses(name: str) -> None:
+    argv = SESSION.with_outputs(name, COMMANDS[name])
+    assert argv[0] == "cfpoison"
+    args = build_parser().parse_args(argv[1:])
+    assert args.quiet and args.json_path is not None
