@@ -24,7 +24,7 @@ from cfpoison.defend import (
     defend,
     defenses,
 )
-from cfpoison.defend.defenses import PlainFits
+from cfpoison.defend.defenses import DEFAULT_DEFENSES, PlainFits
 from cfpoison.defend.supervised import learned_score
 from cfpoison.errors import ConfigError
 from cfpoison.experiments.defense_grid import evaluate_defenses
@@ -256,3 +256,20 @@ def test_learned_score_trained_on_an_earlier_attack(split: tuple[Ratings, Rating
     assert model.removed_real.mean() <= 0.10
     with pytest.raises(ConfigError, match="score function"):
         defend(train, planted(train, 2, 10), config, LEARNER, np.random.default_rng(0))
+
+
+def test_labels_are_the_templates_filled_with_the_fields() -> None:
+    """Tables, store keys and README rows name defenses by these labels."""
+    assert [d.label for d in DEFAULT_DEFENSES] == [
+        "detect_remove[rdma,fpr=0.01,reference]",
+        "detect_remove[wdma,fpr=0.01,reference]",
+        "detect_remove[fmtd,fpr=0.01,reference]",
+        "detect_remove[degsim,fpr=0.01,reference]",
+        "bagging[10x0.8 users]",
+        "trimmed[ratings 0.02]",
+        "trimmed[users 0.03]",
+        "huber[delta=1]",
+        "influence_cap[1]",
+        "als_wr[lam=0.1]",
+    ]
+    assert BaggingConfig(bags=2000, fraction=0.0295).label == "bagging[2000x0.0295 users]"
