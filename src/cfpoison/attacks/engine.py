@@ -46,7 +46,17 @@ from cfpoison.models import fit_learner, noise_floor, victim_start
 log = logging.getLogger(__name__)
 
 StepSchedule = Literal["constant", "invsqrt", "backtracking"]
-StepDirection = Literal["gradient", "vertex"]
+StepDirection = Literal["auto", "gradient", "vertex"]
+
+#: Each method's own step direction and item selection, where a config leaves them ``auto``:
+#: robust PGA steps to the box's vertices on rare items (its strongest transfer to victims it
+#: does not control, benchmarks/RESULTS.md "Robust availability that transfers"); every other
+#: method keeps Algorithm 1's projected gradient steps on random items (the paper's, so
+#: Figures 1 and 2 are unchanged).
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "robust": {"step_direction": "vertex", "item_selection": "rare"},
+}
+_PAPER_DEFAULTS: dict[str, Any] = {"step_direction": "gradient", "item_selection": "random"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,9 +74,12 @@ class AttackConfig(JsonConfig):
         iterations: gradient steps (PGA; SGLD reads it too).
         step_schedule, step_size: see :mod:`cfpoison.attacks.pga` (rating units; for the
             ``vertex`` direction the fraction of the way to the vertex, at most 1).
-        step_direction: ``gradient`` (Algorithm 1's projected gradient step) or ``vertex``
+        step_direction: ``gradient`` (Algorithm 1's projected gradient step), ``vertex``
             (toward the box's vertex ``Lambda sign(G)``, Frank-Wolfe's direction:
-            :mod:`cfpoison.attacks.pga`).
+            :mod:`cfpoison.attacks.pga`) or ``auto`` (the default): the method's own,
+            :data:`METHOD_DEFAULTS` (``vertex`` for robust, ``gradient`` otherwise). ``auto``
+            here and in ``threat.item_selection`` is resolved when the config is built, so a
+            stored config always says what ran.
         tol: stop when a step moves no rating by more than this.
         solve_tol, solve_max_iter: the exact gradient's adjoint solve: its true relative
             residual ``|g - H z| / |g|`` and its iteration cap. 1e-4 gives cos >= 0.9999 with
@@ -89,7 +102,7 @@ class AttackConfig(JsonConfig):
     iterations: int = 20
     step_schedule: StepSchedule = "backtracking"
     step_size: float = 1.0
-    step_direction: StepDirection = "gradient"
+    step_direction: StepDirection = "auto"
     tol: float = 1e-3
     solve_tol: float = 1e-4
     solve_max_iter: int = 500
@@ -99,6 +112,12 @@ class AttackConfig(JsonConfig):
 
     def __post_init__(self) -> None:
         get_method(self.method)
+        own = {**_PAPER_DEFAULTS, **METHOD_DEFAULTS.get(self.method, {})}
+        if self.step_direction == "auto":
+            object.__setattr__(self, "step_direction", own["step_direction"])
+        if self.threat.item_selection == "auto":
+            threat = dataclasses.replace(self.threat, item_selection=own["item_selection"])
+            object.__setattr__(self, "threat", threat)
         method_options(self)
         require(self.iterations >= 0, f"iterations must be >= 0, got {self.iterations}")
         require(

@@ -42,15 +42,19 @@ class ThreatModel(JsonConfig):
         max_rating: ``Lambda``, the bound on ``|M~_ij|`` on the shifted scale ``[-2, 2]``.
         item_selection: ``random`` (Algorithm 1: B random items per fake user, fixed for the
             whole run), ``greedy`` (each step re-selects each fake user's B items by the
-            gradient's magnitude) or ``rare`` (B random items per fake user among the
+            gradient's magnitude), ``rare`` (B random items per fake user among the
             ``max(m', 2) B`` least-rated ones, fixed: a regularized model's parameters for an
-            item with few ratings move most per fake rating; :func:`item_pool`).
+            item with few ratings move most per fake rating; :func:`item_pool`) or ``auto``
+            (the default): the attack method's own, set when the attack's config is built
+            (``rare`` for robust, the strongest transfer measured; ``random`` otherwise,
+            :data:`cfpoison.attacks.engine.METHOD_DEFAULTS`). A threat model outside an
+            attack reads ``auto`` as ``random``.
     """
 
     alpha: float = 0.03
     items_per_user: int = 100
     max_rating: float = 2.0
-    item_selection: Literal["random", "greedy", "rare"] = "random"
+    item_selection: Literal["auto", "random", "greedy", "rare"] = "auto"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.alpha) and 0 < self.alpha <= 1):
@@ -63,8 +67,8 @@ class ThreatModel(JsonConfig):
                 f" got {self.max_rating}"
             )
         require(
-            self.item_selection in ("random", "greedy", "rare"),
-            "item selection: random, greedy or rare",
+            self.item_selection in ("auto", "random", "greedy", "rare"),
+            "item selection: auto, random, greedy or rare",
         )
 
     def n_fake(self, n_users: int) -> int:
