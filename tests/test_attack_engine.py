@@ -61,6 +61,31 @@ def test_config_round_trips_with_either_learner() -> None:
 
 
 @pytest.mark.parametrize(
+    ("method", "direction", "selection"),
+    [
+        ("robust", "vertex", "rare"),
+        ("pga", "gradient", "random"),
+        ("adaptive", "gradient", "random"),
+    ],
+)
+def test_auto_steps_and_items_resolve_to_the_method_s_own(
+    method: str, direction: str, selection: str
+) -> None:
+    """``auto`` becomes the method's default when the config is built (robust: its strongest
+    measured transfer; the rest: Algorithm 1), so the stored config says what ran; a value
+    given is kept."""
+    config = AttackConfig(method=method)
+    assert (config.step_direction, config.threat.item_selection) == (direction, selection)
+    assert config.to_dict()["step_direction"] == direction
+    assert AttackConfig.from_dict(config.to_dict()) == config
+    given = AttackConfig(
+        method=method, step_direction="gradient", threat=ThreatModel(item_selection="random")
+    )
+    assert (given.step_direction, given.threat.item_selection) == ("gradient", "random")
+    assert ThreatModel().item_selection == "auto"  # outside an attack: read as random
+
+
+@pytest.mark.parametrize(
     ("method", "options", "message"),
     [
         ("pga", {"beta": 0.6}, "PGAOptions: unknown field"),
