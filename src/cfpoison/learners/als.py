@@ -32,6 +32,7 @@ from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
 from cfpoison.learners.base import Factors, cap_log_level
 from cfpoison.learners.factored import (
+    SWEEP_BOUNDS,
     Backend,
     Engine,
     Problem,
@@ -91,19 +92,7 @@ class ALSConfig(JsonConfig):
     backend: Backend = "numba"
 
     def __post_init__(self) -> None:
-        require_ranges(
-            self,
-            "als",
-            rank=">= 1",
-            lambda_u="> 0",
-            lambda_v="> 0",
-            max_sweeps=">= 1",
-            tol=">= 0",
-            kkt_tol=">= 0",
-            anderson_memory=">= 0",
-            init_scale="> 0",
-            threads=">= 0",
-        )
+        require_ranges(self, "als", rank=">= 1", lambda_u="> 0", lambda_v="> 0", **SWEEP_BOUNDS)
 
 
 class ALSLearner(SweptLearner[tuple[Engine, Factors]], SquaredLossLearner):

@@ -41,6 +41,7 @@ from cfpoison.learners._sparse import weighted_blocks, with_values
 from cfpoison.learners.adjoint import SolveResult, minres_solve
 from cfpoison.learners.base import Factors, serial_blas
 from cfpoison.learners.factored import (
+    SWEEP_BOUNDS,
     Backend,
     Problem,
     Structure,
@@ -94,16 +95,7 @@ class BiasedConfig(JsonConfig):
         for name in ("lambda_u", "lambda_v", "lambda_bias"):
             value = getattr(self, name)
             require(value > 0, f"biased: {name} must be > 0, got {value}")
-        require_ranges(
-            self,
-            "biased",
-            max_sweeps=">= 1",
-            tol=">= 0",
-            kkt_tol=">= 0",
-            anderson_memory=">= 0",
-            init_scale="> 0",
-            threads=">= 0",
-        )
+        require_ranges(self, "biased", **SWEEP_BOUNDS)
 
 
 @dataclasses.dataclass

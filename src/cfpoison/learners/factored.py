@@ -30,6 +30,17 @@ Backend = Literal["numba", "numpy"]
 Structure = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
+#: The bounds of the sweep settings every swept learner's config shares (``require_ranges``).
+SWEEP_BOUNDS = {
+    "max_sweeps": ">= 1",
+    "tol": ">= 0",
+    "kkt_tol": ">= 0",
+    "anderson_memory": ">= 0",
+    "init_scale": "> 0",
+    "threads": ">= 0",
+}
+
+
 def backend_module(backend: Backend) -> ModuleType:
     """The kernel module of a backend: numba kernels or the NumPy reference path."""
     return kernels if backend == "numba" else reference

@@ -43,6 +43,7 @@ from cfpoison.data.ratings import Ratings
 from cfpoison.errors import ConvergenceError
 from cfpoison.learners.base import Factors, cap_log_level
 from cfpoison.learners.factored import (
+    SWEEP_BOUNDS,
     Backend,
     Engine,
     Problem,
@@ -127,17 +128,7 @@ class NuclearConfig(JsonConfig):
             self.max_rank >= self.rank,
             f"nuclear: max_rank ({self.max_rank}) must be >= rank ({self.rank})",
         )
-        require_ranges(
-            self,
-            "nuclear",
-            tol=">= 0",
-            kkt_tol=">= 0",
-            max_sweeps=">= 1",
-            anderson_memory=">= 0",
-            certificate_tol="> 0",
-            init_scale="> 0",
-            threads=">= 0",
-        )
+        require_ranges(self, "nuclear", certificate_tol="> 0", **SWEEP_BOUNDS)
 
 
 @dataclasses.dataclass(frozen=True)
