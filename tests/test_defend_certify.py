@@ -253,3 +253,8 @@ def test_defend_certify_implicit(tmp_path: Path) -> None:
     assert result["feedback"] == "implicit:4" and result["learner"]["name"] == "wrmf"
     assert [row["fakes"] for row in result["certify"]["per_fake"]] == [1, 2]
     assert main(["defend", "--dataset", "synthetic:small", *bagging]) == 2  # needs --certify
+    ranked = tmp_path / "ranked.json"
+    assert main([*args, *bagging, "--rank", "4", "--seed", "3", "--json", str(ranked)]) == 0
+    learner = json.loads(ranked.read_text())["learner"]
+    assert (learner["rank"], learner["seed"]) == (4, 3)  # WRMF's settings from the flags
+    assert main([*args, *bagging, "--learner.lambda-u", "2"]) == 2  # an ALS-only setting

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from cfpoison.attacks.evasion import with_evasions
 from cfpoison.attacks.threat import ThreatModel
 from cfpoison.attacks.utility import UtilityConfig
 from cfpoison.cli._common import (
+    LEARNER_SETTINGS,
     StepBar,
     add_json_option,
     add_learner_options,
@@ -25,7 +27,7 @@ from cfpoison.cli._common import (
     preprocess_config,
     show_progress,
 )
-from cfpoison.cli._options import fraction, parse_feedback, positive_int
+from cfpoison.cli._options import flags_of, fraction, given, parse_feedback, positive_int
 from cfpoison.cli.attack import parse_targets
 from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.data.interactions import Interactions
@@ -147,16 +149,19 @@ def _certify(args: argparse.Namespace, parser: argparse.ArgumentParser, start: f
     defenses = [defense_from_spec(spec) for spec in args.defense or ()]
     if len(defenses) != 1 or not isinstance(defenses[0], BaggingConfig):
         raise ConfigError("--certify certifies one bagging defense: give --defense bagging[:...]")
-    learner: ALSConfig | WRMFConfig = learner_config(args, parser)  # type: ignore[assignment]
-    if not isinstance(learner, ALSConfig):
-        raise ConfigError("defend: the defenses build on ALS; use --learner als")
+    learner: ALSConfig | WRMFConfig
+    if args.feedback is None:
+        learner = learner_config(args, parser)  # type: ignore[assignment]
+        if not isinstance(learner, ALSConfig):
+            raise ConfigError("defend: the defenses build on ALS; use --learner als")
+    else:
+        learner = _wrmf_of_flags(args)
     preprocess = preprocess_config(args)
     check_command_outputs(args)
     train, test = prepare(load_from_args(args, args.dataset), preprocess)
     if args.feedback is not None:
         train = Interactions.from_ratings(train, args.feedback)  # type: ignore[assignment]
         test = Interactions.from_ratings(test, args.feedback)  # type: ignore[assignment]
-        learner = WRMFConfig(threads=learner.threads)
     alpha = ThreatModel().alpha if args.alpha is None else args.alpha
     certificate = certify_bagging(
         train,
@@ -180,6 +185,20 @@ def _certify(args: argparse.Namespace, parser: argparse.ArgumentParser, start: f
     }
     emit(args, payload, _certify_table(certificate) + f"seconds {payload['seconds']:.1f}")
     return 0
+
+
+def _wrmf_of_flags(args: argparse.Namespace) -> WRMFConfig:
+    """``--feedback``'s bags: WRMF at its defaults, seeded by ``--seed``, with the learner
+    flags given that WRMF has (``--rank``, ``--threads``, ...); any other is refused."""
+    fields = {f.name for f in dataclasses.fields(WRMFConfig)}
+    values: dict[str, Any] = {"seed": args.seed}
+    for name, value in given(args, LEARNER_SETTINGS.values()).items():
+        field = name.removeprefix("learner.")
+        if name == "learner" or field not in fields:
+            flag = flags_of(LEARNER_SETTINGS[name])[-1]
+            raise ConfigError(f"{flag} does not apply with --feedback (WRMF bags)")
+        values[field] = value
+    return WRMFConfig(**values)
 
 
 def _certify_table(c: Certificate) -> str:

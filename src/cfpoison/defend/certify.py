@@ -87,10 +87,9 @@ def als_top_n(train: Ratings, fake: sp.csr_array, learner: ALSConfig, top_n: int
 
 def wrmf_top_n(train: Interactions, fake: sp.csr_array, learner: WRMFConfig, top_n: int) -> BagTopN:
     """WRMF on a bag's interactions and fake rows (the real users outside folded in against
-    its item factors,
-    :func:`cfpoison.learners.wrmf.fold_in`), each real user's ``top_n`` items without an
-    interaction. A bag's users outside the sample are empty rows of its matrix: their
-    factors are 0 and they do not move the items (the same fit as without them)."""
+    its item factors, :func:`cfpoison.learners.wrmf.fold_in`), each real user's ``top_n``
+    items without an interaction. A bag's users outside the sample are empty rows of its
+    matrix: their factors are 0 and they do not move the items (the fit without them)."""
 
     def recommend(subset: Subset) -> np.ndarray:
         fitted = WRMFLearner(learner).fit(train.with_matrix(subset.real), fake=subset.thin(fake))
