@@ -33,7 +33,7 @@ from typing import ClassVar, Literal, Self
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.config import JsonConfig, require, require_ranges
+from cfpoison.config import JsonConfig, require_ranges
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
 from cfpoison.learners import kernels
@@ -91,11 +91,15 @@ class BiasedConfig(JsonConfig):
     backend: Backend = "numba"
 
     def __post_init__(self) -> None:
-        require(self.rank >= 1, f"biased: rank must be >= 1, got {self.rank}")
-        for name in ("lambda_u", "lambda_v", "lambda_bias"):
-            value = getattr(self, name)
-            require(value > 0, f"biased: {name} must be > 0, got {value}")
-        require_ranges(self, "biased", **SWEEP_BOUNDS)
+        require_ranges(
+            self,
+            "biased",
+            rank=">= 1",
+            lambda_u="> 0",
+            lambda_v="> 0",
+            lambda_bias="> 0",
+            **SWEEP_BOUNDS,
+        )
 
 
 @dataclasses.dataclass
