@@ -21,6 +21,7 @@ from cfpoison.data.ratings import Ratings
 from cfpoison.data.registry import load_dataset
 from cfpoison.detect import DETECTORS, DetectConfig
 from cfpoison.detect import cross_family as cf
+from cfpoison.detect.report import WITHIN, heatmap, text
 from cfpoison.errors import ConfigError
 
 
@@ -131,6 +132,14 @@ def test_table_end_to_end(monkeypatch: pytest.MonkeyPatch) -> None:
     assert table[cf.LEARNED, "uniform"].auc.auc > 0.8  # learned on the shilling families
     dumped = json.loads(json.dumps(report.to_dict()))
     assert dumped["n_fake"] == dict.fromkeys(fakes, n_fake) and len(dumped["results"]) == 36
+    # the heat map shows the same AUCs: detectors in order, the within row last
+    shown = np.asarray(heatmap(report).axes[0].images[0].get_array())
+    detectors = [*DETECTORS, cf.LEARNED]
+    for (d, f), result in table.items():
+        assert shown[detectors.index(d), list(fakes).index(f)] == result.auc.auc_two_sided
+    within = [table[cf.LEARNED, f].within for f in fakes]
+    assert list(shown[-1]) == [w.auc_two_sided for w in within if w is not None]
+    assert text(report, "synthetic").count(WITHIN) == 2  # the AUC table's row and its title
 
 
 def test_every_registered_method_is_a_family() -> None:
@@ -144,7 +153,9 @@ def test_cli_cross_family(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     out = tmp_path / "cross.json"
     args = ["detect", "--dataset", "synthetic:small", "--protocol", "cross-family"]
     budget = ["--alpha", "0.05", "--items-per-user", "30", "--folds", "3", "--iterations", "1"]
-    code = main([*args, "--families", "uniform,bandwagon,pga", *budget, "--json", str(out)])
+    report_dir = tmp_path / "report"
+    families = ["--families", "uniform,bandwagon,pga", "--report", str(report_dir)]
+    code = main([*args, *families, *budget, "--json", str(out)])
     assert code == 0
     captured = capsys.readouterr()
     assert "two-sided AUC, family held out" in captured.out and "within" in captured.out
@@ -154,6 +165,30 @@ def test_cli_cross_family(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert report["n_fake"] == {"uniform": 10, "bandwagon": 10, "pga": 10}
     assert len(report["results"]) == 3 * (len(DETECTORS) + 1)
     assert set(report["attacks"]) == {"uniform", "bandwagon", "pga"}
+    written = {p.name for p in report_dir.iterdir()}
+    assert written == {"cross-family.md", "cross-family.png", "cross-family.json"}
+    assert json.loads((report_dir / "cross-family.json").read_text()) == report
+    assert (report_dir / "cross-family.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # every AUC cell of the Markdown is the JSON's, rounded as printed (* when inverted)
+    rows = _markdown_rows((report_dir / "cross-family.md").read_text())
+    for r in report["results"]:
+        cell = f"{r['auc_two_sided']:.3f}" + ("*" if r["inverted"] else "")
+        assert rows[r["detector"]][r["family"]] == cell
+        if r["within"] is not None:
+            assert rows[WITHIN][r["family"]] == f"{r['within']['auc_two_sided']:.3f}"
+
+
+def _markdown_rows(text: str) -> dict[str, dict[str, str]]:
+    """The first Markdown table of ``text``: detector -> family -> cell."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    families = [c.strip() for c in lines[0].strip("|").split("|")][1:]
+    rows: dict[str, dict[str, str]] = {}
+    for line in lines[2:]:
+        if line.startswith("| detector"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(families, cells[1:], strict=True))
+    return rows
 
 
 @pytest.mark.parametrize(
@@ -165,6 +200,7 @@ def test_cli_cross_family(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         (["--protocol", "cross-family", "--families", "uniform,uniform"], "at least two"),
         (["--families", "uniform,pga"], "--families does not apply to --protocol within"),
         (["--iterations", "2", "--profiles", "p.csv"], "--iterations does not apply"),
+        (["--report", "out", "--profiles", "p.csv"], "--report does not apply"),
         (["--alpha", "0.1", "--profiles", "p.csv"], "--alpha does not apply"),
         ([], "needs --profiles"),
     ],

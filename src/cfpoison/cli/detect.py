@@ -37,8 +37,10 @@ from cfpoison.data.interactions import Interactions
 from cfpoison.data.preprocess import PreprocessConfig, prepare
 from cfpoison.data.profiles import read_profiles
 from cfpoison.detect import DetectConfig, DetectionReport, TTestResult, run_detectors
-from cfpoison.detect.cross_family import LEARNED, CrossFamilyReport, FamilyResult, cross_family
+from cfpoison.detect.cross_family import cross_family
 from cfpoison.detect.implicit import ImplicitDetectionReport, run_implicit_detectors
+from cfpoison.detect.report import text as cross_family_text
+from cfpoison.detect.report import write_report
 from cfpoison.errors import ConfigError
 from cfpoison.learners import ALSConfig
 from cfpoison.models import fit_learner, noise_floor
@@ -131,63 +133,6 @@ def attack_families() -> dict[str, tuple[str, dict[str, Any]]]:
     return families
 
 
-def _family_table(
-    report: CrossFamilyReport, title: str, cell: Callable[[FamilyResult], str]
-) -> list[str]:
-    families = list(report.n_fake)
-    rows: dict[str, dict[str, FamilyResult]] = {}
-    for result in report.results:
-        rows.setdefault(result.detector, {})[result.family] = result
-    lines = [title, f"{'detector':<12}" + "".join(f"{f:>12}" for f in families)]
-    for detector, by_family in rows.items():
-        lines.append(f"{detector:<12}" + "".join(f"{cell(by_family[f]):>12}" for f in families))
-    return lines
-
-
-def _auc_cell(result: FamilyResult) -> str:
-    return f"{result.auc.auc_two_sided:.3f}{'*' if result.auc.inverted else ' '}"
-
-
-def cross_family_text(report: CrossFamilyReport, name: str) -> str:
-    """The (detector x held-out family) tables, for people."""
-    fpr = f"{100 * report.fpr:g}%"
-    sizes = ", ".join(f"{f} {n}" for f, n in report.n_fake.items())
-    lines = [
-        f"{name}: {report.n_real} real users; fake profiles per family: {sizes}",
-        f"leave-one-family-out: the learned detector trains on the other families' fakes and "
-        f"the real users outside the test fold ({report.folds} folds, seed {report.seed})",
-        "",
-    ]
-    lines += _family_table(
-        report, "two-sided AUC, family held out (* inverted: fakes score lower)", _auc_cell
-    )
-    learned = [r for r in report.results if r.detector == LEARNED]
-    lines.append(
-        f"{'within':<12}"
-        + "".join(
-            f"{r.within.auc_two_sided if r.within else float('nan'):>11.3f} " for r in learned
-        )
-    )
-    lines.append(
-        f"(within: the learned detector trained on the family's own labels, {report.folds}-fold "
-        "out-of-fold, as --protocol within)"
-    )
-    lines.append("")
-    lines += _family_table(
-        report,
-        f"precision at {fpr} FPR (threshold: the {100 * (1 - report.fpr):g}th percentile of the "
-        "test fold's real users' scores; two-sided direction)",
-        lambda r: f"{r.at_fpr_two_sided.precision:.3f} ",
-    )
-    lines.append("")
-    lines += _family_table(
-        report,
-        f"recall at {fpr} FPR (two-sided direction)",
-        lambda r: f"{r.at_fpr_two_sided.recall:.3f} ",
-    )
-    return "\n".join(lines)
-
-
 def _refuse(args: argparse.Namespace, flags: dict[str, str], protocol: str) -> None:
     """A :class:`ConfigError` for the first of ``flags`` (dest -> flag) given."""
     for dest, flag in flags.items():
@@ -216,7 +161,7 @@ def _cross_family(args: argparse.Namespace) -> int:
     config = DetectConfig(**given(args, DETECT_SETTINGS.values()))
     threat = ThreatModel(**given(args, BUDGET_SETTINGS.values()))
     iterations = args.iterations or CROSS_FAMILY_ITERATIONS
-    check_command_outputs(args)
+    check_command_outputs(args, folders={"--report": args.report})
     say = stderr_progress(args) or (lambda _: None)
     ratings = load_from_args(args, args.dataset)
     learner = ALSConfig(seed=config.seed)
@@ -256,7 +201,11 @@ def _cross_family(args: argparse.Namespace) -> int:
         "config": config.to_dict(),
         "seconds": time.perf_counter() - start,
     }
-    emit(args, payload, cross_family_text(report, ratings.name))
+    text = cross_family_text(report, ratings.name)
+    if args.report is not None:
+        written = write_report(report, ratings.name, payload, args.report)
+        text += "\nreport: " + ", ".join(str(p) for p in written)
+    emit(args, payload, text)
     return 0
 
 
@@ -315,6 +264,7 @@ def _within(
         {
             "families": "--families",
             "iterations": "--iterations",
+            "report": "--report",
             **_setting_flags(BUDGET_SETTINGS, BUDGET_SETTINGS),
             **refused,
         },
@@ -426,6 +376,13 @@ def register(subparsers: Any) -> None:
         type=positive_int,
         metavar="N",
         help=f"gradient steps of the iterative attacks (default {CROSS_FAMILY_ITERATIONS})",
+    )
+    group.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="write cross-family.md (the tables), cross-family.png (AUC heat map, detector x "
+        "held-out family) and cross-family.json here",
     )
     add_options(group, BUDGET_SETTINGS.values())
     add_options(parser, DETECT_SETTINGS.values())
