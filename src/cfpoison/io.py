@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from cfpoison.errors import ConfigError, OutputError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @contextlib.contextmanager
@@ -150,3 +154,26 @@ def write_json(path: str | os.PathLike[str], payload: Any) -> None:
     text = json.dumps(to_jsonable(payload), indent=2, sort_keys=True, allow_nan=False)
     with atomic_write(path) as handle:
         handle.write(text + "\n")
+
+
+def write_figure_report(
+    directory: str | os.PathLike[str],
+    stem: str,
+    heading: str,
+    body: str,
+    figure: Figure,
+    payload: Any,
+) -> list[Path]:
+    """``STEM.png`` (``figure``), ``STEM.json`` (``payload``) and ``STEM.md`` (``# heading``,
+    ``body``, the figure embedded, titled by ``heading``) under ``directory``, each atomically,
+    the page last so that it never points at a missing file; the three paths."""
+    directory = Path(directory)
+    md, png, js = (directory / f"{stem}.{ext}" for ext in ("md", "png", "json"))
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, metadata={"Software": None})
+    with atomic_write(png, "wb") as handle:
+        handle.write(buffer.getvalue())
+    write_json(js, payload)
+    with atomic_write(md) as handle:
+        handle.write(f"# {heading}\n\n{body}\n![{heading}]({png.name})\n")
+    return [md, png, js]

@@ -11,7 +11,6 @@ recall at the report's false-positive rate in the direction the AUC favours.
 from __future__ import annotations
 
 import dataclasses
-import io
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from cfpoison.detect.cross_family import LEARNED, CrossFamilyReport, FamilyResult
-from cfpoison.io import atomic_write, write_json
+from cfpoison.io import write_figure_report
 
 #: The row name of the learned detector's within-family AUC (trained on the family's own labels).
 WITHIN = "learned, within"
@@ -156,14 +155,11 @@ def write_report(
 ) -> list[Path]:
     """``cross-family.md`` (tables and heat map), ``cross-family.png`` and
     ``cross-family.json`` (``payload``, the command's JSON)."""
-    directory = Path(directory)
-    md, png, js = (directory / f"cross-family.{ext}" for ext in ("md", "png", "json"))
-    buffer = io.BytesIO()
-    heatmap(report).savefig(buffer, format="png", dpi=120, metadata={"Software": None})
-    with atomic_write(png, "wb") as handle:
-        handle.write(buffer.getvalue())
-    write_json(js, dict(payload))
-    with atomic_write(md) as handle:
-        handle.write("# Detectors judged leave-one-family-out\n\n" + markdown(report, name))
-        handle.write(f"\n![two-sided AUC, detector x held-out family]({png.name})\n")
-    return [md, png, js]
+    return write_figure_report(
+        directory,
+        "cross-family",
+        "Detectors judged leave-one-family-out",
+        markdown(report, name),
+        heatmap(report),
+        dict(payload),
+    )

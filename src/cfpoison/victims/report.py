@@ -3,7 +3,6 @@ and :func:`write_report`, which writes them (and the JSON) atomically under a di
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from cfpoison.io import atomic_write, write_json
+from cfpoison.io import write_figure_report
 from cfpoison.victims.transfer import TransferResult
 
 _HEADER = (
@@ -129,14 +128,11 @@ def heatmap(result: TransferResult) -> Figure:
 
 def write_report(result: TransferResult, directory: str | Path) -> list[Path]:
     """``transfer.md`` (table, notes, heat map), ``transfer.png`` and ``transfer.json``."""
-    directory = Path(directory)
-    md, png, js = (directory / f"transfer.{ext}" for ext in ("md", "png", "json"))
-    buffer = io.BytesIO()
-    heatmap(result).savefig(buffer, format="png", dpi=120, metadata={"Software": None})
-    with atomic_write(png, "wb") as handle:
-        handle.write(buffer.getvalue())
-    write_json(js, result.to_dict())
-    with atomic_write(md) as handle:
-        handle.write("# Transfer to other victims\n\n" + markdown(result))
-        handle.write(f"\n![shift / floor, attack x victim]({png.name})\n")
-    return [md, png, js]
+    return write_figure_report(
+        directory,
+        "transfer",
+        "Transfer to other victims",
+        markdown(result),
+        heatmap(result),
+        result.to_dict(),
+    )
