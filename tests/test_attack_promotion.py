@@ -5,11 +5,13 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from cfpoison.attacks import promotion
 from cfpoison.attacks.promotion import (
     PromotionConfig,
     _swap,
@@ -106,11 +108,24 @@ def test_the_pool_is_the_items_most_co_interacted_with_the_targets(data: Interac
     assert not candidate_items(data, targets, data.n_items)[weights == 0].any()
 
 
-def test_pga_ascends_and_beats_its_random_start(data: Interactions) -> None:
+def test_pga_ascends_and_beats_its_random_start(
+    data: Interactions, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = PromotionConfig(
         method="pga", learner=LEARNER, alpha=0.05, n_targets=2, top_k=10, iterations=3
     )
+    refits: list[int] = []
+    refit = promotion.attack_refit
+
+    def counted(*args: Any) -> Any:
+        fitted = refit(*args)
+        refits.append(fitted.n_sweeps)
+        return fitted
+
+    monkeypatch.setattr(promotion, "attack_refit", counted)
     result = run_promotion(data, config)
+    # every refit's sweeps are in the step that made it, none twice
+    assert sum(h["sweeps"] for h in result.history) == sum(refits) > 0
     utilities = [h["utility"] for h in result.history]
     assert all(b >= a for a, b in itertools.pairwise(utilities))
     assert utilities[-1] > utilities[0]

@@ -127,7 +127,8 @@ class PromotionResult:
         fake: ``m' x n`` CSR of interaction weights (1 on each profile's items).
         fake_user_ids: ids for the fake users, above every real user id.
         targets: the target columns; target_ids: their data set ids.
-        history: one record per step (utility, swaps, gradient diagnostics, seconds).
+        history: one record per step (utility, swaps, gradient diagnostics, seconds, and the
+            sweeps of its refits, every surrogate and backtracking candidate together).
         metrics: :func:`promotion_metrics` on the attacked learner, plus the run's figures.
     """
 
@@ -388,16 +389,19 @@ def _ascend(
     _commit(surrogates, fits)
     fillers = int(np.diff(fake.indptr).max()) - len(targets)
     swaps = config.swaps or max(fillers // 2, 1)
-    history.append({"step": 0, "utility": value, "swaps": 0, "seconds": 0.0})
+    history.append(
+        {"step": 0, "utility": value, "swaps": 0, "seconds": 0.0, "sweeps": _sweeps(fits)}
+    )
     for step in range(1, config.iterations + 1):
         t0 = time.perf_counter()
         gradient, diagnostics = _mean_gradient(train, surrogates, fake, config)
-        accepted = False
+        accepted, sweeps = False, 0
         for _ in range(MAX_HALVINGS + 1):
             moved, made = _swap(fake, gradient, targets, swaps, allowed)
             if made == 0:
                 break
             candidate, fits = _refit(train, surrogates, moved)
+            sweeps += _sweeps(fits)
             if candidate > value:
                 fake, value, accepted = moved, candidate, True
                 _commit(surrogates, fits)
@@ -413,10 +417,15 @@ def _ascend(
                 "accepted": accepted,
                 "gradients": diagnostics,
                 "seconds": time.perf_counter() - t0,
+                "sweeps": sweeps,
             }
         )
         if progress is not None:
-            progress(f"step {step}: utility {value:.4g}")
+            record = history[-1]
+            progress(
+                f"step {step}: utility {value:.4g} ({'accepted' if accepted else 'no ascent'}, "
+                f"{record['sweeps']} refit sweeps, {record['seconds']:.1f} s)"
+            )
         if not accepted:
             break
     return fake
@@ -433,6 +442,11 @@ def _refit(
         values.append(s.utility.value(fitted.user_factors, fitted.item_factors))
         fits.append(fitted)
     return float(np.mean(values)), fits
+
+
+def _sweeps(fits: Sequence[ImplicitLearner]) -> int:
+    """The sweeps (BPR: Newton iterations) of ``fits`` together."""
+    return sum(f.n_sweeps for f in fits)
 
 
 def attack_refit(
