@@ -181,6 +181,7 @@ def promotion_iterations(
             "seconds": h["seconds"],
             "refit_sweeps": h["sweeps"],
             "adjoint_iterations": [g["solve_iterations"] for g in h["gradients"]],
+            "gradients_trustworthy": all(g["gradient_trustworthy"] for g in h["gradients"]),
             "in_sweeps": h["seconds"] / sweep,
         }
         for h in history[1:]
@@ -188,6 +189,7 @@ def promotion_iterations(
     return {
         "clean_fit_seconds": clean_seconds,
         "clean_fit_sweeps": clean.n_sweeps,
+        "clean_fit_kkt": clean.kkt_residual(),
         "start_refit_sweeps": history[0]["sweeps"],
         "steps": made,
         "median_in_sweeps": statistics.median(m["in_sweeps"] for m in made) if made else None,

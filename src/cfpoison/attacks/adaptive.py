@@ -35,7 +35,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from cfpoison.attacks.engine import (
-    AttackConfig,
     AttackContext,
     MethodOutput,
     method_options,
@@ -344,11 +343,7 @@ class AdaptiveOptions(PGAOptions):
         defense_option(self.defense)
 
 
-def adaptive_options(config: AttackConfig) -> AdaptiveOptions:
-    return AdaptiveOptions.from_dict(config.options)
-
-
-@register_method("adaptive", options=adaptive_options)
+@register_method("adaptive", options=AdaptiveOptions)
 def run_adaptive(ctx: AttackContext) -> MethodOutput:
     """PGA against ``options["defense"]`` (module docstring)."""
     config = ctx.config

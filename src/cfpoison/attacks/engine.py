@@ -20,7 +20,7 @@ import math
 import pkgutil
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -308,19 +308,32 @@ _OPTIONS: dict[str, OptionsParser] = {}
 
 
 def register_method(
-    name: str, options: OptionsParser | None = None
+    name: str, options: type[JsonConfig] | OptionsParser | None = None
 ) -> Callable[[AttackMethod], AttackMethod]:
     """Decorator: register ``fn(ctx) -> MethodOutput`` as the attack method ``name``;
-    ``options`` parses the method's typed settings from ``AttackConfig.options`` (None: the
-    method takes none)."""
+    ``options`` gives the method's typed settings from ``AttackConfig.options``: a config
+    class (its ``from_dict`` of the options) or a parser of the whole attack config (None:
+    the method takes none)."""
 
     def decorate(fn: AttackMethod) -> AttackMethod:
         _METHODS[name] = fn
         if options is not None:
-            _OPTIONS[name] = options
+            _OPTIONS[name] = _parser(options)
         return fn
 
     return decorate
+
+
+def _parser(options: type[JsonConfig] | OptionsParser) -> OptionsParser:
+    """``options`` as a parser of the whole attack config."""
+    if not isinstance(options, type):
+        return options
+    settings = cast(type[JsonConfig], options)
+
+    def parse(config: AttackConfig) -> JsonConfig:
+        return settings.from_dict(config.options)
+
+    return parse
 
 
 def method_options(config: AttackConfig) -> JsonConfig | None:

@@ -40,7 +40,6 @@ from tqdm.auto import tqdm
 from cfpoison.attacks.baselines import average_attack, bandwagon_attack, uniform_attack
 from cfpoison.attacks.checkpoint import StepState
 from cfpoison.attacks.engine import (
-    AttackConfig,
     AttackContext,
     MethodOutput,
     method_options,
@@ -74,10 +73,6 @@ class PGAOptions(JsonConfig):
     from (module docstring). Robust and adaptive PGA extend it."""
 
     start: Start = "uniform"
-
-
-def pga_options(config: AttackConfig) -> PGAOptions:
-    return PGAOptions.from_dict(config.options)
 
 
 def pga_start(ctx: AttackContext) -> sp.csr_array:
@@ -391,4 +386,4 @@ def _record(
     }
 
 
-register_method("pga", options=pga_options)(run_pga)
+register_method("pga", options=PGAOptions)(run_pga)

@@ -37,7 +37,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from cfpoison.attacks.engine import (
-    AttackConfig,
     AttackContext,
     MethodOutput,
     method_options,
@@ -378,11 +377,7 @@ class RobustOptions(PGAOptions):
         panel_option(self.surrogates)
 
 
-def robust_options(config: AttackConfig) -> RobustOptions:
-    return RobustOptions.from_dict(config.options)
-
-
-@register_method("robust", options=robust_options)
+@register_method("robust", options=RobustOptions)
 def run_robust(ctx: AttackContext) -> MethodOutput:
     """PGA on the mean utility over ``options["surrogates"]`` (module docstring)."""
     config = ctx.config
