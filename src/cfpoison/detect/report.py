@@ -2,8 +2,8 @@
 heat map of the two-sided AUC, and :func:`write_report`, which writes them (and the JSON)
 atomically under a directory.
 
-Every table comes from one :class:`Grid` of cells, so the text, the Markdown and the figure
-show the same numbers: two-sided AUC (``*``: inverted, fakes score lower, caught all the
+The text and the Markdown print the same :class:`Grid` list, and the figure reads the same
+results: two-sided AUC (``*``: inverted, fakes score lower, caught all the
 same), the learned detector's within-family AUC beside its held-out one, and precision and
 recall at the report's false-positive rate in the direction the AUC favours.
 """
@@ -37,6 +37,7 @@ class Grid:
 def _grid(
     report: CrossFamilyReport, cell: Callable[[FamilyResult], str]
 ) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """The families in order, and per detector its cells in that order."""
     families = tuple(report.n_fake)
     by_detector: dict[str, dict[str, FamilyResult]] = {}
     for result in report.results:
