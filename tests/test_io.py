@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
-from cfpoison.io import atomic_write, to_jsonable, write_json
+from cfpoison.io import atomic_write, to_jsonable, write_figure_report, write_json
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path: Path) -> None:
@@ -48,3 +49,18 @@ def test_jsonable_converts_numpy_and_non_finite() -> None:
         "e": None,
         "f": "x/y",
     }
+
+
+def test_figure_report_writes_the_page_last(tmp_path: Path) -> None:
+    figure = Figure()
+    figure.add_subplot().plot([0, 1], [1, 0])
+    written = write_figure_report(tmp_path / "out", "r", "A title", "body\n", figure, {"x": 1})
+    assert [p.name for p in written] == ["r.md", "r.png", "r.json"]
+    assert (tmp_path / "out" / "r.md").read_text() == "# A title\n\nbody\n\n![A title](r.png)\n"
+    assert (tmp_path / "out" / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "out" / "r.json").read_text()) == {"x": 1}
+    # a payload that cannot be written leaves no page pointing at it
+    fresh = tmp_path / "fresh"
+    with pytest.raises(TypeError):
+        write_figure_report(fresh, "r", "t", "b", figure, {"y": object()})
+    assert not (fresh / "r.md").exists() and not (fresh / "r.json").exists()
