@@ -18,6 +18,7 @@ from cfpoison.attacks.threat import ThreatModel
 from cfpoison.attacks.utility import UtilityConfig
 from cfpoison.cli import main
 from cfpoison.data.interactions import Interactions
+from cfpoison.data.preprocess import PreprocessConfig, prepare
 from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.defend.certify import (
     BagTopN,
@@ -258,3 +259,35 @@ def test_defend_certify_implicit(tmp_path: Path) -> None:
     learner = json.loads(ranked.read_text())["learner"]
     assert (learner["rank"], learner["seed"]) == (4, 3)  # WRMF's settings from the flags
     assert main([*args, *bagging, "--learner.lambda-u", "2"]) == 2  # an ALS-only setting
+
+
+@pytest.fixture(scope="module")
+def ml_subset(ml_small: Ratings) -> Ratings:
+    """ml-latest-small's training split on its 200 most active users and the 40 items they
+    rate most."""
+    train, _ = prepare(ml_small, PreprocessConfig(top_users=200, top_items=40, seed=0))
+    return train
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_certified_items_survive_every_attack_on_movielens(ml_subset: Ratings, seed: int) -> None:
+    """On real ratings, the certificate holds against every rating attack cfpoison computes:
+    the shilling baselines, PGA, robust PGA over surrogates and PGA against the bagging itself."""
+    threat = ThreatModel(alpha=FAKES / ml_subset.n_users, items_per_user=10)
+    fakes = {
+        method: run_attack(
+            ml_subset,
+            AttackConfig(
+                method=method,
+                learner=LEARNER,
+                threat=threat,
+                utility=UtilityConfig(mu1=0.0, mu3=1.0),
+                iterations=2,
+                seed=seed,
+            ),
+        ).fake
+        for method in ("uniform", "average", "bandwagon", "pga", "robust", "adaptive")
+    }
+    _certified_overlap_holds(
+        ml_subset, lambda fake: als_top_n(ml_subset, fake, LEARNER, TOP_N), fakes, seed, 0.5
+    )
