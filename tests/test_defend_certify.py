@@ -150,27 +150,36 @@ def _certified_overlap_holds(
         assert np.all(overlap >= certified), name
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_certified_items_survive_the_attacks(loved: Ratings, seed: int) -> None:
-    """The certificate of ALS bags holds against the rating attacks."""
-    threat = ThreatModel(alpha=FAKES / loved.n_users, items_per_user=10)
+def _rating_attacks_hold(
+    data: Ratings, methods: tuple[str, ...], iterations: int, seed: int, least_mean: float
+) -> None:
+    """:func:`_certified_overlap_holds` for ALS bags against ``methods``' FAKES fake users
+    (B = 10, the ranking utility, ``iterations`` steps)."""
+    threat = ThreatModel(alpha=FAKES / data.n_users, items_per_user=10)
+    utility = UtilityConfig(mu1=0.0, mu3=1.0)
     fakes = {
         method: run_attack(
-            loved,
+            data,
             AttackConfig(
                 method=method,
                 learner=LEARNER,
                 threat=threat,
-                utility=UtilityConfig(mu1=0.0, mu3=1.0),
-                iterations=3,
+                utility=utility,
+                iterations=iterations,
                 seed=seed,
             ),
         ).fake
-        for method in ("uniform", "average", "bandwagon", "pga")
+        for method in methods
     }
     _certified_overlap_holds(
-        loved, lambda fake: als_top_n(loved, fake, LEARNER, TOP_N), fakes, seed, 2
+        data, lambda fake: als_top_n(data, fake, LEARNER, TOP_N), fakes, seed, least_mean
     )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_certified_items_survive_the_attacks(loved: Ratings, seed: int) -> None:
+    """The certificate of ALS bags holds against the rating attacks."""
+    _rating_attacks_hold(loved, ("uniform", "average", "bandwagon", "pga"), 3, seed, 2)
 
 
 def test_defend_certify_reports_per_fake_and_refuses_what_does_not_apply(
@@ -273,21 +282,5 @@ def ml_subset(ml_small: Ratings) -> Ratings:
 def test_certified_items_survive_every_attack_on_movielens(ml_subset: Ratings, seed: int) -> None:
     """On real ratings, the certificate holds against every rating attack cfpoison computes:
     the shilling baselines, PGA, robust PGA over surrogates and PGA against the bagging itself."""
-    threat = ThreatModel(alpha=FAKES / ml_subset.n_users, items_per_user=10)
-    fakes = {
-        method: run_attack(
-            ml_subset,
-            AttackConfig(
-                method=method,
-                learner=LEARNER,
-                threat=threat,
-                utility=UtilityConfig(mu1=0.0, mu3=1.0),
-                iterations=2,
-                seed=seed,
-            ),
-        ).fake
-        for method in ("uniform", "average", "bandwagon", "pga", "robust", "adaptive")
-    }
-    _certified_overlap_holds(
-        ml_subset, lambda fake: als_top_n(ml_subset, fake, LEARNER, TOP_N), fakes, seed, 0.5
-    )
+    methods = ("uniform", "average", "bandwagon", "pga", "robust", "adaptive")
+    _rating_attacks_hold(ml_subset, methods, 2, seed, 0.5)
