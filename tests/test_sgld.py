@@ -23,6 +23,8 @@ from cfpoison.attacks.sgld import (
     row_correlation,
     sgld_attack,
     sgld_chain,
+    support_gradient,
+    top_b_rows,
 )
 from cfpoison.attacks.threat import ThreatModel, grid_values, is_feasible, violations
 from cfpoison.attacks.utility import Utility
@@ -109,10 +111,15 @@ def test_prior_statistics_in_both_modes() -> None:
 
 
 @pytest.mark.slow
-def test_log_posterior_gradient_matches_finite_differences() -> None:
+@pytest.mark.parametrize("support", ["dense", "top-b"])
+def test_log_posterior_gradient_matches_finite_differences(support: str) -> None:
     setup = Setup(tiny_ratings())
     prior = ItemPrior.from_ratings(setup.ratings.matrix, "paper", 1e-2)
     posterior = setup.posterior(prior, 0.7)
+    if support == "top-b":  # the learner sees each row's 5 largest |M~_ij| of 15
+        posterior = dataclasses.replace(
+            posterior, to_fake=top_b_rows(5), gradient_of=support_gradient
+        )
     rng = np.random.default_rng(1)
     dense = np.clip(prior.sample(3, rng), -2, 2)
     log_p, utility, grad, learner, diagnostics = posterior.evaluate(dense)
@@ -214,6 +221,34 @@ def test_attack_is_deterministic_and_keeps_the_best_candidate() -> None:
     refit = setup.fit(runs[0].fake, None)
     value = setup.utility.value(refit.user_factors, refit.item_factors)
     assert value == pytest.approx(best.utility, rel=1e-3)
+
+
+def test_top_b_support_fits_the_chain_on_b_entries_per_row() -> None:
+    setup = Setup(tiny_ratings(seed=11), ALSConfig(rank=3, lambda_u=1.0, lambda_v=1.0))
+    seen: list[sp.csr_array] = []
+    original = setup.fit
+
+    def fit(fake: sp.csr_array, init: Factors | None) -> ALSLearner:
+        seen.append(fake)
+        return original(fake, init)
+
+    setup.fit = fit  # type: ignore[method-assign]
+    threat = ThreatModel(alpha=0.1, items_per_user=4)
+    config = SGLDConfig(iterations=3, chains=1, samples=1, support="top-b")
+    result = setup.attack(threat, config, 12)
+    chain, candidates = seen[:3], seen[3:]
+    for fake in chain:  # continuous values, B per row: R of rows the attacker could inject
+        assert np.all(np.diff(fake.indptr) == 4) and np.abs(fake.data).max() <= 2.0
+    assert len(candidates) == 1 and is_feasible(result.fake, threat, 3)
+    setup.fit = original  # type: ignore[method-assign]
+    dense_run = setup.attack(threat, dataclasses.replace(config, support="dense"), 12)
+    assert dense_run.history[0].utility != result.history[0].utility
+    state = np.array([[0.1, -1.5, 0.3, 2.0], [1.0, 0.0, -0.2, 0.05]])
+    rows = top_b_rows(2)(state)
+    np.testing.assert_array_equal(rows.toarray(), [[0, -1.5, 0, 2.0], [1.0, 0, -0.2, 0]])
+    for bad in ({"support": "sparse"}, {"support": "dense", "mode": "mimic"}):
+        with pytest.raises(ConfigError):
+            SGLDConfig(**bad)  # type: ignore[arg-type]
 
 
 def test_dense_pattern_stores_every_entry() -> None:

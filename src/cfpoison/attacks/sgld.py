@@ -4,18 +4,21 @@ Samples the fake matrix ``M~`` (``m' x n``, shifted scale) from the posterior
 ``log p(M~ | M) = -sum_ij (M~_ij - xi_j)^2 / (2 sigma_j^2) + beta R(M~) + const``: an item-wise
 Gaussian prior of the normal users (``prior="paper"``: moments over all ``m`` users, unrated
 entries as 0; ``"observed"``: over each item's observed ratings; ``"centred"``: observed
-ratings minus their user's mean) tilted by the utility ``R`` at the learner's solution on
-``[M; M~]``, whose gradient ``dR/dM~`` is the exact implicit one (:meth:`ImplicitGradient.dense`
-on all ``m' n`` entries). One step, ``s_t = s_0 (1 + t)^(-gamma)``::
+ratings minus their user's mean) tilted by the utility ``R`` at the learner's solution, whose
+gradient ``dR/dM~`` is the exact implicit one. One step, ``s_t = s_0 (1 + t)^(-gamma)``::
 
     M~ <- M~ + (s_t / 2) P grad log p(M~ | M) + sqrt(s_t) P^(1/2) eps,   eps ~ N(0, I)
 
 ``preconditioner="identity"`` is Eq. 17; ``"prior"`` (default) takes ``P = Sigma``, one step
 size for popular and rare items. Variances are floored at ``min_variance``; ``box=True``
 (default) clips every iterate to ``[-Lambda, Lambda]`` (projected Langevin). Paper mode: chains
-from prior samples, fake rows dense; candidates (the last ``samples`` iterates of each chain's
-second half) keep each row's B largest ``|M~_ij|``, clipped and snapped; the learner is refitted
-on each from the victim's default start and the best is kept. ``docs/math.md`` section 5.
+from prior samples; the learner inside the chain is fitted on each fake row's B largest
+``|M~_ij|`` (``support="top-b"``, the default: ``R`` of rows the attacker can inject, ``dR/dM~``
+zero off them, ``m' B`` fake entries) or on the whole dense rows (``support="dense"``,
+Algorithm 2 as printed: ``m' n`` entries, :meth:`ImplicitGradient.dense`). Candidates (the last
+``samples`` iterates of each chain's second half) keep each row's B largest ``|M~_ij|``,
+clipped and snapped; the learner is refitted on each from the victim's default start and the
+best is kept. ``docs/math.md`` section 5.
 
 Mimic mode (``mode="mimic"``, an extension; paper mode stays the default): each fake row
 copies the shape (length, multiset of ratings) of a real user with at most B ratings, its
@@ -39,7 +42,13 @@ from tqdm.auto import tqdm
 
 from cfpoison.attacks.engine import AttackConfig, AttackContext, MethodOutput, register_method
 from cfpoison.attacks.gradient import ImplicitGradient
-from cfpoison.attacks.threat import ThreatModel, project_dense, snap
+from cfpoison.attacks.threat import (
+    ThreatModel,
+    pattern_matrix,
+    project_dense,
+    snap,
+    top_b_pattern,
+)
 from cfpoison.attacks.utility import Utility
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import item_moments
@@ -63,6 +72,9 @@ class SGLDConfig(JsonConfig):
         step_decay: ``gamma`` in ``s_t = s_0 (1 + t)^(-gamma)`` (0: constant steps).
         mode: ``paper`` (Algorithm 2: dense chains, top-B projection) or ``mimic`` (chains
             on the values of a pattern sampled like a real user's; module docstring).
+        support: paper mode: the chain's learner sees each fake row's B largest
+            ``|M~_ij|`` (``top-b``) or every entry (``dense``, Algorithm 2 as printed); mimic
+            rows have a real user's shape, so only ``top-b`` applies there.
         prior: ``paper`` (all users, unrated = 0), ``observed`` (observed ratings only) or
             ``centred`` (observed ratings minus their user's mean); ``auto``: ``paper`` in
             paper mode, ``centred`` in mimic mode.
@@ -84,6 +96,7 @@ class SGLDConfig(JsonConfig):
     step_size: float = 0.1
     step_decay: float = 0.0
     mode: Literal["paper", "mimic"] = "paper"
+    support: Literal["dense", "top-b"] = "top-b"
     prior: PriorMode | Literal["auto"] = "auto"
     window: int = 10
     agreement: Literal["template", "floor", "free"] = "template"
@@ -105,6 +118,14 @@ class SGLDConfig(JsonConfig):
             f"SGLD step decay gamma must be in [0, 1], got {self.step_decay}",
         )
         require(self.mode in ("paper", "mimic"), f"SGLD mode: paper or mimic, got {self.mode!r}")
+        require(
+            self.support in ("dense", "top-b"),
+            f"SGLD support: dense or top-b, got {self.support!r}",
+        )
+        require(
+            self.mode == "paper" or self.support == "top-b",
+            "SGLD support dense is for paper mode (mimic rows have a real user's shape)",
+        )
         require(
             self.prior in ("paper", "observed", "centred", "auto"),
             "SGLD prior: paper, observed, centred or auto",
@@ -195,6 +216,26 @@ def dense_gradient(grad: ImplicitGradient, fake: sp.csr_array) -> np.ndarray:
 def pattern_gradient(grad: ImplicitGradient, fake: sp.csr_array) -> np.ndarray:
     """``dR/dM~`` on the stored entries of ``fake`` (the state is its values, CSR order)."""
     return grad.on_pattern(fake)
+
+
+def top_b_rows(items_per_user: int) -> Callable[[np.ndarray], sp.csr_array]:
+    """The fake rows of a dense state that keep each row's B largest ``|M~_ij|`` (values as
+    they are: no clip, no rounding, so ``R`` stays differentiable in them)."""
+
+    def to_fake(state: np.ndarray) -> sp.csr_array:
+        columns = top_b_pattern(np.abs(state), items_per_user)
+        return pattern_matrix(columns, np.take_along_axis(state, columns, axis=1), state.shape[1])
+
+    return to_fake
+
+
+def support_gradient(grad: ImplicitGradient, fake: sp.csr_array) -> np.ndarray:
+    """``dR/dM~`` of a dense state whose learner saw only ``fake``'s entries: their gradient,
+    zero elsewhere (an entry off the support does not enter the fit)."""
+    dense = np.zeros(fake.shape)
+    rows = np.repeat(np.arange(fake.shape[0]), np.diff(fake.indptr))
+    dense[rows, fake.indices] = grad.on_pattern(fake)
+    return dense
 
 
 @dataclasses.dataclass(frozen=True)
@@ -505,7 +546,11 @@ def _setup_chain(
         def project(dense: np.ndarray) -> sp.csr_array:
             return project_dense(dense, threat, grid)
 
-        return Posterior(prior, config.beta, fit, gradient), start, project, box
+        posterior = Posterior(prior, config.beta, fit, gradient)
+        if config.support == "top-b":
+            rows = top_b_rows(threat.items_per_user)
+            posterior = dataclasses.replace(posterior, to_fake=rows, gradient_of=support_gradient)
+        return posterior, start, project, box
     mimic = mimic_pattern(train, threat.items_per_user, n_fake, config.window, rng)
     mimic = dataclasses.replace(mimic, values=snap(mimic.values, threat.max_rating, grid))
     if config.agreement == "free":
