@@ -23,6 +23,7 @@ from cfpoison.attacks.threat import (
     project_dense,
     random_pattern,
     snap,
+    top_b_pattern,
     violations,
 )
 from cfpoison.data.ratings import RatingScale
@@ -176,3 +177,21 @@ def test_item_pool_is_the_least_rated_items() -> None:
     assert pool is not None and sorted(pool.tolist()) == [1, 3, 4, 7]  # counts 0, 1, 1, 0
     everything = item_pool(train, ThreatModel(0.25, 6, item_selection="rare"), 2, rng)
     assert everything is not None and len(everything) == 10  # fewer items than m' B
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 7), st.integers(1, 40)),
+    data=st.data(),
+    ties=st.booleans(),
+)
+def test_top_b_pattern_is_a_stable_sort_of_each_row(
+    shape: tuple[int, int], data: st.DataObject, ties: bool
+) -> None:
+    """The partition-based selection equals a stable argsort's first B, ties leftmost first
+    (SGLD's clipped states hold many equal entries at +-Lambda)."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    b = data.draw(st.integers(1, shape[1]))
+    scores = rng.integers(-2, 3, shape).astype(float) if ties else rng.normal(size=shape)
+    expected = np.sort(np.argsort(-scores, axis=1, kind="stable")[:, :b], axis=1)
+    np.testing.assert_array_equal(top_b_pattern(scores, b), expected)

@@ -182,13 +182,15 @@ class ItemPrior:
         """``n_fake x n`` draws (Algorithm 2, line 3)."""
         return self.mean + np.sqrt(self.variance) * rng.standard_normal((n_fake, len(self.mean)))
 
-    def log_density(self, dense: np.ndarray) -> float:
-        """``-sum_ij (M~_ij - xi_j)^2 / (2 sigma_j^2)`` (up to a constant)."""
-        return float(-0.5 * np.sum((dense - self.mean) ** 2 / self.variance))
-
-    def gradient(self, dense: np.ndarray) -> np.ndarray:
-        """``-(M~ - Xi) Sigma^{-1}``."""
-        return -(dense - self.mean) / self.variance
+    def log_density_and_gradient(self, state: np.ndarray) -> tuple[float, np.ndarray]:
+        """``-sum_ij (M~_ij - xi_j)^2 / (2 sigma_j^2)`` (up to a constant) and its gradient
+        ``-(M~ - Xi) Sigma^{-1}``, in one array the size of ``state`` (GBs at ML-20M scale)."""
+        scale = 1.0 / np.sqrt(self.variance)
+        gradient = state - self.mean
+        gradient *= scale  # (M~ - Xi) / sigma
+        log_density = -0.5 * float(np.vdot(gradient, gradient))
+        gradient *= -scale
+        return log_density, gradient
 
 
 def dense_pattern(dense: np.ndarray) -> sp.csr_array:
@@ -229,13 +231,19 @@ def top_b_rows(items_per_user: int) -> Callable[[np.ndarray], sp.csr_array]:
     return to_fake
 
 
-def support_gradient(grad: ImplicitGradient, fake: sp.csr_array) -> np.ndarray:
+def support_gradient(grad: ImplicitGradient, fake: sp.csr_array) -> sp.csr_array:
     """``dR/dM~`` of a dense state whose learner saw only ``fake``'s entries: their gradient,
-    zero elsewhere (an entry off the support does not enter the fit)."""
-    dense = np.zeros(fake.shape)
-    rows = np.repeat(np.arange(fake.shape[0]), np.diff(fake.indptr))
-    dense[rows, fake.indices] = grad.on_pattern(fake)
-    return dense
+    zero elsewhere (an entry off the support does not enter the fit), stored sparse."""
+    return sp.csr_array((grad.on_pattern(fake), fake.indices, fake.indptr), shape=fake.shape)
+
+
+def add_scaled(step: np.ndarray, scale: float, gradient: np.ndarray | sp.csr_array) -> None:
+    """``step += scale * gradient`` in place (a sparse gradient touches its entries only)."""
+    if isinstance(gradient, sp.csr_array):
+        rows = np.repeat(np.arange(gradient.shape[0]), np.diff(gradient.indptr))
+        step[rows, gradient.indices] += scale * gradient.data
+    else:
+        step += scale * gradient
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,22 +262,23 @@ class Posterior:
     fit: Fit
     gradient: Gradient
     to_fake: Callable[[np.ndarray], sp.csr_array] = dense_pattern
-    gradient_of: Callable[[ImplicitGradient, sp.csr_array], np.ndarray] = dense_gradient
+    gradient_of: Callable[[ImplicitGradient, sp.csr_array], np.ndarray | sp.csr_array] = (
+        dense_gradient
+    )
 
     def evaluate(
         self, state: np.ndarray, init: Factors | None = None
     ) -> tuple[float, float, np.ndarray, Learner | None, dict[str, Any]]:
         """``(log p, R, grad log p, fitted learner, gradient diagnostics)`` at the chain's
         state (:meth:`ImplicitGradient.diagnostics`: the fit's KKT residual, the solve's)."""
-        log_prior, grad_prior = self.prior.log_density(state), self.prior.gradient(state)
+        log_prior, step = self.prior.log_density_and_gradient(state)
         if self.beta == 0:
-            return log_prior, float("nan"), grad_prior, None, {}
+            return log_prior, float("nan"), step, None, {}
         fake = self.to_fake(state)
         learner = self.fit(fake, init)
         grad = self.gradient(learner, fake)
-        log_p = log_prior + self.beta * grad.utility
-        step = grad_prior + self.beta * self.gradient_of(grad, fake)
-        return log_p, grad.utility, step, learner, grad.diagnostics()
+        add_scaled(step, self.beta, self.gradient_of(grad, fake))
+        return log_prior + self.beta * grad.utility, grad.utility, step, learner, grad.diagnostics()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -511,8 +520,11 @@ def sgld_chain(
         log_p, utility, grad, learner, diagnostics = posterior.evaluate(dense, factors)
         factors = None if learner is None else learner.factors
         s = config.step(t)
-        dense = dense + 0.5 * s * precondition * grad
-        dense += np.sqrt(s) * noise_scale * rng.standard_normal(dense.shape)
+        grad *= 0.5 * s * precondition  # in place: at ML-20M scale each array is GBs
+        dense += grad
+        noise = rng.standard_normal(out=grad)
+        noise *= np.sqrt(s) * noise_scale
+        dense += noise
         if max_rating is not None:
             np.clip(dense, -max_rating, max_rating, out=dense)
         step = SGLDStep(chain, t + 1, utility, log_p, s, time.perf_counter() - begin, diagnostics)
