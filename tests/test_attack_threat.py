@@ -195,3 +195,6 @@ def test_top_b_pattern_is_a_stable_sort_of_each_row(
     scores = rng.integers(-2, 3, shape).astype(float) if ties else rng.normal(size=shape)
     expected = np.sort(np.argsort(-scores, axis=1, kind="stable")[:, :b], axis=1)
     np.testing.assert_array_equal(top_b_pattern(scores, b), expected)
+    scores[:, 0] = np.nan  # a NaN ranks last, as in np.sort
+    expected = np.sort(np.argsort(-scores, axis=1, kind="stable")[:, :b], axis=1)
+    np.testing.assert_array_equal(top_b_pattern(scores, b), expected)

@@ -136,6 +136,8 @@ def top_b_pattern(scores: np.ndarray, items_per_user: int) -> np.ndarray:
     block = max(1, (1 << 22) // max(n, 1))
     for start in range(0, rows, block):
         part = scores[start : start + block]
+        if np.isnan(part).any():  # NaN ranks below every number, as in a sort
+            part = np.where(np.isnan(part), -np.inf, part)
         kth = np.partition(part, n - b, axis=1)[:, n - b, None]  # each row's B-th largest
         above = part > kth
         tied = part == kth
