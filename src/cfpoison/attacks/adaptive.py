@@ -43,7 +43,7 @@ from cfpoison.attacks.engine import (
 )
 from cfpoison.attacks.evasion import evade
 from cfpoison.attacks.gradient import ImplicitGradient, system_gradient, utility_gradient
-from cfpoison.attacks.pga import PGAOptions, run_pga
+from cfpoison.attacks.pga import PGAOptions, fit_snapshot, run_pga
 from cfpoison.attacks.robust import MeanGradient
 from cfpoison.attacks.utility import Utility
 from cfpoison.defend.defenses import (
@@ -67,10 +67,12 @@ from cfpoison.defend.defenses import (
     reweighted_fit,
     trimmed_fit,
 )
+from cfpoison.defend.model import combined
 from cfpoison.errors import ConfigError
-from cfpoison.learners import ALSConfig
+from cfpoison.learners import ALSConfig, ALSLearner
+from cfpoison.learners.base import Factors, Snapshot
 from cfpoison.learners.hessian import FactorHessian
-from cfpoison.learners.weighted import fold_in
+from cfpoison.learners.weighted import WeightedFit, WeightedProblem, fold_in
 
 #: Defenses with an adaptive attacker.
 ADAPTIVE_DEFENSES = ("bagging", "trimmed", "detect_remove", "huber", "influence_cap", "als_wr")
@@ -252,6 +254,40 @@ class DefendedObjective:
     def record(self, state: DefendedState) -> dict[str, Any]:
         return dict(state.info)
 
+    def snapshot(self, state: DefendedState) -> Snapshot:
+        """Each fit b (part ``b``): its subset (the real ratings it kept, part ``real``, and
+        the masks), its ALS fit and adjoint (part ``als``) and its folded-in users; the
+        defense's info."""
+        parts = {}
+        for b, fit in enumerate(state.fits):
+            subset = fit.subset
+            arrays = {
+                "fake_rows": subset.fake_rows,
+                "fake_entries": subset.fake_entries,
+                "set_aside": subset.set_aside,
+                "user": fit.user,
+            }
+            real = Snapshot.of_matrix(subset.real)
+            als = fit_snapshot(fit.fitted, self.adjoints[b])
+            parts[str(b)] = Snapshot.nest({"real": real, "als": als}, arrays)
+        return Snapshot.nest(parts, record={"fits": len(state.fits), "info": state.info})
+
+    def restore(self, fake: sp.csr_array, saved: Snapshot) -> DefendedState:
+        bagging = isinstance(self.defense, BaggingConfig)
+        fits, self.adjoints = [], []
+        for b in range(saved.record["fits"]):
+            part = saved.part(str(b))
+            a, real, als = part.arrays, part.part("real").matrix(), part.part("als")
+            subset = Subset(real, a["fake_rows"], a["fake_entries"], a["set_aside"])
+            learner = ALSLearner(bag_learner(self.learner, b) if bagging else self.learner)
+            train = self.ctx.train.with_matrix(real)
+            fitted = learner.restore(train, als.part("fit"), subset.thin(fake))
+            fits.append(SubsetFit(subset, fitted, a["user"]))
+            self.adjoints.append(als.arrays.get("adjoint"))
+        if bagging:
+            self.bags = [fit.subset for fit in fits]
+        return DefendedState(fits, saved.record["info"])
+
     def project(self, fake: sp.csr_array) -> sp.csr_array:
         """Detect-and-remove: ``fake`` under the detector's threshold (continuous ratings)."""
         assert isinstance(self.defense, DetectRemoveConfig) and self.score is not None
@@ -330,6 +366,34 @@ class ReweightedObjective:
 
     def record(self, state: ReweightedFit) -> dict[str, Any]:
         return {"sweeps": state.fit.sweeps, **state.info}
+
+    def snapshot(self, state: ReweightedFit) -> Snapshot:
+        """The defense's fit: factors, weights, regularization, Huber's start (part
+        ``start``) and how it ended; and the adjoint."""
+        fit, problem = state.fit, state.problem
+        arrays = {
+            "user": fit.user,
+            "item": fit.item,
+            "weights": state.weights,
+            "row_weights": state.row_weights,
+            "lam_users": problem.lam_users,
+            "lam_items": problem.lam_items,
+            "adjoint": self.adjoint,
+        }
+        start = {} if state.start is None else {"start": Snapshot(state.start.named(), {})}
+        ended = {"objective": fit.objective, "sweeps": fit.sweeps, "converged": fit.converged}
+        return Snapshot.nest(start, arrays, {**ended, "delta": state.delta, "info": state.info})
+
+    def restore(self, fake: sp.csr_array, saved: Snapshot) -> ReweightedFit:
+        a, r = saved.arrays, saved.record
+        self.adjoint = a.get("adjoint")
+        matrix = combined(self.ctx.train, fake)
+        problem = WeightedProblem.build(matrix, a["lam_users"], a["lam_items"])
+        fit = WeightedFit(a["user"], a["item"], r["objective"], r["sweeps"], r["converged"])
+        start = Factors.of_named(saved.part("start").arrays) if "start" in r else None
+        return ReweightedFit(
+            problem, a["weights"], fit, a["row_weights"], r["delta"], r["info"], start
+        )
 
 
 @dataclasses.dataclass(frozen=True)

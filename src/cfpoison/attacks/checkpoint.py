@@ -3,14 +3,17 @@ resumes where it stopped (``cfpoison attack --resume``).
 
 A checkpoint belongs to one attack on one data set: its key is the digest of the attack config
 and of the training matrix (:func:`checkpoint_key`), and a checkpoint whose key differs is never
-read. It holds the iterate, the best iterate, their utilities, the step rule's state and the
-history. On resume the learner is refitted at the iterate (warm from the clean model, to the
-config's own tolerance) and the adjoint solves start cold, so a resumed run follows the
-uninterrupted one to the fits' and solves' tolerances, not bit for bit (utilities within
-2e-5 relative on the test problem with gradient steps). Vertex steps (robust's default) take
-the sign of each gradient entry, so a resumed run can take another vertex where an entry is
-near zero and drift further (1.8e-3 relative after 8 steps on the test problem); its result
-says ``resumed_after_step``.
+read. It holds the iterate, the best iterate, their utilities, the step rule's state, the
+history, and everything else the next step depends on (the objective's :class:`Snapshot`,
+:meth:`cfpoison.attacks.pga.Objective.snapshot`): the fitted factors of the learner (of every
+surrogate or defense fit) with their convergence record, and the adjoint solutions the next
+solves warm-start from. On resume those fits are restored without a sweep and the solves start
+from the saved adjoints, so a resumed run is the uninterrupted one bit for bit: the same fake
+profiles, utilities and history, but for the timing fields (``seconds``). No step draws from the
+attack's generator, whose start draws the resumed run replays. A checkpoint written before it
+kept the snapshot resumes by refitting the learner at the iterate (warm from the clean model)
+with cold adjoint solves, equal to the uninterrupted run to the fits' and solves' tolerances
+only. Either result says ``resumed_after_step``.
 Written atomically (a temporary file, then a rename): a kill mid-write leaves the last one.
 """
 
@@ -31,6 +34,10 @@ import scipy.sparse as sp
 from cfpoison.config import digest_of
 from cfpoison.data.ratings import IdMatrix
 from cfpoison.errors import DataError
+from cfpoison.learners.base import CSR_ARRAYS, Snapshot
+
+#: The prefix of the objective snapshot's arrays in the file.
+OBJECTIVE = "objective/"
 
 
 @dataclasses.dataclass
@@ -43,6 +50,8 @@ class StepState:
         value, best_value: their utilities.
         last_step, grow: the step rule's memory (:func:`cfpoison.attacks.pga.run_pga`).
         history: the per-step records so far.
+        objective: the objective's state at ``fake`` that the next step starts from (None
+            in a checkpoint written before it was kept: resumed by a refit).
     """
 
     iteration: int
@@ -53,6 +62,7 @@ class StepState:
     last_step: float
     grow: bool
     history: list[dict[str, Any]]
+    objective: Snapshot | None = None
 
 
 def checkpoint_key(config: dict[str, Any], train: IdMatrix) -> str:
@@ -79,11 +89,18 @@ class Checkpoint:
             with np.load(self.path, allow_pickle=False) as saved:
                 meta = json.loads(str(saved["meta"]))
                 fake, best = (_matrix(saved, name) for name in ("fake", "best_fake"))
+                arrays = {
+                    name.removeprefix(OBJECTIVE): saved[name]
+                    for name in saved.files
+                    if name.startswith(OBJECTIVE)
+                }
         except (OSError, ValueError, KeyError) as err:
             raise DataError(f"checkpoint {self.path} is unreadable ({err}): delete it") from None
         if meta.pop("key") != self.key:
             raise DataError(f"checkpoint {self.path} belongs to another attack: delete it")
-        return StepState(fake=fake, best_fake=best, **meta)
+        record = meta.pop("objective", None)
+        objective = None if record is None else Snapshot(arrays, record)
+        return StepState(fake=fake, best_fake=best, objective=objective, **meta)
 
     def save(self, state: StepState) -> None:
         """Write ``state`` atomically."""
@@ -95,10 +112,13 @@ class Checkpoint:
             "last_step": state.last_step,
             "grow": state.grow,
             "history": state.history,
+            "objective": None if state.objective is None else state.objective.record,
         }
         arrays = {"meta": np.array(json.dumps(meta))}
         for name, matrix in (("fake", state.fake), ("best_fake", state.best_fake)):
             arrays.update(_arrays(name, matrix))
+        if state.objective is not None:
+            arrays.update({OBJECTIVE + k: a for k, a in state.objective.arrays.items()})
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)  # type: ignore[arg-type]
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,19 +137,11 @@ class Checkpoint:
 
 
 def _arrays(name: str, matrix: sp.csr_array) -> dict[str, np.ndarray]:
-    return {
-        f"{name}_indptr": np.asarray(matrix.indptr),
-        f"{name}_indices": np.asarray(matrix.indices),
-        f"{name}_data": np.asarray(matrix.data),
-        f"{name}_shape": np.asarray(matrix.shape),
-    }
+    return {f"{name}_{key}": a for key, a in Snapshot.of_matrix(matrix).arrays.items()}
 
 
 def _matrix(saved: Any, name: str) -> sp.csr_array:
-    shape = tuple(int(v) for v in saved[f"{name}_shape"])
-    return sp.csr_array(
-        (saved[f"{name}_data"], saved[f"{name}_indices"], saved[f"{name}_indptr"]), shape=shape
-    )
+    return Snapshot({key: saved[f"{name}_{key}"] for key in CSR_ARRAYS}, {}).matrix()
 
 
 __all__ = ["Checkpoint", "StepState", "checkpoint_key"]

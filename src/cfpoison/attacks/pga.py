@@ -49,7 +49,9 @@ from cfpoison.attacks.gradient import ImplicitGradient
 from cfpoison.attacks.threat import clip_values, include_items, pattern_matrix, top_b_pattern
 from cfpoison.config import JsonConfig
 from cfpoison.errors import ConfigError
-from cfpoison.learners.base import caps_expected
+from cfpoison.learners import build_learner
+from cfpoison.learners.base import Snapshot, caps_expected
+from cfpoison.learners.factored import SweptLearner
 
 if TYPE_CHECKING:
     from cfpoison.learners import LearnerConfig
@@ -193,6 +195,24 @@ class Objective(Protocol[State]):
         """Extra entries of the history record of an accepted iterate."""
         ...
 
+    def snapshot(self, state: State) -> Snapshot:
+        """What the next step depends on besides the iterate: ``state``'s fits, and the
+        adjoint solutions that the next gradient's solves warm-start from (checkpoints)."""
+        ...
+
+    def restore(self, fake: sp.csr_array, saved: Snapshot) -> State:
+        """The state that :meth:`snapshot` saved at ``fake``, its adjoints set back: bit for
+        bit, without a sweep."""
+        ...
+
+
+def fit_snapshot(learner: Learner, adjoint: np.ndarray | None) -> Snapshot:
+    """A fitted learner (its :meth:`~cfpoison.learners.factored.SweptLearner.snapshot`, part
+    ``fit``) and ``adjoint``, the warm start of its next gradient's solve (None: none)."""
+    if not isinstance(learner, SweptLearner):
+        raise TypeError(f"{type(learner).__name__}: a fit that cannot be restored")
+    return Snapshot.nest({"fit": learner.snapshot()}, {"adjoint": adjoint})
+
 
 class LearnerObjective:
     """Algorithm 1's objective: the attack config's learner and utility (``ctx``)."""
@@ -227,6 +247,14 @@ class LearnerObjective:
         sweeps = getattr(state, "n_sweeps", None)
         return {} if sweeps is None else {"fit_sweeps": int(sweeps)}
 
+    def snapshot(self, state: Learner) -> Snapshot:
+        return fit_snapshot(state, self.ctx.last_adjoint)
+
+    def restore(self, fake: sp.csr_array, saved: Snapshot) -> Learner:
+        self.ctx.last_adjoint = saved.arrays.get("adjoint")
+        learner = build_learner(self.ctx.config.learner)
+        return learner.restore(self.ctx.train, saved.part("fit"), fake)
+
 
 def run_pga(
     ctx: AttackContext,
@@ -251,7 +279,10 @@ def run_pga(
     if resumed is not None:
         fake = resumed.fake
     start = time.perf_counter()
-    learner = objective.fit(fake, None)
+    if resumed is not None and resumed.objective is not None:
+        learner = objective.restore(fake, resumed.objective)
+    else:  # the start, or the iterate of an old checkpoint (:mod:`.checkpoint`)
+        learner = objective.fit(fake, None)
     value = objective.value(learner)
     first_fit = time.perf_counter() - start
     history: list[dict[str, Any]] = [
@@ -343,14 +374,17 @@ def run_pga(
             )
         )
         if ctx.checkpoint is not None:
+            snapshot = objective.snapshot(learner)
             ctx.checkpoint.save(
-                StepState(t + 1, fake, best_fake, value, best_value, last_step, grow, history)
+                StepState(
+                    t + 1, fake, best_fake, value, best_value, last_step, grow, history, snapshot
+                )
             )
         bar.update(1)
         bar.set_postfix(utility=f"{value:.4g}")
     bar.close()
     info: dict[str, Any] = {"stop_reason": stop_reason, "best_utility": best_value}
-    if resumed is not None:  # the learner was refitted there: equal to the fits' tolerance
+    if resumed is not None:
         info["resumed_after_step"] = resumed.iteration
     return MethodOutput(fake=best_fake, history=history, info=info)
 

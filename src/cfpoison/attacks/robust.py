@@ -44,13 +44,13 @@ from cfpoison.attacks.engine import (
     warn_untrustworthy,
 )
 from cfpoison.attacks.gradient import utility_gradient
-from cfpoison.attacks.pga import PGAOptions, run_pga
+from cfpoison.attacks.pga import PGAOptions, fit_snapshot, run_pga
 from cfpoison.attacks.utility import Utility
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import ConfigError
 from cfpoison.learners import LearnerConfig, build_learner
-from cfpoison.learners.base import Learner
+from cfpoison.learners.base import Learner, Snapshot
 from cfpoison.victims.spec import VictimSpec
 
 log = logging.getLogger(__name__)
@@ -219,6 +219,11 @@ class Surrogate:
         init = (previous or self.clean).factors
         return build_learner(self.learner).fit(self.train, init=init, fake=fake)
 
+    def restore(self, fake: sp.csr_array, saved: Snapshot) -> Learner:
+        """The fit on ``fake`` and the adjoint that :func:`fit_snapshot` saved."""
+        self.adjoint = saved.arrays.get("adjoint")
+        return build_learner(self.learner).restore(self.train, saved.part("fit"), fake)
+
     def value(self, learner: Learner) -> float:
         return self.utility.value(learner.user_factors, learner.item_factors)
 
@@ -362,6 +367,16 @@ class RobustObjective:
 
     def record(self, state: list[Learner]) -> dict[str, Any]:
         return {"surrogate_utility": self.values(state)}
+
+    def snapshot(self, state: list[Learner]) -> Snapshot:
+        """Each surrogate's fit and adjoint (part ``s``: the s-th), and ``worst``'s scales."""
+        pairs = zip(self.surrogates, state, strict=True)
+        parts = {str(i): fit_snapshot(f, s.adjoint) for i, (s, f) in enumerate(pairs)}
+        return Snapshot.nest(parts, {"scales": self.scales})
+
+    def restore(self, fake: sp.csr_array, saved: Snapshot) -> list[Learner]:
+        self.scales = saved.arrays["scales"]
+        return [s.restore(fake, saved.part(str(i))) for i, s in enumerate(self.surrogates)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -141,6 +141,15 @@ class ALSLearner(SweptLearner[tuple[Engine, Factors]], SquaredLossLearner):
                 c.kkt_tol,
             )
         return self
+
+    def _saved_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        return self.factors.named(), {}
+
+    def _restored_state(
+        self, problem: Problem, arrays: dict[str, np.ndarray], record: dict[str, Any]
+    ) -> tuple[Engine, Factors]:
+        c = self.config
+        return Engine(problem, c.lambda_u, c.lambda_v, self._ops), Factors.of_named(arrays)
 
     # ------------------------------------------------------------------ fitted state
     @property

@@ -24,8 +24,8 @@ import contextvars
 import dataclasses
 import logging
 import weakref
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
@@ -51,6 +51,68 @@ class Factors:
     def assign(self, other: Factors) -> None:
         """Overwrite these arrays, in place, with ``other``'s values."""
         self.user[:], self.item[:], self.fake_user[:] = other.user, other.item, other.fake_user
+
+    def named(self) -> dict[str, np.ndarray]:
+        """The three arrays by field name (references), as a :class:`Snapshot` keeps them."""
+        return {"user": self.user, "item": self.item, "fake_user": self.fake_user}
+
+    @classmethod
+    def of_named(cls, arrays: Mapping[str, np.ndarray]) -> Factors:
+        """The factors of :meth:`named`'s arrays (other names ignored), C-contiguous float64
+        as the kernels take them."""
+        user, item, fake_user = (
+            np.ascontiguousarray(arrays[name], dtype=np.float64)
+            for name in ("user", "item", "fake_user")
+        )
+        return cls(user, item, fake_user)
+
+
+#: The arrays of a CSR matrix in a :class:`Snapshot` (:meth:`Snapshot.of_matrix`).
+CSR_ARRAYS = ("indptr", "indices", "data", "shape")
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """Saved state in the form a checkpoint stores it: arrays by name and a JSON-able record.
+
+    Parts nest (:meth:`nest`, :meth:`part`): a part's array ``a`` is kept as ``PART/a`` and
+    its record as ``record[PART]``, so a panel of fits is one snapshot.
+    """
+
+    arrays: dict[str, np.ndarray]
+    record: dict[str, Any]
+
+    @classmethod
+    def nest(
+        cls,
+        parts: Mapping[str, Snapshot],
+        arrays: Mapping[str, np.ndarray | None] | None = None,
+        record: Mapping[str, Any] | None = None,
+    ) -> Snapshot:
+        """The ``parts`` by name, with this level's own ``arrays`` (None ones left out) and
+        ``record`` entries."""
+        flat = {
+            f"{name}/{key}": a for name, part in parts.items() for key, a in part.arrays.items()
+        }
+        flat.update({key: a for key, a in (arrays or {}).items() if a is not None})
+        return cls(flat, {**{name: part.record for name, part in parts.items()}, **(record or {})})
+
+    def part(self, name: str) -> Snapshot:
+        """The part :meth:`nest` kept as ``name``."""
+        prefix = f"{name}/"
+        inner = {k.removeprefix(prefix): a for k, a in self.arrays.items() if k.startswith(prefix)}
+        return Snapshot(inner, self.record[name])
+
+    @classmethod
+    def of_matrix(cls, matrix: sp.csr_array) -> Snapshot:
+        """A CSR matrix as its arrays (:data:`CSR_ARRAYS`; :meth:`matrix` rebuilds it)."""
+        parts = (matrix.indptr, matrix.indices, matrix.data, matrix.shape)
+        return cls(dict(zip(CSR_ARRAYS, map(np.asarray, parts), strict=True)), {})
+
+    def matrix(self) -> sp.csr_array:
+        """The CSR matrix :meth:`of_matrix` kept."""
+        indptr, indices, data, shape = (self.arrays[name] for name in CSR_ARRAYS)
+        return sp.csr_array((data, indices, indptr), shape=tuple(int(v) for v in shape))
 
 
 class FactorViews(abc.ABC):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -304,6 +304,24 @@ class BiasedLearner(SweptLearner[tuple[Problem, BiasedState]]):
         )
         blocks.append((item_x, g, item_weights))
         return total, blocks
+
+    def _saved_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        return {k: np.asarray(v) for k, v in vars(self.state).items()}, {}
+
+    def _restored_state(
+        self, problem: Problem, arrays: dict[str, np.ndarray], record: dict[str, Any]
+    ) -> tuple[Problem, BiasedState]:
+        a = arrays
+        state = BiasedState(
+            a["user"],
+            a["item"],
+            a["fake_user"],
+            a["user_bias"],
+            a["item_bias"],
+            a["fake_user_bias"],
+            float(a["mu"]),
+        )
+        return problem, state
 
     # ------------------------------------------------------------------ fitted state
     @property

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from types import ModuleType
-from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, Self, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
 from cfpoison.learners import kernels, reference
-from cfpoison.learners.base import Factors, FactorViews, cached_csc, serial_blas
+from cfpoison.learners.base import Factors, FactorViews, Snapshot, cached_csc, serial_blas
 
 Backend = Literal["numba", "numpy"]
 Structure = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -207,7 +207,12 @@ class FittedLearner(FactorViews, Generic[S]):
 
 
 class SweptLearner(FittedLearner[S]):
-    """A :class:`FittedLearner` fitted by sweeps, whose ``_trace`` is a :class:`Trace`."""
+    """A :class:`FittedLearner` fitted by sweeps, whose ``_trace`` is a :class:`Trace`.
+
+    :meth:`snapshot` and :meth:`restore` save a fit and set it back without a sweep (a
+    refit, even warm from the solution, sweeps once and moves the last bits): a learner
+    keeps its fitted state through the hooks ``_saved_state`` and ``_restored_state``.
+    """
 
     _trace: Trace
 
@@ -220,6 +225,35 @@ class SweptLearner(FittedLearner[S]):
     def n_sweeps(self) -> int:
         """Sweeps the last fit computed (with Anderson, also those it discarded)."""
         return self._trace.sweeps
+
+    def snapshot(self) -> Snapshot:
+        """The fitted state, for :meth:`restore`: its arrays, its trace and what else the
+        fit recorded."""
+        arrays, record = self._saved_state()
+        return Snapshot(arrays, {"trace": dataclasses.asdict(self._trace), **record})
+
+    def restore(
+        self, ratings: Ratings, snapshot: Snapshot, fake: sp.csr_array | None = None
+    ) -> Self:
+        """This learner as ``fit(ratings, fake=fake)`` left it when :meth:`snapshot` saved
+        ``snapshot``, bit for bit and without a sweep: the same factors, trace (``converged``,
+        ``n_sweeps``), KKT residual and adjoint system."""
+        record = dict(snapshot.record)
+        trace = Trace(**record.pop("trace"))
+        self._ops.set_threads(self.config.threads)
+        self._fit = self._restored_state(Problem.build(ratings, fake), snapshot.arrays, record)
+        self._trace = trace
+        return self
+
+    def _saved_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The fitted state beyond the trace: arrays and a JSON-able record."""
+        raise NotImplementedError(f"{type(self).__name__}: a fit that cannot be restored")
+
+    def _restored_state(
+        self, problem: Problem, arrays: dict[str, np.ndarray], record: dict[str, Any]
+    ) -> S:
+        """``_fit`` on ``problem`` from what ``_saved_state`` gave (other fitted state set)."""
+        raise NotImplementedError(f"{type(self).__name__}: a fit that cannot be restored")
 
 
 class Engine:

@@ -277,6 +277,19 @@ class NuclearNormLearner(SweptLearner[tuple[Engine, Factors, LowRank]], SquaredL
             np.ascontiguousarray(np.hstack([f.fake_user, grow_u[m:]])),
         )
 
+    def _saved_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        _, f, low = self._fitted()
+        svd = {"left": low.left, "s": low.s, "right": low.right}
+        return f.named() | svd, {"certificate": self._certificate}
+
+    def _restored_state(
+        self, problem: Problem, arrays: dict[str, np.ndarray], record: dict[str, Any]
+    ) -> tuple[Engine, Factors, LowRank]:
+        self._certificate = record["certificate"]
+        low = LowRank(arrays["left"], arrays["s"], arrays["right"])
+        lam = self.config.lam
+        return Engine(problem, lam, lam, self._ops), Factors.of_named(arrays), low
+
     # ------------------------------------------------------------------ fitted state
     @property
     def factors(self) -> Factors:
