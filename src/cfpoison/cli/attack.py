@@ -52,6 +52,20 @@ CHECKPOINTS_HINT = "$XDG_CACHE_HOME/cfpoison/checkpoints"
 parse_targets = value_parser(ATTACK_SETTINGS["targets"].hint)
 
 
+def add_target_option(parser: argparse.ArgumentParser, reported: str) -> None:
+    """``--target`` of a command that reports what profiles do to the targets (``evaluate``,
+    ``defend``): ``auto`` is :func:`cfpoison.cli._common.attack_targets`, the item that
+    ``attack --target auto`` draws. ``reported``: what the command reports about them."""
+    parser.add_argument(
+        "--target",
+        type=parse_targets,
+        default="auto",
+        metavar="ITEM[,ITEM...]|auto",
+        help=f"items whose {reported} to report; auto (default) draws the item "
+        "`cfpoison attack --target auto` draws with the same --seed",
+    )
+
+
 def parse_option(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with VALUE read as JSON when it parses, else as a string."""
     key, sep, value = text.partition("=")

@@ -28,7 +28,7 @@ from cfpoison.cli._common import (
     show_progress,
 )
 from cfpoison.cli._options import flags_of, fraction, given, parse_feedback, positive_int
-from cfpoison.cli.attack import parse_targets
+from cfpoison.cli.attack import add_target_option, parse_targets
 from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.data.interactions import Interactions
 from cfpoison.data.preprocess import prepare
@@ -373,14 +373,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="detect-and-remove threshold: quantile of the scores on the clean training data "
         "(reference, default: data from before the attack) or on the poisoned data itself",
     )
-    parser.add_argument(
-        "--target",
-        type=parse_targets,
-        default="auto",
-        metavar="ITEM[,ITEM...]|auto",
-        help="items whose push to report; auto (default) draws the item `cfpoison attack "
-        "--target auto` draws with the same --seed",
-    )
+    add_target_option(parser, "push")
     parser.add_argument(
         "--alpha",
         type=fraction,

@@ -25,7 +25,7 @@ from cfpoison.cli._common import (
     show_progress,
     ttest_data,
 )
-from cfpoison.cli.attack import parse_targets, result_text
+from cfpoison.cli.attack import add_target_option, result_text
 from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.data.preprocess import prepare
 from cfpoison.data.profiles import read_profiles
@@ -192,14 +192,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="with --victims: write transfer.md, transfer.png (heat map) and transfer.json",
     )
-    parser.add_argument(
-        "--target",
-        type=parse_targets,
-        default="auto",
-        metavar="ITEM[,ITEM...]|auto",
-        help="items whose mean predicted rating to report; auto (default) draws the item "
-        "`cfpoison attack --target auto` draws with the same --seed",
-    )
+    add_target_option(parser, "mean predicted rating")
     add_learner_options(parser)
     add_load_options(parser)
     add_json_option(parser)
