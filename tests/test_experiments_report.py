@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from cfpoison.cli import main
 from cfpoison.experiments.pipeline import run_sweep
 from cfpoison.experiments.presentation import figures
 from cfpoison.experiments.presentation.report import fmt
+from cfpoison.experiments.sweeps.execute import describe_execution
 from cfpoison.experiments.sweeps.spec import PlotSpec, SweepSpec
 from cfpoison.experiments.sweeps.store import ResultStore
 from experiments_fakes import (
@@ -49,7 +51,36 @@ def test_report_numbers_are_the_stored_ones(sweep) -> None:
     floors = [expected_metrics(r.config)["rmse_shift_noise_floor"] for r in rows]
     assert summary["floors"]["rmse_shift_noise_floor"]["mean"] == pytest.approx(np.mean(floors))
     assert summary["seconds"]["cells_total"] == pytest.approx(sum(r.seconds for r in rows))
+    assert summary["seconds"]["executed_on"] == "one process, cell after cell"
+    hours = summary["seconds"]["cells_total"] / 3600
+    assert f"({hours:.2f} cell-hours) in all" in markdown
+    assert "its cells computed on one process, cell after cell." in markdown
     assert "a note" in markdown and "Seed-noise floor" in markdown
+
+
+def test_a_rerun_that_computes_nothing_names_no_executor(sweep, tmp_path) -> None:
+    """A store already complete: the last run computed no cell, so it ran nowhere."""
+    _, out = sweep
+    shutil.copy(out / "results.sqlite", tmp_path / "results.sqlite")  # the fixture's own stays
+    spec = SweepSpec(runner=FAKE, grid=(GRID,))
+    rerun = run_sweep(spec, tmp_path, workers=3, title="Fake sweep")
+    assert rerun.outcome is not None and rerun.outcome.computed == 0
+    summary = json.loads((tmp_path / "report.json").read_text())
+    assert summary["seconds"]["executed_on"] is None
+
+
+@pytest.mark.parametrize(
+    ("workers", "scheduler", "words"),
+    [
+        (0, None, "one process, cell after cell"),
+        (1, None, "a local pool of 1 worker process"),
+        (2, None, "a local pool of 2 worker processes"),
+        (2, "local", "a Dask LocalCluster of 2 worker processes"),
+        (2, "tcp://127.0.0.1:8786", "the Dask distributed scheduler at tcp://127.0.0.1:8786"),
+    ],
+)
+def test_where_a_run_computed_its_cells_in_words(workers, scheduler, words) -> None:
+    assert describe_execution(workers, scheduler) == words
 
 
 def test_report_files_honour_the_umask(sweep) -> None:

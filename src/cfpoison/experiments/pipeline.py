@@ -24,7 +24,12 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from cfpoison.experiments.presentation import figures, report
-from cfpoison.experiments.sweeps.execute import SweepError, SweepOutcome, run_cells
+from cfpoison.experiments.sweeps.execute import (
+    SweepError,
+    SweepOutcome,
+    describe_execution,
+    run_cells,
+)
 from cfpoison.experiments.sweeps.runners import RunContext, cells_of, resolve_runner
 from cfpoison.experiments.sweeps.spec import Cell, PlotSpec, SweepSpec
 from cfpoison.experiments.sweeps.store import ResultStore, StoredCell, export_csv, export_parquet
@@ -122,6 +127,7 @@ def run_sweep(
             tuple(notes),
             failures,
             extra(rows) if extra is not None and rows else [],
+            describe_execution(workers, scheduler) if outcome and outcome.computed else None,
         ),
         out,
     )

@@ -119,6 +119,7 @@ class ReportInput:
     notes: Sequence[str] = ()
     failures: Mapping[str, str] = dataclasses.field(default_factory=dict)  # key -> error
     extra: Sequence[Block] = ()  # placed after the figures
+    executed_on: str | None = None  # where the last run computed its cells (None: none)
 
 
 def build(inp: ReportInput) -> tuple[list[Block], dict[str, Any]]:
@@ -161,7 +162,7 @@ def build(inp: ReportInput) -> tuple[list[Block], dict[str, Any]]:
             _missing_table(inp.cells, missing, inp.failures),
         ]
     blocks += _provenance_blocks(inp.provenance)
-    blocks += _time_blocks(inp.rows, inp.plot, inp.wall_seconds, summary)
+    blocks += _time_blocks(inp.rows, inp.plot, inp.wall_seconds, inp.executed_on, summary)
     blocks += _version_blocks(inp.rows)
     blocks += [
         Heading("Configs"),
@@ -346,16 +347,24 @@ def _provenance_blocks(provenance: Sequence[dict[str, Any]]) -> list[Block]:
 
 
 def _time_blocks(
-    rows: Sequence[StoredCell], plot: PlotSpec, wall: float | None, summary: dict[str, Any]
+    rows: Sequence[StoredCell],
+    plot: PlotSpec,
+    wall: float | None,
+    executed_on: str | None,
+    summary: dict[str, Any],
 ) -> list[Block]:
+    """Each cell's own time (a cell runs in one worker: its wall seconds there), summed, in
+    hours too, and the last run's wall time with where it ran."""
     by_curve: dict[str, list[float]] = {}
     for row in rows:
         by_curve.setdefault(str(lookup(row.flat(), plot.curve)), []).append(row.seconds)
     total = sum(row.seconds for row in rows)
-    summary["seconds"] = {"cells_total": total, "wall": wall}
-    text = f"Compute time of the stored cells: {total:.1f} s in all"
+    summary["seconds"] = {"cells_total": total, "wall": wall, "executed_on": executed_on}
+    text = f"Compute time of the stored cells: {total:.1f} s ({total / 3600:.2f} cell-hours) in all"
     if wall is not None:
         text += f"; wall time of the last run: {wall:.1f} s"
+        if executed_on is not None:
+            text += f", its cells computed on {executed_on}"
     lines = tuple(
         (curve, str(len(s)), f"{sum(s) / len(s):.2f}", f"{max(s):.2f}", f"{sum(s):.1f}")
         for curve, s in sorted(by_curve.items())

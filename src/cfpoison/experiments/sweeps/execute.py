@@ -161,6 +161,20 @@ def run_cells(
     return outcome
 
 
+def describe_execution(workers: int, scheduler: Any = None) -> str:
+    """Where :func:`run_cells` runs cells with these arguments, in words (for reports)."""
+    if scheduler == LOCAL_CLUSTER:
+        return f"a Dask LocalCluster of {workers} worker process{'es' * (workers != 1)}"
+    if isinstance(scheduler, str):
+        return f"the Dask distributed scheduler at {scheduler}"
+    if scheduler is not None:
+        address = getattr(getattr(scheduler, "scheduler", None), "address", None)
+        return "a Dask distributed client" + (f" of the scheduler at {address}" if address else "")
+    if workers == 0:
+        return "one process, cell after cell"
+    return f"a local pool of {workers} worker process{'es' * (workers != 1)}"
+
+
 #: Seconds between looks at the cells other runners hold.
 POLL_SECONDS = 0.25
 
