@@ -2,7 +2,7 @@
 
 Run (``implicit`` is an optional extra)::
 
-    python benchmarks/wrmf.py --threads 2 --rank 32 [--json out.json]
+    python benchmarks/wrmf.py --threads 2 --rank 32 [--sweeps-only] [--json out.json]
 
 Side by side in one process, on ml-latest-small binarised at ratings >= 4 and on the
 synthetic ML-1M shape (``synthetic:ml-1m``, binarised the same way), same rank and threads:
