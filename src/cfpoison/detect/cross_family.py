@@ -1,39 +1,16 @@
 """Every detector judged leave-one-family-out: no label of the attack being scored is seen.
 
-A defender never sees the attack in advance. Input: the real ratings ``R`` (``m x n``, shifted
-scale) and, per attack family ``f``, its fake rows ``F_f``. Each family is injected alone,
-as :func:`cfpoison.detect.evaluate.run_detectors` does: its world ``W_f = [R; F_f]`` is what
-the defender sees under attack ``f``. In every world each classic detector of
-:data:`cfpoison.detect.evaluate.DETECTORS` scores every row and
-:func:`cfpoison.detect.learned.user_features` gives the learned detector's features (item
-statistics over ``W_f``, without labels).
-
-Splits (:func:`family_splits`): the real users are split into ``K`` folds (a permutation of
-the generator passed in, ``rng.permutation(m) % K``), each family's fakes likewise. For the
-held-out family ``f`` and fold ``k``:
-
-* test: ``W_f``'s real users of fold ``k`` and ``F_f``'s fakes of fold ``k``;
-* train (the learned detector only; :func:`training_set`): for every other family ``g``,
-  ``W_g``'s real users outside fold ``k`` (label 0) and all of ``F_g`` (label 1). The held-out
-  family's fakes are never trained on, and a test fold's real user in no world.
-
-The classifier (:func:`cfpoison.detect.learned.fit_classifier`, seed ``config.seed``) trained
-on the split scores the test rows; a classic detector has nothing to train and scores them
-with its ``W_f`` scores. Each test user is scored once, and per (detector, held-out family),
-over the pooled scores:
-
-* ``auc``: :func:`cfpoison.detect.metrics.two_sided` (AUC < 0.5 is ``inverted``, caught all
-  the same);
-* at false-positive rate ``fpr`` (1%): per fold the threshold is the ``1 - fpr`` quantile
-  (``method="higher"``) of the fold's real test users' scores and a test user is flagged
-  above it (detect-and-remove's rule); ``precision`` = flagged fakes / flagged users (NaN if
-  none), ``recall`` = flagged fakes / fakes, ``fpr`` = flagged real users / real users, summed
-  over the folds. ``at_fpr`` scores as given, ``at_fpr_two_sided`` in the direction the AUC
-  favours (negated when inverted, as ``f1_two_sided``).
-
-The learned detector's ``within`` AUC (:func:`cfpoison.detect.learned.learned_detector` on
-``W_f``: ``K``-fold out-of-fold, trained on ``F_f``'s own labels) stands beside its
-leave-one-family-out AUC.
+Each family ``f`` of fake rows ``F_f`` is injected alone (its world ``W_f = [R; F_f]``, as
+:func:`cfpoison.detect.evaluate.run_detectors` does). The real users and each family's fakes
+are split into ``K`` folds (:func:`family_splits`). For the held-out family ``f`` and fold
+``k``, the test rows are ``W_f``'s real users and ``F_f``'s fakes of fold ``k``. The learned
+detector (:func:`cfpoison.detect.learned.fit_classifier`) trains on every other family's world
+outside fold ``k`` (:func:`training_set`), and a classic detector scores with its ``W_f``
+scores. Per (detector, held-out family), over the pooled test scores: the two-sided AUC
+(:func:`cfpoison.detect.metrics.two_sided`), and precision, recall and fpr at 1% FPR with
+per-fold thresholds (:func:`at_fpr`), both as scored and in the direction the AUC favours.
+The learned detector's ``within`` AUC on ``W_f`` stands beside its own.
+``docs/detection.md`` gives the whole protocol.
 """
 
 from __future__ import annotations

@@ -1,32 +1,19 @@
 """Shilling detection on implicit (binary) feedback: fake users as sets of items.
 
-Rating-deviation features (RDMA, WDMA, FMTD, ...) need ratings; on 0/1 profiles every value is
-1 and they are constant. Here the detectors see the combined binary matrix ``X`` (real rows,
-then fake rows; CSR ``users x items``, 1 on every stored entry, no labels); ``I_u`` is the
-item set of user ``u``, ``c_j`` the number of users (every row) who interacted with ``j``.
-Each detector gives one score per user, higher = more suspect, judged two-sided
+Rating-deviation features need ratings, and on 0/1 profiles they are constant. These detectors
+see the combined binary matrix ``X`` (real rows, then fake rows; CSR ``users x items``; no
+labels) and give one score per user, higher = more suspect, judged two-sided
 (:mod:`cfpoison.detect.metrics`):
 
-* ``length``: ``|I_u|``;
-* ``popularity_mean``, ``popularity_std``: mean and standard deviation of ``log c_j`` over
-  ``I_u`` (the learned detector's popularity features of :mod:`cfpoison.detect.learned`);
-* ``degsim_jaccard``, ``degsim_cosine``: DegSim (Chirita et al. 2005), the mean similarity
-  to the ``k`` most similar other users, with the binary similarities
-  ``|I_u & I_v| / |I_u | I_v|`` (Jaccard) and ``|I_u & I_v| / sqrt(|I_u| |I_v|)`` (cosine);
-* ``pca``: PCA-VarSelect (Mehta and Nejdl 2009) on the binary rows. :func:`pca.pca_select`
-  z-scores a user over the items rated, all 1 here (every z is 0), so a row is z-scored over
-  all ``n`` items, ``z_uj = (x_uj - p_u) / s_u``, ``p_u = |I_u| / n``,
-  ``s_u = sqrt(p_u (1 - p_u))`` (0 where ``s_u = 0``); the score is minus the user's
-  contribution ``sum_{c < r} A_uc^2`` to the top ``r`` left singular vectors of ``Z``
-  (computed on ``X`` through a linear operator: ``Z`` is never formed; a fixed start vector
-  keeps it deterministic).
+* ``length``: ``|I_u|``; ``popularity_mean`` and ``popularity_std``: of ``log c_j`` over ``I_u``;
+* ``degsim_jaccard`` and ``degsim_cosine``: DegSim (Chirita et al. 2005) with binary
+  similarities;
+* ``pca``: PCA-VarSelect (Mehta and Nejdl 2009) on rows z-scored over all ``n`` items,
+  through a linear operator on ``X``.
 
-The learned detector is :func:`cfpoison.detect.learned.fit_classifier` on these scores as
-features, scored out of fold as :func:`cfpoison.detect.learned.learned_detector` does.
-
-Flagging at a false-positive rate ``fpr`` follows :func:`cross_family.at_fpr` on one fold:
-flag the users above the ``1 - fpr`` quantile of the real users' scores, in the direction
-the AUC favours (negated when inverted).
+The learned detector is :func:`cfpoison.detect.learned.fit_classifier` on these scores, out of
+fold. Flagging at a false-positive rate follows :func:`cross_family.at_fpr` on one fold.
+``docs/detection.md`` has the definitions.
 """
 
 from __future__ import annotations
