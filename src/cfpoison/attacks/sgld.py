@@ -20,12 +20,10 @@ Algorithm 2 as printed: ``m' n`` entries, :meth:`ImplicitGradient.dense`). Candi
 clipped and snapped; the learner is refitted on each from the victim's default start and the
 best is kept. ``docs/math.md`` section 5.
 
-Mimic mode (``mode="mimic"``, an extension; paper mode stays the default): each fake row
-copies the shape (length, multiset of ratings) of a real user with at most B ratings, its
-items drawn near the template's in popularity rank and taste (:func:`mimic_pattern`); the
-chain runs on a latent score per rated item, ``assign`` handing the template's ratings out by
-rank (a straight-through step), with ``agreement="template"`` keeping each fake's correlation
-with the crowd at its template's (:meth:`MimicPattern.assign`). ``docs/math.md`` section 5.
+Mimic mode (``mode="mimic"``, an extension): each fake row copies a real user's shape (length,
+ratings) on items near the template's (:func:`mimic_pattern`); the chain runs on a latent
+score per item, the template's ratings handed out by rank (:meth:`MimicPattern.assign`).
+``docs/math.md`` section 5.
 """
 
 from __future__ import annotations
