@@ -45,6 +45,7 @@ from cfpoison.learners import (
     build_learner,
 )
 from cfpoison.learners.base import Snapshot
+from cfpoison.learners.wrmf import WRMFLearner
 
 
 def _state(rng: np.random.Generator) -> StepState:
@@ -138,6 +139,13 @@ def test_a_restored_learner_is_the_fit_bit_for_bit(train: Any, learner: LearnerC
         build_learner(learner).fit(train, init=f.factors, fake=moved) for f in (restored, fitted)
     ]
     assert np.array_equal(refits[0].item_factors, refits[1].item_factors)
+
+
+def test_a_learner_without_the_restore_hooks_says_so(train: Any) -> None:
+    """WRMF keeps no restorable state (no checkpointed method fits it): restore refuses."""
+    saved = Snapshot({}, {"trace": {}})
+    with pytest.raises(NotImplementedError, match="WRMFLearner: a fit that cannot be restored"):
+        WRMFLearner().restore(train, saved)
 
 
 class _KilledAfter(Checkpoint):

@@ -238,10 +238,12 @@ class SweptLearner(FittedLearner[S]):
         """This learner as ``fit(ratings, fake=fake)`` left it when :meth:`snapshot` saved
         ``snapshot``, bit for bit and without a sweep: the same factors, trace (``converged``,
         ``n_sweeps``), KKT residual and adjoint system."""
+        if type(self)._restored_state is SweptLearner._restored_state:
+            raise NotImplementedError(f"{type(self).__name__}: a fit that cannot be restored")
         record = dict(snapshot.record)
         trace = Trace(**record.pop("trace"))
-        self._ops.set_threads(self.config.threads)
         self._fit = self._restored_state(Problem.build(ratings, fake), snapshot.arrays, record)
+        self._ops.set_threads(self.config.threads)
         self._trace = trace
         return self
 
