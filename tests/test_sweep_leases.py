@@ -187,11 +187,16 @@ def test_the_lease_of_a_killed_runner_is_taken_over(tmp_path) -> None:
     command = _command(out, 1.0, 1, tmp_path / "first.json")
     proc = subprocess.Popen(command, env=_env(log), start_new_session=True)
     try:
+        # Mid-cell: the lease is taken *and* the cell has started (logged its key); a kill
+        # between the two would leave a lease for a cell that never ran (a race seen in CI).
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (leases.is_dir() and any(leases.iterdir())):
+        while time.monotonic() < deadline and not (
+            leases.is_dir() and any(leases.iterdir()) and log.exists() and log.read_text()
+        ):
             time.sleep(0.05)
         held = list(leases.iterdir())
         assert len(held) == 1, "the first cell never started"
+        assert _counts(log)[held[0].name.removesuffix(".lease")] == 1
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
     finally:
