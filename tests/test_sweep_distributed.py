@@ -182,6 +182,9 @@ def test_a_sweep_on_a_loopback_cluster_survives_a_killed_worker_and_client(
             _kill(workers[1])  # mid-cell: the scheduler reruns it on w0
             lost = executing[0].split("-")[1]  # cell-KEY-RUN
             _wait_for(lambda: lost in stored(), 60, "the killed worker's cell to be rerun")
+            # Kill the client while it holds a lease (a cell in flight), not between cells.
+            leases = lease_folder(store_path)
+            _wait_for(lambda: any(leases.iterdir()), 60, "a leased cell in flight")
             os.kill(client.pid, signal.SIGKILL)
             assert client.wait(timeout=30) == -signal.SIGKILL
         finally:
