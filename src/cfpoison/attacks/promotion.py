@@ -38,6 +38,7 @@ from cfpoison.attacks.gradient import utility_gradient
 from cfpoison.attacks.utility import Utility, candidate_pattern
 from cfpoison.config import JsonConfig, require, require_ranges
 from cfpoison.data.interactions import Interactions
+from cfpoison.data.profiles import profile_sizes
 from cfpoison.errors import BudgetError, ConfigError
 from cfpoison.learners import (
     BPRConfig,
@@ -551,7 +552,8 @@ def promotion_metrics(
     clean = clean or fit_implicit(learner, train)
     poisoned = fit_implicit(learner, train, fake)
     other = fit_implicit(learner.replace(seed=learner.seed + 1), train)
-    out: dict[str, Any] = {"n_fake": int(fake.shape[0]), "items_per_fake": _lengths(fake)}
+    sizes = profile_sizes(fake)
+    out: dict[str, Any] = {"n_fake": sizes["n_fake"], "items_per_fake": sizes["items"]}
     omega = train.matrix
     for k in cutoffs:
         for name, measure in (("hr", hit_ratio), ("ndcg", ndcg)):
@@ -564,14 +566,3 @@ def promotion_metrics(
             out[f"{name}@{k}_per_target_after"] = [float(v) for v in after]
     out["converged"] = bool(clean.converged and poisoned.converged and other.converged)
     return out
-
-
-def _lengths(fake: sp.csr_array) -> dict[str, float]:
-    lengths = np.diff(fake.indptr)
-    if len(lengths) == 0:
-        return {"min": 0.0, "median": 0.0, "max": 0.0}
-    return {
-        "min": float(lengths.min()),
-        "median": float(np.median(lengths)),
-        "max": float(lengths.max()),
-    }

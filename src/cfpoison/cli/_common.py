@@ -23,7 +23,7 @@ from cfpoison.cli._options import add_options, flags_of, given, nested
 from cfpoison.config import config_variants, settings_of
 from cfpoison.data.preprocess import PreprocessConfig
 from cfpoison.data.ratings import Ratings
-from cfpoison.data.registry import CSV_PREFIX
+from cfpoison.data.registry import CSV_PREFIX, INTERACTIONS_PREFIX
 from cfpoison.errors import DataError
 from cfpoison.io import check_outputs, write_json
 from cfpoison.learners import LearnerConfig
@@ -76,10 +76,12 @@ def check_command_outputs(
     inputs: Iterable[tuple[str, Path | None]] = (),
 ) -> None:
     """:func:`cfpoison.io.check_outputs` of a command's outputs, ``--json`` included, against
-    its inputs (a ``csv:PATH`` data set included), before the command starts its work."""
+    its inputs (a ``csv:PATH`` or ``interactions:PATH`` data set included), before the
+    command starts its work."""
     dataset = getattr(args, "dataset", None) or getattr(args, "name", None)
-    if isinstance(dataset, str) and dataset.startswith(CSV_PREFIX):
-        inputs = [*inputs, ("--dataset", Path(dataset.removeprefix(CSV_PREFIX)))]
+    for prefix in (CSV_PREFIX, INTERACTIONS_PREFIX):
+        if isinstance(dataset, str) and dataset.startswith(prefix):
+            inputs = [*inputs, ("--dataset", Path(dataset.removeprefix(prefix)))]
     files = {**(files or {}), "--json": getattr(args, "json_path", None)}
     check_outputs(files, folders, inputs)
 

@@ -21,6 +21,7 @@ from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.data.registry import (
     CSV_PREFIX,
     DATASETS,
+    INTERACTIONS_PREFIX,
     DatasetInfo,
     cache_dir,
     find_local,
@@ -54,7 +55,7 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
         choices=ON_DUPLICATE,
         default="error",
         help="what a repeated user-item pair does: error (default), keep the first or the "
-        "last in file order, or average them",
+        "last in file order, average them, or (interactions:PATH only) add their weights",
     )
     parser.add_argument(
         "--delimiter", help="field delimiter of csv:PATH (default: sniffed from the first line)"
@@ -161,13 +162,17 @@ def _list(args: argparse.Namespace) -> int:
         for r in rows
     ]
     lines.append(f"{CSV_PREFIX + 'PATH':<18}your own file: user,item,rating[,timestamp] columns")
+    lines.append(
+        f"{INTERACTIONS_PREFIX + 'PATH':<18}your own implicit feedback: user,item[,weight"
+        "[,timestamp]] columns (promote, evaluate --feedback implicit)"
+    )
     emit(args, {"datasets": rows, "cache": str(cache_dir())}, "\n".join(lines))
     return 0
 
 
 def _fetch(args: argparse.Namespace) -> int:
     name = args.name
-    if synthetic_preset(name) is not None or name.startswith(CSV_PREFIX):
+    if synthetic_preset(name) is not None or name.startswith((CSV_PREFIX, INTERACTIONS_PREFIX)):
         raise DataError(f"{name} is not downloaded: only the MovieLens sets are")
     info = movielens_info(name)
     check_command_outputs(args)

@@ -2,6 +2,12 @@
 
 With ``--victims PANEL``: the transfer of one or more profile files to a panel of victims
 (:mod:`cfpoison.victims.transfer`), a text table, ``--json`` and ``--report DIR``.
+
+With ``--feedback implicit[:THRESHOLD]`` (or an ``interactions:PATH`` data set): interaction
+profiles (``userId,movieId[,weight]``, as ``cfpoison promote --profiles`` or another tool
+writes them) judged as ``promote`` judges its own: the targets' HR@10, HR@50 and NDCG@50
+before and after on cfpoison's WRMF beside its seed-noise floor, or with ``--victims`` the
+lift on every victim of an implicit panel at three seeds (:mod:`cfpoison.victims.promotion`).
 """
 
 from __future__ import annotations
@@ -12,8 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cfpoison.attacks.metrics import evaluate_profiles
+from cfpoison.attacks.promotion import PromotionConfig, budget, draw_targets, promotion_metrics
 from cfpoison.cli._common import (
+    LEARNER_SETTINGS,
     StepBar,
     add_json_option,
     add_learner_options,
@@ -23,15 +33,28 @@ from cfpoison.cli._common import (
     learner_config,
     preprocess_config,
     show_progress,
+    stderr_progress,
     ttest_data,
 )
+from cfpoison.cli._options import flags_of, given
 from cfpoison.cli.attack import add_target_option, result_text
 from cfpoison.cli.data import add_load_options, load_from_args
+from cfpoison.cli.promote import (
+    add_feedback_option,
+    feedback_of,
+    implicit_train,
+    measure_lines,
+    victim_lines,
+)
+from cfpoison.data.interactions import Interactions
 from cfpoison.data.preprocess import prepare
-from cfpoison.data.profiles import read_profiles
+from cfpoison.data.profiles import profile_sizes, read_interaction_profiles, read_profiles
 from cfpoison.data.ratings import Ratings
+from cfpoison.data.registry import INTERACTIONS_PREFIX
+from cfpoison.learners.wrmf import WRMFConfig
 from cfpoison.models import fit_learner
 from cfpoison.victims.panel import PRESETS, load_panel
+from cfpoison.victims.promotion import PromotionTransferConfig, evaluate_promotion
 from cfpoison.victims.report import text_table, write_report
 from cfpoison.victims.transfer import TransferConfig, evaluate_transfer
 
@@ -39,6 +62,8 @@ from cfpoison.victims.transfer import TransferConfig, evaluate_transfer
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     inputs = [("--profiles", p) for p in args.profiles] + [("--baseline", args.baseline)]
     check_command_outputs(args, folders={"--report": args.report}, inputs=inputs)
+    if args.feedback is not None or args.dataset.startswith(INTERACTIONS_PREFIX):
+        return _run_implicit(args, parser)
     if args.victims is not None:
         return _run_victims(args, parser)
     for flag in ("baseline", "report"):
@@ -100,7 +125,8 @@ def _run_victims(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     clean = fit_learner(config, train)
     targets = attack_targets(args, train, clean)
     transfer = TransferConfig(
-        seeds=tuple(args.seed + 1 + i for i in range(args.victim_seeds)), top_k=args.top_k
+        seeds=tuple(args.seed + 1 + i for i in range(args.victim_seeds)),
+        top_k=10 if args.top_k is None else args.top_k,
     )
     bar = StepBar(args, len(specs) * (1 + len(attacks)), "victims")
     result = evaluate_transfer(
@@ -128,6 +154,95 @@ def _run_victims(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
     emit(args, payload, text_table(result) + f"\nseconds {payload['seconds']:.1f}")
     return 0
+
+
+#: Flags of the explicit evaluation that the implicit one does not read (dest -> flag).
+EXPLICIT_ONLY = {"report": "--report", "top_k": "--top-k", "scale": "--scale"}
+
+
+def _run_implicit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Interaction profiles judged by the targets' HR@10, HR@50 and NDCG@50 (module
+    docstring): on cfpoison's WRMF at ``--seed`` (one file), or on a victim panel."""
+    start = time.perf_counter()
+    refused = [flag for dest, flag in EXPLICIT_ONLY.items() if getattr(args, dest) is not None]
+    learner_flags = given(args, LEARNER_SETTINGS.values())
+    threads = learner_flags.pop("learner.threads", 0)
+    refused += [flags_of(LEARNER_SETTINGS[n])[0] for n in learner_flags]
+    if refused:
+        parser.error(f"{refused[0]} does not apply to implicit feedback (--feedback)")
+    if args.victims is None and args.baseline is not None:
+        parser.error("--baseline needs --victims")
+    if args.victims is None and len(args.profiles) != 1:
+        parser.error("several --profiles files need --victims")
+    if args.victim_seeds < 3:
+        parser.error("--victim-seeds must be >= 3")
+    train = implicit_train(args, preprocess_config(args))
+    paths = list(dict.fromkeys([*args.profiles, *([args.baseline] if args.baseline else [])]))
+    names = _names(paths)
+    attacks = {n: read_interaction_profiles(p, train)[1] for n, p in zip(names, paths, strict=True)}
+    if args.target == "auto":
+        targets = draw_targets(train, PromotionConfig().n_targets, np.random.default_rng(args.seed))
+    else:
+        targets = np.sort(train.item_index(np.asarray(args.target)))
+    payload: dict[str, Any] = {
+        "dataset": args.dataset,
+        "feedback": feedback_of(args),
+        "profiles": {n: str(p) for n, p in zip(names, paths, strict=True)},
+        "targets": [int(i) for i in train.item_ids[targets]],
+        "budget": _budget(train, len(targets)),
+        "profile_sizes": {n: profile_sizes(fake) for n, fake in attacks.items()},
+        "preprocess": preprocess_config(args).to_dict(),
+    }
+    if args.victims is None:
+        learner = WRMFConfig(seed=args.seed, threads=threads)
+        say = stderr_progress(args) or (lambda _: None)
+        say(
+            f"fitting {learner.name} (rank {learner.rank}) clean, poisoned, and clean at seed "
+            f"{args.seed + 1} (the floor) on {train.name}: {train.n_users} users, "
+            f"{train.n_items} items, {train.nnz} interactions"
+        )
+        payload["learner"] = learner.to_dict()
+        payload["metrics"] = promotion_metrics(train, attacks[names[0]], learner, targets)
+    else:
+        specs, skipped = load_panel(args.victims).runnable()
+        seeds = tuple(args.seed + 1 + i for i in range(args.victim_seeds))
+        bar = StepBar(args, len(specs) * (1 + len(attacks)), "victims")
+        payload["victims"] = evaluate_promotion(
+            train,
+            specs,
+            attacks,
+            targets,
+            PromotionTransferConfig(seeds=seeds),
+            baseline=names[paths.index(args.baseline)] if args.baseline else None,
+            skipped=skipped,
+            progress=bar,
+        )
+        bar.close()
+    payload["seconds"] = time.perf_counter() - start
+    lines = [
+        f"{name}: {size['n_fake']} fake users, {size['items']['min']:g}-"
+        f"{size['items']['max']:g} items each"
+        for name, size in payload["profile_sizes"].items()
+    ]
+    budget = payload["budget"]
+    lines.append(
+        f"(promote's budget here: {budget['n_fake']} fake users at alpha "
+        f"{budget['alpha']:g}, B = {budget['items_per_user']} items each); targets "
+        f"{payload['targets']} on {train.name}"
+    )
+    if "metrics" in payload:
+        lines += measure_lines(payload["metrics"])
+    lines += victim_lines(payload.get("victims", {}))
+    lines.append(f"seconds {payload['seconds']:.1f}")
+    emit(args, payload, "\n".join(lines))
+    return 0
+
+
+def _budget(train: Interactions, n_targets: int) -> dict[str, Any]:
+    """``promote``'s default budget on ``train``, for comparison (never enforced here)."""
+    config = PromotionConfig()
+    n_fake, b = budget(train, config, n_targets)
+    return {"alpha": config.alpha, "n_fake": n_fake, "items_per_user": b}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -182,7 +297,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--top-k",
         type=int,
-        default=10,
         metavar="K",
         help="with --victims: the hit ratio counts the target in the top K (default 10)",
     )
@@ -192,7 +306,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="with --victims: write transfer.md, transfer.png (heat map) and transfer.json",
     )
-    add_target_option(parser, "mean predicted rating")
+    add_target_option(parser, "mean predicted rating (implicit: hit ratio and NDCG)")
+    add_feedback_option(parser)
     add_learner_options(parser)
     add_load_options(parser)
     add_json_option(parser)

@@ -16,7 +16,7 @@ from cfpoison.cli._common import (
 from cfpoison.cli._options import given
 from cfpoison.cli.attack import ATTACK_SETTINGS, add_attack_options, attack_config
 from cfpoison.cli.data import load_from_args
-from cfpoison.cli.promote import add_promotion_options, promotion_setup
+from cfpoison.cli.promote import add_promotion_options, feedback_of, promotion_setup
 from cfpoison.data.preprocess import prepare
 
 #: The cosine below which ``gradcheck`` exits 1 by default (the attack defaults reach 0.999).
@@ -74,7 +74,7 @@ def _run_promotion(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     checks = [
         check_promotion_gradient(data, config, iteration=t, progress=progress) for t in args.at
     ]
-    return _report(args, checks, config.to_dict(), {"feedback": args.feedback})
+    return _report(args, checks, config.to_dict(), {"feedback": feedback_of(args)})
 
 
 def _report(

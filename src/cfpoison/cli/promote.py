@@ -37,6 +37,7 @@ from cfpoison.cli._options import parse_feedback
 from cfpoison.cli.data import add_load_options, load_from_args
 from cfpoison.data.interactions import DEFAULT_THRESHOLD, Interactions, write_interactions
 from cfpoison.data.preprocess import PreprocessConfig, prepare
+from cfpoison.data.registry import INTERACTIONS_PREFIX, load_interactions
 from cfpoison.errors import ConfigError
 from cfpoison.learners.bpr import BPRConfig
 from cfpoison.learners.wrmf import WRMFConfig
@@ -44,6 +45,17 @@ from cfpoison.victims.panel import load_panel
 from cfpoison.victims.promotion import PromotionTransferConfig, evaluate_promotion
 
 BASELINES = ("random", "popular", "covisitation")
+
+
+def add_feedback_option(parser: argparse.ArgumentParser) -> None:
+    """``--feedback implicit[:THRESHOLD]`` (default None: the threshold 4 on ratings)."""
+    parser.add_argument(
+        "--feedback",
+        type=parse_feedback,
+        metavar="implicit[:THRESHOLD]",
+        help="binarise: a rating >= THRESHOLD (the data set's scale) is an interaction "
+        "(default: implicit:4; not for interactions:PATH)",
+    )
 
 
 def parse_ids(text: str) -> tuple[int, ...]:
@@ -55,16 +67,44 @@ def parse_ids(text: str) -> tuple[int, ...]:
         ) from None
 
 
+def implicit_train(
+    args: argparse.Namespace, preprocess: PreprocessConfig | None = None
+) -> Interactions:
+    """The training split as interactions: of a rating set, split by ``preprocess`` (default:
+    the paper's, seeded by ``--seed``) and binarised at ``--feedback``; of a native
+    ``interactions:PATH`` file, split the same way (by default users with >= 20
+    interactions, 10% of each user's held out), weights kept."""
+    preprocess = preprocess or PreprocessConfig(seed=args.seed)
+    if args.dataset.startswith(INTERACTIONS_PREFIX):
+        for flag, value in (("--feedback", args.feedback), ("--scale", args.scale)):
+            if value is not None:
+                raise ConfigError(f"{flag} applies to ratings; {args.dataset} holds interactions")
+        native = load_interactions(
+            args.dataset, on_duplicate=args.on_duplicate, delimiter=args.delimiter
+        )
+        return prepare(native, preprocess)[0]
+    threshold = DEFAULT_THRESHOLD if args.feedback is None else args.feedback
+    ratings = load_from_args(args, args.dataset)
+    train, _ = prepare(ratings, preprocess)
+    data = Interactions.from_ratings(train, threshold)
+    if data.nnz == 0:
+        raise ConfigError(f"no rating of {ratings.name} reaches {threshold:g}: no interactions")
+    return data
+
+
+def feedback_of(args: argparse.Namespace) -> float | str:
+    """What the results record as the feedback: the binarisation threshold, or ``native``."""
+    if args.dataset.startswith(INTERACTIONS_PREFIX):
+        return "native"
+    return DEFAULT_THRESHOLD if args.feedback is None else args.feedback
+
+
 def promotion_setup(
     args: argparse.Namespace, iterations: int | None = None
 ) -> tuple[Interactions, PromotionConfig]:
-    """The binarised training split and the attack's config, from
-    :func:`add_promotion_options`' flags (``iterations``: instead of ``--iterations``)."""
-    ratings = load_from_args(args, args.dataset)
-    train, _ = prepare(ratings, PreprocessConfig(seed=args.seed))
-    data = Interactions.from_ratings(train, args.feedback)
-    if data.nnz == 0:
-        raise ConfigError(f"no rating of {ratings.name} reaches {args.feedback:g}: no interactions")
+    """The training split as interactions (:func:`implicit_train`) and the attack's config,
+    from :func:`add_promotion_options`' flags (``iterations``: instead of ``--iterations``)."""
+    data = implicit_train(args)
     config = PromotionConfig(
         method=args.method,
         learner=_learner(args),
@@ -92,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     result = run_promotion(data, config, clean=clean, progress=say)
     if args.profiles is not None:
         write_interactions(args.profiles, result.fake, data, int(result.fake_user_ids[0]))
-    payload: dict[str, Any] = {"dataset": args.dataset, "feedback": args.feedback}
+    payload: dict[str, Any] = {"dataset": args.dataset, "feedback": feedback_of(args)}
     payload.update(result.to_dict())
     if args.victims != "none":
         rng = np.random.default_rng([args.seed, 1])
@@ -141,8 +181,15 @@ def _text(payload: dict[str, Any]) -> str:
     lines = [
         f"{config['method']} on {config['learner']['name']}: {payload['n_fake']} fake users, "
         f"{m['items_per_fake']['max']:g} items each, targets {payload['targets']}",
-        "measure    before -> after   (seed-noise floor)",
+        *measure_lines(m),
     ]
+    lines.append(f"{m['seconds']:.0f} s; {m['untrustworthy_gradients']} untrustworthy gradients")
+    return "\n".join(lines + victim_lines(payload.get("victims", {})))
+
+
+def measure_lines(m: dict[str, Any]) -> list[str]:
+    """The targets' HR and NDCG at each cut-off, before -> after beside the floor."""
+    lines = ["measure    before -> after   (seed-noise floor)"]
     for k in CUTOFFS:
         for name in ("hr", "ndcg"):
             key = f"{name}@{k}"
@@ -150,11 +197,15 @@ def _text(payload: dict[str, Any]) -> str:
                 f"{key:<9} {m[key + '_before']:.4f} -> {m[key + '_after']:.4f}"
                 f"   (floor {m[key + '_floor']:.4f})"
             )
-    lines.append(
-        f"{m['seconds']:.0f} s; {m['untrustworthy_gradients']} untrustworthy gradients"
-        + ("" if m["converged"] else "; a fit stopped at its cap")
-    )
-    for row in payload.get("victims", {}).get("rows", []):
+    if not m["converged"]:
+        lines.append("(a clean, poisoned or reseeded fit stopped at its cap)")
+    return lines
+
+
+def victim_lines(victims: dict[str, Any]) -> list[str]:
+    """One line per victim x attack: HR@50 before -> after, lift +- its interval, floor."""
+    lines = []
+    for row in victims.get("rows", []):
         if row["measure"] != "hr@50":
             continue
         versus = f", {row['lift_vs_baseline']:.2f}x baseline" if "lift_vs_baseline" in row else ""
@@ -163,7 +214,7 @@ def _text(payload: dict[str, Any]) -> str:
             f"{row['after']:.4f}  lift {row['lift']:+.4f} +- {row['lift_ci']:.4f} "
             f"(floor {row['floor']:.4f}){versus}"
         )
-    return "\n".join(lines)
+    return lines
 
 
 def add_promotion_options(
@@ -172,16 +223,12 @@ def add_promotion_options(
     """The flags of a promotion attack and of its data (``methods``: the ones offered;
     ``steps``: whether ``--iterations`` is one)."""
     parser.add_argument(
-        "--dataset", default="ml-latest-small", help="data set (default: %(default)s)"
+        "--dataset",
+        default="ml-latest-small",
+        help="data set: ratings (binarised at --feedback), or interactions:PATH, your own "
+        "implicit feedback as user,item[,weight[,timestamp]] rows (default: %(default)s)",
     )
-    parser.add_argument(
-        "--feedback",
-        type=parse_feedback,
-        default=DEFAULT_THRESHOLD,
-        metavar="implicit[:THRESHOLD]",
-        help="binarise: a rating >= THRESHOLD (the data set's scale) is an interaction "
-        "(default: implicit:4)",
-    )
+    add_feedback_option(parser)
     parser.add_argument("--learner", choices=("wrmf", "bpr"), default="wrmf")
     parser.add_argument("--rank", type=int, default=None, help="the learner's rank")
     parser.add_argument("--method", choices=methods, default="robust")

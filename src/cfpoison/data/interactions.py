@@ -39,12 +39,14 @@ class Interactions(IdMatrix):
         matrix: ``m x n`` CSR, sorted indices, values > 0 and finite.
         user_ids, item_ids: the data set's own ids of the rows and columns.
         name: the data set's name (with its binarisation, e.g. ``ml-latest-small>=4``).
+        steps: preprocessing steps applied so far (as :class:`Ratings` records them).
     """
 
     matrix: sp.csr_array
     user_ids: np.ndarray
     item_ids: np.ndarray
     name: str = ""
+    steps: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         m, n = self.matrix.shape
@@ -72,7 +74,8 @@ class Interactions(IdMatrix):
             (np.ones(int(keep.sum())), (rows[keep], cols[keep])), shape=ratings.matrix.shape
         )
         matrix.sort_indices()
-        return cls(matrix, ratings.user_ids, ratings.item_ids, f"{ratings.name}>={threshold:g}")
+        name = f"{ratings.name}>={threshold:g}"
+        return cls(matrix, ratings.user_ids, ratings.item_ids, name, ratings.steps)
 
     @classmethod
     def from_triples(
@@ -93,11 +96,22 @@ class Interactions(IdMatrix):
         matrix.sort_indices()
         return cls(matrix, user_ids, item_ids, name)
 
-    def with_matrix(self, matrix: sp.csr_array, name: str | None = None) -> Interactions:
-        """The same ids with another matrix of the same shape (a split or a subsample)."""
-        if matrix.shape != self.matrix.shape:
-            raise DataError(f"interactions: shape {matrix.shape} != {self.matrix.shape}")
-        return Interactions(sp.csr_array(matrix), self.user_ids, self.item_ids, name or self.name)
+    def with_matrix(
+        self,
+        matrix: sp.csr_array,
+        user_ids: np.ndarray | None = None,
+        item_ids: np.ndarray | None = None,
+        step: dict[str, Any] | None = None,
+    ) -> Interactions:
+        """Another matrix (a split, a subsample; with ``user_ids`` / ``item_ids``, a subset)
+        under the same name, recording ``step``."""
+        return Interactions(
+            sp.csr_array(matrix),
+            self.user_ids if user_ids is None else user_ids,
+            self.item_ids if item_ids is None else item_ids,
+            self.name,
+            self.steps + ((step,) if step is not None else ()),
+        )
 
 
 def write_interactions(

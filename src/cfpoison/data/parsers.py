@@ -7,7 +7,10 @@ Every layout is a table of ``user, item, rating[, timestamp]`` rows, one per lin
 * ``csv``: ``ratings.csv`` of ml-20m, ml-25m and ml-latest-small, comma-separated with a header;
 * ``generic``: a user's own file; the delimiter is given or sniffed from the first line, a
   header is detected (a first line whose first three fields are all non-numeric), and the
-  file holds 3 or 4 fields per line.
+  file holds 3 or 4 fields per line;
+* ``interactions``: a native implicit-feedback file (clicks, plays), read like ``generic``
+  but with ``user, item[, weight[, timestamp]]`` rows: no weight column means weight 1, and a
+  weight must be finite and > 0 (:func:`parse_interactions`).
 
 Ids are integers, ratings finite numbers on the data set's scale (inferred from the observed
 ratings for a generic file unless given), a timestamp (if present) a number. Empty lines are
@@ -31,8 +34,8 @@ import scipy.sparse as sp
 from cfpoison.data.ratings import Ratings, RatingScale, dense_inverse
 from cfpoison.errors import DataError
 
-Layout = Literal["tab", "dat", "csv", "generic"]
-OnDuplicate = Literal["error", "first", "last", "mean"]
+Layout = Literal["tab", "dat", "csv", "generic", "interactions"]
+OnDuplicate = Literal["error", "first", "last", "mean", "sum"]
 LAYOUTS: tuple[str, ...] = get_args(Layout)
 ON_DUPLICATE: tuple[str, ...] = get_args(OnDuplicate)
 
@@ -63,7 +66,7 @@ class _Format:
 
 def _timestamp_type(fmt: _Format) -> type:
     """MovieLens timestamps are integer Unix seconds; a generic file may use any number."""
-    return float if fmt.layout == "generic" else int
+    return float if fmt.layout in ("generic", "interactions") else int
 
 
 def describe_scale(scale: RatingScale) -> str:
@@ -116,23 +119,30 @@ def _detect_format(path: Path, layout: Layout, delimiter: str | None) -> _Format
     elif layout == "csv":
         delimiter, n_fields = ",", 4
     else:
-        if delimiter is None:  # the first candidate that splits line 1 into 3 or 4 fields
-            fits = (d for d in SNIFFED_DELIMITERS if len(first.split(d)) in (3, 4))
+        counts: tuple[int, ...] = (2, 3, 4)
+        what = "user, item[, weight[, timestamp]]"
+        if layout == "generic":
+            counts, what = (3, 4), "user, item, rating[, timestamp]"
+        if delimiter is None:  # the first candidate that splits line 1 into an allowed count
+            fits = (d for d in SNIFFED_DELIMITERS if len(first.split(d)) in counts)
             delimiter = next(fits, ",")
         n_fields = len(first.split(delimiter))
-        if n_fields not in (3, 4):
+        if n_fields not in counts:
+            allowed = " or ".join(map(str, counts)).replace(" or ", ", ", len(counts) - 2)
             raise DataError(
-                f"{path}, line 1: expected 3 or 4 fields (user, item, rating[, timestamp]) "
-                f"separated by {delimiter!r}, found {n_fields}"
+                f"{path}, line 1: expected {allowed} fields ({what}) separated by "
+                f"{delimiter!r}, found {n_fields}"
             )
     fields = first.split(delimiter)
-    header = len(fields) >= 3 and not any(_is_number(f) for f in fields[:3])
+    named = min(len(fields), 3)
+    header = len(fields) >= 2 and not any(_is_number(f) for f in fields[:named])
     return _Format(layout, delimiter, n_fields, header)
 
 
 def _fast_read(path: Path, fmt: _Format) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """All rows via NumPy's C parser, or None when a line does not parse or has extra fields."""
     fields = [("u", np.int64), ("i", np.int64), ("r", np.float64), ("t", _timestamp_type(fmt))]
+    # (a two-field interactions file has no value column: every weight is 1)
     dtype = np.dtype(fields[: fmt.n_fields])
     if fmt.delimiter == "::":
         # ":" splits "a::b" into "a", "", "b": read every other column.
@@ -158,7 +168,8 @@ def _fast_read(path: Path, fmt: _Format) -> tuple[np.ndarray, np.ndarray, np.nda
     per_line = (fmt.n_fields - 1) * (2 if fmt.delimiter == "::" else 1)
     if _count_separators(path, sep.encode(), fmt.header) != per_line * len(table):
         return None
-    return table["u"], table["i"], table["r"]
+    values = table["r"] if fmt.n_fields >= 3 else np.ones(len(table))
+    return table["u"], table["i"], values
 
 
 def _count_separators(path: Path, sep: bytes, skip_first_line: bool) -> int:
@@ -185,12 +196,13 @@ def _parse_line(
             values.append(int(text))
         except ValueError:
             return f"{what} {text.strip()!r} is not an integer"
+    value = "weight" if fmt.layout == "interactions" else "rating"
     try:
-        rating = float(fields[2])
+        rating = float(fields[2]) if fmt.n_fields >= 3 else 1.0
     except ValueError:
-        return f"rating {fields[2].strip()!r} is not a number"
+        return f"{value} {fields[2].strip()!r} is not a number"
     if not math.isfinite(rating):
-        return f"rating {fields[2].strip()!r} is not a finite number"
+        return f"{value} {fields[2].strip()!r} is not a finite number"
     if fmt.n_fields == 4:
         try:
             _timestamp_type(fmt)(fields[3])
@@ -227,9 +239,12 @@ def _locate(
             if duplicate is not None and parsed[:2] == duplicate:
                 if first_seen:
                     user, item = duplicate
+                    what, fixes = "rating of user {} for", "first|last|mean"
+                    if fmt.layout == "interactions":
+                        what, fixes = "interaction of user {} with", "sum|first|last|mean"
                     return (
-                        f"{path}, line {lineno}: duplicate rating of user {user} for item "
-                        f"{item} (first at line {first_seen}); --on-duplicate first|last|mean "
+                        f"{path}, line {lineno}: duplicate {what.format(user)} item "
+                        f"{item} (first at line {first_seen}); --on-duplicate {fixes} "
                         "resolves duplicates"
                     )
                 first_seen = lineno
@@ -261,16 +276,78 @@ def ratings_from_keys(
 def _resolve_duplicates(
     keys: np.ndarray, ratings: np.ndarray, starts: np.ndarray, policy: OnDuplicate
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One rating per key, given the sorted ``keys`` (file order within a key), their ratings
-    and the mask of positions starting a key: the first or last in file order, or the mean."""
+    """One value per key, given the sorted ``keys`` (file order within a key), their values
+    and the mask of positions starting a key: the first or last in file order, the mean or
+    the sum."""
     first = np.flatnonzero(starts)
     if policy == "first":
         return keys[first], ratings[first]
     if policy == "last":
         last = np.append(first[1:], len(keys)) - 1
         return keys[last], ratings[last]
-    counts = np.diff(np.append(first, len(keys)))
-    return keys[first], np.add.reduceat(ratings, first) / counts
+    total = np.add.reduceat(ratings, first)
+    if policy == "sum":
+        return keys[first], total
+    return keys[first], total / np.diff(np.append(first, len(keys)))
+
+
+def _read(
+    path: Path,
+    layout: Layout,
+    scale: RatingScale | None,
+    on_duplicate: OnDuplicate,
+    delimiter: str | None,
+    checks: Sequence[RowCheck],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, RatingScale | None]:
+    """The user ids, item ids, strictly increasing keys ``row * n_items + col``, one value
+    per key of the file at ``path`` (the module docstring's rules; every error names a line)
+    and the rating scale (``scale``, else inferred from the values as read; None for
+    interactions)."""
+    if layout not in LAYOUTS:
+        raise DataError(f"unknown layout {layout!r} (known: {', '.join(LAYOUTS)})")
+    if on_duplicate not in ON_DUPLICATE:
+        raise DataError(f"unknown duplicate policy {on_duplicate!r}")
+    if on_duplicate == "sum" and layout != "interactions":
+        raise DataError("--on-duplicate sum adds interaction weights; ratings cannot be summed")
+    if delimiter is not None and len(delimiter) != 1 and delimiter != "::":
+        raise DataError(f"delimiter {delimiter!r} must be one character or '::'")
+    what = "interactions" if layout == "interactions" else "ratings"
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a {what} file")
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file, no {what}")
+    fmt = _detect_format(path, layout, delimiter)
+    table = _fast_read(path, fmt)
+    if table is None:
+        raise DataError(_locate(path, fmt, scale, checks) or f"{path}: cannot parse as {layout}")
+    users, items, values = table
+    if len(values) == 0:
+        raise DataError(f"{path}: no {what}")
+    user_ids, rows = dense_inverse(users)
+    item_ids, cols = dense_inverse(items)
+    keys = rows * len(item_ids) + cols
+    order = np.argsort(keys, kind="stable")  # near-linear: MovieLens files are sorted by user
+    keys, values = keys[order], values[order]
+    starts = np.ones(len(keys), dtype=bool)
+    starts[1:] = keys[1:] != keys[:-1]
+    duplicate = None
+    if on_duplicate == "error" and not starts.all():
+        row = int(order[~starts].min())
+        duplicate = (int(users[row]), int(items[row]))
+    bad = ~np.isfinite(values)
+    if scale is not None:
+        bad |= ~scale.contains(values)
+    for check in checks:
+        bad |= check.bad(users[order], items[order], values)
+    if bad.any() or duplicate is not None:
+        raise DataError(_locate(path, fmt, scale, checks, duplicate) or f"{path}: bad line")
+    if scale is None and layout != "interactions":
+        scale = infer_scale(values, path)
+    if not starts.all():
+        keys, values = _resolve_duplicates(keys, values, starts, on_duplicate)
+    return user_ids, item_ids, keys, values, scale
 
 
 def parse_ratings(
@@ -292,45 +369,38 @@ def parse_ratings(
     ``checks`` are extra per-row rules; a row breaking one is reported by line like any other.
     """
     path = Path(path)
-    if layout not in LAYOUTS:
-        raise DataError(f"unknown layout {layout!r} (known: {', '.join(LAYOUTS)})")
-    if on_duplicate not in ON_DUPLICATE:
-        raise DataError(f"unknown duplicate policy {on_duplicate!r}")
-    if delimiter is not None and len(delimiter) != 1 and delimiter != "::":
-        raise DataError(f"delimiter {delimiter!r} must be one character or '::'")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, not a ratings file")
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty file, no ratings")
-    fmt = _detect_format(path, layout, delimiter)
-    table = _fast_read(path, fmt)
-    if table is None:
-        raise DataError(_locate(path, fmt, scale, checks) or f"{path}: cannot parse as {layout}")
-    users, items, ratings = table
-    if len(ratings) == 0:
-        raise DataError(f"{path}: no ratings")
-    user_ids, rows = dense_inverse(users)
-    item_ids, cols = dense_inverse(items)
-    keys = rows * len(item_ids) + cols
-    order = np.argsort(keys, kind="stable")  # near-linear: MovieLens files are sorted by user
-    keys, ratings = keys[order], ratings[order]
-    starts = np.ones(len(keys), dtype=bool)
-    starts[1:] = keys[1:] != keys[:-1]
-    duplicate = None
-    if on_duplicate == "error" and not starts.all():
-        row = int(order[~starts].min())
-        duplicate = (int(users[row]), int(items[row]))
-    bad = ~np.isfinite(ratings)
-    if scale is not None:
-        bad |= ~scale.contains(ratings)
-    for check in checks:
-        bad |= check.bad(users[order], items[order], ratings)
-    if bad.any() or duplicate is not None:
-        raise DataError(_locate(path, fmt, scale, checks, duplicate) or f"{path}: bad line")
-    if scale is None:
-        scale = infer_scale(ratings, path)
-    if not starts.all():
-        keys, ratings = _resolve_duplicates(keys, ratings, starts, on_duplicate)
+    user_ids, item_ids, keys, ratings, scale = _read(
+        path, layout, scale, on_duplicate, delimiter, checks
+    )
+    assert scale is not None
     return ratings_from_keys(keys, ratings, user_ids, item_ids, scale, name or str(path))
+
+
+def _positive_weight(users: np.ndarray, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return ~(weights > 0)
+
+
+def parse_interactions(
+    path: str | Path,
+    *,
+    on_duplicate: OnDuplicate = "error",
+    delimiter: str | None = None,
+    name: str | None = None,
+    checks: Sequence[RowCheck] = (),
+) -> tuple[np.ndarray, np.ndarray, sp.csr_array]:
+    """Read a native implicit-feedback file (``user, item[, weight[, timestamp]]`` rows, the
+    ``interactions`` layout): the user ids, the item ids and the ``m x n`` CSR of weights
+    (sorted indices). A missing weight column means weight 1; a weight must be finite and
+    > 0. ``on_duplicate`` as in :func:`parse_ratings`, plus ``sum`` (a repeated pair's
+    weights add up: play counts from a log of plays)."""
+    weight = RowCheck(_positive_weight, lambda u, i, w: f"weight {w:g} is not > 0")
+    user_ids, item_ids, keys, weights, _ = _read(
+        Path(path), "interactions", None, on_duplicate, delimiter, (weight, *checks)
+    )
+    n_items = len(item_ids)
+    rows = keys // n_items
+    indptr = np.zeros(len(user_ids) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(user_ids)), out=indptr[1:])
+    matrix = sp.csr_array((weights, keys - rows * n_items, indptr), shape=(len(user_ids), n_items))
+    matrix.has_sorted_indices = True
+    return user_ids, item_ids, matrix

@@ -1,4 +1,5 @@
-"""The paper's preprocessing, each step optional, pure, and recorded in ``Ratings.steps``.
+"""The paper's preprocessing, each step optional, pure, and recorded in ``steps`` (of
+ratings or, for a native implicit-feedback file, of interactions).
 
 In order (:func:`prepare`): keep users with at least ``min_user_ratings`` ratings and items
 with at least ``min_item_ratings`` (:func:`filter_min_ratings`); optionally the most active
@@ -11,13 +12,17 @@ Every step keeps explicit zeros (ratings that map to 0.0) as observed entries.
 from __future__ import annotations
 
 import dataclasses
+from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from cfpoison.config import JsonConfig, require
-from cfpoison.data.ratings import Ratings
+from cfpoison.data.ratings import IdMatrix
 from cfpoison.errors import DataError
+
+#: Ratings or interactions: every step reads only the stored pattern and carries the values.
+D = TypeVar("D", bound=IdMatrix)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +54,7 @@ class PreprocessConfig(JsonConfig):
         require(0.0 <= self.test_fraction < 1.0, "test_fraction must be in [0, 1)")
 
 
-def _entries(r: Ratings, keep: np.ndarray, keep_u: np.ndarray, keep_i: np.ndarray) -> sp.csr_array:
+def _entries(r: IdMatrix, keep: np.ndarray, keep_u: np.ndarray, keep_i: np.ndarray) -> sp.csr_array:
     """The stored entries in mask ``keep`` of the rows ``keep_u`` x columns ``keep_i`` (boolean
     masks) as a CSR matrix; explicit zeros stay stored, indices stay sorted."""
     rows, cols, values = r.triples()
@@ -64,7 +69,7 @@ def _entries(r: Ratings, keep: np.ndarray, keep_u: np.ndarray, keep_i: np.ndarra
     return matrix
 
 
-def _select(r: Ratings, keep_u: np.ndarray, keep_i: np.ndarray) -> sp.csr_array:
+def _select(r: IdMatrix, keep_u: np.ndarray, keep_i: np.ndarray) -> sp.csr_array:
     """The submatrix of rows ``keep_u`` x columns ``keep_i`` (boolean masks)."""
     return _entries(r, np.ones(r.nnz, dtype=bool), keep_u, keep_i)
 
@@ -74,7 +79,7 @@ def _counts(matrix: sp.csr_array) -> tuple[np.ndarray, np.ndarray]:
     return np.diff(matrix.indptr), np.bincount(matrix.indices, minlength=n_items)
 
 
-def filter_min_ratings(r: Ratings, min_user: int = 20, min_item: int = 0) -> Ratings:
+def filter_min_ratings(r: D, min_user: int = 20, min_item: int = 0) -> D:
     """Keep users with >= ``min_user`` and items with >= ``min_item`` ratings.
 
     Removing items can push users under their threshold and vice versa, so both filters are
@@ -113,7 +118,7 @@ def _top(counts: np.ndarray, k: int | None) -> np.ndarray:
     return keep
 
 
-def top_subset(r: Ratings, n_users: int | None, n_items: int | None) -> Ratings:
+def top_subset(r: D, n_users: int | None, n_items: int | None) -> D:
     """The ``n_users`` most active users, then, among their ratings, the ``n_items`` most
     rated items (the paper's 1000 x 1700 subset); original row and column order kept."""
     keep_u = _top(r.user_counts, n_users)
@@ -131,9 +136,7 @@ def top_subset(r: Ratings, n_users: int | None, n_items: int | None) -> Ratings:
     return r.with_matrix(matrix, r.user_ids[keep_u], r.item_ids[keep_i], step)
 
 
-def train_test_split(
-    r: Ratings, test_fraction: float, rng: np.random.Generator
-) -> tuple[Ratings, Ratings]:
+def train_test_split(r: D, test_fraction: float, rng: np.random.Generator) -> tuple[D, D]:
     """Per user, hold out ``round(test_fraction * c_u)`` random ratings (``c_u`` the user's
     count), at most ``c_u - 1`` so every user keeps a training rating. Train and test share
     the shape and id maps, so their indices align; test is empty for ``test_fraction = 0``."""
@@ -155,7 +158,7 @@ def train_test_split(
     return train_r, test_r
 
 
-def _emptied(r: Ratings, cfg: PreprocessConfig) -> str:
+def _emptied(r: IdMatrix, cfg: PreprocessConfig) -> str:
     """Why the rating filters of ``cfg`` leave nothing of ``r``."""
     if cfg.min_item_ratings == 0:
         return (
@@ -169,9 +172,7 @@ def _emptied(r: Ratings, cfg: PreprocessConfig) -> str:
     )
 
 
-def prepare(
-    r: Ratings, cfg: PreprocessConfig, rng: np.random.Generator | None = None
-) -> tuple[Ratings, Ratings]:
+def prepare(r: D, cfg: PreprocessConfig, rng: np.random.Generator | None = None) -> tuple[D, D]:
     """Apply ``cfg``'s steps in order; return ``(train, test)`` (``rng`` defaults to the
     config's seed). Steps that would change nothing (no thresholds, no subset) are skipped.
     Filters that leave no rating raise :class:`DataError` saying why."""

@@ -14,12 +14,30 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.data.parsers import RowCheck, parse_ratings
-from cfpoison.data.ratings import Ratings
+from cfpoison.data.interactions import Interactions
+from cfpoison.data.parsers import RowCheck, parse_interactions, parse_ratings
+from cfpoison.data.ratings import IdMatrix, Ratings
 from cfpoison.errors import DataError
 from cfpoison.io import atomic_write
 
 HEADER = "userId,movieId,rating"
+
+
+def _id_checks(data: IdMatrix) -> tuple[RowCheck, RowCheck]:
+    """The rows of a profile file must name an item of ``data`` and no real user of it."""
+    known_items = np.sort(data.item_ids)
+    real_users = np.sort(data.user_ids)
+
+    def unknown_item(users: np.ndarray, items: np.ndarray, values: np.ndarray) -> np.ndarray:
+        return ~_member(items, known_items)
+
+    def real_user(users: np.ndarray, items: np.ndarray, values: np.ndarray) -> np.ndarray:
+        return _member(users, real_users)
+
+    return (
+        RowCheck(unknown_item, lambda u, i, r: f"item id {i} is not an item of {data.name}"),
+        RowCheck(real_user, lambda u, i, r: f"user id {u} is a real user of {data.name}"),
+    )
 
 
 def read_profiles(path: str | Path, ratings: Ratings) -> tuple[np.ndarray, sp.csr_array]:
@@ -28,25 +46,54 @@ def read_profiles(path: str | Path, ratings: Ratings) -> tuple[np.ndarray, sp.cs
     Every line must name an item of ``ratings``, a rating on its scale, a user id that is not
     a real user's, and a pair not seen before; otherwise :class:`DataError` names the line.
     """
-    known_items = np.sort(ratings.item_ids)
-    real_users = np.sort(ratings.user_ids)
-
-    def unknown_item(users: np.ndarray, items: np.ndarray, values: np.ndarray) -> np.ndarray:
-        return ~_member(items, known_items)
-
-    def real_user(users: np.ndarray, items: np.ndarray, values: np.ndarray) -> np.ndarray:
-        return _member(users, real_users)
-
-    checks = (
-        RowCheck(unknown_item, lambda u, i, r: f"item id {i} is not an item of {ratings.name}"),
-        RowCheck(real_user, lambda u, i, r: f"user id {u} is a real user of {ratings.name}"),
-    )
+    checks = _id_checks(ratings)
     fakes = parse_ratings(path, "generic", scale=ratings.scale, checks=checks, name=str(path))
     rows, cols, values = fakes.triples()
     columns = ratings.item_index(fakes.item_ids)[cols]
     matrix = sp.csr_array((values, (rows, columns)), shape=(fakes.n_users, ratings.n_items))
     matrix.sort_indices()
     return fakes.user_ids, matrix
+
+
+def read_interaction_profiles(
+    path: str | Path, data: Interactions
+) -> tuple[np.ndarray, sp.csr_array]:
+    """Fake user ids (increasing) and their ``m' x n`` interaction weights, from a CSV of
+    ``userId,movieId[,weight]`` rows in the data set's ids (as ``cfpoison promote
+    --profiles`` writes; no weight column: 1).
+
+    Every line must name an item of ``data``, a user id that is not a real user's, a pair not
+    seen before, and a weight in ``(0, w]``, ``w`` the largest weight of a real interaction
+    (1 on binarised ratings: a fake interaction weighs no more than a real one); otherwise
+    :class:`DataError` names the line.
+    """
+    most = float(data.matrix.data.max()) if data.nnz else 1.0
+
+    def too_heavy(users: np.ndarray, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        return weights > most
+
+    heavy = RowCheck(
+        too_heavy, lambda u, i, w: f"weight {w:g} is above {data.name}'s largest, {most:g}"
+    )
+    user_ids, item_ids, matrix = parse_interactions(
+        path, checks=(*_id_checks(data), heavy), name=str(path)
+    )
+    columns = data.item_index(item_ids)
+    remapped = sp.csr_array(
+        (matrix.data, columns[matrix.indices], matrix.indptr), shape=(len(user_ids), data.n_items)
+    )
+    remapped.sort_indices()
+    return user_ids, remapped
+
+
+def profile_sizes(fake: sp.csr_array) -> dict[str, Any]:
+    """How many fake users ``fake`` (``m' x n``) holds and the min, median and max of their
+    stored entries (items rated or interacted with)."""
+    lengths = np.diff(sp.csr_array(fake).indptr)
+    if len(lengths) == 0:
+        lengths = np.zeros(1, dtype=np.int64)
+    items = {f: float(getattr(np, f)(lengths)) for f in ("min", "median", "max")}
+    return {"n_fake": int(fake.shape[0]), "items": items}
 
 
 def _member(values: np.ndarray, sorted_known: np.ndarray) -> np.ndarray:

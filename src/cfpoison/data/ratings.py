@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -130,6 +130,17 @@ class IdMatrix:
     user_ids: np.ndarray
     item_ids: np.ndarray
     name: str
+    steps: tuple[dict[str, Any], ...]
+
+    def with_matrix(
+        self,
+        matrix: sp.csr_array,
+        user_ids: np.ndarray | None = None,
+        item_ids: np.ndarray | None = None,
+        step: dict[str, Any] | None = None,
+    ) -> Self:
+        """The same kind of data with another matrix (and id maps), recording ``step``."""
+        raise NotImplementedError
 
     @property
     def n_users(self) -> int:

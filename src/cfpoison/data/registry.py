@@ -1,4 +1,5 @@
-"""Data sets by name: ``synthetic[:PRESET]``, the MovieLens sets, and ``csv:PATH``.
+"""Data sets by name: ``synthetic[:PRESET]``, the MovieLens sets, ``csv:PATH`` (ratings) and
+``interactions:PATH`` (a native implicit-feedback file, :func:`load_interactions`).
 
 Where a MovieLens set comes from, in this order:
 
@@ -34,7 +35,8 @@ import tempfile
 from pathlib import Path
 
 from cfpoison.data.download import archive_url, download_dataset
-from cfpoison.data.parsers import Layout, OnDuplicate, parse_ratings
+from cfpoison.data.interactions import Interactions
+from cfpoison.data.parsers import Layout, OnDuplicate, parse_interactions, parse_ratings
 from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.data.synthetic import PRESETS, make_synthetic
 from cfpoison.errors import DataError
@@ -116,6 +118,8 @@ DATASETS: dict[str, DatasetInfo] = {
 
 SYNTHETIC = "synthetic"
 CSV_PREFIX = "csv:"
+#: A native implicit-feedback file (``user,item[,weight[,timestamp]]``): ``interactions:PATH``.
+INTERACTIONS_PREFIX = "interactions:"
 #: The data shipped with the package: ``BUNDLED_DIR/<name>/<ratings file>.xz`` and README.txt.
 BUNDLED_DIR = Path(__file__).with_name("bundled")
 _BUNDLED_FILES = ("README.txt",)
@@ -124,7 +128,7 @@ _BUNDLED_FILES = ("README.txt",)
 def dataset_names() -> list[str]:
     """Every name :func:`load_dataset` accepts (``csv:PATH`` shown as such)."""
     synthetic = [SYNTHETIC] + [f"{SYNTHETIC}:{p}" for p in PRESETS if p != "default"]
-    return [*synthetic, *DATASETS, f"{CSV_PREFIX}PATH"]
+    return [*synthetic, *DATASETS, f"{CSV_PREFIX}PATH", f"{INTERACTIONS_PREFIX}PATH"]
 
 
 def cache_dir() -> Path:
@@ -276,6 +280,11 @@ def load_dataset(
     preset = synthetic_preset(name)
     if preset is not None:
         return make_synthetic(PRESETS[preset], name=name)
+    if name.startswith(INTERACTIONS_PREFIX):
+        raise DataError(
+            f"{name} holds interactions, not ratings: `cfpoison promote`, `cfpoison gradcheck "
+            "promote` and `cfpoison evaluate --feedback implicit` read it"
+        )
     if name.startswith(CSV_PREFIX):
         path = Path(name[len(CSV_PREFIX) :]).expanduser()
         return parse_ratings(
@@ -316,3 +325,17 @@ def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def load_interactions(
+    name: str, *, on_duplicate: OnDuplicate = "error", delimiter: str | None = None
+) -> Interactions:
+    """The interactions of the native implicit-feedback file ``interactions:PATH``
+    (:func:`cfpoison.data.parsers.parse_interactions`), no preprocessing."""
+    if not name.startswith(INTERACTIONS_PREFIX):
+        raise DataError(f"{name}: not an {INTERACTIONS_PREFIX}PATH data set")
+    path = Path(name.removeprefix(INTERACTIONS_PREFIX)).expanduser()
+    user_ids, item_ids, matrix = parse_interactions(
+        path, on_duplicate=on_duplicate, delimiter=delimiter, name=name
+    )
+    return Interactions(matrix, user_ids, item_ids, name)
