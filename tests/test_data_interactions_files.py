@@ -69,7 +69,9 @@ def test_repeated_pairs_add_up_with_sum_and_sum_is_refused_for_ratings(tmp_path:
 
 def test_an_interactions_data_set_is_refused_where_ratings_are_needed(tmp_path: Path) -> None:
     path = _write(tmp_path / "clicks.csv", "1,10\n1,11\n2,10\n")
-    with pytest.raises(DataError, match="holds interactions, not ratings: `cfpoison promote`"):
+    with pytest.raises(
+        DataError, match="holds interactions, not ratings: `cfpoison promote`, `gradcheck promote`"
+    ):
         load_dataset(f"interactions:{path}")
     data = load_interactions(f"interactions:{path}")
     assert data.name == f"interactions:{path}" and data.nnz == 3
@@ -150,6 +152,14 @@ def test_promote_and_evaluate_agree_on_a_native_file(tmp_path: Path) -> None:
         for when in ("before", "after", "floor"):
             assert after["metrics"][f"{key}_{when}"] == before["metrics"][f"{key}_{when}"]
     assert after["metrics"]["hr@50_after"] > after["metrics"]["hr@50_before"]
+    detected = tmp_path / "d.json"
+    assert (
+        main(
+            ["--quiet", "detect", *common[:2], "--profiles", str(profiles), "--json", str(detected)]
+        )
+        == 0
+    )
+    assert json.loads(detected.read_text())["n_fake"] == before["n_fake"]
     sizes = after["profile_sizes"]["fake"]
     assert sizes["n_fake"] == before["n_fake"] == after["budget"]["n_fake"]
     assert sizes["items"]["max"] == after["budget"]["items_per_user"]

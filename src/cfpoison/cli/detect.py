@@ -2,8 +2,9 @@
 detector, the distribution tests and both t-tests (``--protocol within``, the default); or
 generate one attack per family and judge every detector leave-one-family-out
 (``--protocol cross-family``, :mod:`cfpoison.detect.cross_family`); or, with ``--feedback
-implicit[:THRESHOLD]``, inject the binary profiles of ``cfpoison promote --profiles`` into the
-binarised training split and run the implicit detectors (:mod:`cfpoison.detect.implicit`)."""
+implicit[:THRESHOLD]`` (or an ``interactions:PATH`` data set), inject the interaction
+profiles of ``cfpoison promote --profiles`` into the training split as interactions and run
+the implicit detectors (:mod:`cfpoison.detect.implicit`)."""
 
 from __future__ import annotations
 
@@ -32,10 +33,11 @@ from cfpoison.cli._common import (
 )
 from cfpoison.cli._options import add_options, flags_of, given, parse_feedback, positive_int
 from cfpoison.cli.data import add_load_options, load_from_args
+from cfpoison.cli.promote import implicit_train
 from cfpoison.config import Setting, settings_of
-from cfpoison.data.interactions import Interactions
-from cfpoison.data.preprocess import PreprocessConfig, prepare
-from cfpoison.data.profiles import read_profiles
+from cfpoison.data.preprocess import PreprocessConfig
+from cfpoison.data.profiles import read_interaction_profiles, read_profiles
+from cfpoison.data.registry import INTERACTIONS_PREFIX
 from cfpoison.detect import DetectConfig, DetectionReport, TTestResult, run_detectors
 from cfpoison.detect.cross_family import cross_family
 from cfpoison.detect.implicit import ImplicitDetectionReport, run_implicit_detectors
@@ -289,10 +291,10 @@ def _within(
 
 
 def _implicit(args: argparse.Namespace, config: DetectConfig) -> WithinResult:
-    """The detectors for binary profiles on the data binarised at ``--feedback``."""
-    train, _ = prepare(load_from_args(args, args.dataset), PreprocessConfig(seed=config.seed))
-    data = Interactions.from_ratings(train, args.feedback)
-    fake_ids, fake = read_profiles(args.profiles, train)
+    """The detectors for binary profiles on the training split as interactions (binarised
+    at ``--feedback``, or an ``interactions:PATH`` file)."""
+    data = implicit_train(args, PreprocessConfig(seed=config.seed))
+    fake_ids, fake = read_interaction_profiles(args.profiles, data)
     report = run_implicit_detectors(data, fake, config, progress=stderr_progress(args))
     return data.name, fake_ids, report.to_dict(), implicit_text(report, data.name, args.profiles)
 
@@ -308,7 +310,7 @@ def _explicit(args: argparse.Namespace, config: DetectConfig) -> WithinResult:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    if args.feedback is not None:
+    if args.feedback is not None or args.dataset.startswith(INTERACTIONS_PREFIX):
         if args.protocol == "cross-family":
             raise ConfigError("--feedback implicit does not apply to --protocol cross-family")
         refused = _setting_flags(EXPLICIT_ONLY, DETECT_SETTINGS)

@@ -282,8 +282,8 @@ def load_dataset(
         return make_synthetic(PRESETS[preset], name=name)
     if name.startswith(INTERACTIONS_PREFIX):
         raise DataError(
-            f"{name} holds interactions, not ratings: `cfpoison promote`, `cfpoison gradcheck "
-            "promote` and `cfpoison evaluate --feedback implicit` read it"
+            f"{name} holds interactions, not ratings: `cfpoison promote`, `gradcheck promote`, "
+            "`evaluate` and `detect` read it"
         )
     if name.startswith(CSV_PREFIX):
         path = Path(name[len(CSV_PREFIX) :]).expanduser()
