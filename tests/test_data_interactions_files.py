@@ -189,3 +189,19 @@ def test_evaluate_implicit_usage_and_data_errors(
     heavy = _write(tmp_path / "heavy.csv", f"userId,movieId,weight\n999999,{item},2\n")
     assert main([*base, "--profiles", str(heavy)]) == 1
     assert "line 2: weight 2 is above synthetic:small>=4's largest, 1" in capsys.readouterr().err
+
+
+def test_a_panel_must_train_on_the_profiles_kind_of_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ALS victims cannot judge interaction profiles, nor WRMF star ratings: a usage error
+    before any victim is fitted (it was an AttributeError)."""
+    item = int(load_dataset("synthetic:small").item_ids[0])
+    profiles = _write(tmp_path / "fake.csv", f"userId,movieId,weight\n999999,{item},1\n")
+    base = ["--quiet", "evaluate", "--dataset", "synthetic:small", "--profiles", str(profiles)]
+    assert main([*base, "--feedback", "implicit", "--victims", "default"]) == 2
+    assert "victim 'als' (als) trains on ratings, these profiles are interactions" in (
+        capsys.readouterr().err
+    )
+    assert main([*base, "--victims", "implicit"]) == 2
+    assert "victim 'wrmf' (wrmf) trains on interactions" in capsys.readouterr().err

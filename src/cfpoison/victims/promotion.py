@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.interactions import Interactions
 from cfpoison.models.measures import hit_ratio, ndcg
-from cfpoison.victims.spec import VictimSpec, build_victim
+from cfpoison.victims.spec import VictimSpec, build_victim, check_trains_on
 from cfpoison.victims.transfer import half_width
 
 #: The measures of every row: (name, function, cut-off).
@@ -73,6 +73,7 @@ def evaluate_promotion(
 ) -> dict[str, Any]:
     """Fit every victim clean and poisoned by every attack at every seed; the rows of the
     module docstring, per victim x attack x measure, and each victim's fit count and time."""
+    check_trains_on(victims, "interactions")
     targets = np.asarray(targets, dtype=np.int64)
     rows: list[dict[str, Any]] = []
     report: list[dict[str, Any]] = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from cfpoison.config import JsonConfig, require
@@ -139,6 +139,20 @@ class VictimSpec(JsonConfig):
         if info.module is None or importlib.util.find_spec(info.module) is not None:
             return None
         return f"victim '{self.name}' needs {info.package}: pip install \"cfpoison[{EXTRA}]\""
+
+
+def check_trains_on(
+    victims: Iterable[VictimSpec], data: Literal["ratings", "interactions"]
+) -> None:
+    """:class:`ConfigError` naming the first victim that trains on the other kind of data
+    than ``data`` (an ALS victim cannot judge interaction profiles, nor WRMF star ratings)."""
+    for spec in victims:
+        if KINDS[spec.model].data != data:
+            fitting = ", ".join(sorted(k for k, info in KINDS.items() if info.data == data))
+            raise ConfigError(
+                f"victim '{spec.name}' ({spec.model}) trains on {KINDS[spec.model].data}, "
+                f"these profiles are {data}: a panel here lists {fitting}"
+            )
 
 
 def build_victim(spec: VictimSpec, seed: int) -> Victim:

@@ -41,7 +41,7 @@ from cfpoison.errors import DataError
 from cfpoison.io import to_jsonable
 from cfpoison.models.measures import floor_ratio, hit_ratio, rmse, rmse_shift, target_means
 from cfpoison.victims.base import Victim
-from cfpoison.victims.spec import VictimSpec, build_victim
+from cfpoison.victims.spec import VictimSpec, build_victim, check_trains_on
 
 SHIFT_METHOD = "exact over all unseen entries of the normal users (low-rank factors)"
 
@@ -258,6 +258,7 @@ def evaluate_transfer(
     """
     if baseline is not None and baseline not in attacks:
         raise DataError(f"transfer: baseline {baseline!r} is not one of the profile files")
+    check_trains_on(victims, "ratings")
     targets = np.asarray(targets, dtype=np.int64)
     reference, _ = splits(0)
     results = [VictimResult(spec, skipped=(skipped or {}).get(spec.name)) for spec in victims]
