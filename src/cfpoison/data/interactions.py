@@ -96,23 +96,6 @@ class Interactions(IdMatrix):
         matrix.sort_indices()
         return cls(matrix, user_ids, item_ids, name)
 
-    def with_matrix(
-        self,
-        matrix: sp.csr_array,
-        user_ids: np.ndarray | None = None,
-        item_ids: np.ndarray | None = None,
-        step: dict[str, Any] | None = None,
-    ) -> Interactions:
-        """Another matrix (a split, a subsample; with ``user_ids`` / ``item_ids``, a subset)
-        under the same name, recording ``step``."""
-        return Interactions(
-            sp.csr_array(matrix),
-            self.user_ids if user_ids is None else user_ids,
-            self.item_ids if item_ids is None else item_ids,
-            self.name,
-            self.steps + ((step,) if step is not None else ()),
-        )
-
 
 def write_interactions(
     path: str | Path, fake: sp.csr_array, data: Interactions, first_user_id: int

@@ -139,8 +139,15 @@ class IdMatrix:
         item_ids: np.ndarray | None = None,
         step: dict[str, Any] | None = None,
     ) -> Self:
-        """The same kind of data with another matrix (and id maps), recording ``step``."""
-        raise NotImplementedError
+        """The same kind of data with another matrix (a split, a subsample; with ``user_ids``
+        / ``item_ids``, a subset of rows or columns), recording ``step``."""
+        return dataclasses.replace(  # type: ignore[type-var]
+            self,
+            matrix=matrix,
+            user_ids=self.user_ids if user_ids is None else user_ids,
+            item_ids=self.item_ids if item_ids is None else item_ids,
+            steps=self.steps + ((step,) if step is not None else ()),
+        )
 
     @property
     def n_users(self) -> int:
@@ -241,23 +248,6 @@ class Ratings(IdMatrix):
             raise DataError(f"{name}: duplicate (user, item) pairs")
         matrix.sort_indices()
         return cls(matrix, user_ids, item_ids, scale, name, steps)
-
-    def with_matrix(
-        self,
-        matrix: sp.csr_array,
-        user_ids: np.ndarray | None = None,
-        item_ids: np.ndarray | None = None,
-        step: dict[str, Any] | None = None,
-    ) -> Ratings:
-        """A new ``Ratings`` with another matrix (and id maps), recording ``step``."""
-        steps = self.steps + ((step,) if step is not None else ())
-        return dataclasses.replace(
-            self,
-            matrix=matrix,
-            user_ids=self.user_ids if user_ids is None else user_ids,
-            item_ids=self.item_ids if item_ids is None else item_ids,
-            steps=steps,
-        )
 
     # ------------------------------------------------------------------ views
     def csc(self) -> sp.csc_array:
