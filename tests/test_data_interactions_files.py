@@ -16,7 +16,7 @@ from cfpoison.data.parsers import parse_interactions, parse_ratings
 from cfpoison.data.preprocess import PreprocessConfig, prepare
 from cfpoison.data.profiles import profile_sizes, read_interaction_profiles
 from cfpoison.data.registry import load_dataset, load_interactions
-from cfpoison.errors import DataError
+from cfpoison.errors import ConfigError, DataError
 
 
 def _write(path: Path, text: str) -> Path:
@@ -63,8 +63,13 @@ def test_repeated_pairs_add_up_with_sum_and_sum_is_refused_for_ratings(tmp_path:
     _, _, matrix = parse_interactions(path, on_duplicate="sum")
     assert matrix.toarray().tolist() == [[2.5, 2.0]]
     assert parse_interactions(path, on_duplicate="last")[2].toarray().tolist() == [[0.5, 2.0]]
-    with pytest.raises(DataError, match="ratings cannot be summed"):
-        parse_ratings(_write(tmp_path / "r.csv", "1,10,4\n1,11,3\n"), on_duplicate="sum")
+    ratings = _write(tmp_path / "r.csv", "1,10,4\n1,11,3\n")
+    with pytest.raises(ConfigError, match="ratings cannot be summed"):
+        parse_ratings(ratings, on_duplicate="sum")
+    argv = ["--quiet", "train", "--dataset", f"csv:{ratings}", "--on-duplicate", "sum"]
+    assert main(argv) == 2  # a bad setting
+    with pytest.raises(DataError, match="an interactions file has no ratings"):
+        parse_ratings(path, "interactions")
 
 
 def test_an_interactions_data_set_is_refused_where_ratings_are_needed(tmp_path: Path) -> None:

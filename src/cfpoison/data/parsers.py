@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cfpoison.data.ratings import Ratings, RatingScale, dense_inverse
-from cfpoison.errors import DataError
+from cfpoison.errors import ConfigError, DataError
 
 Layout = Literal["tab", "dat", "csv", "generic", "interactions"]
 OnDuplicate = Literal["error", "first", "last", "mean", "sum"]
@@ -308,7 +308,7 @@ def _read(
     if on_duplicate not in ON_DUPLICATE:
         raise DataError(f"unknown duplicate policy {on_duplicate!r}")
     if on_duplicate == "sum" and layout != "interactions":
-        raise DataError("--on-duplicate sum adds interaction weights; ratings cannot be summed")
+        raise ConfigError("--on-duplicate sum adds interaction weights; ratings cannot be summed")
     if delimiter is not None and len(delimiter) != 1 and delimiter != "::":
         raise DataError(f"delimiter {delimiter!r} must be one character or '::'")
     what = "interactions" if layout == "interactions" else "ratings"
@@ -369,11 +369,13 @@ def parse_ratings(
     ``checks`` are extra per-row rules; a row breaking one is reported by line like any other.
     """
     path = Path(path)
-    user_ids, item_ids, keys, ratings, scale = _read(
+    if layout == "interactions":
+        raise DataError(f"{path}: an interactions file has no ratings (parse_interactions)")
+    user_ids, item_ids, keys, ratings, read_scale = _read(
         path, layout, scale, on_duplicate, delimiter, checks
     )
-    assert scale is not None
-    return ratings_from_keys(keys, ratings, user_ids, item_ids, scale, name or str(path))
+    assert read_scale is not None  # given, or inferred by _read for every rating layout
+    return ratings_from_keys(keys, ratings, user_ids, item_ids, read_scale, name or str(path))
 
 
 def _positive_weight(users: np.ndarray, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
