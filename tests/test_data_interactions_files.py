@@ -74,13 +74,12 @@ def test_repeated_pairs_add_up_with_sum_and_sum_is_refused_for_ratings(tmp_path:
 
 def test_an_interactions_data_set_is_refused_where_ratings_are_needed(tmp_path: Path) -> None:
     path = _write(tmp_path / "clicks.csv", "1,10\n1,11\n2,10\n")
-    with pytest.raises(
-        DataError, match="holds interactions, not ratings: `cfpoison promote`, `gradcheck promote`"
-    ):
+    expected = "holds interactions, not ratings: `cfpoison promote`, `gradcheck promote`"
+    with pytest.raises(ConfigError, match=expected):
         load_dataset(f"interactions:{path}")
     data = load_interactions(f"interactions:{path}")
     assert data.name == f"interactions:{path}" and data.nnz == 3
-    assert main(["--quiet", "train", "--dataset", f"interactions:{path}"]) == 1
+    assert main(["--quiet", "train", "--dataset", f"interactions:{path}"]) == 2
 
 
 def _native(rng: np.random.Generator, m: int = 60, n: int = 40) -> Interactions:

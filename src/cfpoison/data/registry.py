@@ -39,7 +39,7 @@ from cfpoison.data.interactions import Interactions
 from cfpoison.data.parsers import Layout, OnDuplicate, parse_interactions, parse_ratings
 from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.data.synthetic import PRESETS, make_synthetic
-from cfpoison.errors import DataError
+from cfpoison.errors import ConfigError, DataError
 from cfpoison.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,8 @@ _BUNDLED_FILES = ("README.txt",)
 
 
 def dataset_names() -> list[str]:
-    """Every name :func:`load_dataset` accepts (``csv:PATH`` shown as such)."""
+    """Every data set name (``csv:PATH`` and ``interactions:PATH`` shown as such; the last is
+    read by :func:`load_interactions`, every other by :func:`load_dataset`)."""
     synthetic = [SYNTHETIC] + [f"{SYNTHETIC}:{p}" for p in PRESETS if p != "default"]
     return [*synthetic, *DATASETS, f"{CSV_PREFIX}PATH", f"{INTERACTIONS_PREFIX}PATH"]
 
@@ -281,7 +282,7 @@ def load_dataset(
     if preset is not None:
         return make_synthetic(PRESETS[preset], name=name)
     if name.startswith(INTERACTIONS_PREFIX):
-        raise DataError(
+        raise ConfigError(
             f"{name} holds interactions, not ratings: `cfpoison promote`, `gradcheck promote`, "
             "`evaluate` and `detect` read it"
         )
