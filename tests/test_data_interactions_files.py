@@ -209,3 +209,17 @@ def test_a_panel_must_train_on_the_profiles_kind_of_data(
     )
     assert main([*base, "--victims", "implicit"]) == 2
     assert "victim 'wrmf' (wrmf) trains on interactions" in capsys.readouterr().err
+
+
+def test_data_info_summarises_an_interactions_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path / "plays.csv", "user,item,plays\n1,10,3\n1,11,1\n2,10,2\n")
+    out = tmp_path / "info.json"
+    assert main(["data", "info", f"interactions:{path}", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "interactions      3" in text and "weights           min 1, mean 2, max 3" in text
+    summary = json.loads(out.read_text())
+    assert (summary["users"], summary["items"], summary["interactions"]) == (2, 2, 3)
+    assert summary["interactions_per_user"]["max"] == 2 and summary["weights"]["mean"] == 2.0
+    assert main(["data", "info", f"interactions:{path}", "--scale", "1:5:1"]) == 2

@@ -16,6 +16,7 @@ from cfpoison.cli._common import (
     show_progress,
 )
 from cfpoison.data.download import archive_url
+from cfpoison.data.interactions import interactions_summary
 from cfpoison.data.parsers import ON_DUPLICATE, describe_scale
 from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.data.registry import (
@@ -26,6 +27,7 @@ from cfpoison.data.registry import (
     cache_dir,
     find_local,
     load_dataset,
+    load_interactions,
     movielens_info,
     ratings_path,
     synthetic_preset,
@@ -91,29 +93,46 @@ def load_from_args(args: argparse.Namespace, name: str) -> Ratings:
     )
 
 
-def summary_text(summary: dict[str, Any], scale: RatingScale) -> str:
-    """The human-readable block of ``data info``: counts, scale, density, activity."""
+def summary_text(summary: dict[str, Any], scale: RatingScale | None) -> str:
+    """The human-readable block of ``data info``: counts, scale (or the weights' range of
+    interactions), density, activity."""
 
     def quantiles(q: dict[str, float]) -> str:
         return f"min {q['min']}, median {q['median']:g}, mean {q['mean']:.1f}, max {q['max']}"
 
+    entries = "ratings" if scale is not None else "interactions"
     lines = [
         f"data set          {summary['name']}",
         f"users             {summary['users']}",
         f"items             {summary['items']}",
-        f"ratings           {summary['ratings']}",
-        f"scale             {describe_scale(scale)}",
-        f"density           {100 * summary['density']:.3f}%",
-        f"mean rating       {summary['mean_rating']:.3f}",
-        f"ratings per user  {quantiles(summary['ratings_per_user'])}",
-        f"ratings per item  {quantiles(summary['ratings_per_item'])}",
+        f"{entries:<17} {summary[entries]}",
     ]
+    if scale is not None:
+        lines.append(f"scale             {describe_scale(scale)}")
+    else:
+        w = summary["weights"]
+        lines.append(f"weights           min {w['min']:g}, mean {w['mean']:.3g}, max {w['max']:g}")
+    lines.append(f"density           {100 * summary['density']:.3f}%")
+    if scale is not None:
+        lines.append(f"mean rating       {summary['mean_rating']:.3f}")
+    for who in ("user", "item"):
+        label = f"{entries} per {who}"
+        lines.append(f"{label:<17} {quantiles(summary[f'{entries}_per_{who}'])}")
     return "\n".join(lines)
 
 
 def _info(args: argparse.Namespace) -> int:
     check_command_outputs(args)
     start = time.perf_counter()
+    if args.name.startswith(INTERACTIONS_PREFIX):
+        if args.scale is not None:
+            raise ConfigError(f"--scale applies to ratings; {args.name} holds interactions")
+        duplicates, delimiter = args.on_duplicate, args.delimiter
+        data = load_interactions(args.name, on_duplicate=duplicates, delimiter=delimiter)
+        summary = interactions_summary(data)
+        summary["seconds"] = time.perf_counter() - start
+        emit(args, summary, summary_text(summary, None))
+        return 0
     ratings = load_from_args(args, args.name)
     summary = ratings.summary()
     summary["scale_text"] = describe_scale(ratings.scale)

@@ -97,6 +97,13 @@ class Interactions(IdMatrix):
         return cls(matrix, user_ids, item_ids, name)
 
 
+def interactions_summary(data: Interactions) -> dict[str, Any]:
+    """Counts, density, activity quantiles and the weights' range, as JSON-able values."""
+    weights = np.asarray(data.matrix.data) if data.nnz else np.zeros(1)
+    spread = {f: float(getattr(weights, f)()) for f in ("min", "mean", "max")}
+    return {**data.counts_summary("interactions"), "weights": spread}
+
+
 def write_interactions(
     path: str | Path, fake: sp.csr_array, data: Interactions, first_user_id: int
 ) -> np.ndarray:

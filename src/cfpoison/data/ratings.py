@@ -171,6 +171,20 @@ class IdMatrix:
         """Stored entries of each item (column)."""
         return np.bincount(self.matrix.indices, minlength=self.n_items)
 
+    def counts_summary(self, entries: str) -> dict[str, Any]:
+        """Name, counts, density and per-user / per-item quantiles of the stored entries
+        (called ``entries``: ratings or interactions), as JSON-able values."""
+        return {
+            "name": self.name,
+            "users": self.n_users,
+            "items": self.n_items,
+            entries: self.nnz,
+            "density": self.nnz / max(1, self.n_users * self.n_items),
+            f"{entries}_per_user": _quantiles(self.user_counts),
+            f"{entries}_per_item": _quantiles(self.item_counts),
+            "steps": list(self.steps),
+        }
+
     def triples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Row indices, column indices and values of every stored entry (for ``Ratings``,
         shifted ratings; for ``Interactions``, weights)."""
@@ -257,19 +271,11 @@ class Ratings(IdMatrix):
     # ------------------------------------------------------------------ report
     def summary(self) -> dict[str, Any]:
         """Counts, density, activity quantiles and the scale, as JSON-able values."""
-        uc, ic = self.user_counts, self.item_counts
         original = self.scale.to_original(self.matrix.data) if self.nnz else np.zeros(1)
         return {
-            "name": self.name,
-            "users": self.n_users,
-            "items": self.n_items,
-            "ratings": self.nnz,
-            "density": self.nnz / max(1, self.n_users * self.n_items),
+            **self.counts_summary("ratings"),
             "scale": self.scale.to_dict(),
             "mean_rating": float(original.mean()),
-            "ratings_per_user": _quantiles(uc),
-            "ratings_per_item": _quantiles(ic),
-            "steps": list(self.steps),
         }
 
 

@@ -284,7 +284,7 @@ def load_dataset(
     if name.startswith(INTERACTIONS_PREFIX):
         raise ConfigError(
             f"{name} holds interactions, not ratings: `cfpoison promote`, `gradcheck promote`, "
-            "`evaluate` and `detect` read it"
+            "`evaluate`, `detect` and `data info` read it"
         )
     if name.startswith(CSV_PREFIX):
         path = Path(name[len(CSV_PREFIX) :]).expanduser()
