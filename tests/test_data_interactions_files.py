@@ -223,3 +223,10 @@ def test_data_info_summarises_an_interactions_file(
     assert (summary["users"], summary["items"], summary["interactions"]) == (2, 2, 3)
     assert summary["interactions_per_user"]["max"] == 2 and summary["weights"]["mean"] == 2.0
     assert main(["data", "info", f"interactions:{path}", "--scale", "1:5:1"]) == 2
+
+
+def test_a_filter_that_leaves_no_user_says_interactions(tmp_path: Path) -> None:
+    path = _write(tmp_path / "c.csv", "1,10\n2,11\n")
+    data = load_interactions(f"interactions:{path}")
+    with pytest.raises(DataError, match="all 2 users have fewer than 20 interactions"):
+        prepare(data, PreprocessConfig())

@@ -16,7 +16,6 @@ from cfpoison.cli._common import (
     show_progress,
 )
 from cfpoison.data.download import archive_url
-from cfpoison.data.interactions import interactions_summary
 from cfpoison.data.parsers import ON_DUPLICATE, describe_scale
 from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.data.registry import (
@@ -129,7 +128,7 @@ def _info(args: argparse.Namespace) -> int:
             raise ConfigError(f"--scale applies to ratings; {args.name} holds interactions")
         duplicates, delimiter = args.on_duplicate, args.delimiter
         data = load_interactions(args.name, on_duplicate=duplicates, delimiter=delimiter)
-        summary = interactions_summary(data)
+        summary = data.summary()
         summary["seconds"] = time.perf_counter() - start
         emit(args, summary, summary_text(summary, None))
         return 0
@@ -183,7 +182,7 @@ def _list(args: argparse.Namespace) -> int:
     lines.append(f"{CSV_PREFIX + 'PATH':<18}your own file: user,item,rating[,timestamp] columns")
     lines.append(
         f"{INTERACTIONS_PREFIX + 'PATH':<18}your own implicit feedback: user,item[,weight"
-        "[,timestamp]] columns (promote, evaluate --feedback implicit)"
+        "[,timestamp]] columns (data info, promote, evaluate, detect)"
     )
     emit(args, {"datasets": rows, "cache": str(cache_dir())}, "\n".join(lines))
     return 0

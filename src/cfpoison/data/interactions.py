@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -47,6 +47,7 @@ class Interactions(IdMatrix):
     item_ids: np.ndarray
     name: str = ""
     steps: tuple[dict[str, Any], ...] = ()
+    entries: ClassVar[str] = "interactions"
 
     def __post_init__(self) -> None:
         m, n = self.matrix.shape
@@ -96,12 +97,11 @@ class Interactions(IdMatrix):
         matrix.sort_indices()
         return cls(matrix, user_ids, item_ids, name)
 
-
-def interactions_summary(data: Interactions) -> dict[str, Any]:
-    """Counts, density, activity quantiles and the weights' range, as JSON-able values."""
-    weights = np.asarray(data.matrix.data) if data.nnz else np.zeros(1)
-    spread = {f: float(getattr(weights, f)()) for f in ("min", "mean", "max")}
-    return {**data.counts_summary("interactions"), "weights": spread}
+    def summary(self) -> dict[str, Any]:
+        """Counts, density, activity quantiles and the weights' range, as JSON-able values."""
+        weights = np.asarray(self.matrix.data) if self.nnz else np.zeros(1)
+        spread = {f: float(getattr(weights, f)()) for f in ("min", "mean", "max")}
+        return {**self.counts_summary(), "weights": spread}
 
 
 def write_interactions(

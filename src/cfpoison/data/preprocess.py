@@ -159,15 +159,16 @@ def train_test_split(r: D, test_fraction: float, rng: np.random.Generator) -> tu
 
 
 def _emptied(r: IdMatrix, cfg: PreprocessConfig) -> str:
-    """Why the rating filters of ``cfg`` leave nothing of ``r``."""
+    """Why the filters of ``cfg`` leave nothing of ``r`` (ratings or interactions)."""
+    what = r.entries
     if cfg.min_item_ratings == 0:
         return (
-            f"all {r.n_users} users have fewer than {cfg.min_user_ratings} ratings (the most: "
+            f"all {r.n_users} users have fewer than {cfg.min_user_ratings} {what} (the most: "
             f"{int(r.user_counts.max())}); lower min_user_ratings (--min-user-ratings)"
         )
     return (
-        f"no user keeps {cfg.min_user_ratings} ratings of items with at least "
-        f"{cfg.min_item_ratings} ratings; lower min_user_ratings or min_item_ratings "
+        f"no user keeps {cfg.min_user_ratings} {what} of items with at least "
+        f"{cfg.min_item_ratings} {what}; lower min_user_ratings or min_item_ratings "
         "(--min-user-ratings, --preprocess.min-item-ratings)"
     )
 

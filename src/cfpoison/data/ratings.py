@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -131,6 +131,8 @@ class IdMatrix:
     item_ids: np.ndarray
     name: str
     steps: tuple[dict[str, Any], ...]
+    #: What a stored entry is, in summaries and messages: ``ratings`` or ``interactions``.
+    entries: ClassVar[str]
 
     def with_matrix(
         self,
@@ -171,9 +173,10 @@ class IdMatrix:
         """Stored entries of each item (column)."""
         return np.bincount(self.matrix.indices, minlength=self.n_items)
 
-    def counts_summary(self, entries: str) -> dict[str, Any]:
+    def counts_summary(self) -> dict[str, Any]:
         """Name, counts, density and per-user / per-item quantiles of the stored entries
-        (called ``entries``: ratings or interactions), as JSON-able values."""
+        (keys named after :attr:`entries`), as JSON-able values."""
+        entries = self.entries
         return {
             "name": self.name,
             "users": self.n_users,
@@ -220,6 +223,7 @@ class Ratings(IdMatrix):
     scale: RatingScale
     name: str = ""
     steps: tuple[dict[str, Any], ...] = ()
+    entries: ClassVar[str] = "ratings"
 
     def __post_init__(self) -> None:
         m, n = self.matrix.shape
@@ -273,7 +277,7 @@ class Ratings(IdMatrix):
         """Counts, density, activity quantiles and the scale, as JSON-able values."""
         original = self.scale.to_original(self.matrix.data) if self.nnz else np.zeros(1)
         return {
-            **self.counts_summary("ratings"),
+            **self.counts_summary(),
             "scale": self.scale.to_dict(),
             "mean_rating": float(original.mean()),
         }
