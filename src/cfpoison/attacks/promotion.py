@@ -545,12 +545,18 @@ def promotion_metrics(
     *,
     clean: ImplicitLearner | None = None,
     cutoffs: Sequence[int] = CUTOFFS,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The targets' HR@K and NDCG@K (means over targets; per target too) on the learner
     fitted clean (seed s), poisoned (seed s) and clean at seed s + 1 (the noise floor: the
-    change of each measure between two clean fits)."""
-    clean = clean or fit_implicit(learner, train)
+    change of each measure between two clean fits); ``progress`` is called before each fit."""
+    say = progress or (lambda _: None)
+    if clean is None:
+        say("clean fit")
+        clean = fit_implicit(learner, train)
+    say("poisoned fit")
     poisoned = fit_implicit(learner, train, fake)
+    say(f"clean fit at seed {learner.seed + 1} (the floor)")
     other = fit_implicit(learner.replace(seed=learner.seed + 1), train)
     sizes = profile_sizes(fake)
     out: dict[str, Any] = {"n_fake": sizes["n_fake"], "items_per_fake": sizes["items"]}

@@ -33,7 +33,6 @@ from cfpoison.cli._common import (
     learner_config,
     preprocess_config,
     show_progress,
-    stderr_progress,
     ttest_data,
 )
 from cfpoison.cli._options import flags_of, given
@@ -195,14 +194,11 @@ def _run_implicit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     }
     if args.victims is None:
         learner = WRMFConfig(seed=args.seed, threads=threads)
-        say = stderr_progress(args) or (lambda _: None)
-        say(
-            f"fitting {learner.name} (rank {learner.rank}) clean, poisoned, and clean at seed "
-            f"{args.seed + 1} (the floor) on {train.name}: {train.n_users} users, "
-            f"{train.n_items} items, {train.nnz} interactions"
-        )
+        bar = StepBar(args, 3, f"{learner.name} rank {learner.rank}")
         payload["learner"] = learner.to_dict()
-        payload["metrics"] = promotion_metrics(train, attacks[names[0]], learner, targets)
+        fake = attacks[names[0]]
+        payload["metrics"] = promotion_metrics(train, fake, learner, targets, progress=bar)
+        bar.close()
     else:
         specs, skipped = load_panel(args.victims).runnable()
         seeds = tuple(args.seed + 1 + i for i in range(args.victim_seeds))
