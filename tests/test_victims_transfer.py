@@ -123,3 +123,34 @@ def test_transfer_pairs_seeds_and_reports_unconverged_fits() -> None:
     assert "NOT CONVERGED capped: 9 of 9 fits" in table and "skipped gone:" in table
     assert "NOT CONVERGED" in markdown(result)
     assert json.dumps(result.to_dict(), allow_nan=True)
+
+
+def test_victim_fits_in_worker_processes_give_the_same_numbers(tmp_path: Path) -> None:
+    """``--workers 2`` spreads the fits over two spawned processes (one numba thread each);
+    every row and every per-seed measure equals the in-process run's to the last bit."""
+    push, uniform, target = profiles(tmp_path)
+    panel = tmp_path / "panel.toml"
+    panel.write_text(
+        '[[victims]]\nname = "als"\nmodel = "als"\n\n'
+        '[[victims]]\nname = "biased"\nmodel = "biased"\nsplit_offset = 1\n'
+    )
+    payloads = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"workers{workers}.json"
+        argv = ["evaluate", "--dataset", DATASET, "--profiles", str(push), str(uniform)]
+        argv += ["--victims", str(panel), "--target", str(target), "--workers", workers]
+        assert main([*argv, "--quiet", "--json", str(out)]) == 0
+        payloads.append(json.loads(out.read_text()))
+    serial, parallel = payloads
+    assert (serial["workers"], parallel["workers"]) == (1, 2)
+    assert serial["rows"] == parallel["rows"]
+    for a, b in zip(serial["victims"], parallel["victims"], strict=True):
+        assert a["clean"] == b["clean"] and a["attacks"] == b["attacks"]
+
+
+def test_workers_must_be_a_count(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    push, _, _ = profiles(tmp_path)
+    argv = ["evaluate", "--dataset", DATASET, "--profiles", str(push), "--victims", "default"]
+    with pytest.raises(SystemExit) as err:
+        main([*argv, "--workers", "-1"])
+    assert err.value.code == 2 and "expected a count >= 0, got '-1'" in capsys.readouterr().err

@@ -28,6 +28,7 @@ from cfpoison.errors import DataError
 from cfpoison.io import check_outputs, write_json
 from cfpoison.learners import LearnerConfig
 from cfpoison.learners.base import Learner
+from cfpoison.workers import usable_cores
 
 LEARNERS = config_variants(LearnerConfig)
 LEARNER_SETTINGS = settings_of(LearnerConfig, "learner.")
@@ -130,10 +131,43 @@ class StepBar:
         self.started = True
         self.bar.set_postfix_str(phase)
 
+    def finished(self, phase: str) -> None:
+        """Count the named phase as done now (phases that end in any order, side by side)."""
+        self.bar.update(1)
+        self.bar.set_postfix_str(phase)
+
     def close(self) -> None:
         if self.started:
             self.bar.update(1)
         self.bar.close()
+
+
+def add_workers_option(parser: argparse.ArgumentParser) -> None:
+    """``--workers N``: the processes a victim panel's fits are spread over."""
+    parser.add_argument(
+        "--workers",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="with --victims: fit the victims in N processes side by side, each with its "
+        "share of the cores (default 0: one per usable core; 1: one after the other in this "
+        "process); the numbers do not depend on N",
+    )
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a count >= 0, got {text!r}")
+    return value
+
+
+def victim_workers(args: argparse.Namespace) -> int:
+    """``--workers``, with 0 resolved to the usable cores."""
+    return int(args.workers) or usable_cores()
 
 
 def emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:

@@ -27,6 +27,7 @@ from cfpoison.cli._common import (
     StepBar,
     add_json_option,
     add_learner_options,
+    add_workers_option,
     attack_targets,
     check_command_outputs,
     emit,
@@ -34,6 +35,7 @@ from cfpoison.cli._common import (
     preprocess_config,
     show_progress,
     ttest_data,
+    victim_workers,
 )
 from cfpoison.cli._options import flags_of, given
 from cfpoison.cli.attack import add_target_option, result_text
@@ -127,7 +129,8 @@ def _run_victims(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         seeds=tuple(args.seed + 1 + i for i in range(args.victim_seeds)),
         top_k=10 if args.top_k is None else args.top_k,
     )
-    bar = StepBar(args, len(specs) * (1 + len(attacks)), "victims")
+    workers = victim_workers(args)
+    bar = StepBar(args, len(specs) * (1 + len(attacks)) * len(transfer.seeds), "victims")
     result = evaluate_transfer(
         splits,
         specs,
@@ -136,7 +139,8 @@ def _run_victims(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         transfer,
         skipped=skipped,
         baseline=baseline,
-        progress=bar,
+        workers=workers,
+        progress=bar.finished,
     )
     bar.close()
     payload: dict[str, Any] = {
@@ -145,6 +149,7 @@ def _run_victims(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         "panel": panel.to_dict(),
         **result.to_dict(),
         "seconds": time.perf_counter() - start,
+        "workers": workers,
         "preprocess": preprocess.to_dict(),
     }
     if args.report is not None:
@@ -202,7 +207,8 @@ def _run_implicit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     else:
         specs, skipped = load_panel(args.victims).runnable()
         seeds = tuple(args.seed + 1 + i for i in range(args.victim_seeds))
-        bar = StepBar(args, len(specs) * (1 + len(attacks)), "victims")
+        payload["workers"] = workers = victim_workers(args)
+        bar = StepBar(args, len(specs) * (1 + len(attacks)) * len(seeds), "victims")
         payload["victims"] = evaluate_promotion(
             train,
             specs,
@@ -211,7 +217,8 @@ def _run_implicit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             PromotionTransferConfig(seeds=seeds),
             baseline=names[paths.index(args.baseline)] if args.baseline else None,
             skipped=skipped,
-            progress=bar,
+            workers=workers,
+            progress=bar.finished,
         )
         bar.close()
     payload["seconds"] = time.perf_counter() - start
@@ -302,6 +309,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="with --victims: write transfer.md, transfer.png (heat map) and transfer.json",
     )
+    add_workers_option(parser)
     add_target_option(parser, "mean predicted rating (implicit: hit ratio and NDCG)")
     add_feedback_option(parser)
     add_learner_options(parser)

@@ -29,9 +29,11 @@ from cfpoison.attacks.promotion import (
 from cfpoison.cli._common import (
     StepBar,
     add_json_option,
+    add_workers_option,
     check_command_outputs,
     emit,
     stderr_progress,
+    victim_workers,
 )
 from cfpoison.cli._options import parse_feedback
 from cfpoison.cli.data import add_load_options, load_from_args
@@ -141,16 +143,19 @@ def _run(args: argparse.Namespace) -> int:
         for name in compare:
             attacks[name] = baseline_profiles(name, data, result.targets, n_fake, b, rng)
         specs, skipped = load_panel(args.victims).runnable()
-        bar = StepBar(args, len(specs) * (1 + len(attacks)), "victims")
+        transfer = PromotionTransferConfig()
+        payload["workers"] = workers = victim_workers(args)
+        bar = StepBar(args, len(specs) * (1 + len(attacks)) * len(transfer.seeds), "victims")
         payload["victims"] = evaluate_promotion(
             data,
             specs,
             attacks,
             result.targets,
-            PromotionTransferConfig(),
+            transfer,
             baseline=_best(compare),
             skipped=skipped,
-            progress=bar,
+            workers=workers,
+            progress=bar.finished,
         )
         bar.close()
     emit(args, payload, _text(payload))
@@ -276,5 +281,6 @@ def register(subparsers: Any) -> None:
         default="all",
         help="with --victims: baselines beside the attack (random,popular,covisitation; all)",
     )
+    add_workers_option(parser)
     add_json_option(parser)
     parser.set_defaults(func=_run)

@@ -50,7 +50,12 @@ class Victim(abc.ABC, Generic[Data]):
 
     def fit(self, train: Data, fake: sp.csr_array | None = None) -> Self:
         """Fit on ``train`` plus the fake rows ``fake`` (``m' x n`` CSR, shifted scale)."""
-        user, item, converged = self._fit(train, fake)
+        return self.adopt(train, *self._fit(train, fake))
+
+    def adopt(
+        self, train: Data, user: np.ndarray, item: np.ndarray, converged: bool | None
+    ) -> Self:
+        """Take the factors of a fit on ``train`` made elsewhere (another process)."""
         if user.shape[0] != train.n_users or item.shape[0] != train.n_items:
             raise RuntimeError(f"{type(self).__name__}: factors do not match the data")
         self._train, self._user, self._item = train, user, item

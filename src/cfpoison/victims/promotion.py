@@ -13,14 +13,13 @@ interaction with the target (means over the targets). Per victim x attack x meas
   no evidence;
 * against a ``baseline`` attack: the ratio of the lifts, and ``above_floor`` for each.
 
-Pure: no printing; ``progress`` is called with a line per fit group.
+Pure: no printing; ``progress`` is called with a line as each fit ends.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,7 +29,8 @@ import scipy.sparse as sp
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.interactions import Interactions
 from cfpoison.models.measures import hit_ratio, ndcg
-from cfpoison.victims.spec import VictimSpec, build_victim, check_trains_on
+from cfpoison.victims.fitting import FitJob, fit_jobs
+from cfpoison.victims.spec import VictimSpec, check_trains_on
 from cfpoison.victims.transfer import half_width
 
 #: The measures of every row: (name, function, cut-off).
@@ -69,31 +69,34 @@ def evaluate_promotion(
     *,
     baseline: str | None = None,
     skipped: Mapping[str, str] | None = None,
+    workers: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Fit every victim clean and poisoned by every attack at every seed; the rows of the
-    module docstring, per victim x attack x measure, and each victim's fit count and time."""
+    """Fit every victim clean and poisoned by every attack at every seed, in ``workers``
+    processes (:func:`cfpoison.victims.fitting.fit_jobs`); the rows of the module docstring,
+    per victim x attack x measure, and each victim's fit count and time (its fits' seconds,
+    summed)."""
     check_trains_on(victims, "interactions")
     targets = np.asarray(targets, dtype=np.int64)
     rows: list[dict[str, Any]] = []
     report: list[dict[str, Any]] = []
+    running = [spec for spec in victims if spec.name not in (skipped or {})]
+    jobs = [FitJob(spec, s, a) for spec in running for a in (None, *attacks) for s in config.seeds]
+    done = fit_jobs(
+        jobs,
+        {spec.split_offset: train for spec in running},
+        attacks,
+        workers=workers,
+        progress=None if progress is None else lambda job: progress(job.label()),
+    )
     for spec in victims:
         if spec.name in (skipped or {}):
             report.append({"name": spec.name, "skipped": (skipped or {})[spec.name]})
             continue
-        start = time.perf_counter()
-        if progress is not None:
-            progress(f"{spec.name}: clean fits")
-        clean_fits = [build_victim(spec, s).fit(train) for s in config.seeds]
-        clean = [_measure(train, v, targets) for v in clean_fits]
-        unconverged = sum(v.converged is False for v in clean_fits)
-        per_attack: dict[str, list[dict[str, float]]] = {}
-        for name, fake in attacks.items():
-            if progress is not None:
-                progress(f"{spec.name}: {name}")
-            fits = [build_victim(spec, s).fit(train, fake) for s in config.seeds]
-            unconverged += sum(v.converged is False for v in fits)
-            per_attack[name] = [_measure(train, v, targets) for v in fits]
+        fits = {a: [done[spec.name, s, a].victim for s in config.seeds] for a in (None, *attacks)}
+        clean = [_measure(train, v, targets) for v in fits[None]]
+        unconverged = sum(v.converged is False for family in fits.values() for v in family)
+        per_attack = {name: [_measure(train, v, targets) for v in fits[name]] for name in attacks}
         for measure, _, _ in MEASURES:
             before = np.array([c[measure] for c in clean])
             noise = before - np.roll(before, 1)
@@ -121,7 +124,7 @@ def evaluate_promotion(
                 "name": spec.name,
                 "fits": len(config.seeds) * (1 + len(attacks)),
                 "unconverged": unconverged,
-                "seconds": time.perf_counter() - start,
+                "seconds": sum(done[job.key].seconds for job in jobs if job.spec == spec),
             }
         )
     return {

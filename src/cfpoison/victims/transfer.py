@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -41,7 +40,8 @@ from cfpoison.errors import DataError
 from cfpoison.io import to_jsonable
 from cfpoison.models.measures import floor_ratio, hit_ratio, rmse, rmse_shift, target_means
 from cfpoison.victims.base import Victim
-from cfpoison.victims.spec import VictimSpec, build_victim, check_trains_on
+from cfpoison.victims.fitting import FitJob, fit_jobs
+from cfpoison.victims.spec import VictimSpec, check_trains_on
 
 SHIFT_METHOD = "exact over all unseen entries of the normal users (low-rank factors)"
 
@@ -81,7 +81,8 @@ class Measures:
 
 @dataclasses.dataclass
 class VictimResult:
-    """One victim: its clean measures and one :class:`Measures` per profile file."""
+    """One victim: its clean measures and one :class:`Measures` per profile file;
+    ``seconds``: its fits' time, summed (they may have run side by side)."""
 
     spec: VictimSpec
     skipped: str | None = None
@@ -211,32 +212,28 @@ def _measure(
 
 
 def _family(
-    spec: VictimSpec,
-    seeds: Sequence[int],
+    fitted: Sequence[Victim],
     train: Ratings,
     test: Ratings,
-    fake: sp.csr_array | None,
     targets: np.ndarray,
     k: int,
-    clean: list[Victim] | None,
-) -> tuple[Measures, list[Victim]]:
-    """Fit ``spec`` at every seed on ``train`` (+ ``fake``) and measure; shifts against
-    ``clean`` at the same seed, or, for the clean family, the cyclic noise floor."""
-    fitted = [build_victim(spec, s).fit(train, fake) for s in seeds]
+    clean: Sequence[Victim] | None,
+) -> Measures:
+    """Measure the fits of one family (one per seed); shifts against ``clean`` at the same
+    seed, or, for the clean family, the cyclic noise floor."""
     if clean is None:
         n = len(fitted)
         shift = [rmse_shift(train.matrix, fitted[(i + 1) % n], fitted[i]) for i in range(n)]
     else:
         shift = [rmse_shift(train.matrix, p, c) for c, p in zip(clean, fitted, strict=True)]
     measured = [_measure(train, test, v, targets, k) for v in fitted]
-    measures = Measures(
+    return Measures(
         np.array(shift),
         np.array([m[0] for m in measured]),
         np.array([m[1] for m in measured]),
         np.array([m[2] for m in measured]),
         [v.converged for v in fitted],
     )
-    return measures, fitted
 
 
 def evaluate_transfer(
@@ -248,13 +245,16 @@ def evaluate_transfer(
     *,
     skipped: Mapping[str, str] | None = None,
     baseline: str | None = None,
+    workers: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> TransferResult:
     """Fit every victim clean and poisoned by every profile matrix (``m' x n`` CSR, shifted
     scale, named by ``attacks``) at every seed, and measure (module docstring).
 
     ``targets`` are column indices of the evaluated split; ``skipped`` maps victims that
-    cannot run to the reason (reported, not fitted); ``baseline`` names one of ``attacks``.
+    cannot run to the reason (reported, not fitted); ``baseline`` names one of ``attacks``;
+    the fits run in ``workers`` processes (:func:`cfpoison.victims.fitting.fit_jobs`: the same
+    numbers for any count), ``progress`` is called as each one ends.
     """
     if baseline is not None and baseline not in attacks:
         raise DataError(f"transfer: baseline {baseline!r} is not one of the profile files")
@@ -262,26 +262,34 @@ def evaluate_transfer(
     targets = np.asarray(targets, dtype=np.int64)
     reference, _ = splits(0)
     results = [VictimResult(spec, skipped=(skipped or {}).get(spec.name)) for spec in victims]
+    running = [r.spec for r in results if r.skipped is None]
+    data = {}
+    for spec in running:
+        data[spec.split_offset] = splits(spec.split_offset)[0]
+        if not np.array_equal(data[spec.split_offset].item_ids, reference.item_ids):
+            raise DataError(f"victim '{spec.name}': its split has other items")
+    jobs = [FitJob(spec, s, a) for spec in running for a in (None, *attacks) for s in config.seeds]
+    done = fit_jobs(
+        jobs,
+        data,
+        attacks,
+        workers=workers,
+        progress=None if progress is None else lambda job: progress(job.label()),
+    )
     for result in results:
         if result.skipped is not None:
             continue
-        start = time.perf_counter()
         spec = result.spec
         train, test = splits(spec.split_offset)
-        if not np.array_equal(train.item_ids, reference.item_ids):
-            raise DataError(f"victim '{spec.name}': its split has other items")
-        if progress is not None:
-            progress(f"{spec.name}: clean fits")
-        result.clean, clean = _family(
-            spec, config.seeds, train, test, None, targets, config.top_k, None
-        )
-        for name, fake in attacks.items():
-            if progress is not None:
-                progress(f"{spec.name}: {name}")
-            result.attacks[name], _ = _family(
-                spec, config.seeds, train, test, fake, targets, config.top_k, clean
-            )
-        result.seconds = time.perf_counter() - start
+
+        def family(attack: str | None, spec: VictimSpec = spec) -> list[Victim]:
+            return [done[spec.name, s, attack].victim for s in config.seeds]
+
+        clean = family(None)
+        result.clean = _family(clean, train, test, targets, config.top_k, None)
+        for name in attacks:
+            result.attacks[name] = _family(family(name), train, test, targets, config.top_k, clean)
+        result.seconds = sum(done[job.key].seconds for job in jobs if job.spec == spec)
     return TransferResult(
         config,
         list(attacks),

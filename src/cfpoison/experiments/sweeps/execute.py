@@ -5,11 +5,11 @@ process writes each result to the store as it completes (one transaction per cel
 at any moment loses at most the cells in flight. A cell that fails is reported and left
 missing (the next run retries it); the others go on.
 
-Local execution uses :class:`concurrent.futures.ProcessPoolExecutor` (spawned processes, each
-given ``cpu_count // workers`` threads); ``scheduler`` sends the cells to a Dask
+Local execution uses :func:`cfpoison.workers.process_pool` (spawned processes, each given
+``cores // workers`` threads); ``scheduler`` sends the cells to a Dask
 ``distributed`` scheduler instead (its workers need cfpoison installed and the data reachable),
 or, when it is ``"local"``, to a ``LocalCluster`` of ``workers`` processes started here (one
-cell at a time each, ``cpu_count // workers`` numba threads). On Dask a worker that dies
+cell at a time each, ``cores // workers`` numba threads). On Dask a worker that dies
 mid-cell loses only that cell, which the scheduler runs again on another worker: its result
 reaches the store once.
 
@@ -27,10 +27,7 @@ import concurrent.futures as cf
 import contextlib
 import dataclasses
 import logging
-import multiprocessing
-import os
 import platform
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +43,7 @@ from cfpoison.experiments.sweeps.runners import RunContext, resolve_runner
 from cfpoison.experiments.sweeps.spec import Cell
 from cfpoison.experiments.sweeps.store import ResultStore
 from cfpoison.learners.base import serial_blas
+from cfpoison.workers import process_pool, threads_per_worker
 
 VERSIONED_PACKAGES = ("cfpoison", "numpy", "scipy", "numba")
 LOCAL_CLUSTER = "local"
@@ -331,22 +329,14 @@ class _Futures:
             future.cancel()
 
 
-def _threads(workers: int) -> int:
-    """Each of ``workers`` processes' share of this machine's cores."""
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
 @contextlib.contextmanager
 def _pool_backend(context: RunContext, workers: int) -> Iterator[_Backend]:
-    threads = _threads(workers)
     if not context.threads:
-        context = dataclasses.replace(context, threads=threads)
-    with cf.ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(threads, os.getpid()),
-    ) as pool:
+        context = dataclasses.replace(context, threads=threads_per_worker(workers))
+    # scikit-learn's OpenMP (the learned detector) is loaded first so that the limit reaches
+    # it: its threads on cores that the other workers keep busy wait on each other (five
+    # detector fits: 61 s on two threads of a loaded two-core machine, 6.9 s on one)
+    with process_pool(workers, preload=("sklearn.ensemble",)) as pool:
         backend = _Futures(
             lambda cell: pool.submit(execute_cell, cell.key, dict(cell.config), context),
             lambda futures, timeout: (
@@ -377,27 +367,6 @@ def _worker_environ() -> dict[str, Any]:
     return environ
 
 
-def _init_worker(threads: int, parent: int) -> None:
-    """Limit numba's and OpenMP's threads, and exit if the parent dies (no orphans after a
-    SIGKILL). OpenMP is scikit-learn's (the learned detector): its threads on cores that the
-    other workers keep busy wait on each other (five detector fits: 61 s on two threads of a
-    loaded two-core machine, 6.9 s on one). A limit reaches only the runtimes already
-    loaded, hence the import first."""
-    import numba
-    import sklearn.ensemble  # noqa: F401
-    from threadpoolctl import threadpool_limits
-
-    numba.set_num_threads(min(threads, numba.get_num_threads()))
-    threadpool_limits(limits=threads, user_api="openmp")
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
-
-
 @contextlib.contextmanager
 def _dask_backend(context: RunContext, scheduler: Any, workers: int) -> Iterator[_Backend]:
     try:
@@ -412,7 +381,7 @@ def _dask_backend(context: RunContext, scheduler: Any, workers: int) -> Iterator
             chatty = logging.getLogger("distributed")  # INFO on every start and stop
             stack.callback(chatty.setLevel, chatty.level)
             chatty.setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
-            threads = context.threads or _threads(workers)
+            threads = context.threads or threads_per_worker(workers)
             context = dataclasses.replace(context, threads=threads)
             stack.enter_context(dask.config.set({PRE_SPAWN: _worker_environ()}))
             scheduler = stack.enter_context(
