@@ -8,8 +8,8 @@ so a killed run leaves no orphans.
 Why processes: on ml-latest-small a rank-20 ALS sweep takes 13.8 ms on two numba threads and
 19.3 ms on one, while two one-thread fits side by side take 20.2 ms each (10.1 ms a sweep for
 the pair): independent fits gain 1.3-1.4x from processes over threads on two cores
-(``benchmarks/RESULTS.md``, "The README's typical session"), and more on more cores, where a row loop of a small problem
-stops scaling.
+(``benchmarks/RESULTS.md``, "The README's typical session"), and more on more cores, where
+a row loop of a small problem stops scaling.
 """
 
 from __future__ import annotations
