@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from cfpoison.errors import CfpoisonError
 from cfpoison.victims.base import Victim
 from cfpoison.victims.spec import VictimSpec, build_victim
-from cfpoison.workers import process_pool
+from cfpoison.workers import process_pool, stop_pool
 
 #: The training data of each split offset a job may name.
 Datasets = Mapping[int, Any]
@@ -77,8 +77,8 @@ def fit_jobs(
                 progress(job)
         return out
     with process_pool(workers, _keep, (data, attacks)) as pool:
-        futures = {pool.submit(_fit_in_worker, job): job for job in jobs}
-        try:
+        try:  # the submits too: a signal may come while they start the workers
+            futures = {pool.submit(_fit_in_worker, job): job for job in jobs}
             for future in cf.as_completed(futures):
                 job = futures[future]
                 user, item, converged, seconds = future.result()
@@ -88,7 +88,7 @@ def fit_jobs(
                 if progress is not None:
                     progress(job)
         except BaseException as err:
-            pool.shutdown(wait=False, cancel_futures=True)
+            stop_pool(pool)
             if isinstance(err, BrokenProcessPool):
                 raise CfpoisonError(
                     f"a worker process died ({err}); out of memory? --workers 1 fits the "
