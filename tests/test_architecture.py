@@ -20,6 +20,7 @@ LEVELS = {
     "errors": 0,
     "config": 0,
     "io": 0,
+    "workers": 0,
     "data": 1,
     "learners": 2,
     "models": 3,
