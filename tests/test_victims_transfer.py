@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -176,22 +177,28 @@ def test_sigterm_stops_the_worker_processes_at_once(tmp_path: Path, wait: float)
     command += ["--profiles", str(push), "--victims", str(panel), "--target", str(target)]
     run = subprocess.Popen([*command, "--workers", "2"], stderr=subprocess.PIPE, text=True)
     assert run.stderr is not None
-    seen = ""
-    while "victims:" not in seen:  # the bar is up: the workers are starting
-        char = run.stderr.read(1)
-        assert char, seen
-        seen += char
-    time.sleep(wait)
-    workers = _children(run.pid)
-    if wait:
-        assert len(workers) >= 2, workers
-    start = time.monotonic()
-    run.send_signal(signal.SIGTERM)
-    _, rest = run.communicate(timeout=60)
-    assert run.returncode == 128 + signal.SIGTERM, seen + rest
-    assert time.monotonic() - start < 20
-    time.sleep(1)
-    assert not [pid for pid in workers if _running(pid)]
+    workers: list[int] = []
+    try:
+        seen = ""
+        while "victims:" not in seen:  # the bar is up: the workers are starting
+            char = run.stderr.read(1)
+            assert char, seen
+            seen += char
+        time.sleep(wait)
+        workers = _children(run.pid)
+        if wait:
+            assert len(workers) >= 2, workers
+        start = time.monotonic()
+        run.send_signal(signal.SIGTERM)
+        _, rest = run.communicate(timeout=60)
+        assert run.returncode == 128 + signal.SIGTERM, seen + rest
+        assert time.monotonic() - start < 20
+        time.sleep(1)
+        assert not [pid for pid in workers if _running(pid)]
+    finally:  # a failure leaves nothing running behind (minutes-long fits)
+        for pid in [run.pid, *workers]:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _running(pid: int) -> bool:
