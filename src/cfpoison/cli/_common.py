@@ -147,11 +147,11 @@ def add_workers_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=_count,
-        default=0,
         metavar="N",
-        help="with --victims: fit the victims in N processes side by side, each with its "
-        "share of the cores (default 0: one per usable core; 1: one after the other in this "
-        "process); the numbers do not depend on N",
+        help="with --victims: fit the victims in N worker processes side by side, each with "
+        "its share of the cores (default: one per usable core; 0 or 1: one after the other "
+        "in this process, as --workers 0 runs a sweep's cells); the numbers do not depend "
+        "on N",
     )
 
 
@@ -166,8 +166,8 @@ def _count(text: str) -> int:
 
 
 def victim_workers(args: argparse.Namespace) -> int:
-    """``--workers``, with 0 resolved to the usable cores."""
-    return int(args.workers) or usable_cores()
+    """``--workers``: the usable cores when not given, 1 (this process) for 0."""
+    return usable_cores() if args.workers is None else max(int(args.workers), 1)
 
 
 def emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
