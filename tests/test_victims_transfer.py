@@ -158,7 +158,7 @@ def test_workers_must_be_a_count(tmp_path: Path, capsys: pytest.CaptureFixture[s
     argv = ["evaluate", "--dataset", DATASET, "--profiles", str(push), "--victims", "default"]
     with pytest.raises(SystemExit) as err:
         main([*argv, "--workers", "-1"])
-    assert err.value.code == 2 and "expected a count >= 0, got '-1'" in capsys.readouterr().err
+    assert err.value.code == 2 and "expected an integer >= 0, got '-1'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("wait", [0.0, 3.0])

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cfpoison.attacks.utility import UtilityConfig, resolve_targets
-from cfpoison.cli._options import add_options, flags_of, given, nested
+from cfpoison.cli._options import add_options, count, flags_of, given, nested
 from cfpoison.config import config_variants, settings_of
 from cfpoison.data.preprocess import PreprocessConfig
 from cfpoison.data.ratings import Ratings
@@ -146,23 +146,13 @@ def add_workers_option(parser: argparse.ArgumentParser) -> None:
     """``--workers N``: the processes a victim panel's fits are spread over."""
     parser.add_argument(
         "--workers",
-        type=_count,
+        type=count,
         metavar="N",
         help="with --victims: fit the victims in N worker processes side by side, each with "
         "its share of the cores (default: one per usable core; 0 or 1: one after the other "
         "in this process, as --workers 0 runs a sweep's cells); the numbers do not depend "
         "on N",
     )
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a count >= 0, got {text!r}")
-    return value
 
 
 def victim_workers(args: argparse.Namespace) -> int:

@@ -65,6 +65,7 @@ def _number(kind: type, test: Callable[[float], bool], what: str) -> Callable[[s
 positive_float = _number(float, lambda v: v > 0, "a positive number")
 fraction = _number(float, lambda v: 0 < v <= 1, "a fraction in (0, 1]")
 positive_int = _number(int, lambda v: v >= 1, "an integer >= 1")
+count = _number(int, lambda v: v >= 0, "an integer >= 0")
 #: Argument types stricter than the field's (bad values are usage errors, exit 2).
 TYPES: dict[str, Callable[[str], Any]] = {
     "learner.lambda_u": positive_float,

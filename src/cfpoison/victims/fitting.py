@@ -98,6 +98,18 @@ def fit_jobs(
     return out
 
 
+def family(
+    done: Mapping[JobKey, FittedJob], name: str, seeds: Sequence[int], attack: str | None
+) -> list[Victim]:
+    """The victim ``name`` fitted at each of ``seeds`` on ``attack``'s profiles (None: clean)."""
+    return [done[name, seed, attack].victim for seed in seeds]
+
+
+def victim_seconds(done: Mapping[JobKey, FittedJob], name: str) -> float:
+    """The seconds of the victim ``name``'s fits, summed (they may have run side by side)."""
+    return sum(fitted.seconds for key, fitted in done.items() if key[0] == name)
+
+
 def _fit(job: FitJob, data: Datasets, attacks: Mapping[str, sp.csr_array]) -> tuple[Victim, float]:
     start = time.perf_counter()
     fake = attacks[job.attack] if job.attack is not None else None

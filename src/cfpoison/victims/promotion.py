@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from cfpoison.config import JsonConfig, require
 from cfpoison.data.interactions import Interactions
 from cfpoison.models.measures import hit_ratio, ndcg
-from cfpoison.victims.fitting import FitJob, fit_jobs
+from cfpoison.victims.fitting import FitJob, family, fit_jobs, victim_seconds
 from cfpoison.victims.spec import VictimSpec, check_trains_on
 from cfpoison.victims.transfer import half_width
 
@@ -93,9 +93,9 @@ def evaluate_promotion(
         if spec.name in (skipped or {}):
             report.append({"name": spec.name, "skipped": (skipped or {})[spec.name]})
             continue
-        fits = {a: [done[spec.name, s, a].victim for s in config.seeds] for a in (None, *attacks)}
+        fits = {a: family(done, spec.name, config.seeds, a) for a in (None, *attacks)}
         clean = [_measure(train, v, targets) for v in fits[None]]
-        unconverged = sum(v.converged is False for family in fits.values() for v in family)
+        unconverged = sum(v.converged is False for group in fits.values() for v in group)
         per_attack = {name: [_measure(train, v, targets) for v in fits[name]] for name in attacks}
         for measure, _, _ in MEASURES:
             before = np.array([c[measure] for c in clean])
@@ -124,7 +124,7 @@ def evaluate_promotion(
                 "name": spec.name,
                 "fits": len(config.seeds) * (1 + len(attacks)),
                 "unconverged": unconverged,
-                "seconds": sum(done[job.key].seconds for job in jobs if job.spec == spec),
+                "seconds": victim_seconds(done, spec.name),
             }
         )
     return {

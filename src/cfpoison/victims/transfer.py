@@ -40,7 +40,7 @@ from cfpoison.errors import DataError
 from cfpoison.io import to_jsonable
 from cfpoison.models.measures import floor_ratio, hit_ratio, rmse, rmse_shift, target_means
 from cfpoison.victims.base import Victim
-from cfpoison.victims.fitting import FitJob, fit_jobs
+from cfpoison.victims.fitting import FitJob, family, fit_jobs, victim_seconds
 from cfpoison.victims.spec import VictimSpec, check_trains_on
 
 SHIFT_METHOD = "exact over all unseen entries of the normal users (low-rank factors)"
@@ -211,7 +211,7 @@ def _measure(
     return means, hit_ratio(train.matrix, victim, targets, k), rmse(victim, test)
 
 
-def _family(
+def _measures(
     fitted: Sequence[Victim],
     train: Ratings,
     test: Ratings,
@@ -279,17 +279,14 @@ def evaluate_transfer(
     for result in results:
         if result.skipped is not None:
             continue
-        spec = result.spec
-        train, test = splits(spec.split_offset)
-
-        def family(attack: str | None, spec: VictimSpec = spec) -> list[Victim]:
-            return [done[spec.name, s, attack].victim for s in config.seeds]
-
-        clean = family(None)
-        result.clean = _family(clean, train, test, targets, config.top_k, None)
-        for name in attacks:
-            result.attacks[name] = _family(family(name), train, test, targets, config.top_k, clean)
-        result.seconds = sum(done[job.key].seconds for job in jobs if job.spec == spec)
+        name = result.spec.name
+        train, test = splits(result.spec.split_offset)
+        clean = family(done, name, config.seeds, None)
+        result.clean = _measures(clean, train, test, targets, config.top_k, None)
+        for attack in attacks:
+            fitted = family(done, name, config.seeds, attack)
+            result.attacks[attack] = _measures(fitted, train, test, targets, config.top_k, clean)
+        result.seconds = victim_seconds(done, name)
     return TransferResult(
         config,
         list(attacks),
