@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from cfpoison.attacks.sgld import dense_pattern
+from cfpoison.data.preprocess import PreprocessConfig, prepare
 from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.errors import ConfigError, DataError
 from cfpoison.learners import (
@@ -90,8 +91,8 @@ def test_als_reaches_kkt_and_matches_dense_formulas(
     )
     kkt = np.sqrt(np.sum(g_users**2) + np.sum(g_items**2)) / reg
     assert learner.kkt_residual() == pytest.approx(kkt, rel=1e-6, abs=1e-12)
-    if memory == 0:  # plain ALS descends monotonically; Anderson steps may not
-        assert np.all(np.diff(learner.history) <= 1e-9 * learner.history[0])
+    # accepted sweeps descend, plain or extrapolated (an ascending extrapolation is discarded)
+    assert np.all(np.diff(learner.history) <= 1e-9 * learner.history[0])
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -111,6 +112,20 @@ def test_anderson_reaches_the_same_stationary_point_in_fewer_sweeps(seed: int) -
         plain.user_factors @ plain.item_factors.T,
         atol=1e-5,
     )
+
+
+def test_a_fit_leaving_a_saddle_is_over_relaxed_along_its_sweeps(ml_small: Ratings) -> None:
+    """ml-latest-small (split seed 0), rank 20, seed 9: from KKT 2e-5 at sweep 350 the
+    sweeps crawl away from a saddle along one direction for 1,200 sweeps (the residual rises
+    by 0.2-0.4% a sweep) before dropping into a lower minimum. Anderson alone took 2,264
+    sweeps (691 extrapolations discarded); doubling the plain step where Anderson fails
+    takes 392 to the same objective."""
+    train, _ = prepare(ml_small, PreprocessConfig(seed=0))
+    fit = ALSLearner(ALSConfig(rank=20, seed=9)).fit(train)
+    assert fit.converged
+    assert fit.n_sweeps <= 600
+    assert fit.objective() == pytest.approx(53558.8907, abs=0.01)
+    assert np.all(np.diff(fit.history) <= 0.0)
 
 
 @pytest.mark.parametrize("cap", [1, 2, 7, 12])

@@ -66,8 +66,8 @@ class ALSConfig(JsonConfig):
         kkt_tol: stop when the relative KKT residual is at most this (0: off). The default
             1e-5 makes the implicit gradient exact to cos 0.9999 on ml-latest-small
             (``cfpoison gradcheck``; docs/math.md).
-        anderson_memory: sweeps mixed by Anderson acceleration (0: plain ALS); see
-            :func:`cfpoison.learners.factored.sweep_until`.
+        anderson_memory: sweeps mixed by Anderson acceleration, over-relaxed where it fails
+            (0: plain ALS); see :func:`cfpoison.learners.factored.sweep_until`.
         init_scale: standard deviation of the random initial item factors.
         seed: seed of the random initialisation (``np.random.default_rng(seed)``).
         threads: numba threads (0 = all cores).

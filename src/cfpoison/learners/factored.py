@@ -149,7 +149,7 @@ class Trace:
     history: list[float]
     kkt: float
     converged: bool
-    rejected: int = 0  # Anderson sweeps discarded (work done, not in the history)
+    rejected: int = 0  # extrapolated sweeps discarded (work done, not in the history)
 
     @property
     def sweeps(self) -> int:
@@ -406,16 +406,19 @@ def sweep_until(
     ``kkt_tol > 0`` (``nan`` otherwise). Stops when the relative objective change of a sweep
     is ``<= tol`` or the KKT residual ``<= kkt_tol`` (either 0: off).
 
-    ``memory > 0`` accelerates the sweeps by Anderson mixing (:class:`Anderson`) of the
-    item factors: a sweep is the fixed-point map ``V -> G(V)`` (users solved for ``V``,
-    then items for those users), and the next sweep starts from the combination of the
-    last ``memory`` images ``G(V)`` whose residuals ``G(V) - V`` cancel best. Every
-    returned point is a plain sweep's output (users and items exact for each other), so
-    the objective and KKT residual reported are those of real ALS iterates, and the
-    accepted objectives descend: a sweep from an extrapolated start that ends above the
-    last accepted objective is discarded, the last plain output restored and the memory
-    cleared (a rejected sweep is not counted in the history). BLAS runs single-threaded
-    (the kernels are parallel over rows).
+    ``memory > 0`` accelerates the sweeps. A sweep is the fixed-point map ``V -> G(V)``
+    (users solved for ``V``, then items for those users). Each plain sweep from ``V`` is
+    followed by one sweep from an extrapolated start: Anderson mixing (:class:`Anderson`) of
+    the last ``memory`` pairs ``(V, G(V))``, or, after Anderson's start has failed, the plain
+    step over-relaxed, ``V + s (G(V) - V)`` with ``s = 2, 4, 8, ...`` doubled while it keeps
+    descending (a sweep crawling away from a saddle moves along the same direction for
+    hundreds of sweeps; ``docs/math.md`` 3.5). An extrapolated sweep that ends above the last
+    accepted objective (or at NaN) is discarded and the other extrapolation is tried next
+    (Anderson with its memory cleared). So every returned point is a sweep's output (users
+    and items exact for each other), the accepted objectives descend, and the objective and
+    KKT residual reported are those of real ALS iterates. A discarded sweep counts toward
+    ``max_sweeps`` and in :attr:`Trace.rejected`, not in the history. BLAS runs
+    single-threaded (the kernels are parallel over rows).
     """
     with serial_blas():
         return _sweeps(steps, f, max_sweeps, tol, kkt_tol, start, memory)
@@ -432,32 +435,53 @@ def _sweeps(
 ) -> Trace:
     history: list[float] = []
     previous, kkt = start, math.nan
-    mixer = Anderson(memory) if memory > 0 else None
-    safe: Factors | None = None  # the last plain sweep's output, while mixing
-    rejected = 0
-    for sweep in range(max_sweeps):
-        before = f.item.copy() if mixer is not None else None
-        steps.update_users(f)
-        value = steps.update_items(f) + steps.penalty(f)
-        if mixer is not None and safe is not None and value > previous:
-            # the extrapolated start did worse than the last sweep: back to it, plainly
-            f.assign(safe)
-            mixer.reset()
-            safe, rejected = None, rejected + 1
-            continue
+
+    def stationary(value: float) -> bool:
+        """Record an accepted sweep's objective; whether a tolerance is met."""
+        nonlocal previous, kkt
         if kkt_tol > 0:
             kkt = steps.kkt_after_items(f)
         history.append(value)
         change = abs(previous - value) / max(abs(value), np.finfo(float).tiny)
         previous = value
-        if (kkt_tol > 0 and kkt <= kkt_tol) or (tol > 0 and change <= tol):
+        return (kkt_tol > 0 and kkt <= kkt_tol) or (tol > 0 and change <= tol)
+
+    mixer = Anderson(memory) if memory > 0 else None
+    stretch = 1.0  # > 1: the next extrapolation over-relaxes the plain step by this factor
+    rejected = done = 0
+    while done < max_sweeps:
+        before = f.item.copy() if mixer is not None else None
+        done += 1
+        if stationary(_sweep(steps, f)):
             return Trace(history, kkt, True, rejected)
-        safe = None  # f is this plain sweep's output, the last value in the history
-        if mixer is not None and before is not None and sweep + 1 < max_sweeps:
-            safe = f.copy()
+        if mixer is None or before is None or done == max_sweeps:
+            continue
+        plain = f.copy()  # the half-steps may view f's arrays: extrapolate in place
+        if stretch > 1.0:
+            f.item -= before
+            f.item *= stretch
+            f.item += before
+        else:
             f.item[:] = mixer.mix(before.ravel(), f.item.ravel()).reshape(f.item.shape)
-    # never an extrapolated point: the last sweep is not mixed, a rejected one is undone
+        done += 1
+        value = _sweep(steps, f)
+        if not value <= previous:  # ascended, or NaN: back to the plain sweep's output
+            f.assign(plain)
+            rejected += 1
+            mixer.reset()
+            stretch = 2.0 if stretch == 1.0 else 1.0
+            continue
+        if stretch > 1.0:
+            stretch *= 2.0
+        if stationary(value):
+            return Trace(history, kkt, True, rejected)
     return Trace(history, kkt, False, rejected)
+
+
+def _sweep(steps: HalfSteps, f: Factors) -> float:
+    """One sweep (users, then items) in place; the objective after it."""
+    steps.update_users(f)
+    return steps.update_items(f) + steps.penalty(f)
 
 
 class Anderson:

@@ -38,7 +38,7 @@ from cfpoison.errors import DataError
 from cfpoison.learners import kernels, wrmf_kernels
 from cfpoison.learners._sparse import block_apply, checked_fake, hessian_rows, sddmm
 from cfpoison.learners.base import Factors, cached_csc, cap_log_level, serial_blas
-from cfpoison.learners.factored import Anderson, SweptLearner, Trace, random_factors
+from cfpoison.learners.factored import SweptLearner, Trace, random_factors, sweep_until
 from cfpoison.learners.hessian import SolveResult, minres
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class WRMFConfig(JsonConfig):
         kkt_tol: stop when the relative KKT residual is at most this (0: run ``max_sweeps``).
             The default 1e-6 makes the implicit gradient exact (``docs/wrmf.md``).
         anderson_memory: sweeps mixed by Anderson acceleration of the item factors (0: plain
-            ALS), as :class:`cfpoison.learners.factored.Anderson`.
+            ALS, no extrapolation), as :func:`cfpoison.learners.factored.sweep_until`.
         init_scale: standard deviation of the random initial item factors.
         seed: seed of the random initialisation (``np.random.default_rng(seed)``).
         threads: numba threads (0 = all cores).
@@ -192,6 +192,32 @@ class _Objective:
         return value, 0.0 if sq == 0 else kkt
 
 
+class _HalfSteps:
+    """:func:`cfpoison.learners.factored.sweep_until`'s half-steps on WRMF's objective: the
+    objective comes with its KKT residual from one pass after the item half-step."""
+
+    def __init__(self, objective: _Objective, measure: bool):
+        self.objective = objective
+        self.measure = measure
+        self._kkt = math.nan
+
+    def update_users(self, f: Factors) -> None:
+        self.objective.update_users(f)
+
+    def update_items(self, f: Factors) -> float:
+        self.objective.update_items(f)
+        if not self.measure:
+            return math.nan
+        value, self._kkt = self.objective.evaluate(f, item_block=False)
+        return value
+
+    def penalty(self, f: Factors) -> float:
+        return 0.0  # in update_items' value
+
+    def kkt_after_items(self, f: Factors) -> float:
+        return self._kkt
+
+
 class WRMFLearner(SweptLearner[tuple[_Objective, Factors]]):
     """Implicit ALS; see the module docstring for the objective and the stopping rule."""
 
@@ -237,8 +263,7 @@ class WRMFLearner(SweptLearner[tuple[_Objective, Factors]]):
                 np.zeros((fake.shape[0], c.rank)),
             )
         kernels.set_threads(c.threads)
-        with serial_blas():
-            self._trace = self._run(objective, f)
+        self._trace = self._run(objective, f)
         self._fit = objective, f
         if not self._trace.converged:
             log.log(
@@ -251,41 +276,12 @@ class WRMFLearner(SweptLearner[tuple[_Objective, Factors]]):
         return self
 
     def _run(self, objective: _Objective, f: Factors) -> Trace:
-        """Sweeps until ``kkt_tol`` or ``max_sweeps`` (``f`` in place), Anderson-mixed as
-        :func:`cfpoison.learners.factored.sweep_until`: a sweep from an extrapolated start
-        that ends above the last accepted objective is discarded, and every returned point
-        is a plain sweep's output. With ``kkt_tol = 0`` and no mixing nothing is measured
-        (the history holds NaN)."""
+        """Sweeps until ``kkt_tol`` or ``max_sweeps`` (``f`` in place), accelerated as
+        :func:`cfpoison.learners.factored.sweep_until` accelerates ALS. With ``kkt_tol = 0``
+        and no mixing nothing is measured (the history holds NaN)."""
         c = self.config
-        history: list[float] = []
-        previous, kkt = math.inf, math.nan
-        mixer = Anderson(c.anderson_memory) if c.anderson_memory > 0 else None
-        measure = c.kkt_tol > 0 or mixer is not None
-        safe: Factors | None = None
-        rejected = 0
-        for sweep in range(c.max_sweeps):
-            before = f.item.copy() if mixer is not None else None
-            objective.update_users(f)
-            objective.update_items(f)
-            if not measure:
-                history.append(math.nan)
-                continue
-            value, kkt = objective.evaluate(f, item_block=False)
-            if mixer is not None and safe is not None and value > previous:
-                f.assign(safe)
-                mixer.reset()
-                safe, rejected = None, rejected + 1
-                continue
-            history.append(value)
-            previous = value
-            if kkt <= c.kkt_tol:
-                return Trace(history, kkt, True, rejected)
-            safe = None  # f is this plain sweep's output, the last value in the history
-            if mixer is not None and before is not None and sweep + 1 < c.max_sweeps:
-                safe = f.copy()
-                f.item[:] = mixer.mix(before.ravel(), f.item.ravel()).reshape(f.item.shape)
-        # never an extrapolated point: the last sweep is not mixed, a rejected one is undone
-        return Trace(history, kkt, False, rejected)
+        steps = _HalfSteps(objective, measure=c.kkt_tol > 0 or c.anderson_memory > 0)
+        return sweep_until(steps, f, c.max_sweeps, 0.0, c.kkt_tol, memory=c.anderson_memory)
 
     # ------------------------------------------------------------------ fitted state
     @property
