@@ -118,12 +118,12 @@ def test_a_fit_leaving_a_saddle_is_over_relaxed_along_its_sweeps(ml_small: Ratin
     """ml-latest-small (split seed 0), rank 20, seed 9: from KKT 2e-5 at sweep 350 the
     sweeps crawl away from a saddle along one direction for 1,200 sweeps (the residual rises
     by 0.2-0.4% a sweep) before dropping into a lower minimum. Anderson alone took 2,264
-    sweeps (691 extrapolations discarded); doubling the plain step where Anderson fails
-    takes 392 to the same objective."""
+    sweeps (691 extrapolations discarded); over-relaxing the plain step where Anderson fails
+    takes 284 to the same objective."""
     train, _ = prepare(ml_small, PreprocessConfig(seed=0))
     fit = ALSLearner(ALSConfig(rank=20, seed=9)).fit(train)
     assert fit.converged
-    assert fit.n_sweeps <= 600
+    assert fit.n_sweeps <= 400
     assert fit.objective() == pytest.approx(53558.8907, abs=0.01)
     assert np.all(np.diff(fit.history) <= 0.0)
 
@@ -168,7 +168,9 @@ def test_numba_and_numpy_backends_agree() -> None:
 
 def test_fake_rows_equal_stacking_them_onto_the_data() -> None:
     ratings, fake, _, _ = tiny_problem(5)
-    config = ALSConfig(rank=3, tol=0, kkt_tol=0, max_sweeps=25)
+    # plain sweeps: an extrapolated sweep is kept or discarded on comparing two objectives,
+    # and the two layouts' rounding can tip a near-tie either way
+    config = ALSConfig(rank=3, tol=0, kkt_tol=0, max_sweeps=25, anderson_memory=0)
     appended = ALSLearner(config).fit(ratings, fake=fake)
     stacked = Ratings(
         sp.csr_array(sp.vstack([ratings.matrix, fake])),

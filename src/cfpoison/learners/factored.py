@@ -407,18 +407,19 @@ def sweep_until(
     is ``<= tol`` or the KKT residual ``<= kkt_tol`` (either 0: off).
 
     ``memory > 0`` accelerates the sweeps. A sweep is the fixed-point map ``V -> G(V)``
-    (users solved for ``V``, then items for those users). Each plain sweep from ``V`` is
-    followed by one sweep from an extrapolated start: Anderson mixing (:class:`Anderson`) of
-    the last ``memory`` pairs ``(V, G(V))``, or, after Anderson's start has failed, the plain
-    step over-relaxed, ``V + s (G(V) - V)`` with ``s = 2, 4, 8, ...`` doubled while it keeps
-    descending (a sweep crawling away from a saddle moves along the same direction for
-    hundreds of sweeps; ``docs/math.md`` 3.5). An extrapolated sweep that ends above the last
-    accepted objective (or at NaN) is discarded and the other extrapolation is tried next
-    (Anderson with its memory cleared). So every returned point is a sweep's output (users
-    and items exact for each other), the accepted objectives descend, and the objective and
-    KKT residual reported are those of real ALS iterates. A discarded sweep counts toward
-    ``max_sweeps`` and in :attr:`Trace.rejected`, not in the history. BLAS runs
-    single-threaded (the kernels are parallel over rows).
+    (users solved for ``V``, then items for those users), and the next sweep starts from the
+    Anderson mix (:class:`Anderson`) of the last ``memory`` pairs ``(V, G(V))``. Where that
+    start fails (its sweep ends above the last accepted objective, or at NaN), the sweep is
+    discarded, the last plain output restored and the memory cleared, and the sweeps go on
+    in pairs: a plain sweep ``V -> G(V)``, then one from ``V + s (G(V) - V)``, ``s = 2, 4,
+    8, ...`` doubled while the over-relaxed sweeps descend; the first that does not is
+    discarded and Anderson starts afresh. Anderson solves ``G(V) = V``, which a saddle also
+    satisfies, so it fails near one, while the sweeps crawling away from it move the same
+    way for hundreds of sweeps (``docs/math.md`` 3.5). Every returned point is a sweep's
+    output (users and items exact for each other), the accepted objectives descend, and the
+    objective and KKT residual reported are those of real ALS iterates. A discarded sweep
+    counts toward ``max_sweeps`` and in :attr:`Trace.rejected`, not in the history. BLAS
+    runs single-threaded (the kernels are parallel over rows).
     """
     with serial_blas():
         return _sweeps(steps, f, max_sweeps, tol, kkt_tol, start, memory)
@@ -447,34 +448,43 @@ def _sweeps(
         return (kkt_tol > 0 and kkt <= kkt_tol) or (tol > 0 and change <= tol)
 
     mixer = Anderson(memory) if memory > 0 else None
-    stretch = 1.0  # > 1: the next extrapolation over-relaxes the plain step by this factor
+    safe: Factors | None = None  # the last plain sweep's output, while Anderson mixes
+    stretch = 1.0  # > 1: pairs of a plain sweep and its step over-relaxed by this factor
     rejected = done = 0
     while done < max_sweeps:
         before = f.item.copy() if mixer is not None else None
         done += 1
-        if stationary(_sweep(steps, f)):
+        value = _sweep(steps, f)
+        if safe is not None and not value <= previous:  # Anderson's start failed (or NaN)
+            f.assign(safe)
+            safe, stretch, rejected = None, 2.0, rejected + 1
+            if mixer is not None:
+                mixer.reset()
+            continue
+        safe = None
+        if stationary(value):
             return Trace(history, kkt, True, rejected)
         if mixer is None or before is None or done == max_sweeps:
             continue
-        plain = f.copy()  # the half-steps may view f's arrays: extrapolate in place
-        if stretch > 1.0:
-            f.item -= before
-            f.item *= stretch
-            f.item += before
-        else:
+        if stretch == 1.0:
+            safe = f.copy()
             f.item[:] = mixer.mix(before.ravel(), f.item.ravel()).reshape(f.item.shape)
+            continue
+        plain = f.copy()  # the half-steps may view f's arrays: extrapolate in place
+        f.item -= before
+        f.item *= stretch
+        f.item += before
         done += 1
         value = _sweep(steps, f)
-        if not value <= previous:  # ascended, or NaN: back to the plain sweep's output
+        if not value <= previous:  # back to the plain output, and to Anderson, afresh
             f.assign(plain)
-            rejected += 1
+            stretch, rejected = 1.0, rejected + 1
             mixer.reset()
-            stretch = 2.0 if stretch == 1.0 else 1.0
             continue
-        if stretch > 1.0:
-            stretch *= 2.0
+        stretch *= 2.0
         if stationary(value):
             return Trace(history, kkt, True, rejected)
+    # never an extrapolated point: the last sweep is not mixed, a rejected one is undone
     return Trace(history, kkt, False, rejected)
 
 
