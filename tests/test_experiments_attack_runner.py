@@ -86,6 +86,7 @@ def test_one_cell_runs_with_detection() -> None:
     assert metrics["rmse_shift"] > 0 and metrics["rmse_shift_noise_floor"] >= 0
     assert len(metrics["target_means_after"]) == len(metrics["targets"]) == 1
     assert metrics["target_mean_after"] == metrics["target_means_after"][0]
+    assert metrics["untrustworthy_gradients"] == 0  # a one-shot method takes no gradient
     assert set(metrics["detection"]["detectors"]) >= {"rdma", "degsim", "pca"}
     assert 0 <= metrics["detection"]["ttest_pvalue"] <= 1
     assert outcome.history["iterations"] == []  # uniform is one-shot

@@ -110,6 +110,17 @@ def test_figures_show_every_method_and_the_floor(sweep) -> None:
     assert len(fig.axes) == 2 * 4
 
 
+def test_steps_on_untrustworthy_gradients_are_counted_in_the_report(sweep) -> None:
+    """Never silent: the 8 SGLD cells at seed 3 (2 alphas x 4 goals) each took one step on a
+    gradient outside tolerance; the report says so up front and report.json counts them."""
+    _, out = sweep
+    summary = json.loads((out / "report.json").read_text())
+    assert summary["untrustworthy_gradients"] == {"sgld": {"steps": 8, "cells": 8}}
+    markdown = (out / "report.md").read_text()
+    assert "8 steps in 8 of 72 cells followed a gradient outside tolerance" in markdown
+    assert "(an unconverged fit or adjoint solve; sgld 8 in 8 cells)" in markdown
+
+
 def test_report_structure_and_panel_readings(sweep) -> None:
     _, out = sweep
     check_report_structure(out)

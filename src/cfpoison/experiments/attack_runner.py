@@ -114,7 +114,11 @@ class AttackRunner:
         stars = (train.scale.high - train.scale.low) / (SHIFTED_HIGH - SHIFTED_LOW)
         for name in ("rmse_shift", "rmse_shift_noise_floor"):
             metrics[f"{name}_stars"] = metrics[name] * stars
-        metrics.update(seconds=result.seconds, targets=result.targets)
+        metrics.update(
+            seconds=result.seconds,
+            targets=result.targets,
+            untrustworthy_gradients=result.untrustworthy_gradients,
+        )
         if config["detect"]:
             metrics["detection"] = run_detectors(train, result.fake).to_dict()
         return CellOutcome(metrics, {"iterations": result.history, "info": result.info})

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cfpoison import __version__
+from cfpoison.attacks.engine import count_untrustworthy
 from cfpoison.experiments.presentation.figures import METRIC_LABELS
 from cfpoison.experiments.presentation.tables import (
     Point,
@@ -136,6 +137,7 @@ def build(inp: ReportInput) -> tuple[list[Block], dict[str, Any]]:
         *(Para(note) for note in inp.notes),
     ]
     summary: dict[str, Any] = {"cells": len(inp.cells), "stored": len(inp.rows), "metrics": {}}
+    blocks += _untrustworthy_blocks(inp.rows, summary)
     for png, svg in inp.figures:
         blocks.append(Image(png, svg, inp.title))
     readings = panel_readings(inp.rows, inp.plot)
@@ -278,6 +280,35 @@ def _metric_table(
                 )
                 points.append({"panel": list(panel), "curve": curve, **dataclasses.asdict(p)})
     return Table(headers, tuple(lines)), points
+
+
+def _untrustworthy_blocks(rows: Sequence[StoredCell], summary: dict[str, Any]) -> list[Block]:
+    """A paragraph counting the steps that followed a gradient outside tolerance (an
+    unconverged fit or adjoint solve, flagged ``gradient_trustworthy`` False in a cell's
+    history), per method; ``summary["untrustworthy_gradients"]`` holds the counts."""
+    steps: dict[str, int] = {}
+    cells: dict[str, int] = {}
+    for row in rows:
+        count = count_untrustworthy(row.history)
+        if count:
+            method = str(row.config.get("attack", {}).get("method", "cell"))
+            steps[method] = steps.get(method, 0) + count
+            cells[method] = cells.get(method, 0) + 1
+    summary["untrustworthy_gradients"] = {
+        m: {"steps": steps[m], "cells": cells[m]} for m in sorted(steps)
+    }
+    if not steps:
+        return []
+    parts = ", ".join(f"{m} {steps[m]} in {cells[m]}" for m in sorted(steps))
+    return [
+        Para(
+            f"{sum(steps.values())} steps in {sum(cells.values())} of {len(rows)} cells followed "
+            f"a gradient outside tolerance (an unconverged fit or adjoint solve; {parts} cells). "
+            "Each is flagged in its cell's history (gradient_trustworthy false) and counted in "
+            "the attack's untrustworthy_gradients; its step is taken, so read those cells "
+            "with that in mind."
+        )
+    ]
 
 
 def _floor_blocks(
