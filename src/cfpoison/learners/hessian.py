@@ -474,6 +474,103 @@ def _apply(blocks: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
+class Rotations:
+    """The rotations ``T = {Z A : A skew-symmetric}`` of factors ``Z`` (``n x k``, the rows
+    that rotate together) and the gauge term ``D Y (Y'D Y)^+ Y'D`` that gives them unit
+    curvature in the metric of the block-diagonal ``D`` (``blocks``: one ``k x k`` block per
+    row of ``Z``).
+
+    ``Y`` is never formed: for a basis direction ``E_ab = e_a e_b' - e_b e_a'`` (``a < b``),
+    ``Y'x`` is the upper triangle of ``C - C'`` with ``C = Z'X``, ``Y w`` is ``Z A`` with ``A``
+    the skew matrix of ``w``, and ``Y'D Y`` is assembled from
+    ``K[a, b, c, d] = sum_i z_ia z_ic D_i[b, d]``: ``O(n k^4)`` once, ``O(n k^2)`` per
+    product (``docs/math.md`` section 3.3).
+    """
+
+    def __init__(self, factors: np.ndarray, blocks: np.ndarray):
+        self.factors, self.blocks = factors, blocks
+        n, k = factors.shape
+        self.upper = np.triu_indices(k, 1)
+        outer = (factors[:, :, None] * factors[:, None, :]).reshape(n, k * k)
+        kron = (outer.T @ blocks.reshape(n, k * k)).reshape(k, k, k, k).transpose(0, 2, 1, 3)
+        full = kron - kron.transpose(0, 1, 3, 2) - kron.transpose(1, 0, 2, 3)
+        full += kron.transpose(1, 0, 3, 2)  # [ab, cd] = <Z E_ab, D Z E_cd>
+        a, b = self.upper
+        self.gram = full[a, b][:, a, b]
+        # (Y'D Y)^+: two columns of Z at 0 (a nuclear norm's shrunk rank) rotate nothing
+        values, vectors = np.linalg.eigh(self.gram)
+        keep = values > 1e-12 * max(float(values.max(initial=0.0)), 1e-300)
+        self.inverse = (vectors[:, keep] / values[keep]) @ vectors[:, keep].T
+
+    def term(self, x: np.ndarray) -> np.ndarray:
+        """``D Y (Y'D Y)^+ Y'D x`` for a flat ``x`` of ``Z``'s size."""
+        dx = _apply(self.blocks, x.reshape(self.factors.shape))
+        c = self.factors.T @ dx
+        skew = np.zeros_like(c)
+        skew[self.upper] = self.inverse @ (c - c.T)[self.upper]
+        skew -= skew.T
+        return _apply(self.blocks, self.factors @ skew).ravel()
+
+
+def rotations_to_gauge(
+    parts: tuple[np.ndarray, ...], rhs: tuple[np.ndarray, ...], kept: np.ndarray, blocks: np.ndarray
+) -> Rotations | None:
+    """The kept side's :class:`Rotations` (factors ``kept``, diagonal ``blocks``) where ``rhs``
+    is orthogonal, to rounding, to every rotation of all the factors ``parts``
+    (``skew(sum Z_p' g_p) = 0``: a utility of ``U V'``); None where it is not, or at rank 1."""
+    if kept.shape[1] < 2:
+        return None
+    c = sum(p.T @ g for p, g in zip(parts, rhs, strict=True))
+    scale = math.sqrt(sum(float(np.sum(p * p)) for p in parts))
+    scale *= math.sqrt(sum(float(np.sum(g * g)) for g in rhs))
+    if np.abs(c - c.T).max() > 1e-9 * scale:
+        return None
+    return Rotations(np.ascontiguousarray(kept), blocks)
+
+
+def schur_minres(
+    schur: Callable[[np.ndarray], np.ndarray],
+    precondition: Callable[[np.ndarray], np.ndarray],
+    reduced: np.ndarray,
+    kept: np.ndarray,
+    expand: Callable[[np.ndarray], np.ndarray],
+    full: tuple[Callable[[np.ndarray], np.ndarray], np.ndarray, slice],
+    rotations: Rotations | None,
+    tol: float,
+    max_iter: int,
+) -> SolveResult:
+    """MINRES on a Schur complement ``S x_K = reduced`` from ``kept``, to a true residual of
+    the full system ``full = (H's product, rhs, the kept block's slice)``: the solution is
+    ``expand(x_K)``, the residual re-measured with one product with H and MINRES resumed
+    until ``tol`` or ``max_iter`` iterations. With ``rotations`` their gauge term is added to
+    S, and subtracted from the measured residual's kept block (:func:`solve`)."""
+    matvec_full, rhs, block = full
+    norm_b = float(np.linalg.norm(rhs))
+    if norm_b == 0.0:
+        return SolveResult(np.zeros_like(rhs), 0, 0.0, True)
+
+    def matvec(x: np.ndarray) -> np.ndarray:
+        return schur(x) if rotations is None else schur(x) + rotations.term(x)
+
+    def measured(x_kept: np.ndarray) -> tuple[np.ndarray, float]:
+        x = expand(x_kept)
+        r = rhs - matvec_full(x)
+        if rotations is not None:
+            r[block] -= rotations.term(x_kept)
+        return x, float(np.linalg.norm(r)) / norm_b
+
+    iterations = 0
+    x, residual = measured(kept)
+    while residual > tol and iterations < max_iter:
+        # the recurrence drifts from the true residual by rounding: re-measure, resume
+        kept, done, _ = minres(
+            matvec, precondition, reduced, kept, tol * norm_b, max_iter - iterations
+        )
+        iterations += max(done, 1)
+        x, residual = measured(kept)
+    return SolveResult(x, iterations, residual, residual <= tol)
+
+
 class _SchurSystem:
     """``H x = g`` with the larger block eliminated exactly.
 
@@ -493,12 +590,25 @@ class _SchurSystem:
         self.p = preconditioner
         self.keep_items = len(hessian.item) <= len(hessian.user) + len(hessian.fake_user)
         self.g = [np.ascontiguousarray(part) for part in hessian.split(rhs)]
+        cut = hessian.user.size + hessian.fake_user.size
         if self.keep_items:
             self.d_item = hessian.item_blocks()
             self.size = hessian.item.size
+            self.block = slice(cut, None)
         else:
             self.d_user, self.d_fake = hessian.user_blocks()
-            self.size = hessian.user.size + hessian.fake_user.size
+            self.size = cut
+            self.block = slice(0, cut)
+
+    def rotations(self) -> Rotations | None:
+        """The kept side's rotations to gauge (:func:`rotations_to_gauge`)."""
+        h = self.h
+        parts = (h.user, h.fake_user, h.item)
+        if self.keep_items:
+            return rotations_to_gauge(parts, tuple(self.g), h.item, self.d_item)
+        kept = np.vstack([h.user, h.fake_user])
+        blocks = np.concatenate([self.d_user, self.d_fake])
+        return rotations_to_gauge(parts, tuple(self.g), kept, blocks)
 
     def _users(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n_user = self.h.user.size
@@ -626,7 +736,8 @@ def solve(
     max_iter: int = 500,
     x0: np.ndarray | None = None,
 ) -> SolveResult:
-    """``H x = rhs`` to a true relative residual ``|rhs - H x| / |rhs| <= tol``.
+    """``H x = rhs`` to a true relative residual ``|rhs - H x| / |rhs| <= tol`` (the rotations'
+    gauge term excepted, below).
 
     The larger of the user and item blocks is eliminated exactly (:class:`_SchurSystem`) and
     preconditioned MINRES (:func:`minres`, the kept side's inverse diagonal
@@ -639,33 +750,32 @@ def solve(
     where CG breaks down; MINRES needs only symmetry, and the rotation components of x do
     not change ``dR/dM~`` (module :mod:`cfpoison.attacks.gradient`).
 
+    **The rotations are gauged** where ``rhs`` is orthogonal to them (every utility of
+    ``U V'``): S is nearly singular along the kept side's rotations ``Y`` (eigenvalues
+    ``~KKT``, not 0), and the system's small inconsistency there cost MINRES hundreds of
+    iterations to resolve by huge rotation components. The gauge term
+    ``D Y (Y'D Y)^-1 Y'D`` (:class:`Rotations`) gives them unit curvature in the
+    preconditioner's metric and leaves the rest of the spectrum as it was, since ``rhs`` has
+    no component there. The solution differs only along the rotations; the residual measured
+    is the gauged system's (``docs/math.md`` section 3.3).
+
     :func:`minres` stops on the true residual of the Schur system (the full system's, the
     eliminated block being exact); the residual is then re-measured with one product with H,
     and if rounding left it above ``tol`` MINRES resumes from the current x, until ``tol`` or
     ``max_iter`` iterations in all (then ``converged`` is False and the residual reached is
     reported).
     """
-    norm_b = float(np.linalg.norm(rhs))
-    if norm_b == 0.0:
-        return SolveResult(np.zeros_like(rhs), 0, 0.0, True)
-    iterations = 0
     with serial_blas():
         system = _SchurSystem(hessian, preconditioner or hessian.block_jacobi(), rhs)
-        reduced = system.reduced_rhs()
         kept = np.zeros(system.size) if x0 is None else system.restrict(np.asarray(x0, float))
-        x = system.expand(kept)
-        residual = float(np.linalg.norm(rhs - hessian.matvec(x))) / norm_b
-        while residual > tol and iterations < max_iter:
-            # the recurrence drifts from the true residual by rounding: re-measure, resume
-            kept, done, _ = minres(
-                system.matvec,
-                system.precondition,
-                reduced,
-                kept,
-                tol * norm_b,
-                max_iter - iterations,
-            )
-            iterations += max(done, 1)
-            x = system.expand(kept)
-            residual = float(np.linalg.norm(rhs - hessian.matvec(x))) / norm_b
-    return SolveResult(x, iterations, residual, residual <= tol)
+        return schur_minres(
+            system.matvec,
+            system.precondition,
+            system.reduced_rhs(),
+            kept,
+            system.expand,
+            (hessian.matvec, rhs, system.block),
+            system.rotations(),
+            tol,
+            max_iter,
+        )

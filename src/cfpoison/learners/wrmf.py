@@ -39,7 +39,7 @@ from cfpoison.learners import kernels, wrmf_kernels
 from cfpoison.learners._sparse import block_apply, checked_fake, hessian_rows, sddmm
 from cfpoison.learners.base import Factors, cached_csc, cap_log_level, serial_blas
 from cfpoison.learners.factored import SweptLearner, Trace, random_factors, sweep_until
-from cfpoison.learners.hessian import SolveResult, minres
+from cfpoison.learners.hessian import SolveResult, rotations_to_gauge, schur_minres
 
 log = logging.getLogger(__name__)
 
@@ -429,14 +429,10 @@ class WRMFSystem:
         self, rhs: np.ndarray, tol: float, max_iter: int, x0: np.ndarray | None = None
     ) -> SolveResult:
         """``H z = rhs`` to a true relative residual ``<= tol``, by MINRES on the Schur
-        complement of the larger side (as :func:`cfpoison.learners.hessian.solve`): keeping
-        side K and eliminating E, ``(D_K - B_KE D_E^-1 B_EK) z_K = g_K - B_KE D_E^-1 g_E``
-        and ``z_E = D_E^-1 (g_E - B_EK z_K)``, preconditioned by ``D_K^-1``; the residual is
-        re-measured with one product with H and MINRES resumed until ``tol`` or
-        ``max_iter`` iterations."""
-        norm_b = float(np.linalg.norm(rhs))
-        if norm_b == 0.0:
-            return SolveResult(np.zeros_like(rhs), 0, 0.0, True)
+        complement of the larger side (:func:`cfpoison.learners.hessian.schur_minres`, as
+        :func:`cfpoison.learners.hessian.solve`, the rotations gauged): keeping side K and
+        eliminating E, ``(D_K - B_KE D_E^-1 B_EK) z_K = g_K - B_KE D_E^-1 g_E`` and
+        ``z_E = D_E^-1 (g_E - B_EK z_K)``, preconditioned by ``D_K^-1``."""
         keep = 1 if self.n <= self.m + self.m_fake else 0
         drop = 1 - keep
         if self._kept is None:
@@ -462,18 +458,22 @@ class WRMFSystem:
         kept = np.zeros(reduced.size)
         if x0 is not None and x0.shape == rhs.shape:
             kept = self._sides(np.asarray(x0, dtype=np.float64))[keep].ravel().copy()
-        iterations = 0
+        cut = (self.m + self.m_fake) * self.k
+        block = slice(cut, None) if keep else slice(0, cut)
+        factors = (self._w, self._v)
+        rotations = rotations_to_gauge(factors, g, factors[keep], kept_blocks)
         with serial_blas():
-            x = expand(kept)
-            residual = float(np.linalg.norm(rhs - self.matvec(x))) / norm_b
-            while residual > tol and iterations < max_iter:
-                kept, done, _ = minres(
-                    schur, precondition, reduced, kept, tol * norm_b, max_iter - iterations
-                )
-                iterations += max(done, 1)
-                x = expand(kept)
-                residual = float(np.linalg.norm(rhs - self.matvec(x))) / norm_b
-        return SolveResult(x, iterations, residual, residual <= tol)
+            return schur_minres(
+                schur,
+                precondition,
+                reduced,
+                kept,
+                expand,
+                (self.matvec, rhs, block),
+                rotations,
+                tol,
+                max_iter,
+            )
 
     def fake_gradient(self, adjoint: np.ndarray, pattern: sp.csr_array) -> np.ndarray:
         """``dR/dw_fj = kappa_fj (v_j . z[u~_f] + u~_f . z[v_j])`` on the stored entries of
