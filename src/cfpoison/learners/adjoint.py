@@ -53,7 +53,8 @@ class AdjointSystem(Protocol):
     def solve(
         self, rhs: np.ndarray, tol: float, max_iter: int, x0: np.ndarray | None = None
     ) -> SolveResult:
-        """``H z = rhs`` to a true relative residual ``|rhs - H z| / |rhs| <= tol``."""
+        """``H z = rhs`` to a true relative residual ``|rhs - H z| / |rhs| <= tol`` (a solve
+        that gauges the rotations leaves out the gauge's term: ``docs/math.md`` 3.3)."""
         ...
 
     def precondition(self, rhs: np.ndarray) -> np.ndarray:

@@ -16,7 +16,8 @@ at ``O(|Omega| k)``, never forming H (dense fake rows, SGLD's chains, go through
 and ``2 (lam_V I + sum_{i in Omega'_j} w_i w_i')`` give the block-Jacobi preconditioner and,
 alone, the paper's Eq. 12. H is singular along the rotations ``(W S, V S)``, ``S``
 skew-symmetric, but consistent for right-hand sides that depend on ``U V'`` only; :func:`solve`
-runs MINRES on the Schur complement to a true residual (``docs/math.md`` sections 3.2-3.4).
+runs MINRES on the Schur complement, its rotations gauged (:class:`Rotations`), to a true
+residual (``docs/math.md`` sections 3.2-3.4).
 
 The reweighting defenses' weighted objective ``L = sum_Omega c_ij rho(M_ij - w_i.v_j) +
 sum_i a_i |w_i|^2 + sum_j b_j |v_j|^2`` (``rho(r) = r^2`` or Huber's with threshold ``delta``)
@@ -459,7 +460,8 @@ class BlockJacobi:
 
 @dataclasses.dataclass(frozen=True)
 class SolveResult:
-    """Solution ``x``, Krylov iterations, the true relative residual ``|b - H x| / |b|``, and
+    """Solution ``x``, Krylov iterations, the true relative residual ``|b - H x| / |b|`` (the
+    rotations' gauge term excepted where the solve gauges them, :func:`solve`), and
     whether it reached the requested tolerance within the iteration cap."""
 
     x: np.ndarray
