@@ -756,7 +756,7 @@ def solve(
     ``U V'``): S is nearly singular along the kept side's rotations ``Y`` (eigenvalues
     ``~KKT``, not 0), and the system's small inconsistency there cost MINRES hundreds of
     iterations to resolve by huge rotation components. The gauge term
-    ``D Y (Y'D Y)^-1 Y'D`` (:class:`Rotations`) gives them unit curvature in the
+    ``D Y (Y'D Y)^+ Y'D`` (:class:`Rotations`) gives them unit curvature in the
     preconditioner's metric and leaves the rest of the spectrum as it was, since ``rhs`` has
     no component there. The solution differs only along the rotations; the residual measured
     is the gauged system's (``docs/math.md`` section 3.3).
