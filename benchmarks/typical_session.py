@@ -6,10 +6,18 @@ each README number those commands produce reproduces to its printed digits (issu
 
 The commands are read from README.md itself: ``cfpoison demo`` (its set-up block), every line
 of the "A typical session" block, and the promote command of the implicit-feedback section, so
-what is timed is exactly what the README shows. Each gets ``--quiet`` and, where it has none,
-``--json NAME.json`` (the numbers to check; a negligible cost). Each runs alone, in order,
-in ``--out``, with ``CFPOISON_DATA_DIR`` passed through; wall time by the clock and CPU time
-from the children's resource usage. Run it with nothing else on the machine.
+what is timed is exactly what the README shows. Three more commands fill README numbers that
+the session does not print, each named beside its numbers in the README: the table of attacks
+(``benchmarks/orderings.py``), ``gradcheck`` for integrity (``--mu1 0 --mu2 1``) and
+``gradcheck promote`` for WRMF; they run after the session and are marked apart in the times.
+Each ``cfpoison`` command gets ``--quiet`` and, where it has none, ``--json NAME.json`` (the
+numbers to check; a negligible cost). Each runs alone, in order, in ``--out``, with
+``CFPOISON_DATA_DIR`` passed through; wall time by the clock and CPU time from the children's
+resource usage. Run it with nothing else on the machine.
+
+The installed versions of the numerical libraries go to ``versions.json`` and are a claim too:
+the README states the versions its numbers come from, since other versions of NumPy, SciPy or
+numba move the fits in their last digits.
 
 A claim is a sentence fragment of the README with its numbers left as format fields, the
 command whose JSON fills them, and how. The script renders each from the run's outputs and
@@ -22,8 +30,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import json
 import os
+import platform
 import re
 import resource
 import shlex
@@ -81,8 +91,54 @@ def readme_commands(text: str) -> dict[str, list[str]]:
     return commands
 
 
+#: Commands behind README numbers outside the session block (``name -> argv``), run after it.
+EXTRA_COMMANDS: dict[str, list[str]] = {
+    "orderings": [
+        sys.executable,
+        str(README.parent / "benchmarks" / "orderings.py"),
+        "--iterations",
+        "10,20",
+        "--json",
+        "orderings.json",
+    ],
+    "gradcheck-integrity": [
+        "cfpoison",
+        "gradcheck",
+        "--dataset",
+        "ml-latest-small",
+        "--at",
+        "1,10",
+        "--mu1",
+        "0",
+        "--mu2",
+        "1",
+    ],
+    "gradcheck-promote": ["cfpoison", "gradcheck", "promote", "--learner", "wrmf", "--at", "3"],
+}
+
+#: Distributions whose versions the README states (``versions.json`` key -> distribution).
+VERSIONED = {
+    "numpy": "numpy",
+    "scipy": "scipy",
+    "numba": "numba",
+    "sklearn": "scikit-learn",
+    "surprise": "scikit-surprise",
+    "cmfrec": "cmfrec",
+    "implicit": "implicit",
+}
+
+
+def write_versions(out: Path) -> None:
+    """The installed versions of :data:`VERSIONED` and Python, as ``versions.json``."""
+    found = {key: importlib.metadata.version(dist) for key, dist in VERSIONED.items()}
+    found["python"] = platform.python_version()
+    (out / "versions.json").write_text(json.dumps(found, indent=1), encoding="utf-8")
+
+
 def with_outputs(name: str, words: list[str]) -> list[str]:
     """The README's command with ``--quiet`` and a ``--json`` output (if it has none)."""
+    if words[0] != "cfpoison":
+        return words
     extra = ["--quiet"]
     if "--json" not in words:
         extra += ["--json", f"{name}.json"]
@@ -167,16 +223,44 @@ DEFENSE_LABELS = {
 
 def _defense_claim(name: str, label: str) -> Claim:
     def values(defend: Json) -> Json:
-        row = next(d for d in defend["defenses"] if d["name"] == name and d["attack"] == "pga")
+        rows = {d["attack"]: d for d in defend["defenses"] if d["name"] == name}
+        pga, robust = rows["pga"], rows["robust"]
         return {
-            "cost": row["test_rmse_increase_pct"],
-            "removed": row["removed_fake"],
-            "n": row["n_fake"],
-            "share": 100 * row["shift_removed"],
+            "cost": pga["test_rmse_increase_pct"],
+            **{
+                f"{key}{attack}": value
+                for attack, row in (("pga", pga), ("robust", robust))
+                for key, value in (
+                    ("removed", row["removed_fake"]),
+                    ("n", row["n_fake"]),
+                    ("share", 100 * row["shift_removed"]),
+                )
+            },
         }
 
     return Claim(
-        ("defend",), f"| {label} | {{cost:+.2f}}% | {{removed}}/{{n}}, {{share:.0f}}% |", values
+        ("defend",),
+        f"| {label} | {{cost:+.2f}}% | {{removedpga}}/{{npga}}, {{sharepga:.0f}}% | "
+        "{removedrobust}/{nrobust}, {sharerobust:.0f}% |",
+        values,
+    )
+
+
+def _cosines(gradcheck: Json) -> Json:
+    return {"first": gradcheck["checks"][0]["cos"], "last": gradcheck["checks"][-1]["cos"]}
+
+
+def _ordering(orderings: Json, goal: str, attack: str) -> Json:
+    """Shift and target push of one row of ``benchmarks/orderings.py``'s JSON."""
+    row = next(r for r in orderings["rows"] if r["goal"] == goal and r["attack"] == attack)
+    return {"shift": row["rmse_shift"], "push": row["target_push_stars"]}
+
+
+def _ordering_claim(label: str, goal: str, attack: str, cells: str) -> Claim:
+    return Claim(
+        ("orderings",),
+        f"| {label} | {cells} |",
+        lambda orderings: _ordering(orderings, goal, attack),
     )
 
 
@@ -191,6 +275,12 @@ def _promote(promote: Json) -> Json:
 
 
 CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        ("versions",),
+        "Python {python}, NumPy {numpy}, SciPy {scipy}, numba {numba}, scikit-learn {sklearn}, "
+        "Surprise {surprise}, cmfrec {cmfrec} and implicit {implicit}",
+        lambda versions: versions,
+    ),
     Claim(
         ("pga",),
         "| attack (seed 0; seed-noise floor {floor:.4f}) |",
@@ -209,13 +299,55 @@ CLAIMS: tuple[Claim, ...] = (
             "ratio": pga["rmse_shift"] / uniform["rmse_shift"],
         },
     ),
+    _ordering_claim(
+        "`average` shilling profiles (targets rated 5 stars)",
+        "integrity",
+        "average",
+        "{shift:.4f} | {push:+.3f} stars",
+    ),
+    _ordering_claim(
+        "`bandwagon` shilling profiles", "integrity", "bandwagon", "{shift:.4f} | {push:+.3f} stars"
+    ),
+    _ordering_claim(
+        "PGA availability, the paper's Eq. 12 gradient, 10 steps",
+        "availability",
+        "pga Eq. 12, 10 steps",
+        "{shift:.4f} |",
+    ),
+    _ordering_claim(
+        "PGA integrity, exact gradient, 10 steps",
+        "integrity",
+        "pga exact, 10 steps",
+        "{shift:.4f} | **{push:+.3f} stars**",
+    ),
+    _ordering_claim(
+        "PGA integrity, the paper's Eq. 12 gradient, 10 steps",
+        "integrity",
+        "pga Eq. 12, 10 steps",
+        "{shift:.4f} | {push:+.3f} stars",
+    ),
+    Claim(
+        ("orderings",),
+        "20 steps: {shift:.4f} and {push:+.3f}",
+        lambda orderings: {
+            "shift": _ordering(orderings, "availability", "pga exact, 20 steps")["shift"],
+            "push": _ordering(orderings, "integrity", "pga exact, 20 steps")["push"],
+        },
+    ),
     Claim(
         ("gradcheck",),
         "10: cos {first:.6f} and {last:.6f} for availability (the typical session's command)",
-        lambda gradcheck: {
-            "first": gradcheck["checks"][0]["cos"],
-            "last": gradcheck["checks"][-1]["cos"],
-        },
+        lambda gradcheck: _cosines(gradcheck),
+    ),
+    Claim(
+        ("gradcheck-promote",),
+        "`cfpoison gradcheck promote --learner wrmf --at 3` gives {last:.6f} at",
+        _cosines,
+    ),
+    Claim(
+        ("gradcheck-integrity",),
+        "{first:.6f} and {last:.6f} for integrity (`--mu1 0 --mu2 1`)",
+        _cosines,
     ),
     Claim(
         ("evaluate",),
@@ -268,7 +400,8 @@ def check_claims(out: Path, readme: str) -> list[str]:
 def write_times(timings: list[Timing], out: Path) -> None:
     lines = ["| command | wall | CPU (user + sys) | exit |", "|---|---|---|---|"]
     for t in timings:
-        lines.append(f"| `{t.command}` | {t.wall:.1f} s | {t.cpu:.1f} s | {t.returncode} |")
+        aside = " (README number, not in the session)" if t.name in EXTRA_COMMANDS else ""
+        lines.append(f"| `{t.command}`{aside} | {t.wall:.1f} s | {t.cpu:.1f} s | {t.returncode} |")
     (out / "times.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (out / "times.json").write_text(
         json.dumps([dataclasses.asdict(t) for t in timings], indent=1), encoding="utf-8"
@@ -285,12 +418,13 @@ def main() -> int:
     )
     args = parser.parse_args()
     readme = README.read_text(encoding="utf-8")
-    commands = readme_commands(readme)
+    commands = {**readme_commands(readme), **EXTRA_COMMANDS}
     if not args.no_run:
         chosen = commands
         if args.only:
             chosen = {n: commands[n] for n in args.only.split(",")}
         timings = run_session(chosen, args.out)
+        write_versions(args.out)
         write_times(timings, args.out)
         if any(t.returncode for t in timings):
             print("a command failed: see its .log in --out", file=sys.stderr)
