@@ -26,8 +26,9 @@ import json
 import math
 import types
 import typing
-from collections.abc import Collection
-from typing import Any, ClassVar, Literal, Self, get_args, get_origin, get_type_hints
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self, TypeVar, get_args, get_origin, get_type_hints
 
 from cfpoison.errors import ConfigError
 
@@ -57,6 +58,29 @@ def require_ranges(config: object, where: str | None = None, **bounds: str) -> N
         if not ok:
             prefix = f"{where}: " if where is not None else ""
             raise ConfigError(f"{prefix}{field} must be {bound}, got {value}")
+
+
+def require_unique(names: list[str], empty: str, repeated: str) -> None:
+    """Raise :class:`ConfigError` ``empty`` if ``names`` is empty, or ``"{repeated} {names}"``
+    with the names listed more than once (sorted)."""
+    require(len(names) > 0, empty)
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    require(not duplicates, f"{repeated} {', '.join(duplicates)}")
+
+
+Preset = TypeVar("Preset")
+
+
+def preset_or_file(text: str, presets: Mapping[str, Preset], what: str) -> Preset | Path:
+    """``presets[text]``, else ``text`` as the path of an existing file; neither raises
+    :class:`ConfigError` ``"{what}: {text!r} is neither a preset (...) nor a TOML file"``."""
+    if text in presets:
+        return presets[text]
+    path = Path(text)
+    if not path.is_file():
+        names = ", ".join(sorted(presets))
+        raise ConfigError(f"{what}: {text!r} is neither a preset ({names}) nor a TOML file")
+    return path
 
 
 def _convert(value: Any, hint: Any, where: str) -> Any:
@@ -148,6 +172,15 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+class Record:
+    """Mixin for dataclasses of plain JSON values (results, not configs)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict (:func:`dataclasses.asdict`)."""
+        assert dataclasses.is_dataclass(self)
+        return dataclasses.asdict(self)
 
 
 class JsonConfig:

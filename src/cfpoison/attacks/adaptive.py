@@ -37,13 +37,12 @@ import scipy.sparse as sp
 from cfpoison.attacks.engine import (
     AttackContext,
     MethodOutput,
-    method_options,
     register_method,
     warn_untrustworthy,
 )
 from cfpoison.attacks.evasion import evade
 from cfpoison.attacks.gradient import ImplicitGradient, system_gradient, utility_gradient
-from cfpoison.attacks.pga import PGAOptions, fit_snapshot, run_pga
+from cfpoison.attacks.pga import PGAOptions, fit_snapshot, pattern_options, run_pga
 from cfpoison.attacks.robust import MeanGradient
 from cfpoison.attacks.utility import Utility
 from cfpoison.defend.defenses import (
@@ -411,10 +410,7 @@ class AdaptiveOptions(PGAOptions):
 def run_adaptive(ctx: AttackContext) -> MethodOutput:
     """PGA against ``options["defense"]`` (module docstring)."""
     config = ctx.config
-    if config.threat.item_selection == "greedy":
-        raise ConfigError("adaptive: item selection must be random or rare (a fixed pattern)")
-    options = method_options(config)
-    assert isinstance(options, AdaptiveOptions)
+    options = pattern_options(ctx, AdaptiveOptions, "adaptive", "a fixed pattern")
     defense = defense_option(options.defense)
     if isinstance(defense, HuberConfig | InfluenceCapConfig | ALSWRConfig):
         output = run_pga(ctx, ReweightedObjective(ctx, defense))

@@ -28,7 +28,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -43,6 +43,7 @@ from cfpoison.attacks.promotion import (
     promotion_profiles,
     promotion_utility,
 )
+from cfpoison.config import Record
 from cfpoison.data.interactions import Interactions
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import ConfigError
@@ -55,7 +56,7 @@ REFERENCE_MAX_SWEEPS = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
-class GradientCheck:
+class GradientCheck(Record):
     """The outcome of :func:`check_gradient` (see the module docstring)."""
 
     iteration: int
@@ -74,9 +75,6 @@ class GradientCheck:
     reference_seconds: float
     reference_kkt_residual: float
     reference_solve_residual: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from cfpoison.learners.base import Learner
 
 State = TypeVar("State")
+Options = TypeVar("Options", bound="PGAOptions")
 #: Most halvings of one backtracking step.
 MAX_HALVINGS = 6
 #: Sweeps (nuclear norm: iterations) a backtracking candidate's warm refit may take.
@@ -75,6 +76,17 @@ class PGAOptions(JsonConfig):
     from (module docstring). Robust and adaptive PGA extend it."""
 
     start: Start = "uniform"
+
+
+def pattern_options(ctx: AttackContext, kind: type[Options], method: str, why: str) -> Options:
+    """The ``kind`` options of a PGA variant whose fake users keep one item pattern; greedy
+    item selection is a ConfigError ``"{method}: item selection must be random or rare
+    ({why})"``."""
+    if ctx.config.threat.item_selection == "greedy":
+        raise ConfigError(f"{method}: item selection must be random or rare ({why})")
+    options = method_options(ctx.config)
+    assert isinstance(options, kind)
+    return options
 
 
 def pga_start(ctx: AttackContext) -> sp.csr_array:

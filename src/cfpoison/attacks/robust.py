@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import tomllib
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -39,14 +38,13 @@ import scipy.sparse as sp
 from cfpoison.attacks.engine import (
     AttackContext,
     MethodOutput,
-    method_options,
     register_method,
     warn_untrustworthy,
 )
 from cfpoison.attacks.gradient import utility_gradient
-from cfpoison.attacks.pga import PGAOptions, fit_snapshot, run_pga
+from cfpoison.attacks.pga import PGAOptions, fit_snapshot, pattern_options, run_pga
 from cfpoison.attacks.utility import Utility
-from cfpoison.config import JsonConfig, require
+from cfpoison.config import JsonConfig, preset_or_file, require, require_unique
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import ConfigError
 from cfpoison.learners import LearnerConfig, build_learner
@@ -118,10 +116,10 @@ class SurrogatePanel(JsonConfig):
     surrogates: tuple[SurrogateSpec, ...]
 
     def __post_init__(self) -> None:
-        require(len(self.surrogates) > 0, "surrogates: list at least one surrogate")
         names = [s.name for s in self.surrogates]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        require(not duplicates, f"surrogates: duplicate name(s) {', '.join(duplicates)}")
+        require_unique(
+            names, "surrogates: list at least one surrogate", "surrogates: duplicate name(s)"
+        )
 
 
 #: ``default``: the attacked learner itself, ALS on two 90% splits at other seeds (one at
@@ -165,12 +163,9 @@ PRESETS: dict[str, SurrogatePanel] = {
 def load_surrogates(text: str) -> SurrogatePanel:
     """A preset name, else the path of a TOML file of ``[[surrogates]]`` tables (the fields of
     :class:`SurrogateSpec`)."""
-    if text in PRESETS:
-        return PRESETS[text]
-    path = Path(text)
-    if not path.is_file():
-        presets = ", ".join(sorted(PRESETS))
-        raise ConfigError(f"surrogates: {text!r} is neither a preset ({presets}) nor a TOML file")
+    path = preset_or_file(text, PRESETS, "surrogates")
+    if isinstance(path, SurrogatePanel):
+        return path
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         return SurrogatePanel.from_dict(data)
@@ -395,11 +390,7 @@ class RobustOptions(PGAOptions):
 @register_method("robust", options=RobustOptions)
 def run_robust(ctx: AttackContext) -> MethodOutput:
     """PGA on the mean utility over ``options["surrogates"]`` (module docstring)."""
-    config = ctx.config
-    if config.threat.item_selection == "greedy":
-        raise ConfigError("robust: item selection must be random or rare (greedy: one learner)")
-    options = method_options(config)
-    assert isinstance(options, RobustOptions)
+    options = pattern_options(ctx, RobustOptions, "robust", "greedy: one learner")
     panel = panel_option(options.surrogates)
     objective = RobustObjective(ctx, build_surrogates(ctx, panel), options.aggregate)
     output = run_pga(ctx, objective)

@@ -31,6 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import stats
 
+from cfpoison.config import Record
 from cfpoison.data.ratings import SHIFTED_HIGH, SHIFTED_LOW, RatingScale
 from cfpoison.detect.ttest import mean_log_popularity
 from cfpoison.errors import DataError
@@ -39,7 +40,7 @@ CONTINUOUS_BINS = 10  # equal-width bins over [-2, 2] for a continuous rating sc
 
 
 @dataclasses.dataclass(frozen=True)
-class DistributionTest:
+class DistributionTest(Record):
     """One two-sample test: its statistic, p-value and what it compared.
 
     ``pvalue_asymptotic`` differs from ``pvalue`` only for the rating histogram (see the
@@ -53,9 +54,6 @@ class DistributionTest:
     n_suspect: int
     n_reference: int
     description: str
-
-    def to_dict(self) -> dict[str, float | int | str]:
-        return dataclasses.asdict(self)
 
 
 def rating_bins(scale: RatingScale) -> np.ndarray:

@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import scipy.sparse as sp
@@ -79,6 +79,33 @@ DETECTORS: dict[str, Detector] = {
 }
 
 
+def highest_auc(aucs: dict[str, float]) -> tuple[str, float]:
+    """The detector with the highest finite AUC in ``aucs``, and that AUC (``""`` and NaN
+    when none is finite)."""
+    finite = {name: auc for name, auc in aucs.items() if np.isfinite(auc)}
+    if not finite:
+        return "", float("nan")
+    name = max(finite, key=lambda d: finite[d])
+    return name, finite[name]
+
+
+def verdicts(
+    detectors: Mapping[str, object],
+    best: tuple[str, float],
+    learned: LearnedReport | None,
+    learned_skipped: str | None,
+) -> dict[str, object]:
+    """The JSON-able verdicts of a detection report: each detector's dict, the ``best`` one
+    and its AUC, and the learned detector (or why it was skipped)."""
+    return {
+        "detectors": detectors,
+        "best_detector": best[0],
+        "best_auc_two_sided": best[1],
+        "learned": None if learned is None else learned.to_dict(),
+        "learned_skipped": learned_skipped,
+    }
+
+
 @dataclasses.dataclass(frozen=True)
 class DetectionReport:
     """Every detector's scores and metrics, the distribution tests, the learned detector
@@ -99,23 +126,15 @@ class DetectionReport:
         aucs = {name: m.auc_two_sided for name, m in self.metrics.items()}
         if self.learned is not None:
             aucs["learned"] = self.learned.auc.auc_two_sided
-        finite = {name: auc for name, auc in aucs.items() if np.isfinite(auc)}
-        if not finite:
-            return "", float("nan")
-        name = max(finite, key=lambda d: finite[d])
-        return name, finite[name]
+        return highest_auc(aucs)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-able summary (metrics and tests; not the per-user scores)."""
-        best, best_auc = self.best()
+        detectors = {name: m.to_dict() for name, m in self.metrics.items()}
         return {
             "n_normal": self.n_normal,
             "n_fake": self.n_fake,
-            "detectors": {name: m.to_dict() for name, m in self.metrics.items()},
-            "best_detector": best,
-            "best_auc_two_sided": best_auc,
-            "learned": None if self.learned is None else self.learned.to_dict(),
-            "learned_skipped": self.learned_skipped,
+            **verdicts(detectors, self.best(), self.learned, self.learned_skipped),
             "distribution": {name: t.to_dict() for name, t in self.distribution.items()},
             "ttest": self.ttest.to_dict(),
             "ttest_users": self.ttest_users.to_dict(),

@@ -29,7 +29,7 @@ from scipy.sparse.linalg import LinearOperator, svds
 from cfpoison.data.interactions import Interactions
 from cfpoison.detect.cross_family import AtFPR, at_fpr
 from cfpoison.detect.detectors import nearest_mean
-from cfpoison.detect.evaluate import DetectConfig, Detector
+from cfpoison.detect.evaluate import DetectConfig, Detector, highest_auc, verdicts
 from cfpoison.detect.features import item_stats, row_ids, row_means
 from cfpoison.detect.learned import LearnedReport, learned_out_of_fold
 from cfpoison.detect.metrics import TwoSided, two_sided
@@ -156,12 +156,7 @@ class ImplicitDetectionReport:
 
     def best(self) -> tuple[str, float]:
         """The detector with the highest two-sided AUC, and that AUC."""
-        finite = {n: j.auc.auc_two_sided for n, j in self.judged.items()}
-        finite = {n: a for n, a in finite.items() if np.isfinite(a)}
-        if not finite:
-            return "", float("nan")
-        name = max(finite, key=lambda d: finite[d])
-        return name, finite[name]
+        return highest_auc({n: j.auc.auc_two_sided for n, j in self.judged.items()})
 
     def flagged(self, name: str) -> np.ndarray:
         """The users detector ``name`` flags at the FPR (two-sided direction, one fold)."""
@@ -172,17 +167,13 @@ class ImplicitDetectionReport:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-able summary (not the per-user scores)."""
-        best, best_auc = self.best()
+        detectors = {name: j.to_dict() for name, j in self.judged.items()}
         return {
             "feedback": "implicit",
             "n_normal": self.n_normal,
             "n_fake": self.n_fake,
             "fpr": self.fpr,
-            "detectors": {name: j.to_dict() for name, j in self.judged.items()},
-            "best_detector": best,
-            "best_auc_two_sided": best_auc,
-            "learned": None if self.learned is None else self.learned.to_dict(),
-            "learned_skipped": self.learned_skipped,
+            **verdicts(detectors, self.best(), self.learned, self.learned_skipped),
         }
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import stats
 
+from cfpoison.config import Record
 from cfpoison.data.ratings import Ratings
 from cfpoison.detect.features import row_means
 from cfpoison.errors import DataError
@@ -48,7 +49,7 @@ STATISTIC_NAMES: dict[str, str] = {
 
 
 @dataclasses.dataclass(frozen=True)
-class TTestResult:
+class TTestResult(Record):
     """A paired t-test: ``statistic`` > 0 when the fake side's mean is the larger.
 
     ``n_pairs`` is the number of items (``pairing="items"``) or fake users (``"users"``).
@@ -60,9 +61,6 @@ class TTestResult:
     n_pairs: int
     statistic_name: str
     pairing: str
-
-    def to_dict(self) -> dict[str, float | int | str]:
-        return dataclasses.asdict(self)
 
 
 def rating_frequency_ttest(

@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from cfpoison.config import JsonConfig, require_ranges
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
-from cfpoison.learners.base import Factors, cap_log_level
+from cfpoison.learners.base import Factors
 from cfpoison.learners.factored import (
     SWEEP_BOUNDS,
     Backend,
@@ -132,14 +132,7 @@ class ALSLearner(SweptLearner[tuple[Engine, Factors]], SquaredLossLearner):
             engine, f, c.max_sweeps, c.tol, c.kkt_tol, start, c.anderson_memory
         )
         self._fit = engine, f
-        if not self._trace.converged:
-            log.log(
-                cap_log_level(),
-                "als: stopped at max_sweeps=%d with relative KKT residual %.2e (kkt_tol %.0e)",
-                c.max_sweeps,
-                self._trace.kkt,
-                c.kkt_tol,
-            )
+        self._log_if_capped(log)
         return self
 
     def _saved_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -152,11 +145,6 @@ class ALSLearner(SweptLearner[tuple[Engine, Factors]], SquaredLossLearner):
         return Engine(problem, c.lambda_u, c.lambda_v, self._ops), Factors.of_named(arrays)
 
     # ------------------------------------------------------------------ fitted state
-    @property
-    def factors(self) -> Factors:
-        """The fitted ``(U, V, U~)`` (a reference; copy before modifying)."""
-        return self._fitted()[1]
-
     def objective(self) -> float:
         """``L`` at the fitted factors."""
         engine, f = self._fitted()

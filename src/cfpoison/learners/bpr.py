@@ -413,11 +413,6 @@ class BPRLearner(FittedLearner[tuple[BPRSystem, Factors]]):
         return self
 
     @property
-    def factors(self) -> Factors:
-        """The fitted ``(U, V, U~)`` (a reference; copy before modifying)."""
-        return self._fitted()[1]
-
-    @property
     def n_sweeps(self) -> int:
         """Newton iterations of the last fit, this learner's sweeps (0: the start was
         already stationary)."""

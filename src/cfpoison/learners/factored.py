@@ -14,6 +14,7 @@ KKT residual. :class:`cfpoison.learners.als.ALSLearner` sweeps it at rank k;
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from types import ModuleType
 from typing import Any, ClassVar, Generic, Literal, Protocol, Self, TypeVar
@@ -24,7 +25,14 @@ import scipy.sparse as sp
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
 from cfpoison.learners import kernels, reference
-from cfpoison.learners.base import Factors, FactorViews, Snapshot, cached_csc, serial_blas
+from cfpoison.learners.base import (
+    Factors,
+    FactorViews,
+    Snapshot,
+    cached_csc,
+    cap_log_level,
+    serial_blas,
+)
 
 Backend = Literal["numba", "numpy"]
 Structure = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -164,15 +172,15 @@ class Stopped(Protocol):
     def converged(self) -> bool: ...
 
 
-S = TypeVar("S")
+S = TypeVar("S", bound=tuple[Any, ...])
 
 
 class FittedLearner(FactorViews, Generic[S]):
     """The fitted-state accessors the learners share. ``fit`` leaves ``_fit`` (what the
-    objective and the KKT residual are computed from; ``_fitted()`` raises before a fit) and
-    ``_trace`` (how it stopped). ``lambda_u`` and ``lambda_v`` are the config fields named by
-    ``_penalty_fields`` (``lam`` twice where one weight serves both); ``predict`` is
-    ``u_i . v_j`` by ``_ops``'s kernel."""
+    objective and the KKT residual are computed from, the factors second; ``_fitted()``
+    raises before a fit) and ``_trace`` (how it stopped). ``lambda_u`` and ``lambda_v`` are
+    the config fields named by ``_penalty_fields`` (``lam`` twice where one weight serves
+    both); ``predict`` is ``u_i . v_j`` by ``_ops``'s kernel."""
 
     config: Any
     _fit: S | None = None
@@ -184,6 +192,11 @@ class FittedLearner(FactorViews, Generic[S]):
         if self._fit is None:
             raise RuntimeError(f"{type(self).__name__}: call fit() first")
         return self._fit
+
+    @property
+    def factors(self) -> Factors:
+        """The fitted ``(U, V, U~)`` (a reference; copy before modifying)."""
+        return self._fitted()[1]
 
     @property
     def lambda_u(self) -> float:
@@ -225,6 +238,20 @@ class SweptLearner(FittedLearner[S]):
     def n_sweeps(self) -> int:
         """Sweeps the last fit computed (with Anderson, also those it discarded)."""
         return self._trace.sweeps
+
+    def _log_if_capped(self, log: logging.Logger) -> None:
+        """Tell ``log`` (the learner module's), at :func:`cap_log_level`, that the last fit
+        stopped on ``max_sweeps`` before ``kkt_tol``, if it did."""
+        if not self._trace.converged:
+            c = self.config
+            log.log(
+                cap_log_level(),
+                f"{c.name}: stopped at max_sweeps=%d with relative KKT residual %.2e "
+                "(kkt_tol %.0e)",
+                c.max_sweeps,
+                self._trace.kkt,
+                c.kkt_tol,
+            )
 
     def snapshot(self) -> Snapshot:
         """The fitted state, for :meth:`restore`: its arrays, its trace and what else the

@@ -37,7 +37,7 @@ from cfpoison.data.interactions import Interactions
 from cfpoison.errors import DataError
 from cfpoison.learners import kernels, wrmf_kernels
 from cfpoison.learners._sparse import block_apply, checked_fake, hessian_rows, sddmm
-from cfpoison.learners.base import Factors, cached_csc, cap_log_level, serial_blas
+from cfpoison.learners.base import Factors, cached_csc, serial_blas
 from cfpoison.learners.factored import SweptLearner, Trace, random_factors, sweep_until
 from cfpoison.learners.hessian import SolveResult, rotations_to_gauge, schur_minres
 
@@ -265,14 +265,7 @@ class WRMFLearner(SweptLearner[tuple[_Objective, Factors]]):
         kernels.set_threads(c.threads)
         self._trace = self._run(objective, f)
         self._fit = objective, f
-        if not self._trace.converged:
-            log.log(
-                cap_log_level(),
-                "wrmf: stopped at max_sweeps=%d with relative KKT residual %.2e (kkt_tol %.0e)",
-                c.max_sweeps,
-                self._trace.kkt,
-                c.kkt_tol,
-            )
+        self._log_if_capped(log)
         return self
 
     def _run(self, objective: _Objective, f: Factors) -> Trace:
@@ -284,11 +277,6 @@ class WRMFLearner(SweptLearner[tuple[_Objective, Factors]]):
         return sweep_until(steps, f, c.max_sweeps, 0.0, c.kkt_tol, memory=c.anderson_memory)
 
     # ------------------------------------------------------------------ fitted state
-    @property
-    def factors(self) -> Factors:
-        """The fitted ``(U, V, U~)`` (a reference; copy before modifying)."""
-        return self._fitted()[1]
-
     def objective(self) -> float:
         """``L`` at the fitted factors."""
         objective, f = self._fitted()

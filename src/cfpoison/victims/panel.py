@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-from pathlib import Path
 
-from cfpoison.config import JsonConfig, require
+from cfpoison.config import JsonConfig, preset_or_file, require_unique
 from cfpoison.errors import ConfigError
 from cfpoison.victims.adapters import MissingExtraError
 from cfpoison.victims.spec import VictimSpec
@@ -40,10 +39,8 @@ class Panel(JsonConfig):
     victims: tuple[VictimSpec, ...]
 
     def __post_init__(self) -> None:
-        require(len(self.victims) > 0, "panel: list at least one victim")
         names = [v.name for v in self.victims]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        require(not duplicates, f"panel: duplicate victim name(s) {', '.join(duplicates)}")
+        require_unique(names, "panel: list at least one victim", "panel: duplicate victim name(s)")
 
     def runnable(self) -> tuple[list[VictimSpec], dict[str, str]]:
         """The victims that can run here, and the reason each optional one is skipped.
@@ -97,12 +94,9 @@ PRESETS: dict[str, Panel] = {
 
 def load_panel(text: str) -> Panel:
     """A preset name, else the path of a TOML panel file."""
-    if text in PRESETS:
-        return PRESETS[text]
-    path = Path(text)
-    if not path.is_file():
-        presets = ", ".join(sorted(PRESETS))
-        raise ConfigError(f"victims: {text!r} is neither a preset ({presets}) nor a TOML file")
+    path = preset_or_file(text, PRESETS, "victims")
+    if isinstance(path, Panel):
+        return path
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
+from cfpoison.config import Record
 from cfpoison.errors import CfpoisonError
 from cfpoison.experiments.sweeps.leases import Leases, lease_folder
 from cfpoison.experiments.sweeps.runners import RunContext, resolve_runner
@@ -68,7 +69,7 @@ class CellResult:
 
 
 @dataclasses.dataclass(frozen=True)
-class SweepOutcome:
+class SweepOutcome(Record):
     """What a call to :func:`run_cells` did."""
 
     total: int
@@ -77,9 +78,6 @@ class SweepOutcome:
     failed: tuple[tuple[str, str], ...]  # (key, one-line error)
     seconds: float
     by_others: int = 0  # missing at the start, then stored by another runner
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def package_versions() -> dict[str, str]:
