@@ -11,7 +11,8 @@ from cfpoison.attacks.utility import Utility
 from cfpoison.data.ratings import Ratings, RatingScale
 from cfpoison.errors import ConfigError, DataError
 from cfpoison.learners import BiasedConfig, BiasedLearner, Factors, Learner, build_learner
-from contracts import LearnerCase, LearnerContract
+from cfpoison.learners.biased import BiasedHessian
+from contracts import LearnerCase, LearnerContract, assert_gauged_solve
 
 TIGHT = {"tol": 0.0, "kkt_tol": 1e-10, "max_sweeps": 20_000}
 LAMBDAS = {"lambda_u": 1.0, "lambda_v": 2.0, "lambda_bias": 0.5}
@@ -204,3 +205,22 @@ def test_kkt_without_the_item_block_after_a_sweep_equals_the_full_residual() -> 
     full, users_only = learner.kkt_residual(), learner.kkt_residual(item_block=False)
     assert full > 1e-4  # a capped fit: far from stationary, so the check means something
     assert users_only == pytest.approx(full, rel=1e-9)
+
+
+def _biased_system(kkt_tol: float) -> tuple[BiasedHessian, np.ndarray]:
+    """The adjoint system of a rank-4 biased fit stationary to ``kkt_tol`` (60 users, 5 fake,
+    40 items) and the gradient of a utility of its augmented ``U V'``: rotation-free."""
+    ratings, fake, _, _ = tiny(3, m=60, n=40, m_fake=5)
+    config = BiasedConfig(
+        rank=4, **LAMBDAS, tol=0.0, kkt_tol=kkt_tol, max_sweeps=50_000, anderson_memory=0
+    )
+    learner = BiasedLearner(config).fit(ratings, fake=fake)
+    system = learner.adjoint_system(ratings.matrix, fake)
+    weights = np.random.default_rng(7).normal(size=(60, 40))
+    return system, system.rhs(weights @ system.item, weights.T @ system.user)
+
+
+def test_biased_solve_gauges_its_rotations_and_keeps_the_gradient() -> None:
+    """As ALS's Schur solve (``test_learners_hessian``), on the whole system."""
+    _, fake, _, _ = tiny(3, m=60, n=40, m_fake=5)
+    assert_gauged_solve(_biased_system(1e-12), _biased_system(1e-5), fake)

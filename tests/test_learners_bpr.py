@@ -18,7 +18,7 @@ from cfpoison.learners._sparse import checked_fake
 from cfpoison.learners.adjoint import AdjointSystem, Differentiable
 from cfpoison.learners.bpr import BPRConfig, BPRLearner, BPRSystem, Pairs
 from cfpoison.models.ranking import top_unrated
-from contracts import LearnerCase, LearnerContract
+from contracts import LearnerCase, LearnerContract, assert_gauged_solve
 
 CONFIG = BPRConfig(rank=3, lam=0.3, negatives=3, tol=1e-10, max_iters=200, seed=4, threads=1)
 
@@ -340,3 +340,19 @@ class TestBPRContract(LearnerContract):
     def learner_case(cls) -> LearnerCase:
         case = make_case(np.random.default_rng(11))
         return LearnerCase(CONFIG, case.train, case.fake)
+
+
+def test_solve_gauges_the_rotations_and_keeps_the_gradient() -> None:
+    """As ALS's Schur solve (``test_learners_hessian``), on the whole system: at
+    stationarity 5e-7 the plain MINRES took 304 iterations, the gauged one 73."""
+    case = make_case(np.random.default_rng(5), m=60, n=40, m_fake=5)
+    weights = np.random.default_rng(7).normal(size=(60, 40))
+
+    def at(tol: float) -> tuple[BPRSystem, np.ndarray]:
+        learner = BPRLearner(CONFIG.replace(rank=4, tol=tol, max_iters=500))
+        system = learner.fit(case.train, fake=case.fake).adjoint_system(
+            case.train.matrix, case.fake
+        )
+        return system, system.rhs(weights @ system.item, weights.T @ system.user)
+
+    assert_gauged_solve(at(1e-12), at(1e-5), case.fake)

@@ -145,9 +145,15 @@ def _plain_solve(hessian: FactorHessian, rhs: np.ndarray, tol: float) -> tuple[n
     return system.expand(kept), iterations
 
 
-def test_the_rotations_gauge_term_is_their_curvature_in_the_preconditioners_metric() -> None:
+@pytest.mark.parametrize("rotating", [None, 3])
+def test_the_rotations_gauge_term_is_their_curvature_in_the_preconditioners_metric(
+    rotating: int | None,
+) -> None:
+    """Against the dense ``D Y (Y'D Y)^-1 Y'D``; ``rotating = 3`` of 4 columns: biased MF's
+    rows ``[u, b]``, whose last column does not rotate."""
     rng = np.random.default_rng(4)
     k = 4
+    r = k if rotating is None else rotating
     parts = (rng.normal(size=(7, k)), rng.normal(size=(3, k)))
     blocks = tuple(
         a @ a.transpose(0, 2, 1) + np.eye(k)
@@ -155,21 +161,21 @@ def test_the_rotations_gauge_term_is_their_curvature_in_the_preconditioners_metr
     )
     stacked, diagonal = np.vstack(parts), sp.block_diag(np.concatenate(blocks)).toarray()
     basis = []
-    for a in range(k):
-        for b in range(a + 1, k):
+    for a in range(r):
+        for b in range(a + 1, r):
             skew = np.zeros((k, k))
             skew[a, b], skew[b, a] = 1.0, -1.0
             basis.append((stacked @ skew).ravel())
     y = np.array(basis).T
     dense = diagonal @ y @ np.linalg.inv(y.T @ diagonal @ y) @ y.T @ diagonal
-    rotations = Rotations(stacked, np.concatenate(blocks))
+    rotations = Rotations(stacked, np.concatenate(blocks), rotating)
     x = rng.normal(size=stacked.size)
     np.testing.assert_allclose(rotations.term(x), dense @ x, atol=1e-12)
     # in the preconditioner's metric the term is the projector on the rotations (eigenvalue 1)
     inverse_root = np.linalg.inv(np.linalg.cholesky(diagonal))
     projector = inverse_root @ dense @ inverse_root.T
     np.testing.assert_allclose(projector @ projector, projector, atol=1e-10)
-    assert np.trace(projector) == pytest.approx(k * (k - 1) / 2)
+    assert np.trace(projector) == pytest.approx(r * (r - 1) / 2)
 
 
 def test_gauged_solve_is_insensitive_to_an_inexact_fit() -> None:

@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.learners.hessian import SolveResult, minres
+from cfpoison.learners.hessian import Rotations, SolveResult, minres
 
 __all__ = ["AdjointSystem", "Differentiable", "SolveResult", "minres_solve"]
 
@@ -98,14 +98,21 @@ def minres_solve(
     tol: float,
     max_iter: int,
     x0: np.ndarray | None = None,
+    rotations: Rotations | None = None,
 ) -> SolveResult:
     """Preconditioned MINRES on the whole system (:func:`cfpoison.learners.hessian.minres`),
     stopped on the true residual, re-measured and resumed until ``tol`` or ``max_iter``: the
-    solve of a system with no cheaper structure to exploit."""
-    apply, prec = matvec, precondition
+    solve of a system with no cheaper structure to exploit. With ``rotations`` (of every
+    row of the flat vector) their gauge term is added to H and the residual is the gauged
+    system's, as in :func:`cfpoison.learners.hessian.solve`."""
+    prec = precondition
     norm_b = float(np.linalg.norm(rhs))
     if norm_b == 0.0:
         return SolveResult(np.zeros_like(rhs), 0, 0.0, True)
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        return matvec(x) if rotations is None else matvec(x) + rotations.term(x)
+
     x = np.zeros_like(rhs) if x0 is None or x0.shape != rhs.shape else np.asarray(x0, float)
     iterations = 0
     residual = float(np.linalg.norm(rhs - apply(x))) / norm_b

@@ -51,6 +51,7 @@ from cfpoison.learners.factored import (
     check_indices,
     sweep_until,
 )
+from cfpoison.learners.hessian import rotations_to_gauge
 
 
 @dataclasses.dataclass(frozen=True)
@@ -447,18 +448,24 @@ class BiasedHessian:
             [(2 * (ones @ self._ones_v)).ravel(), (2 * (ones.T @ self._ones_u)).ravel()]
         )
         self._dr_dmu = 0.0
-        self._blocks = [self._diagonal(ones, self._ones_v, self._reg_x)]
-        self._blocks.append(self._diagonal(sp.csr_array(ones.T), self._ones_u, self._reg_y))
+        self._diagonals = np.concatenate(
+            [
+                self._diagonal(ones, self._ones_v, self._reg_x),
+                self._diagonal(sp.csr_array(ones.T), self._ones_u, self._reg_y),
+            ]
+        )
+        inverses = np.linalg.inv(self._diagonals)
+        self._blocks = [inverses[: len(self._x)], inverses[len(self._x) :]]
 
     def _csr(self, values: np.ndarray) -> sp.csr_array:
         return sp.csr_array((values, self._indices, self._indptr), shape=self._shape)
 
     @staticmethod
     def _diagonal(ones: sp.csr_array, other: np.ndarray, reg: np.ndarray) -> np.ndarray:
-        """Inverses of ``2 (sum_(c in row r) y_c y_c' + diag(reg))`` for every row r."""
+        """H's diagonal blocks ``2 (sum_(c in row r) y_c y_c' + diag(reg))``, every row r."""
         blocks = weighted_blocks([(ones, ones.data, other)], np.zeros(ones.shape[0]), False)
         blocks += 2.0 * np.diag(reg)
-        return np.linalg.inv(blocks)
+        return blocks
 
     @property
     def user(self) -> np.ndarray:
@@ -508,8 +515,15 @@ class BiasedHessian:
     def solve(
         self, rhs: np.ndarray, tol: float, max_iter: int, x0: np.ndarray | None = None
     ) -> SolveResult:
+        """``H z = rhs`` by MINRES on the whole system, the rotations of ``[U; U~; V]`` gauged
+        where ``rhs`` is orthogonal to them (:func:`~cfpoison.learners.hessian.solve`: at a
+        fit stationary only to a tolerance, H is not exactly singular along them)."""
+        factors = np.vstack([self._x, self._y])
+        rotations = rotations_to_gauge(
+            (factors,), (rhs.reshape(factors.shape),), factors, self._diagonals, self.k
+        )
         with serial_blas():
-            return minres_solve(self.matvec, self.precondition, rhs, tol, max_iter, x0)
+            return minres_solve(self.matvec, self.precondition, rhs, tol, max_iter, x0, rotations)
 
     def fake_gradient(self, adjoint: np.ndarray, pattern: sp.csr_array) -> np.ndarray:
         """``dR/dM~_ij`` (class docstring) at the stored entries of ``pattern``, which must be

@@ -43,6 +43,7 @@ from cfpoison.learners._sparse import checked_fake
 from cfpoison.learners.adjoint import SolveResult, minres_solve
 from cfpoison.learners.base import Factors, cap_log_level, serial_blas
 from cfpoison.learners.factored import FittedLearner
+from cfpoison.learners.hessian import rotations_to_gauge
 from cfpoison.learners.kernels import set_threads
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,7 @@ class BPRSystem:
         self.value = float(loss.sum()) + lam * float(theta @ theta)
         self.grad = grad + self.penalty_grad
         self._blocks: tuple[np.ndarray, np.ndarray] | None = None
+        self._diagonals: np.ndarray | None = None
 
     def _halves(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = self.pairs.n_users + self.pairs.n_fake
@@ -235,15 +237,22 @@ class BPRSystem:
         kern.item_sums(p.item_ptr, p.occurrences, p.rows, scaled, self.W, self.first, dW, oV)
         return out
 
-    def block_inverse(self) -> tuple[np.ndarray, np.ndarray]:
-        """Inverses of H's diagonal ``k x k`` blocks, users (``m + m'``) and items."""
-        if self._blocks is None:
+    def diagonal_blocks(self) -> np.ndarray:
+        """H's diagonal ``k x k`` blocks, users (``m + m'``) then items."""
+        if self._diagonals is None:
             p, diagonal = self.pairs, 2.0 * self.lam
             users = kern.user_blocks(p.indptr, p.pos, p.neg, self.second, self.V, diagonal)
             items = kern.item_blocks(
                 p.item_ptr, p.occurrences, p.rows, self.second, self.W, diagonal
             )
-            self._blocks = (np.linalg.inv(users), np.linalg.inv(items))
+            self._diagonals = np.concatenate([users, items])
+        return self._diagonals
+
+    def block_inverse(self) -> tuple[np.ndarray, np.ndarray]:
+        """Inverses of H's diagonal ``k x k`` blocks, users (``m + m'``) and items."""
+        if self._blocks is None:
+            inverses = np.linalg.inv(self.diagonal_blocks())
+            self._blocks = (inverses[: len(self.W)], inverses[len(self.W) :])
         return self._blocks
 
     def precondition(self, rhs: np.ndarray) -> np.ndarray:
@@ -263,9 +272,15 @@ class BPRSystem:
         self, rhs: np.ndarray, tol: float, max_iter: int, x0: np.ndarray | None = None
     ) -> SolveResult:
         """``H z = rhs`` by block-Jacobi preconditioned MINRES, stopped on the true relative
-        residual (:func:`cfpoison.learners.adjoint.minres_solve`)."""
+        residual (:func:`cfpoison.learners.adjoint.minres_solve`), the rotations
+        ``(W S, V S)`` gauged where ``rhs`` is orthogonal to them
+        (:func:`cfpoison.learners.hessian.solve`)."""
+        factors = np.vstack([self.W, self.V])
+        rotations = rotations_to_gauge(
+            (factors,), (rhs.reshape(factors.shape),), factors, self.diagonal_blocks()
+        )
         with serial_blas():
-            return minres_solve(self.matvec, self.precondition, rhs, tol, max_iter, x0)
+            return minres_solve(self.matvec, self.precondition, rhs, tol, max_iter, x0, rotations)
 
     def _mixed_arguments(self, adjoint: np.ndarray) -> tuple[Any, ...]:
         """What the mixed-partial kernels take after the pattern: ``U~``, ``V``, the

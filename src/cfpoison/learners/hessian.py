@@ -480,7 +480,8 @@ class Rotations:
     """The rotations ``T = {Z A : A skew-symmetric}`` of factors ``Z`` (``n x k``, the rows
     that rotate together) and the gauge term ``D Y (Y'D Y)^+ Y'D`` that gives them unit
     curvature in the metric of the block-diagonal ``D`` (``blocks``: one ``k x k`` block per
-    row of ``Z``).
+    row of ``Z``). With ``rotating = r < k`` only the first ``r`` columns rotate (``A`` is 0
+    outside its leading ``r x r`` block): biased MF's rows ``[u, b]``, whose bias is fixed.
 
     ``Y`` is never formed: for a basis direction ``E_ab = e_a e_b' - e_b e_a'`` (``a < b``),
     ``Y'x`` is the upper triangle of ``C - C'`` with ``C = Z'X``, ``Y w`` is ``Z A`` with ``A``
@@ -489,10 +490,10 @@ class Rotations:
     product (``docs/math.md`` section 3.3).
     """
 
-    def __init__(self, factors: np.ndarray, blocks: np.ndarray):
+    def __init__(self, factors: np.ndarray, blocks: np.ndarray, rotating: int | None = None):
         self.factors, self.blocks = factors, blocks
         n, k = factors.shape
-        self.upper = np.triu_indices(k, 1)
+        self.upper = np.triu_indices(k if rotating is None else rotating, 1)
         outer = (factors[:, :, None] * factors[:, None, :]).reshape(n, k * k)
         kron = (outer.T @ blocks.reshape(n, k * k)).reshape(k, k, k, k).transpose(0, 2, 1, 3)
         full = kron - kron.transpose(0, 1, 3, 2) - kron.transpose(1, 0, 2, 3)
@@ -515,19 +516,25 @@ class Rotations:
 
 
 def rotations_to_gauge(
-    parts: tuple[np.ndarray, ...], rhs: tuple[np.ndarray, ...], kept: np.ndarray, blocks: np.ndarray
+    parts: tuple[np.ndarray, ...],
+    rhs: tuple[np.ndarray, ...],
+    kept: np.ndarray,
+    blocks: np.ndarray,
+    rotating: int | None = None,
 ) -> Rotations | None:
-    """The kept side's :class:`Rotations` (factors ``kept``, diagonal ``blocks``) where ``rhs``
-    is orthogonal, to rounding, to every rotation of all the factors ``parts``
-    (``skew(sum Z_p' g_p) = 0``: a utility of ``U V'``); None where it is not, or at rank 1."""
-    if kept.shape[1] < 2:
+    """The kept side's :class:`Rotations` (factors ``kept``, diagonal ``blocks``, the first
+    ``rotating`` columns: all by default) where ``rhs`` is orthogonal, to rounding, to every
+    rotation of all the factors ``parts`` (``skew(sum Z_p' g_p) = 0`` on those columns: a
+    utility of ``U V'``); None where it is not, or where fewer than 2 columns rotate."""
+    r = kept.shape[1] if rotating is None else rotating
+    if r < 2:
         return None
-    c = sum(p.T @ g for p, g in zip(parts, rhs, strict=True))
-    scale = math.sqrt(sum(float(np.sum(p * p)) for p in parts))
-    scale *= math.sqrt(sum(float(np.sum(g * g)) for g in rhs))
+    c = sum(p[:, :r].T @ g[:, :r] for p, g in zip(parts, rhs, strict=True))
+    scale = math.sqrt(sum(float(np.sum(p[:, :r] ** 2)) for p in parts))
+    scale *= math.sqrt(sum(float(np.sum(g[:, :r] ** 2)) for g in rhs))
     if np.abs(c - c.T).max() > 1e-9 * scale:
         return None
-    return Rotations(np.ascontiguousarray(kept), blocks)
+    return Rotations(np.ascontiguousarray(kept), blocks, rotating)
 
 
 def schur_minres(
