@@ -37,12 +37,24 @@ def test_the_readme_shows_the_session_the_script_times() -> None:
         "reproduce", "promote",
     ]  # fmt: skip
     sources = {source for claim in SESSION.CLAIMS for source in claim.sources}
-    assert sources <= set(COMMANDS)  # every checked number comes from a README command
+    # every checked number comes from a README command, one of the extra commands the README
+    # names beside its numbers, or the installed versions
+    assert sources <= {*COMMANDS, *SESSION.EXTRA_COMMANDS, "versions"}
 
 
-@pytest.mark.parametrize("name", list(COMMANDS))
+def test_the_readme_names_each_extra_command_beside_its_numbers() -> None:
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    orderings = SESSION.EXTRA_COMMANDS["orderings"]
+    assert f"`python benchmarks/orderings.py {' '.join(orderings[2:4])}`" in readme
+    assert "for integrity (`--mu1 0 --mu2 1`)" in readme
+    assert f"`{' '.join(SESSION.EXTRA_COMMANDS['gradcheck-promote'])}`" in readme
+
+
+@pytest.mark.parametrize(
+    "name", [*COMMANDS, *(n for n, c in SESSION.EXTRA_COMMANDS.items() if c[0] == "cfpoison")]
+)
 def test_each_readme_command_parses(name: str) -> None:
-    argv = SESSION.with_outputs(name, COMMANDS[name])
+    argv = SESSION.with_outputs(name, {**COMMANDS, **SESSION.EXTRA_COMMANDS}[name])
     assert argv[0] == "cfpoison"
     args = build_parser().parse_args(argv[1:])
     assert args.quiet and args.json_path is not None
