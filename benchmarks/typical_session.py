@@ -169,7 +169,9 @@ def run_session(commands: dict[str, list[str]], out: Path) -> list[Timing]:
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        timings.append(Timing(name, shlex.join(words), wall, cpu, done.returncode))
+        shown = ["python", os.path.relpath(words[1], README.parent), *words[2:]]
+        command = shlex.join(shown if words[0] == sys.executable else words)
+        timings.append(Timing(name, command, wall, cpu, done.returncode))
         print(
             f"  {name}: {wall:.1f} s wall, {cpu:.1f} s CPU, exit {done.returncode}", file=sys.stderr
         )

@@ -129,7 +129,7 @@ class SurrogatePanel(JsonConfig):
 #: ``cfpoison gradcheck --learner.kkt-tol 1e-4`` at steps 1 and 5, lam 8 and 12) and their
 #: adjoint solves converge in 33-71 iterations since the rotations are gauged (without the
 #: gauge the biased one hit its 500-iteration cap; ``docs/math.md`` 3.3). On ml-latest-small
-#: this halves the robust attack (116.6 s -> 62.0 s for the README's command) and moves every
+#: this halves the robust attack (0.46x wall, alternating A/B runs) and moves every
 #: default-panel victim's shift by at most 0.03x uniform (``benchmarks/RESULTS.md``). The
 #: biased surrogate stops on its KKT residual only (its objective-change stop leaves 1e-3).
 PRESETS: dict[str, SurrogatePanel] = {
