@@ -155,6 +155,12 @@ def test_result_text_reports_the_final_utility_and_labels_the_method_record() ->
     assert "utility" not in result_text(_payload())  # evaluate: no utility configured
 
 
+def test_result_text_says_when_the_noise_floor_is_unresolved() -> None:
+    assert "seed-noise floor 0.0100\n" in result_text(_payload())
+    text = result_text(_payload(rmse_shift_noise_floor=2e-6))
+    assert "seed-noise floor 0.0000, unresolved (< 1e-3): the seeds' clean fits agree" in text
+
+
 def _attack_args(flags: list[str]) -> AttackConfig:
     parser = build_parser()
     args = parser.parse_args(["attack", "--dataset", "x", *flags])

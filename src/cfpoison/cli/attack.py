@@ -42,6 +42,7 @@ from cfpoison.data.ratings import Ratings
 from cfpoison.data.registry import cache_dir
 from cfpoison.defend.defenses import defense_from_spec
 from cfpoison.errors import ConfigError
+from cfpoison.experiments.presentation.report import UNRESOLVED, resolved
 
 #: The attack's own settings as flags (the learner's and ``--seed`` come from
 #: :func:`add_learner_options`; ``options`` from ``--option`` and ``--beta``).
@@ -124,10 +125,14 @@ def attack_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 def result_text(payload: dict[str, Any]) -> str:
     """The human-readable summary shared by ``attack`` and ``evaluate``."""
+    floor = payload["rmse_shift_noise_floor"]
+    floor_text = f"seed-noise floor {floor:.4f}"
+    if not resolved(floor):  # clean fits at two seeds that agree: no floor to judge against
+        floor_text += f", {UNRESOLVED.removeprefix('floor ')}: the seeds' clean fits agree"
     lines = [
         f"data set       {payload['dataset']}: {payload['n_fake']} fake users injected",
         f"rmse shift     {payload['rmse_shift']:.4f} on unseen entries (shifted scale); "
-        f"seed-noise floor {payload['rmse_shift_noise_floor']:.4f}",
+        + floor_text,
     ]
     for item, before, after in zip(
         payload["targets"], payload["target_mean_before"], payload["target_mean_after"], strict=True
