@@ -127,7 +127,7 @@ class SurrogatePanel(JsonConfig):
 #: The attacked learner keeps its own stationarity (KKT 1e-5); the other three are fitted to
 #: KKT 1e-4, where their gradients still have cos 0.995-0.99998 with the exact ones (ALS,
 #: ``cfpoison gradcheck --learner.kkt-tol 1e-4`` at steps 1 and 5, lam 8 and 12) and their
-#: adjoint solves converge in 33-71 iterations since the rotations are gauged (without the
+#: adjoint solves converge in 28-71 iterations since the rotations are gauged (without the
 #: gauge the biased one hit its 500-iteration cap; ``docs/math.md`` 3.3). On ml-latest-small
 #: this halves the robust attack (0.46x wall, alternating A/B runs) and moves every
 #: default-panel victim's shift by at most 0.03x uniform (``benchmarks/RESULTS.md``). The
