@@ -29,6 +29,7 @@ measurements, not claims: they are reported (``times.md``, ``times.json``), neve
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import importlib.metadata
 import json
@@ -37,6 +38,7 @@ import platform
 import re
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -266,6 +268,42 @@ def _ordering_claim(label: str, goal: str, attack: str, cells: str) -> Claim:
     )
 
 
+def _quick_figure(rows: list[Json]) -> Json:
+    """The quick Figure 1 at 3% (``reproduce fig1 --quick``'s ``results.csv``): means over
+    seeds, in stars, of the RMSE shift and of the target's push from the clean model."""
+
+    def cells(mu: tuple[float, float], method: str) -> list[Json]:
+        return [
+            r
+            for r in rows
+            if (float(r["attack.utility.mu1"]), float(r["attack.utility.mu2"])) == mu
+            and r["attack.method"] == method
+            and float(r["attack.threat.alpha"]) == 0.03
+        ]
+
+    def mean(mu: tuple[float, float], method: str, column: str) -> float:
+        return statistics.fmean(float(r[column]) for r in cells(mu, method))
+
+    def push(mu: tuple[float, float], method: str) -> float:
+        return mean(mu, method, "target_mean_after") - mean(mu, method, "target_mean_before")
+
+    availability = (1.0, 0.0)
+    pga = mean(availability, "pga", "rmse_shift_stars")
+    return {
+        "pga": pga,
+        "ratio": pga / mean(availability, "pga", "rmse_shift_noise_floor_stars"),
+        "push": push((0.0, 1.0), "pga"),
+        "bandwagon": push((0.0, 1.0), "bandwagon"),
+        "sgld": mean(availability, "sgld", "rmse_shift_stars"),
+        "sgldsd": statistics.stdev(
+            float(r["rmse_shift_stars"]) for r in cells(availability, "sgld")
+        ),
+        "uniform": mean(availability, "uniform", "rmse_shift_stars"),
+        "nukepga": push((1.0, -1.0), "pga"),
+        "average": push((1.0, -1.0), "average"),
+    }
+
+
 def _promote(promote: Json) -> Json:
     m = promote["metrics"]
     return {
@@ -371,6 +409,19 @@ CLAIMS: tuple[Claim, ...] = (
         "HR@10 {hr10before:.4f} -> {hr10after:.4f}, NDCG@50 {ndcg50after:.4f}.",
         _promote,
     ),
+    Claim(
+        ("fig1/results.csv",),
+        "At 3% fake users PGA clears the floor for availability ({pga:.3f} stars, {ratio:.2f}x) "
+        "and pushes the target by {push:+.2f} stars (bandwagon {bandwagon:+.2f}); paper-mode "
+        "SGLD ({sgld:.3f} +- {sgldsd:.3f}) and uniform ({uniform:.3f})",
+        _quick_figure,
+    ),
+    Claim(
+        ("fig1/results.csv",),
+        "with only 2 steps PGA does not nuke the target in panel (1, -1) ({nukepga:+.2f} "
+        "stars), where the average attack moves it by {average:+.2f} stars.",
+        _quick_figure,
+    ),
 )
 
 
@@ -378,19 +429,32 @@ def _normalised(text: str) -> str:
     return re.sub(r"\s+", " ", text)
 
 
+def _source_path(out: Path, source: str) -> Path:
+    """A claim's source: ``NAME`` is ``NAME.json`` in ``out``; a name ending ``.csv`` is that
+    file."""
+    return out / (source if source.endswith(".csv") else f"{source}.json")
+
+
+def _load_source(out: Path, source: str) -> Any:
+    """A JSON source's value, or a CSV source's rows (dicts of strings)."""
+    path = _source_path(out, source)
+    if source.endswith(".csv"):
+        with open(path, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def check_claims(out: Path, readme: str) -> list[str]:
     """The claims whose rendered text the README lacks, each with what the run gives."""
     flat = _normalised(readme)
     failures = []
     for claim in CLAIMS:
-        missing = [s for s in claim.sources if not (out / f"{s}.json").is_file()]
+        missing = [s for s in claim.sources if not _source_path(out, s).is_file()]
         if missing:
-            print(f"MISS no {', '.join(missing)}.json in {out}: {claim.template}")
+            print(f"MISS no {', '.join(missing)} in {out}: {claim.template}")
             failures.append(claim.template)
             continue
-        outputs = [
-            json.loads((out / f"{s}.json").read_text(encoding="utf-8")) for s in claim.sources
-        ]
+        outputs = [_load_source(out, s) for s in claim.sources]
         rendered = _normalised(claim.template.format(**claim.values(*outputs)))
         status = "ok  " if rendered in flat else "MISS"
         print(f"{status} {rendered}")
