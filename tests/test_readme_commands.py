@@ -36,10 +36,26 @@ def test_the_readme_shows_the_session_the_script_times() -> None:
         "demo", "pga", "gradcheck", "detect", "uniform", "robust", "evaluate", "defend",
         "reproduce", "promote",
     ]  # fmt: skip
-    sources = {source for claim in SESSION.CLAIMS for source in claim.sources}
-    # every checked number comes from a README command, one of the extra commands the README
-    # names beside its numbers, or the installed versions
+    sources = {_command_of(source) for claim in SESSION.CLAIMS for source in claim.sources}
+    # every checked number comes from a README command (its JSON, or a file in its --out
+    # folder), one of the extra commands the README names beside its numbers, or the
+    # installed versions
     assert sources <= {*COMMANDS, *SESSION.EXTRA_COMMANDS, "versions"}
+    assert "reproduce" in sources  # the quick Figure 1's paragraph
+
+
+def _command_of(source: str) -> str:
+    """The command that writes a claim's source: ``NAME`` (its JSON) or ``FOLDER/FILE`` (a
+    file in the ``--out`` folder of one README command)."""
+    if "/" not in source:
+        return source
+    folder = source.split("/")[0]
+    (name,) = [
+        name
+        for name, words in COMMANDS.items()
+        if "--out" in words and words[words.index("--out") + 1] == folder
+    ]
+    return name
 
 
 def test_the_readme_names_each_extra_command_beside_its_numbers() -> None:
