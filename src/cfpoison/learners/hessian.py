@@ -198,8 +198,8 @@ class FactorHessian:
             self._train_csc, self._residual_train_csc, self.item, dv, self.user, du, hv, h_t_csc
         )
         if self._dense is not None:
-            hf += self._dense_users(df, dv)
-            hv += self._dense_items(df, dv)
+            hf += self._dense_part(0, df, dv)
+            hv += self._dense_part(1, dv, df)
             return out
         hessian_rows(
             self.fake, self._residual_fake.data, self.fake_user, df, self.item, dv, hf, h_f
@@ -209,24 +209,20 @@ class FactorHessian:
         )
         return out
 
-    def _dense_users(self, df: np.ndarray | None, dv: np.ndarray) -> np.ndarray:
-        """The dense fake block's part of ``H_U~``: ``2 dU~ (V'V) + 2 U~ (dV'V + V'dV)
-        - 2 D dV`` (``-2 dE V - 2 E dV`` with ``E = D - U~V'``, ``dE = -(dU~ V' + U~ dV')``)."""
+    def _dense_part(self, side: int, own: np.ndarray | None, other: np.ndarray) -> np.ndarray:
+        """The dense fake block's share of ``H x`` on side ``side`` (0: the fake users, 1: the
+        items): ``2 dX (Y'Y) + 2 X (dY'Y + Y'dY) - 2 D dY`` (the ``dX`` term when ``own`` is
+        given), ``X`` this side's factors, ``Y`` the other side's, ``D`` the dense fake values
+        (transposed for the items). On the users it is ``-2 dE V - 2 E dV`` with
+        ``E = D - U~V'`` and ``dE = -(dU~ V' + U~ dV')``."""
         assert self._dense is not None
-        v, w = self.item, self.fake_user
-        out = 2.0 * (w @ (dv.T @ v + v.T @ dv)) - 2.0 * (self._dense.values @ dv)
-        if df is not None:
-            out += 2.0 * (df @ (v.T @ v))
-        return out
-
-    def _dense_items(self, df: np.ndarray, dv: np.ndarray | None) -> np.ndarray:
-        """The dense fake block's part of ``H_V``: ``2 dV (U~'U~) + 2 V (dU~'U~ + U~'dU~)
-        - 2 D' dU~``."""
-        assert self._dense is not None
-        v, w = self.item, self.fake_user
-        out = 2.0 * (v @ (df.T @ w + w.T @ df)) - 2.0 * (self._dense.transposed @ df)
-        if dv is not None:
-            out += 2.0 * (dv @ (w.T @ w))
+        if side == 0:
+            x, y, values = self.fake_user, self.item, self._dense.values
+        else:
+            x, y, values = self.item, self.fake_user, self._dense.transposed
+        out = 2.0 * (x @ (other.T @ y + y.T @ other)) - 2.0 * (values @ other)
+        if own is not None:
+            out += 2.0 * (own @ (y.T @ y))
         return out
 
     def couple_to_users(self, dv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -239,7 +235,7 @@ class FactorHessian:
             self.train, self._residual_train.data, self.user, zero_u, self.item, dv, hu, h_t
         )
         if self._dense is not None:
-            return hu, self._dense_users(None, dv)
+            return hu, self._dense_part(0, None, dv)
         hessian_rows(
             self.fake, self._residual_fake.data, self.fake_user, zero_f, self.item, dv, hf, h_f
         )
@@ -254,7 +250,7 @@ class FactorHessian:
             self._train_csc, self._residual_train_csc, self.item, zero, self.user, du, hv, h_t_csc
         )
         if self._dense is not None:
-            return hv + self._dense_items(df, None)
+            return hv + self._dense_part(1, None, df)
         hessian_rows(
             self._fake_csc,
             self._residual_fake_csc,
