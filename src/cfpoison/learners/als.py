@@ -22,15 +22,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, Literal, Self
 
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.config import JsonConfig, require_ranges
+from cfpoison.config import require_ranges
 from cfpoison.data.ratings import Ratings
-from cfpoison.errors import DataError
-from cfpoison.learners.base import Factors
+from cfpoison.learners.base import Factors, LearnerSettings
 from cfpoison.learners.factored import (
     SWEEP_BOUNDS,
     Backend,
@@ -39,8 +38,7 @@ from cfpoison.learners.factored import (
     SweptLearner,
     Trace,
     backend_module,
-    checked_init,
-    random_factors,
+    starting_factors,
     sweep_until,
 )
 from cfpoison.learners.hessian import SquaredLossLearner
@@ -49,7 +47,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
-class ALSConfig(JsonConfig):
+class ALSConfig(LearnerSettings):
     """Alternating minimization of ``L`` (module docstring).
 
     Attributes:
@@ -74,10 +72,6 @@ class ALSConfig(JsonConfig):
         backend: ``numba`` kernels, or the plain ``numpy`` reference path (tests only).
     """
 
-    kind: ClassVar[str] = "learner"
-    #: Whether every start reaches the same minimiser (:class:`NuclearConfig`): ALS's
-    #: objective is not convex, so a fit's start is part of the experiment.
-    unique_optimum: ClassVar[bool] = False
     name: Literal["als"] = "als"
     rank: int = 10
     lambda_u: float = 8.0
@@ -116,18 +110,8 @@ class ALSLearner(SweptLearner[tuple[Engine, Factors]], SquaredLossLearner):
         self._ops.set_threads(c.threads)
         problem = Problem.build(ratings, fake)
         engine = Engine(problem, c.lambda_u, c.lambda_v, self._ops)
-        start = math.inf
-        if init is None:
-            rng = np.random.default_rng(c.seed)
-            f = random_factors(
-                rng, problem.n_users, problem.n_fake, problem.n_items, c.rank, c.init_scale
-            )
-        else:
-            f, matched = checked_init(init, problem)
-            if f.item.shape[1] != c.rank:
-                raise DataError(f"initial factors have rank {f.item.shape[1]}, not {c.rank}")
-            if matched:
-                start = engine.objective(f)
+        rng = np.random.default_rng(c.seed)
+        f, start = starting_factors(engine, init, rng, c.rank, c.init_scale)
         self._trace = sweep_until(
             engine, f, c.max_sweeps, c.tol, c.kkt_tol, start, c.anderson_memory
         )

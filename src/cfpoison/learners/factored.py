@@ -609,6 +609,30 @@ def checked_init(init: Factors, problem: Problem) -> tuple[Factors, bool]:
     return f, matched
 
 
+def starting_factors(
+    engine: Engine,
+    init: Factors | None,
+    rng: np.random.Generator,
+    rank: int,
+    init_scale: float,
+    *,
+    fixed_rank: bool = True,
+) -> tuple[Factors, float]:
+    """Where the sweeps of ``engine`` start, and the objective there.
+
+    Without ``init``: :func:`random_factors` of ``rank`` drawn from ``rng``, objective ``inf``
+    (unknown). With it: :func:`checked_init` (of rank ``rank`` when ``fixed_rank``, else any),
+    its objective computed only when its fake rows match the problem (else ``inf``).
+    """
+    p = engine.problem
+    if init is None:
+        return random_factors(rng, p.n_users, p.n_fake, p.n_items, rank, init_scale), math.inf
+    f, matched = checked_init(init, p)
+    if fixed_rank and f.item.shape[1] != rank:
+        raise DataError(f"initial factors have rank {f.item.shape[1]}, not {rank}")
+    return f, engine.objective(f) if matched else math.inf
+
+
 def check_indices(users: np.ndarray, items: np.ndarray, m: int, n: int) -> tuple[np.ndarray, ...]:
     """Parallel int64 index arrays inside ``[0, m) x [0, n)``, or :class:`DataError`."""
     users = np.ascontiguousarray(users, dtype=np.int64).ravel()

@@ -38,10 +38,10 @@ import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from cfpoison.config import JsonConfig, require, require_ranges
+from cfpoison.config import require, require_ranges
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import ConvergenceError
-from cfpoison.learners.base import Factors, cap_log_level
+from cfpoison.learners.base import Factors, LearnerSettings, cap_log_level
 from cfpoison.learners.factored import (
     SWEEP_BOUNDS,
     Backend,
@@ -50,8 +50,7 @@ from cfpoison.learners.factored import (
     SweptLearner,
     Trace,
     backend_module,
-    checked_init,
-    random_factors,
+    starting_factors,
     sweep_until,
 )
 from cfpoison.learners.hessian import SquaredLossLearner
@@ -82,7 +81,7 @@ GRAM_SIDE = 1200
 
 
 @dataclasses.dataclass(frozen=True)
-class NuclearConfig(JsonConfig):
+class NuclearConfig(LearnerSettings):
     """Nuclear-norm minimization of ``N`` (module docstring).
 
     Attributes:
@@ -103,7 +102,6 @@ class NuclearConfig(JsonConfig):
         backend: ``numba`` kernels, or the plain ``numpy`` reference path (tests only).
     """
 
-    kind: ClassVar[str] = "learner"
     #: ``N`` is convex: every start ends at a certified minimiser, and fits from two seeds
     #: agree to the certificate's tolerance (the noise floor: 7.5e-6 stars on the full
     #: ml-latest-small), so a fit may warm-start from any factors without changing the result.
@@ -191,15 +189,7 @@ class NuclearNormLearner(SweptLearner[tuple[Engine, Factors, LowRank]], SquaredL
         problem = Problem.build(ratings, fake)
         engine = Engine(problem, c.lam, c.lam, self._ops)
         rng = np.random.default_rng(c.seed)
-        start = math.inf
-        if init is None:
-            f = random_factors(
-                rng, problem.n_users, problem.n_fake, problem.n_items, c.rank, c.init_scale
-            )
-        else:
-            f, matched = checked_init(init, problem)
-            if matched:
-                start = engine.objective(f)
+        f, start = starting_factors(engine, init, rng, c.rank, c.init_scale, fixed_rank=False)
         history: list[float] = []
         rounds = 0
         coarse = True
