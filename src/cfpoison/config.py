@@ -42,10 +42,14 @@ def require(condition: bool, message: str) -> None:
 def require_ranges(config: object, where: str | None = None, **bounds: str) -> None:
     """Check each field against its bound, in order: ``rank=">= 1"``, ``lam="> 0"``.
 
+    A bound that starts with ``finite`` (``lam="finite > 0"``) also rejects NaN and infinity.
     The first field out of range raises :class:`ConfigError`
-    ``"{where}: {field} must be {bound}, got {value}"`` (no prefix when ``where`` is None).
+    ``"{where}: {field} must be {bound}, got {value}"`` (no prefix when ``where`` is None; the
+    bound without ``finite``).
     """
-    for field, bound in bounds.items():
+    for field, written in bounds.items():
+        bound = written.removeprefix("finite ")
+        finite_only = bound != written
         op, _, number = bound.partition(" ")
         value = getattr(config, field)
         limit = float(number)
@@ -55,7 +59,7 @@ def require_ranges(config: object, where: str | None = None, **bounds: str) -> N
             ok = value > limit
         else:
             raise ValueError(f"require_ranges: bound {bound!r} is not '>= x' or '> x'")
-        if not ok:
+        if not ok or (finite_only and not math.isfinite(value)):
             prefix = f"{where}: " if where is not None else ""
             raise ConfigError(f"{prefix}{field} must be {bound}, got {value}")
 

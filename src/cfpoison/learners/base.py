@@ -25,16 +25,29 @@ import dataclasses
 import logging
 import weakref
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from cfpoison.config import JsonConfig
 from cfpoison.data.ratings import Ratings
 
 if TYPE_CHECKING:
     from cfpoison.learners.adjoint import AdjointSystem
+
+
+class LearnerSettings(JsonConfig):
+    """Base of every learner's config (ALS, nuclear norm, biased MF, WRMF, BPR).
+
+    ``unique_optimum``: whether every start reaches the same minimiser. False unless the
+    objective is convex (:class:`cfpoison.learners.nuclear.NuclearConfig`): then a fit's start
+    is part of the experiment.
+    """
+
+    kind: ClassVar[str] = "learner"
+    unique_optimum: ClassVar[bool] = False
 
 
 @dataclasses.dataclass

@@ -28,18 +28,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, Literal, Self
 
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.config import JsonConfig, require_ranges
+from cfpoison.config import require_ranges
 from cfpoison.data.ratings import Ratings
 from cfpoison.errors import DataError
 from cfpoison.learners import kernels
 from cfpoison.learners._sparse import weighted_blocks, with_values
 from cfpoison.learners.adjoint import SolveResult, minres_solve
-from cfpoison.learners.base import Factors, serial_blas
+from cfpoison.learners.base import Factors, LearnerSettings, serial_blas
 from cfpoison.learners.factored import (
     SWEEP_BOUNDS,
     Backend,
@@ -55,7 +55,7 @@ from cfpoison.learners.hessian import rotations_to_gauge
 
 
 @dataclasses.dataclass(frozen=True)
-class BiasedConfig(JsonConfig):
+class BiasedConfig(LearnerSettings):
     """Biased MF by ALS (module docstring).
 
     Attributes:
@@ -75,8 +75,6 @@ class BiasedConfig(JsonConfig):
             at 3 of 3 seeds, benchmarks/RESULTS.md).
     """
 
-    kind: ClassVar[str] = "learner"
-    unique_optimum: ClassVar[bool] = False  # as ALS (ALSConfig.unique_optimum)
     name: Literal["biased"] = "biased"
     rank: int = 10
     lambda_u: float = 8.0

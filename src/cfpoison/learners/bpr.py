@@ -30,18 +30,18 @@ import dataclasses
 import logging
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, Literal, Self
 
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.config import JsonConfig, require, require_ranges
+from cfpoison.config import require_ranges
 from cfpoison.data.interactions import Interactions
 from cfpoison.errors import DataError
 from cfpoison.learners import bpr_kernels as kern
 from cfpoison.learners._sparse import checked_fake
 from cfpoison.learners.adjoint import SolveResult, minres_solve
-from cfpoison.learners.base import Factors, cap_log_level, serial_blas
+from cfpoison.learners.base import Factors, LearnerSettings, cap_log_level, serial_blas
 from cfpoison.learners.factored import FittedLearner
 from cfpoison.learners.hessian import rotations_to_gauge
 from cfpoison.learners.kernels import set_threads
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
-class BPRConfig(JsonConfig):
+class BPRConfig(LearnerSettings):
     """BPR-MF on the fixed-sample objective ``L`` (module docstring).
 
     Attributes:
@@ -67,9 +67,6 @@ class BPRConfig(JsonConfig):
         threads: numba threads (0 = all cores).
     """
 
-    kind: ClassVar[str] = "learner"
-    #: Whether every start reaches the same minimiser: L is not convex.
-    unique_optimum: ClassVar[bool] = False
     name: Literal["bpr"] = "bpr"
     rank: int = 16
     lam: float = 1.0
@@ -81,14 +78,18 @@ class BPRConfig(JsonConfig):
     threads: int = 0
 
     def __post_init__(self) -> None:
-        require(self.rank >= 1, f"bpr: rank must be >= 1, got {self.rank}")
-        require(math.isfinite(self.lam) and self.lam > 0, f"bpr: lam must be > 0, got {self.lam}")
-        require_ranges(self, "bpr", negatives=">= 1", max_iters=">= 1", tol="> 0")
-        require(
-            math.isfinite(self.init_scale) and self.init_scale > 0,
-            f"bpr: init_scale must be > 0, got {self.init_scale}",
+        require_ranges(
+            self,
+            "bpr",
+            rank=">= 1",
+            lam="finite > 0",
+            negatives=">= 1",
+            max_iters=">= 1",
+            tol="> 0",
+            init_scale="finite > 0",
+            seed=">= 0",
+            threads=">= 0",
         )
-        require_ranges(self, "bpr", seed=">= 0", threads=">= 0")
 
 
 @dataclasses.dataclass(frozen=True)

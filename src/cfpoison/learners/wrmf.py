@@ -27,17 +27,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import ClassVar, Literal, Self
+from typing import Literal, Self
 
 import numpy as np
 import scipy.sparse as sp
 
-from cfpoison.config import JsonConfig, require, require_ranges
+from cfpoison.config import require_ranges
 from cfpoison.data.interactions import Interactions
 from cfpoison.errors import DataError
 from cfpoison.learners import kernels, wrmf_kernels
 from cfpoison.learners._sparse import block_apply, checked_fake, hessian_rows, sddmm
-from cfpoison.learners.base import Factors, cached_csc, serial_blas
+from cfpoison.learners.base import Factors, LearnerSettings, cached_csc, serial_blas
 from cfpoison.learners.factored import SweptLearner, Trace, random_factors, sweep_until
 from cfpoison.learners.hessian import SolveResult, rotations_to_gauge, schur_minres
 
@@ -47,7 +47,7 @@ Structure = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
-class WRMFConfig(JsonConfig):
+class WRMFConfig(LearnerSettings):
     """Implicit ALS on ``L`` (module docstring).
 
     Attributes:
@@ -70,9 +70,6 @@ class WRMFConfig(JsonConfig):
         threads: numba threads (0 = all cores).
     """
 
-    kind: ClassVar[str] = "learner"
-    #: The objective is not convex: a fit's start is part of the experiment.
-    unique_optimum: ClassVar[bool] = False
     name: Literal["wrmf"] = "wrmf"
     rank: int = 32
     lam: float = 10.0
@@ -85,15 +82,12 @@ class WRMFConfig(JsonConfig):
     threads: int = 0
 
     def __post_init__(self) -> None:
-        require(self.rank >= 1, f"wrmf: rank must be >= 1, got {self.rank}")
-        require(math.isfinite(self.lam) and self.lam > 0, f"wrmf: lam must be > 0, got {self.lam}")
-        require(
-            math.isfinite(self.alpha) and self.alpha >= 0,
-            f"wrmf: alpha must be >= 0, got {self.alpha}",
-        )
         require_ranges(
             self,
             "wrmf",
+            rank=">= 1",
+            lam="finite > 0",
+            alpha="finite >= 0",
             max_sweeps=">= 1",
             kkt_tol=">= 0",
             anderson_memory=">= 0",
