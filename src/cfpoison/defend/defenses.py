@@ -32,7 +32,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import scipy.sparse as sp
@@ -175,17 +175,8 @@ DefenseConfig = (
     | ALSWRConfig
 )
 
-DEFENSES: dict[str, type[DefenseConfig]] = {
-    c.name: c
-    for c in (
-        DetectRemoveConfig,
-        BaggingConfig,
-        TrimmedConfig,
-        HuberConfig,
-        InfluenceCapConfig,
-        ALSWRConfig,
-    )
-}
+#: Every defense config class by its ``name``, in the order of :data:`DefenseConfig`.
+DEFENSES: dict[str, type[DefenseConfig]] = {c.name: c for c in get_args(DefenseConfig)}
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -77,6 +77,11 @@ def triples(train: Ratings, fake: sp.csr_array | None) -> tuple[np.ndarray, ...]
     return rows, cols, train.scale.to_original(values)
 
 
+def user_rows(train: Ratings, fake: sp.csr_array | None) -> int:
+    """``m + m'``: the rows of :func:`triples`' users, normal then fake."""
+    return train.n_users + (0 if fake is None else int(fake.shape[0]))
+
+
 def shifted_factors(
     train: Ratings,
     user: np.ndarray,
@@ -137,7 +142,7 @@ class SurpriseSVDVictim(LibraryVictim[Ratings]):
         for u, i, r in zip(users.tolist(), items.tolist(), values.tolist(), strict=True):
             ur[u].append((i, r))
             ir[i].append((u, r))
-        n_users = train.n_users + (0 if fake is None else int(fake.shape[0]))
+        n_users = user_rows(train, fake)
         trainset = surprise.Trainset(
             ur,
             ir,
@@ -205,7 +210,7 @@ class CmfrecVictim(LibraryVictim[Ratings]):
     ) -> tuple[np.ndarray, np.ndarray, bool | None]:
         cmfrec = self._library()
         users, items, values = triples(train, fake)
-        n_users = train.n_users + (0 if fake is None else int(fake.shape[0]))
+        n_users = user_rows(train, fake)
         matrix = sp.coo_matrix((values, (users, items)), shape=(n_users, train.n_items))
         c = self.config
         options: dict[str, Any] = dataclasses.asdict(c)
