@@ -15,9 +15,10 @@ numbers to check; a negligible cost). Each runs alone, in order, in ``--out``, w
 ``CFPOISON_DATA_DIR`` passed through; wall time by the clock and CPU time from the children's
 resource usage. Run it with nothing else on the machine.
 
-The full Figure 1's numbers are checked too when ``--out`` holds its run (20-50 minutes on 2
-cores, so it is not part of the session): ``cfpoison reproduce fig1 --scheduler local --workers 2
---out OUT/fig1-full``, then this script with ``--no-run`` (or without, to run the session too).
+The full Figures' numbers are checked too when ``--out`` holds their runs (20-50 minutes each on
+2 cores, so they are not part of the session): ``cfpoison reproduce fig1 --scheduler local
+--workers 2 --out OUT/fig1-full`` and ``cfpoison reproduce fig2 --scheduler local --workers 2
+--out OUT/fig2``, then this script with ``--no-run`` (or without, to run the session too).
 
 The installed versions of the numerical libraries go to ``versions.json`` and are a claim too:
 the README states the versions its numbers come from, since other versions of NumPy, SciPy or
@@ -340,6 +341,37 @@ def _full_figure(rows: list[Json]) -> Json:
     }
 
 
+def _figure2(full: list[Json], subset: list[Json]) -> Json:
+    """Figure 2 at 5% (``reproduce fig2 --scheduler local --workers 2 --out fig2``'s two
+    ``results.csv``): the full set and the 1,700-item subset."""
+    at5, sub5 = FigureCells(full, 0.05), FigureCells(subset, 0.05)
+    nuke = [
+        a - b
+        for a, b in zip(
+            at5.values(NUKE, "pga", "target_mean_after"),
+            at5.values(NUKE, "pga", "target_mean_before"),
+            strict=True,
+        )
+    ]
+    return {
+        "pga": at5.shift("pga"),
+        "uniform": at5.shift("uniform"),
+        "ratio": at5.shift("pga") / at5.shift("uniform"),
+        "bandwagon": at5.shift("bandwagon"),
+        "shilling": at5.shift("pga") / at5.shift("bandwagon"),
+        "subpga": sub5.shift("pga"),
+        "subratio": sub5.shift("pga") / sub5.shift("uniform"),
+        "push": at5.push("pga", INTEGRITY),
+        "subpush": sub5.push("pga", INTEGRITY),
+        "bw": at5.push("bandwagon", INTEGRITY),
+        "subbw": sub5.push("bandwagon", INTEGRITY),
+        "sgld": at5.shift("sgld"),
+        "nuke": statistics.fmean(nuke),
+        "nukesd": statistics.stdev(nuke),
+        "subnuke": sub5.push("pga", NUKE),
+    }
+
+
 def _promote(promote: Json) -> Json:
     m = promote["metrics"]
     return {
@@ -461,8 +493,10 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
-#: The full Figure 1's paragraph: checked when ``--out`` holds ``fig1-full/`` (the 300-cell
-#: grid takes 20-50 minutes on 2 cores, so the script does not run it; see ``main``).
+FIGURE2_SOURCES = ("fig2/fig2-full/results.csv", "fig2/fig2-subset/results.csv")
+
+#: The full Figures' paragraphs: checked when ``--out`` holds ``fig1-full/`` or ``fig2/`` (each
+#: grid takes 20-50 minutes on 2 cores, so the script does not run them; module docstring).
 FIGURE_CLAIMS: tuple[Claim, ...] = (
     Claim(
         ("fig1-full/results.csv",),
@@ -488,6 +522,19 @@ FIGURE_CLAIMS: tuple[Claim, ...] = (
         "in the last panel PGA ({lastpga:+.2f}) and average ({lastaverage:+.2f})",
         _full_figure,
     ),
+    *(
+        Claim(FIGURE2_SOURCES, template, _figure2)
+        for template in (
+            "At 5% on the full set, availability: PGA {pga:.3f} stars, {ratio:.1f}x uniform "
+            "({uniform:.4f}) and {shilling:.1f}x the stronger shilling attack (bandwagon, "
+            "{bandwagon:.3f}); on the subset PGA {subpga:.3f}, {subratio:.1f}x uniform",
+            "Integrity: PGA pushes the target {push:+.2f} stars (full) and {subpush:+.2f} "
+            "(subset), bandwagon {bw:+.2f} and {subbw:+.2f}.",
+            "(full set {sgld:.4f} against {uniform:.4f})",
+            "does not nuke the target ({nuke:+.2f} +- {nukesd:.2f} stars)",
+            "PGA nukes it by {subnuke:+.2f} stars.",
+        )
+    ),
 )
 
 
@@ -510,14 +557,19 @@ def _load_source(out: Path, source: str) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def figure_claims(out: Path) -> list[Claim]:
+    """The claims of :data:`FIGURE_CLAIMS` whose figure ``out`` holds."""
+    held = [c for c in FIGURE_CLAIMS if all(_source_path(out, s).is_file() for s in c.sources)]
+    if len(held) < len(FIGURE_CLAIMS):
+        print(f"skip {len(FIGURE_CLAIMS) - len(held)} claims of figures not run in {out}")
+    return held
+
+
 def check_claims(out: Path, readme: str) -> list[str]:
     """The claims whose rendered text the README lacks, each with what the run gives."""
     flat = _normalised(readme)
     failures = []
-    figure = [c for c in FIGURE_CLAIMS if _source_path(out, c.sources[0]).is_file()]
-    if not figure:
-        print(f"skip the full Figure 1's {len(FIGURE_CLAIMS)} claims: no fig1-full/ in {out}")
-    for claim in (*CLAIMS, *figure):
+    for claim in (*CLAIMS, *figure_claims(out)):
         missing = [s for s in claim.sources if not _source_path(out, s).is_file()]
         if missing:
             print(f"MISS no {', '.join(missing)} in {out}: {claim.template}")
@@ -565,7 +617,7 @@ def main() -> int:
             print("a command failed: see its .log in --out", file=sys.stderr)
             return 1
     failures = check_claims(args.out, readme)
-    checked = len(CLAIMS) + (len(FIGURE_CLAIMS) if (args.out / "fig1-full").is_dir() else 0)
+    checked = len(CLAIMS) + len(figure_claims(args.out))
     print(f"{checked - len(failures)} of {checked} README claims reproduce")
     return 1 if failures else 0
 
